@@ -1,0 +1,56 @@
+/*
+ * mr_pipeline.h: the public header of mrpipe's pipeline module: the CLI subcommands (one
+ * `mr_cmd_<name>` per subcommand, each parsing its options and calling library code), and the small
+ * option-parsing helpers they share.
+ */
+#ifndef MR_PIPELINE_H
+#define MR_PIPELINE_H
+
+#include "mr_core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A subcommand: argv[0] is the subcommand name. Returns a process exit code (0, 1 or 2). */
+typedef int (*mr_cmd_fn)(int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    mr_cmd_fn fn;
+    const char *summary;
+} mr_command;
+
+/* The table of subcommands, terminated by {NULL, NULL, NULL}. */
+extern const mr_command mr_commands[];
+
+/* Run the CLI (main() calls this). */
+int mr_cli_main(int argc, char **argv);
+
+int mr_cmd_info(int argc, char **argv);
+int mr_cmd_mask(int argc, char **argv);
+int mr_cmd_recon(int argc, char **argv);
+int mr_cmd_simulate(int argc, char **argv);
+int mr_cmd_version(int argc, char **argv);
+
+/* Print "mrpipe <cmd>: error: <message>" for a failed status to stderr; returns its exit code. */
+int mr_cli_fail(const char *cmd, mr_status st);
+
+/* Print a usage error ("mrpipe <cmd>: usage error: ... (see mrpipe <cmd> --help)"); returns 1. */
+int mr_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Strict number parsing for option values; MR_ERR_USAGE naming the option when not a number or
+ * outside [lo, hi]. */
+mr_status mr_parse_double(double *out, const char *opt, const char *s, double lo, double hi);
+mr_status mr_parse_long(long *out, const char *opt, const char *s, long lo, long hi);
+/* "H,W" -> two sizes >= 1. */
+mr_status mr_parse_shape2(size_t *h, size_t *w, const char *opt, const char *s);
+
+/* Print the version line and library versions (FFTW, HDF5, OpenBLAS, DCMTK, libxml2, libpng). */
+void mr_print_versions(void *file);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,132 @@
+/*
+ * mr_recon.h: the public header of mrpipe's reconstruction module.
+ *
+ *  - Centred orthonormal 2-D FFTs over the last two axes of a batch (coils), FFTW plans made once
+ *    and reused, wisdom cached, threads. Centring follows fastMRI (fastmri/fftc.py):
+ *    image = fftshift(ifft2(ifftshift(kspace), norm="ortho")), which for even sizes equals BART's
+ *    `fft -i -u 3`.
+ *  - Sampling masks with fastMRI's behaviour and numpy's MT19937 RandomState, so that the same seed
+ *    gives fastMRI's exact masks; 2-D variable-density Poisson disc.
+ *  - Zero-filled reconstruction: IFFT, RSS coil combination, centre crop (readout oversampling
+ *    removal when encoded x = 2 recon x).
+ */
+#ifndef MR_RECON_H
+#define MR_RECON_H
+
+#include <stdint.h>
+
+#include "mr_core.h"
+#include "mr_io.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ================================================================ FFT */
+
+typedef struct mr_fft_plan mr_fft_plan;
+
+typedef enum { MR_FFT_FORWARD = -1, MR_FFT_INVERSE = +1 } mr_fft_direction;
+
+/* Plan centred orthonormal 2-D transforms of `batch` contiguous (h, w) complex64 images, in place
+ * on caller buffers (any buffer of batch*h*w values, 64-byte aligned for speed; any alignment works).
+ * Planner effort from $MRPIPE_FFTW_PLANNER (estimate|measure, default measure with the wisdom cache
+ * at $XDG_CACHE_HOME/mrpipe/fftw-wisdom-f32). Threads: mr_threads(). */
+mr_status mr_fft_plan_create(mr_fft_plan **out, size_t batch, size_t h, size_t w);
+
+/* Transform data (batch, h, w) in place. Thread-safe for distinct buffers. */
+void mr_fft_execute(const mr_fft_plan *plan, mr_fft_direction dir, mr_cfloat *data);
+
+void mr_fft_plan_destroy(mr_fft_plan *plan);
+
+/* Save accumulated FFTW wisdom to the cache (best effort, never fails). */
+void mr_fft_save_wisdom(void);
+
+/* FFTW's version string. */
+const char *mr_fft_version(void);
+
+/* fftshift / ifftshift of one (h, w) image from src to dst (dst != src). */
+void mr_fftshift2(mr_cfloat *dst, const mr_cfloat *src, size_t h, size_t w);
+void mr_ifftshift2(mr_cfloat *dst, const mr_cfloat *src, size_t h, size_t w);
+
+/* ================================================================ numpy-compatible MT19937 */
+
+/* numpy.random.RandomState's generator: MT19937 with numpy's seeding, 53-bit doubles, and legacy
+ * bounded integers (masked rejection), so that C draws equal numpy's for the same seed. */
+typedef struct {
+    uint32_t mt[624];
+    int mti;
+} mr_mt19937;
+
+void mr_mt_seed(mr_mt19937 *rng, uint32_t seed);                              /* RandomState(seed) */
+void mr_mt_seed_array(mr_mt19937 *rng, const uint32_t *key, size_t len);       /* tuple/array seed */
+uint32_t mr_mt_next32(mr_mt19937 *rng);
+double mr_mt_random_sample(mr_mt19937 *rng);                 /* RandomState.random_sample() */
+long mr_mt_randint(mr_mt19937 *rng, long low, long high);    /* RandomState.randint(low, high) */
+
+/* ================================================================ sampling masks */
+
+typedef enum {
+    MR_MASK_RANDOM = 0,          /* fastMRI RandomMaskFunc */
+    MR_MASK_EQUISPACED,          /* fastMRI EquiSpacedMaskFunc */
+    MR_MASK_EQUISPACED_FRACTION, /* fastMRI EquispacedMaskFractionFunc */
+    MR_MASK_POISSON,             /* 2-D variable-density Poisson disc (BART `poisson` family) */
+} mr_mask_type;
+
+typedef struct {
+    mr_mask_type type;
+    double accel;            /* acceleration R > 1 */
+    double center_fraction;  /* fraction of columns fully sampled at the centre, 0 <= cf < 1/R..1 */
+    const uint32_t *seed;    /* seed words: 1 word = RandomState(int), more = init_by_array (a
+                                fastMRI per-file seed tuple(map(ord, fname))); NULL = seed 0 */
+    size_t seed_len;
+} mr_mask_params;
+
+/* Parse "random", "equispaced", "equispaced-fraction", "poisson". MR_ERR_USAGE otherwise. */
+mr_status mr_mask_type_parse(mr_mask_type *out, const char *name);
+const char *mr_mask_type_name(mr_mask_type type);
+
+/* fastMRI 1-D column mask over w columns (out[w] in {0, 1}): the union of the centre block and the
+ * acceleration pattern, drawn exactly as fastMRI's MaskFunc.__call__(shape, seed=seed). *num_low
+ * (may be NULL) receives the centre column count. MR_ERR_USAGE for Poisson or bad parameters. */
+mr_status mr_mask_create_1d(float *out, size_t w, const mr_mask_params *p, size_t *num_low);
+
+/* 2-D mask (h, w): 1-D types repeated along rows (h = readout); Poisson is a variable-density
+ * Poisson disc over both axes with a fully sampled centre (center_fraction of each axis), its
+ * sample count within 2 % of h*w/R. */
+mr_status mr_mask_create_2d(float *out, size_t h, size_t w, const mr_mask_params *p);
+
+/* Infer the sampling pattern of already undersampled k-space (C, H, W): a location is sampled when
+ * any coil holds a non-zero value. Writes (H, W) 0/1 into out; returns the sampled fraction. */
+double mr_mask_infer(float *out, const mr_cfloat *kspace, size_t coils, size_t h, size_t w);
+
+/* ================================================================ zero-filled reconstruction */
+
+/* A reusable plan for zero-filled reconstruction of slices of (C, H, W) k-space into (out_h, out_w)
+ * magnitude images (RSS over coils of the centred IFFT, centre-cropped with offset (n - crop) / 2;
+ * zero-padded when the output is larger). */
+typedef struct mr_zf_plan mr_zf_plan;
+
+mr_status mr_zf_plan_create(mr_zf_plan **out, size_t coils, size_t h, size_t w, size_t out_h,
+                            size_t out_w);
+
+/* Reconstruct one slice. `kspace` (C, H, W) is not modified. `mask` (H, W) or NULL: applied before
+ * the transform (masked zeros are +0.0). `coil_images` (C, out_h, out_w) or NULL receives the
+ * cropped complex coil images. */
+mr_status mr_zf_execute(mr_zf_plan *plan, float *out, mr_cfloat *coil_images,
+                        const mr_cfloat *kspace, const float *mask);
+
+void mr_zf_plan_destroy(mr_zf_plan *plan);
+
+/* Centre crop (or zero-pad) an (h, w) complex image to (oh, ow): offset (n - crop) / 2 (floor). */
+void mr_crop_c64(mr_cfloat *dst, size_t oh, size_t ow, const mr_cfloat *src, size_t h, size_t w);
+void mr_crop_f32(float *dst, size_t oh, size_t ow, const float *src, size_t h, size_t w);
+
+/* RSS over coils: out[p] = sqrt(sum_c |img[c][p]|^2) for n pixels per coil. */
+void mr_rss(float *out, const mr_cfloat *img, size_t coils, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MR_RECON_H */
