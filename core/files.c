@@ -80,7 +80,7 @@ int mr_path_has_suffix(const char *path, const char *suffix)
 static int is_data_root(const char *dir)
 {
     char buf[4200];
-    snprintf(buf, sizeof buf, "%s/configs", dir);
+    if (snprintf(buf, sizeof buf, "%s/configs", dir) >= (int)sizeof buf) return 0;
     return mr_path_is_dir(buf);
 }
 

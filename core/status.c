@@ -30,7 +30,8 @@ mr_status mr_error_prefix(mr_status status, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, tls_message, sizeof old);
-    snprintf(tls_message, sizeof tls_message, "%s%s", prefix, old);
+    if (snprintf(tls_message, sizeof tls_message, "%s%s", prefix, old) >= (int)sizeof tls_message)
+        tls_message[sizeof tls_message - 1] = '\0'; /* long messages are cut, never overflow */
     return status;
 }
 

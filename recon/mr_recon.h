@@ -34,8 +34,9 @@ typedef enum { MR_FFT_FORWARD = -1, MR_FFT_INVERSE = +1 } mr_fft_direction;
  * at $XDG_CACHE_HOME/mrpipe/fftw-wisdom-f32). Threads: mr_threads(). */
 mr_status mr_fft_plan_create(mr_fft_plan **out, size_t batch, size_t h, size_t w);
 
-/* Transform data (batch, h, w) in place. Thread-safe for distinct buffers. */
-void mr_fft_execute(const mr_fft_plan *plan, mr_fft_direction dir, mr_cfloat *data);
+/* Transform data (batch, h, w) in place. Thread-safe for distinct buffers. Fails only with
+ * MR_ERR_NOMEM (odd sizes need one temporary image). */
+mr_status mr_fft_execute(const mr_fft_plan *plan, mr_fft_direction dir, mr_cfloat *data);
 
 void mr_fft_plan_destroy(mr_fft_plan *plan);
 

@@ -41,7 +41,7 @@ const char *mr_test_tmpdir(void)
         char tmpl[4096];
         if (!base || !*base) base = "/tmp";
         mkdir(base, 0755);
-        snprintf(tmpl, sizeof tmpl, "%s/mrtest-XXXXXX", base);
+        if (snprintf(tmpl, sizeof tmpl, "%s/mrtest-XXXXXX", base) >= (int)sizeof tmpl) exit(2);
         if (!mkdtemp(tmpl)) {
             perror("mkdtemp");
             exit(2);
@@ -61,7 +61,7 @@ static char *rotating(void)
 const char *mr_test_path(const char *name)
 {
     char *b = rotating();
-    snprintf(b, 4096, "%s/%s", mr_test_tmpdir(), name);
+    if (snprintf(b, 4096, "%s/%s", mr_test_tmpdir(), name) >= 4096) b[0] = '\0';
     return b;
 }
 
@@ -69,7 +69,7 @@ const char *mr_test_src(const char *rel)
 {
     char *b = rotating();
     const char *src = getenv("MRPIPE_SOURCE_DIR");
-    snprintf(b, 4096, "%s/%s", src ? src : ".", rel);
+    if (snprintf(b, 4096, "%s/%s", src ? src : ".", rel) >= 4096) b[0] = '\0';
     return b;
 }
 
