@@ -132,3 +132,17 @@ mr_status mr_parse_shape2(size_t *h, size_t *w, const char *opt, const char *s)
     *w = (size_t)b;
     return MR_OK;
 }
+
+int mr_opt_value(const char **val, const char *name, int argc, char **argv, int *i)
+{
+    size_t n = strlen(name);
+    const char *arg = argv[*i];
+    if (strncmp(arg, name, n) != 0) return 0;
+    if (arg[n] == '=') {
+        *val = arg + n + 1;
+        return 1;
+    }
+    if (arg[n] != '\0') return 0;
+    *val = (*i + 1 < argc) ? argv[++*i] : NULL;
+    return 1;
+}

@@ -46,6 +46,10 @@ mr_status mr_parse_long(long *out, const char *opt, const char *s, long lo, long
 /* "H,W" -> two sizes >= 1. */
 mr_status mr_parse_shape2(size_t *h, size_t *w, const char *opt, const char *s);
 
+/* Option matching for "--name value" and "--name=value": returns 1 when argv[*i] is the option
+ * (advancing *i past a separate value) and sets *val (NULL when the value is missing). */
+int mr_opt_value(const char **val, const char *name, int argc, char **argv, int *i);
+
 /* Print the version line and library versions (FFTW, HDF5, OpenBLAS, DCMTK, libxml2, libpng). */
 void mr_print_versions(void *file);
 

@@ -126,6 +126,31 @@ void mr_crop_f32(float *dst, size_t oh, size_t ow, const float *src, size_t h, s
 /* RSS over coils: out[p] = sqrt(sum_c |img[c][p]|^2) for n pixels per coil. */
 void mr_rss(float *out, const mr_cfloat *img, size_t coils, size_t n);
 
+/* ================================================================ simulation from real images */
+
+/* Smooth synthetic coil sensitivities (C, h, w): coils evenly spaced on an ellipse around the field
+ * of view, Gaussian fall-off (sigma half the larger side), a distinct phase offset and a gentle
+ * phase ramp per coil; scaled so that max over pixels of sqrt(sum_c |s_c|^2) = 1. */
+mr_status mr_sim_coil_maps(mr_cfloat *maps, size_t coils, size_t h, size_t w);
+
+/* A smooth background phase (h, w) in radians: a random low-order polynomial (|phase| < ~pi),
+ * deterministic in seed. */
+void mr_sim_background_phase(float *phase, size_t h, size_t w, uint32_t seed);
+
+/* Simulate one slice of multi-coil k-space from a real magnitude image img (h, w):
+ * coil image_c = pad_rows(img, oversample * h) * maps_c * exp(i phase); kspace = FFT2c(coil image) +
+ * complex Gaussian noise with std sigma (per real and imaginary part). maps and phase are
+ * (C, oversample*h, w) and (oversample*h, w); plan is a forward plan over (C, oversample*h, w).
+ * The noise is drawn from MT19937 streams seeded by (seed, slice, coil): deterministic whatever the
+ * thread count. */
+mr_status mr_sim_slice_kspace(mr_cfloat *kspace, const float *img, size_t h, size_t w,
+                              size_t oversample, const mr_cfloat *maps, const float *phase,
+                              size_t coils, double sigma, uint32_t seed, uint32_t slice,
+                              const mr_fft_plan *plan);
+
+/* Standard normal variate from an MT19937 stream (Box-Muller on random_sample). */
+double mr_mt_randn(mr_mt19937 *rng);
+
 #ifdef __cplusplus
 }
 #endif
