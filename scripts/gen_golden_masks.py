@@ -12,9 +12,10 @@ replaced by numpy. fastMRI itself is not needed. Call semantics reproduced: Mask
 
 File format (one record per line, '#' starts a comment):
   rng_seed N w1 .. wN            re-seed the reference generator (N == 1: RandomState(int), else array)
-  next32 K v1 .. vK              K raw 32-bit draws (via randint(0, 2**32, dtype=uint64)... see below)
+  next32 K v1 .. vK              K raw 32-bit draws (randint(0, 2**32, dtype=uint64): one draw each)
   random_sample K d1 .. dK       K doubles (repr, exact round trip)
   randint LOW HIGH K v1 .. vK    K draws of randint(LOW, HIGH)
+  random_sample_skip K d         skip K random_sample() values, then the next one is d
   mask TYPE W CF R N w1 .. wN NUM_LOW BITS
                                  TYPE random|equispaced|equispaced-fraction; CF and R as repr; the seed
                                  words; the centre count; BITS = W characters '0'/'1'
@@ -26,6 +27,8 @@ import numpy as np
 
 
 # ------------------------------------------------------------------ fastMRI mask transcription
+# Each function returns (mask float32 (W,), num_low) as MaskFunc.__call__ would (the union of the
+# centre mask and the acceleration mask), for one (cf, R) pair and the given seed.
 
 def _setup(rng, seed, cf, accel, width):
     """Seed as temp_seed does, choose (cf, R) from one-element lists, build the centre mask."""
