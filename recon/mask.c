@@ -295,7 +295,11 @@ static mr_status mask_create_poisson(float *out, size_t h, size_t w, const mr_ma
     pad_y = (h - ch + 1) / 2;
     pad_x = (w - cw + 1) / 2;
     target = (size_t)llround((double)n / p->accel);
-    if (target < 1 || ch * cw > target)
+    if (target < 1)
+        return mr_error_set(MR_ERR_USAGE,
+                            "poisson mask: %zu x %zu samples at acceleration %g round to no sample",
+                            h, w, p->accel);
+    if (ch * cw > target)
         return mr_error_set(MR_ERR_USAGE,
                             "poisson mask: the %zu x %zu centre block (center fraction %g) holds "
                             "more than the %zu samples of acceleration %g over %zu x %zu",
