@@ -81,9 +81,6 @@ static mr_status mask_params_check(const mr_mask_params *p, size_t h, size_t w)
     if (!isfinite(p->center_fraction) || p->center_fraction < 0.0 || p->center_fraction >= 1.0)
         return mr_error_set(MR_ERR_USAGE, "center fraction: expected a value in [0, 1), found %g",
                             p->center_fraction);
-    if (p->seed_len > 0 && !p->seed)
-        return mr_error_set(MR_ERR_USAGE, "mask seed: %zu seed words announced but none given",
-                            p->seed_len);
     return MR_OK;
 }
 
