@@ -25,7 +25,8 @@ static const char *USAGE =
     "  --shape H,W             mask size: H rows (readout) by W columns (phase encodes)\n"
     "  --seed S                integer seed 0..4294967295, as fastMRI's mask_func(shape, seed=S)  [0]\n"
     "  --seed-file NAME        fastMRI's per-file seed tuple(map(ord, NAME)), e.g. file1000001.h5\n"
-    "                          (the name as given, at least 2 characters)\n"
+    "                          (directories are dropped, as fastMRI seeds with the base name;\n"
+    "                          at least 2 characters)\n"
     "  --output MASK           .png (0/255), .cfl (+ .hdr; (H, W) as complex) or .h5 (`mask`, the\n"
     "                          1-D column mask for column types; `mask2d` (H, W) float32 always;\n"
     "                          attributes acceleration, num_low_frequency, mask_type)\n"
@@ -176,7 +177,10 @@ int mr_cmd_mask(int argc, char **argv)
             return mr_cli_usage_error("mask", "%s", mr_error_message());
     }
     if (o.seed_file) {
-        if ((st = seed_from_name(&seed_words, &p.seed_len, o.seed_file))) {
+        /* fastMRI's datasets hand the transform fname.name: the base name. */
+        const char *base = strrchr(o.seed_file, '/');
+        base = base && base[1] ? base + 1 : o.seed_file;
+        if ((st = seed_from_name(&seed_words, &p.seed_len, base))) {
             if (st == MR_ERR_USAGE) return mr_cli_usage_error("mask", "%s", mr_error_message());
             return mr_cli_fail("mask", st);
         }

@@ -494,7 +494,7 @@ static void test_cli_outputs(void)
     /* .h5 with fastMRI's per-file seed: the 1-D mask equals the golden fastMRI mask for
      * "file1000001.h5" (random, W 368, cf 0.08, R 4), and mask2d repeats it. */
     CU_ASSERT_EQUAL(mr_test_sh("%s mask --type random --accel 4 --center-fraction 0.08 --shape 640,368 "
-                               "--seed-file file1000001.h5 --output %s",
+                               "--seed-file /data/knee/file1000001.h5 --output %s",
                                mr_test_bin(), mr_test_path("m.h5")),
                     0);
     CU_ASSERT(strstr(mr_test_output(), "acceleration") != NULL);
