@@ -116,6 +116,7 @@ CASES = [
     ("equispaced-fraction", 372, 0.08, 4, 8),
     ("equispaced-fraction", 320, 0.04, 8, 31337),
     ("equispaced-fraction", 368, 0.08, 4, fname_seed("file1000001.h5")),
+    ("equispaced-fraction", 368, 0.08, 4, fname_seed("knee_\u00e9\u20ac.h5")),  # code points > 127
     ("equispaced-fraction", 60, 0.17, 2, 4),   # adjusted R = 2.5 exactly: ties in np.around
     ("equispaced-fraction", 60, 0.17, 2, 6),
     ("equispaced-fraction", 100, 0.1, 5.5, 21),

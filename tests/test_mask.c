@@ -511,6 +511,22 @@ static void test_cli_outputs(void)
                        py, mr_test_path("m.h5"), mr_test_src("tests/data/golden_masks.txt")),
             0);
     }
+    /* A non-ASCII name: the seed words are its Unicode code points, as Python's ord() gives. */
+    CU_ASSERT_EQUAL(mr_test_sh("%s mask --type equispaced-fraction --accel 4 --center-fraction 0.08 "
+                               "--shape 16,368 --seed-file 'knee_\xc3\xa9\xe2\x82\xac.h5' --output %s",
+                               mr_test_bin(), mr_test_path("u.h5")),
+                    0);
+    if (mr_test_sh("%s -c 'import h5py'", py) == 0) {
+        CU_ASSERT_EQUAL(
+            mr_test_sh("%s -c \"import h5py, numpy as np\n"
+                       "m = h5py.File('%s', 'r')['mask'][()]\n"
+                       "g = [l.split() for l in open('%s') if l.startswith('mask equispaced-fraction 368 0.08 4.0 10 ')][0]\n"
+                       "assert [int(x) for x in g[6:16]] == [ord(c) for c in 'knee_\\u00e9\\u20ac.h5']\n"
+                       "assert (m.astype(bool) == np.array([c == '1' for c in g[-1]])).all()\n"
+                       "print('utf-8 seed ok')\"",
+                       py, mr_test_path("u.h5"), mr_test_src("tests/data/golden_masks.txt")),
+            0);
+    }
     CU_ASSERT_EQUAL(mr_test_sh("%s mask --type poisson --accel 6 --center-fraction 0.06 --shape 128,96 "
                                "--seed 3 --output %s",
                                mr_test_bin(), mr_test_path("p.png")),
