@@ -14,17 +14,20 @@
 
 static const char *USAGE =
     "usage: mrpipe simulate --input VOL.nii.gz --output OUT.h5 [--coils 8] [--noise 0.01]\n"
-    "                       [--axis 0|1|2] [--slices A:B] [--seed 0]\n"
+    "                       [--axis 0|1|2] [--slices A:B] [--matrix H,W] [--seed 0]\n"
     "\n"
     "  --input VOL     a real magnitude volume (NIfTI; voxel axes i, j, k = W, H, S)\n"
     "  --output OUT    fastMRI-layout .h5: kspace (S, C, 2H, W) complex64, reconstruction_rss\n"
-    "                  (S, H, W), attributes max, norm, acquisition, patient_id, ismrmrd_header\n"
+    "                  (S, H, W), attributes max, norm, acquisition, patient_id, ismrmrd_header;\n"
+    "                  or BART .cfl: the k-space only (d0 = 2H, d1 = W, d3 = coils, d13 = slices)\n"
     "  --coils C       number of receive coils  [8]\n"
     "  --noise SIGMA   complex Gaussian noise std (per real and imaginary part, per coil, in image\n"
     "                  units) as a fraction of the volume maximum  [0.01]\n"
     "  --axis A        slice orientation, an axis of the (S, H, W) = (k, j, i) array: 0 = planes of\n"
     "                  constant k (the file's own slices), 1 = constant j, 2 = constant i  [0]\n"
     "  --slices A:B    slices A (inclusive) to B (exclusive), 0-based, along --axis  [all]\n"
+    "  --matrix H,W    centre-crop or zero-pad each image to H x W first (e.g. 320,368 for\n"
+    "                  fastMRI knee-sized k-space (S, C, 640, 368))  [the volume's]\n"
     "  --seed S        seed of the background phase and the noise  [0]\n"
     "\n"
     "Images are shown with the first row at the top; rows run against the volume's second in-plane\n"
@@ -34,7 +37,8 @@ typedef struct {
     const char *input, *output;
     long coils, axis, seed, a, b;
     double noise;
-    int has_slices;
+    int has_slices, has_matrix;
+    size_t mh, mw;
 } sim_opts;
 
 static mr_status parse_range(sim_opts *o, const char *v)
@@ -72,6 +76,10 @@ static int parse(sim_opts *o, int argc, char **argv)
         else if (mr_opt_value(&v, "--axis", argc, argv, &i)) st = mr_parse_long(&o->axis, "--axis", v, 0, 2);
         else if (mr_opt_value(&v, "--seed", argc, argv, &i)) st = mr_parse_long(&o->seed, "--seed", v, 0, 4294967295L);
         else if (mr_opt_value(&v, "--slices", argc, argv, &i)) st = parse_range(o, v);
+        else if (mr_opt_value(&v, "--matrix", argc, argv, &i)) {
+            st = mr_parse_shape2(&o->mh, &o->mw, "--matrix", v);
+            o->has_matrix = 1;
+        }
         else return mr_cli_usage_error("simulate", "unknown option '%s'", argv[i]);
         if (!v) return mr_cli_usage_error("simulate", "%s needs a value", argv[i]);
         if (st != MR_OK) return mr_cli_fail("simulate", st);
@@ -108,14 +116,17 @@ int mr_cmd_simulate(int argc, char **argv)
     mr_fft_plan *fwd = NULL;
     mr_zf_plan *zf = NULL;
     mr_cfloat *maps = NULL, *ks = NULL;
-    float *phase = NULL, *img = NULL;
+    float *phase = NULL, *img = NULL, *src_img = NULL;
+    mr_array *kall = NULL; /* whole k-space for .cfl outputs */
     char *xml = NULL;
     mr_status st;
     int rc;
     memset(&o, 0, sizeof o);
     if ((rc = parse(&o, argc, argv)) != 0) return rc < 0 ? 0 : rc;
-    if (!mr_path_has_suffix(o.output, ".h5") && !mr_path_has_suffix(o.output, ".hdf5"))
-        return mr_cli_usage_error("simulate", "--output: expected a .h5 file, found '%s'", o.output);
+    int to_cfl = mr_path_has_suffix(o.output, ".cfl");
+    if (!to_cfl && !mr_path_has_suffix(o.output, ".h5") && !mr_path_has_suffix(o.output, ".hdf5"))
+        return mr_cli_usage_error("simulate", "--output: expected a .h5 or .cfl file, found '%s'",
+                                  o.output);
     if ((st = mr_nifti_read(&vol, &meta, o.input)) != MR_OK) return mr_cli_fail("simulate", st);
     if (meta.intent_code == 1002)
         MR_WARN("%s: NIfTI intent_code 1002 marks a label atlas, not an image", o.input);
@@ -127,9 +138,11 @@ int mr_cmd_simulate(int argc, char **argv)
                           a, b, nsl, o.axis);
         goto done;
     }
-    /* in-plane size of this orientation */
-    h = o.axis == 0 ? vol->dims[1] : vol->dims[0];
-    w = o.axis == 2 ? vol->dims[1] : vol->dims[2];
+    /* in-plane size of this orientation, then of the simulated images */
+    size_t sh = o.axis == 0 ? vol->dims[1] : vol->dims[0];
+    size_t sw = o.axis == 2 ? vol->dims[1] : vol->dims[2];
+    h = o.has_matrix ? o.mh : sh;
+    w = o.has_matrix ? o.mw : sw;
     size_t C = (size_t)o.coils, S = b - a, he = 2 * h, n = he * w;
     double vmax = 0;
     for (size_t i = 0, N = mr_array_numel(vol); i < N; i++)
@@ -146,7 +159,8 @@ int mr_cmd_simulate(int argc, char **argv)
     ks = mr_malloc_aligned(C * n * sizeof *ks);
     phase = mr_malloc(n * sizeof *phase);
     img = mr_malloc(h * w * sizeof *img);
-    if (!maps || !ks || !phase || !img) {
+    src_img = mr_malloc(sh * sw * sizeof *src_img);
+    if (!maps || !ks || !phase || !img || !src_img) {
         st = MR_ERR_NOMEM;
         goto done;
     }
@@ -154,15 +168,29 @@ int mr_cmd_simulate(int argc, char **argv)
     mr_sim_background_phase(phase, he, w, (uint32_t)o.seed);
     if ((st = mr_fft_plan_create(&fwd, C, he, w)) != MR_OK) goto done;
     if ((st = mr_zf_plan_create(&zf, C, he, w, h, w)) != MR_OK) goto done;
-    if ((st = mr_fastmri_writer_create(&wr, o.output)) != MR_OK) goto done;
-    if ((st = mr_fastmri_writer_kspace_begin(wr, 1, S, C, he, w)) != MR_OK) goto done;
+    if (to_cfl) {
+        size_t kd[4] = {S, C, he, w};
+        if ((st = mr_array_create(&kall, MR_COMPLEX64, 4, kd)) != MR_OK) goto done;
+    } else {
+        if ((st = mr_fastmri_writer_create(&wr, o.output)) != MR_OK) goto done;
+        if ((st = mr_fastmri_writer_kspace_begin(wr, 1, S, C, he, w)) != MR_OK) goto done;
+    }
     for (size_t s = 0; s < S; s++) {
-        extract(img, &dummy_h, &dummy_w, vol, o.axis, a + s);
+        extract(src_img, &dummy_h, &dummy_w, vol, o.axis, a + s);
+        mr_crop_f32(img, h, w, src_img, sh, sw);
         st = mr_sim_slice_kspace(ks, img, h, w, 2, maps, phase, C, sigma, (uint32_t)o.seed,
                                  (uint32_t)(a + s), fwd);
-        if (st == MR_OK) st = mr_fastmri_writer_kspace_slice(wr, s, ks);
+        if (st == MR_OK && kall) memcpy(mr_array_c64(kall) + s * C * n, ks, C * n * sizeof *ks);
+        else if (st == MR_OK) st = mr_fastmri_writer_kspace_slice(wr, s, ks);
         if (st == MR_OK) st = mr_zf_execute(zf, mr_array_f32(rss) + s * h * w, NULL, ks, NULL);
         if (st != MR_OK) goto done;
+    }
+    if (kall) {
+        st = mr_cfl_write(o.output, kall);
+        if (st == MR_OK)
+            MR_INFO("wrote %s: k-space (%zu, %zu, %zu, %zu) as BART dims [%zu %zu 1 %zu ... %zu]",
+                    o.output, S, C, he, w, he, w, C, S);
+        goto done;
     }
     {
         double rmax = 0, norm2 = 0;
@@ -221,6 +249,8 @@ done:
     mr_free_aligned(ks);
     free(phase);
     free(img);
+    free(src_img);
+    mr_array_destroy(kall);
     free(xml);
     return st == MR_OK ? 0 : mr_cli_fail("simulate", st);
 }

@@ -89,10 +89,11 @@ int mr_test_sh(const char *fmt, ...)
     char chunk[4096];
     size_t n;
     int st;
+    cmd[0] = '(';
     va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd - 16, fmt, ap);
+    vsnprintf(cmd + 1, sizeof cmd - 16, fmt, ap);
     va_end(ap);
-    strcat(cmd, " 2>&1");
+    strcat(cmd, "\n) 2>&1"); /* a subshell, so that commands ending in a here-document work */
     free(g_out);
     g_out = NULL;
     g_out_len = 0;
