@@ -87,6 +87,22 @@ static void header_trajectory(char *buf, size_t size, const char *xml)
     xmlFreeDoc(doc);
 }
 
+/* The innermost entry of HDF5's error stack (where the problem was found); clears the stack. */
+static herr_t h5_err_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    char *buf = data;
+    if (n == 0 && e && e->desc) snprintf(buf, 256, "%s", e->desc);
+    return 0;
+}
+
+static const char *h5_err_detail(char buf[256])
+{
+    snprintf(buf, 256, "no detail from HDF5");
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_err_cb, buf);
+    H5Eclear2(H5E_DEFAULT);
+    return buf;
+}
+
 /* Check the file is HDF5 and holds /dataset/xml and /dataset/data before libismrmrd sees it, so the
  * message can say what is missing. */
 static mr_status check_layout(const char *path)
@@ -106,9 +122,9 @@ static mr_status check_layout(const char *path)
     }
     file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) {
-        H5Eclear2(H5E_DEFAULT);
-        return mr_error_set(MR_ERR_INPUT, "%s: cannot open as HDF5 (truncated or damaged file?)",
-                            path);
+        char detail[256];
+        return mr_error_set(MR_ERR_INPUT, "%s: cannot open as HDF5 (truncated or damaged file?): "
+                            "%s", path, h5_err_detail(detail));
     }
     if (H5Lexists(file, "dataset", H5P_DEFAULT) <= 0)
         missing = "/dataset";

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <hdf5.h>
 #include <ismrmrd/dataset.h>
 #include <ismrmrd/ismrmrd.h>
 
@@ -41,6 +42,14 @@ static int contains(const char *hay, const char *needle)
 }
 
 static int no_partials(void) { return mr_test_count_files(mr_test_tmpdir(), ".partial") == 0; }
+
+/* No HDF5 file or object id may stay open after readers and writers are closed. */
+static int no_open_hdf5_ids(void)
+{
+    ssize_t n = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+    if (n != 0) fprintf(stderr, "\n  %zd HDF5 ids still open\n", n);
+    return n == 0;
+}
 
 /* Deterministic, exactly representable test values. */
 static mr_cfloat kval(size_t s, size_t c, size_t h, size_t w)
@@ -347,6 +356,7 @@ static void test_fastmri_roundtrip_multicoil(void)
     const char *p = mr_test_path("rt_multi.h5");
     write_fastmri(p, 1, 3, 4, 16, 12);
     check_fastmri(p, 1, 3, 4, 16, 12);
+    CU_ASSERT(no_open_hdf5_ids());
 }
 
 static void test_fastmri_roundtrip_singlecoil(void)
@@ -354,6 +364,7 @@ static void test_fastmri_roundtrip_singlecoil(void)
     const char *p = mr_test_path("rt_single.h5");
     write_fastmri(p, 0, 5, 1, 10, 6);
     check_fastmri(p, 0, 5, 1, 10, 6);
+    CU_ASSERT(no_open_hdf5_ids());
 }
 
 /* ---------------------------------------------------------------- h5py interoperability */
@@ -489,6 +500,7 @@ static void test_fastmri_reads_h5py(void)
     mr_array_destroy(img);
     mr_fastmri_close(f);
     free(xml);
+    CU_ASSERT(no_open_hdf5_ids());
 }
 
 /* ---------------------------------------------------------------- streaming */
@@ -551,6 +563,7 @@ static void test_fastmri_streaming(void)
     mr_fastmri_close(f);
     free(slice);
     unlink(big);
+    CU_ASSERT(no_open_hdf5_ids());
 }
 
 /* ---------------------------------------------------------------- bad fastMRI inputs */
@@ -642,6 +655,12 @@ static void test_fastmri_bad_inputs(void)
     CU_ASSERT(open_like_convert(path, &f) == MR_ERR_INPUT);
     CU_ASSERT(contains(mr_error_message(), "bad_trunc.h5"));
     CU_ASSERT(contains(mr_error_message(), "truncated"));
+    {
+        mr_ismrmrd_data d;
+        CU_ASSERT(mr_ismrmrd_read(&d, path, 0) == MR_ERR_INPUT);
+        CU_ASSERT(contains(mr_error_message(), "bad_trunc.h5"));
+        CU_ASSERT(contains(mr_error_message(), "eof"));
+    }
 
     /* no kspace: opens (image-only file), reading k-space is an error naming the dataset */
     snprintf(path, sizeof path, "%s/bad_nokspace.h5", dir);
@@ -695,6 +714,7 @@ static void test_fastmri_bad_inputs(void)
     CU_ASSERT(contains(mr_error_message(), "dataset 'mask'"));
     CU_ASSERT(contains(mr_error_message(), "expected 5 values"));
     CU_ASSERT(contains(mr_error_message(), "found 7"));
+    CU_ASSERT(no_open_hdf5_ids());
 }
 
 static void test_fastmri_writer_errors(void)
@@ -736,6 +756,7 @@ static void test_fastmri_writer_errors(void)
         mr_fastmri_close(f);
     }
     CU_ASSERT(no_partials());
+    CU_ASSERT(no_open_hdf5_ids());
 }
 
 /* ---------------------------------------------------------------- ISMRMRD */
@@ -780,6 +801,7 @@ static void test_ismrmrd_dims_noise(void)
     CU_ASSERT(d.kspace->dims[1] == 4);
     mr_ismrmrd_data_free(&d);
     mr_ismrmrd_data_free(&d); /* twice is harmless */
+    CU_ASSERT(no_open_hdf5_ids());
 }
 
 /* h5py assembles the same k-space from /dataset/data (placing by idx, averaging repeats) and
@@ -840,6 +862,7 @@ static void test_ismrmrd_vs_h5py(void)
 {
     compare_with_python("sl_a2.h5", "-m 32 -c 4 -a 2 -C", 32);
     compare_with_python("sl_r3.h5", "-m 24 -c 2 -r 3", 24); /* 3 repetitions averaged */
+    CU_ASSERT(no_open_hdf5_ids());
 }
 
 /* Centred inverse DFT magnitude of one (H, W) coil image, by direct summation in double. */
@@ -1054,6 +1077,7 @@ static void test_ismrmrd_bad_inputs(void)
     CU_ASSERT(mr_ismrmrd_read(&d, dst, 0) == MR_ERR_INPUT);
     CU_ASSERT(contains(mr_error_message(), "/dataset/xml"));
     CU_ASSERT(contains(mr_error_message(), "XML"));
+    CU_ASSERT(no_open_hdf5_ids());
 }
 
 int main(void)
