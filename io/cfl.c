@@ -214,8 +214,8 @@ static mr_status cfl_open_checked(long dims[CFL_NDIMS], size_t *numel, const cha
         if (mr_path_is_file(cfl))
             return mr_error_set(MR_ERR_INPUT, "%s: No such file (the header of %s is missing)",
                                 hdr, cfl);
-        return mr_error_set(MR_ERR_INPUT, "%s: No such file (neither %s nor its .cfl exists)",
-                            hdr, hdr);
+        return mr_error_set(MR_ERR_INPUT, "%s: No such file (nor %s: no BART array here)", hdr,
+                            cfl);
     }
     if ((st = cfl_hdr_slurp(&text, hdr)) != MR_OK) return st;
     st = cfl_hdr_parse(dims, text, hdr);

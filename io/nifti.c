@@ -549,6 +549,7 @@ mr_status mr_nifti_write(const char *path, const mr_array *a, const mr_nifti_met
         get_i16(meta->raw, OFF_DIM + 2) == (short)W && get_i16(meta->raw, OFF_DIM + 4) == (short)H) {
         memcpy(h, meta->raw, NII_HDR_SIZE);
         for (int i = 0; i < 3; i++) put_f32(h, OFF_PIXDIM + 4 * (i + 1), meta->pixdim[i]);
+        put_i16(h, OFF_INTENT_CODE, (short)meta->intent_code);
         if (get_i16(h, OFF_SFORM_CODE) > 0)
             for (int r = 0; r < 3; r++)
                 for (int c = 0; c < 4; c++)

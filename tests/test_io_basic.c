@@ -11,7 +11,9 @@
  *  - PNG: decoded with libpng's simplified API, pixel values checked; window percentiles against
  *    numpy.percentile and timed at fastMRI volume size;
  *  - detection of every input kind and output extension;
- *  - every bad input: status, message content, and no output or temporary file left behind.
+ *  - every bad input: status, message content, and no output or temporary file left behind;
+ *  - writes that fail part-way (a file-size limit, RLIMIT_FSIZE, turns writes into EFBIG) leave
+ *    neither the output nor a temporary.
  */
 #include "mr_io.h"
 #include "testutil.h"
@@ -21,7 +23,9 @@
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -914,6 +918,44 @@ static void test_detect(void)
     CU_ASSERT_STRING_EQUAL(mr_format_name(MR_FMT_CFL), "BART cfl");
 }
 
+
+/* ---------------------------------------------------------------- failing writes */
+
+static void test_writes_fail_midway(void)
+{
+    const size_t dc[4] = {2, 3, 64, 64}, df[3] = {4, 128, 128};
+    mr_array *c = random_array(MR_COMPLEX64, 4, dc, 15), *f = random_array(MR_FLOAT32, 3, df, 16);
+    struct rlimit old, lim;
+    void (*old_handler)(int);
+    mr_status st_cfl, st_nii, st_niigz, st_png;
+
+    /* PNG of noise does not compress: 512 x 256 gray bytes > the limit */
+    CU_ASSERT_FATAL(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    old_handler = signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = 16 * 1024;
+    CU_ASSERT_FATAL(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    st_cfl = mr_cfl_write(mr_test_path("full.cfl"), c);
+    st_nii = mr_nifti_write(mr_test_path("full.nii"), f, NULL);
+    st_niigz = mr_nifti_write(mr_test_path("full.nii.gz"), f, NULL);
+    st_png = mr_png_write_volume(mr_test_path("full.png"), f);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, old_handler);
+
+    CU_ASSERT(st_cfl == MR_ERR_IO);
+    CU_ASSERT(st_nii == MR_ERR_IO);
+    CU_ASSERT(st_niigz == MR_ERR_IO);
+    CU_ASSERT(st_png == MR_ERR_IO);
+    CU_ASSERT(!mr_path_is_file(mr_test_path("full.cfl")) && !mr_path_is_file(mr_test_path("full.hdr")));
+    CU_ASSERT(!mr_path_is_file(mr_test_path("full.nii")));
+    CU_ASSERT(!mr_path_is_file(mr_test_path("full.nii.gz")));
+    CU_ASSERT(!mr_path_is_file(mr_test_path("full.png")));
+    CU_ASSERT(msg_has("full.png", "write"));
+    CU_ASSERT(no_partials());
+    mr_array_destroy(c);
+    mr_array_destroy(f);
+}
+
 int main(void)
 {
     const mr_test_case cases[] = {
@@ -929,6 +971,7 @@ int main(void)
         {"PNG volume montage and window", test_png_volume},
         {"window percentiles vs numpy, speed", test_window_percentile},
         {"format detection", test_detect},
+        {"writes failing part-way leave nothing", test_writes_fail_midway},
         {NULL, NULL},
     };
     return mr_test_run("io_basic", cases);
