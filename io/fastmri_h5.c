@@ -1,5 +1,6 @@
 /*
- * fastmri_h5.c: fastMRI-layout HDF5 files, read slice by slice and written the way h5py writes them.
+ * fastmri_h5.c: fastMRI-layout HDF5 files, read slice by slice and written the way h5py writes
+ * them.
  *
  * Layout (fastMRI dataset, Zbontar et al. 2018, arXiv:1811.08839; REFERENCE.md):
  *   kspace              complex64 (S, C, H, W) multi-coil or (S, H, W) single-coil; numpy's complex

@@ -335,7 +335,8 @@ mr_status mr_ismrmrd_hdr_format(char **out_xml, const mr_ismrmrd_hdr *h)
     rx = h->recon_x ? h->recon_x : h->enc_x;
     ry = h->recon_y ? h->recon_y : h->enc_y;
     rz = h->recon_z ? h->recon_z : (h->enc_z ? h->enc_z : 1);
-    for (int i = 0; i < 3; i++) rfov[i] = (h->recon_x || h->recon_y) ? h->recon_fov[i] : h->enc_fov[i];
+    for (int i = 0; i < 3; i++)
+        rfov[i] = (h->recon_x || h->recon_y) ? h->recon_fov[i] : h->enc_fov[i];
     /* experimentalConditions/H1resonanceFrequency_Hz is required: the Larmor frequency at the
      * field strength when known, else ISMRMRD's own example value (63.5 MHz, about 1.5 T). */
     h1 = h->field_strength_t > 0 ? lround(h->field_strength_t * MR_GAMMA_1H_HZ_PER_T) : 63500000L;

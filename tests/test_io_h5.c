@@ -1,10 +1,11 @@
 /*
  * test_io_h5.c: the HDF5 formats of io/: the ISMRMRD XML header (parse, format validated against
- * ismrmrd.xsd with xmllint and libismrmrd's own parser, fastMRI padding), fastMRI files (round trips,
- * files written by mrpipe read by h5py and files written by h5py read by mrpipe, slice-by-slice
- * streaming, bad inputs with their messages and no output left behind) and ISMRMRD v1 files from
- * ismrmrd_generate_cartesian_shepp_logan (dimensions, noise scans, line placement checked against
- * h5py's view of /dataset/data and against the generator's own coil images).
+ * ismrmrd.xsd with xmllint and libismrmrd's own parser, fastMRI padding), fastMRI files (round
+ * trips, files written by mrpipe read by h5py and files written by h5py read by mrpipe,
+ * slice-by-slice streaming and its speed, bad inputs with their messages and no output left
+ * behind) and ISMRMRD v1 files from ismrmrd_generate_cartesian_shepp_logan (dimensions, noise scans,
+ * line placement checked against h5py's view of /dataset/data and against the generator's own coil
+ * images, the R = 2 line pattern, bad inputs).
  */
 #include "mr_io.h"
 #include "testutil.h"
@@ -547,8 +548,8 @@ static void check_slice_speed(const char *path, size_t s, mr_cfloat *slice)
     free(raw);
     /* per byte: the slice is n * 8 bytes of a `size`-byte file */
     t_raw *= (double)(n * 8) / (double)size;
-    fprintf(stderr, "\n  %s: 15x640x368 slice in %.1f ms (%.0f MB/s; fread %.1f ms) ", path, 1e3 * t_h5,
-            (double)n * 8 / 1e6 / t_h5, 1e3 * t_raw);
+    fprintf(stderr, "\n  %s: 15x640x368 slice in %.1f ms (%.0f MB/s; fread %.1f ms) ", path,
+            1e3 * t_h5, (double)n * 8 / 1e6 / t_h5, 1e3 * t_raw);
     CU_ASSERT(t_h5 < 4 * t_raw + 0.02);
 }
 
@@ -939,7 +940,8 @@ static void test_ismrmrd_image(void)
     CU_ASSERT_FATAL(generate("sl_clean.h5", "-m 32 -c 3 -n 0 -a 2") == 0);
     CU_ASSERT_FATAL(mr_test_sh("%s -c \"import h5py, numpy as np; c = h5py.File('%s', 'r')"
                                "['dataset/coil_images'][0]; "
-                               "np.abs(c['real'] + 1j * c['imag']).astype(np.float32).tofile('%s')\"",
+                               "np.abs(c['real'] + 1j * c['imag']).astype(np.float32)"
+                               ".tofile('%s')\"",
                                mr_test_python(), p, ci) == 0);
     CU_ASSERT_FATAL(mr_ismrmrd_read(&d, p, 0) == MR_OK);
     C = d.kspace->dims[1];
