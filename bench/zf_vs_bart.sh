@@ -20,9 +20,8 @@ sim=(--input "$vol" --axis 2 --matrix 320,368 --slices 140:175 --coils 15 --nois
 
 # measure CMD...: prints "wall_seconds peak_kb"
 measure() {
-  local t
-  t=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
-  echo "$t"
+  /usr/bin/time -o "$dir/time.txt" -f "%e %M" "$@" >/dev/null 2>&1
+  tail -1 "$dir/time.txt"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
