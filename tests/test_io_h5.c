@@ -3,9 +3,9 @@
  * ismrmrd.xsd with xmllint and libismrmrd's own parser, fastMRI padding), fastMRI files (round
  * trips, files written by mrpipe read by h5py and files written by h5py read by mrpipe,
  * slice-by-slice streaming and its speed, bad inputs with their messages and no output left
- * behind) and ISMRMRD v1 files from ismrmrd_generate_cartesian_shepp_logan (dimensions, noise scans,
- * line placement checked against h5py's view of /dataset/data and against the generator's own coil
- * images, the R = 2 line pattern, bad inputs).
+ * behind) and ISMRMRD v1 files from ismrmrd_generate_cartesian_shepp_logan (dimensions, noise
+ * scans, line placement checked against h5py's view of /dataset/data and against the generator's
+ * own coil images, the R = 2 line pattern, bad inputs).
  */
 #include "mr_io.h"
 #include "testutil.h"
