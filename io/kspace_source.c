@@ -57,6 +57,7 @@ static mr_status open_fastmri(mr_kspace_source *src)
     in->width = fi->width;
     in->has_header = fi->has_header;
     if (fi->has_header) in->hdr = fi->hdr;
+    in->header_xml = fi->header_xml;
     in->has_mask = fi->has_mask && fi->mask_len == fi->width;
     if (fi->has_mask && fi->mask_len != fi->width)
         return mr_error_set(MR_ERR_INPUT,
@@ -86,6 +87,7 @@ static mr_status open_ismrmrd(mr_kspace_source *src)
     in->width = src->whole->dims[3];
     in->has_header = 1;
     in->hdr = src->ism.hdr;
+    in->header_xml = src->ism.xml;
     in->has_noise = src->ism.noise != NULL;
     in->recon_h = in->height;
     in->recon_w = in->width;

@@ -239,6 +239,7 @@ typedef struct {
     long pad_left, pad_right;            /* phase-encode columns holding data: [left, right) */
     int has_mask;                        /* the file carries a 1-D `mask` over W */
     int has_noise;                       /* noise samples available (ISMRMRD flag 19) */
+    const char *header_xml;              /* the ISMRMRD header text (owned by the source) or NULL */
 } mr_kspace_info;
 
 mr_status mr_kspace_open(mr_kspace_source **out, const char *path);

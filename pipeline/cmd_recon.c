@@ -140,10 +140,8 @@ int mr_cmd_recon(int argc, char **argv)
         mr_fastmri_file *fm = mr_kspace_fastmri(src);
         memset(&extra, 0, sizeof extra);
         extra.method = o.method;
-        if (fm) {
-            extra.header_xml = mr_fastmri_get_info(fm)->header_xml;
-            extra.acquisition = mr_fastmri_get_info(fm)->acquisition;
-        }
+        extra.header_xml = in->header_xml;
+        if (fm) extra.acquisition = mr_fastmri_get_info(fm)->acquisition;
         if (mask1d && o.mask_type && strcmp(o.mask_type, "poisson") != 0) {
             extra.mask = mask1d;
             extra.mask_len = in->width;
