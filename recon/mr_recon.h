@@ -119,6 +119,16 @@ mr_status mr_zf_execute(mr_zf_plan *plan, float *out, mr_cfloat *coil_images,
 
 void mr_zf_plan_destroy(mr_zf_plan *plan);
 
+/* Readout-oversampling removal in k-space: (C, H, W) -> (C, out_h, W) by a centred inverse FFT,
+ * a centre crop of the readout to out_h rows (offset (H - out_h) / 2) and a forward FFT, so that later
+ * iterative methods work on the smaller grid. Image-domain results equal those of cropping after the
+ * reconstruction. */
+typedef struct mr_os_plan mr_os_plan;
+
+mr_status mr_os_plan_create(mr_os_plan **out, size_t coils, size_t h, size_t w, size_t out_h);
+mr_status mr_os_execute(mr_os_plan *plan, mr_cfloat *out, const mr_cfloat *kspace);
+void mr_os_plan_destroy(mr_os_plan *plan);
+
 /* Centre crop (or zero-pad) an (h, w) complex image to (oh, ow): offset (n - crop) / 2 (floor). */
 void mr_crop_c64(mr_cfloat *dst, size_t oh, size_t ow, const mr_cfloat *src, size_t h, size_t w);
 void mr_crop_f32(float *dst, size_t oh, size_t ow, const float *src, size_t h, size_t w);
