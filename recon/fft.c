@@ -151,29 +151,26 @@ void mr_fft_plan_destroy(mr_fft_plan *p)
     free(p);
 }
 
-/* fftshift moves index 0 to floor(N/2); ifftshift moves index floor(N/2) to 0. */
-void mr_fftshift2(mr_cfloat *dst, const mr_cfloat *src, size_t h, size_t w)
+/* Cyclic roll of an (h, w) image by (sh, sw): dst[(y + sh) % h][(x + sw) % w] = src[y][x]. */
+static void roll2(mr_cfloat *dst, const mr_cfloat *src, size_t h, size_t w, size_t sh, size_t sw)
 {
-    size_t sh = h / 2, sw = w / 2;
     for (size_t y = 0; y < h; y++) {
-        size_t yd = (y + sh) % h;
         const mr_cfloat *s = src + y * w;
-        mr_cfloat *d = dst + yd * w;
+        mr_cfloat *d = dst + ((y + sh) % h) * w;
         memcpy(d + sw, s, (w - sw) * sizeof *s);
         memcpy(d, s + (w - sw), sw * sizeof *s);
     }
 }
 
+/* fftshift moves index 0 to floor(N/2); ifftshift, its inverse, rolls by ceil(N/2). */
+void mr_fftshift2(mr_cfloat *dst, const mr_cfloat *src, size_t h, size_t w)
+{
+    roll2(dst, src, h, w, h / 2, w / 2);
+}
+
 void mr_ifftshift2(mr_cfloat *dst, const mr_cfloat *src, size_t h, size_t w)
 {
-    size_t sh = h - h / 2, sw = w - w / 2; /* shift by ceil(N/2) */
-    for (size_t y = 0; y < h; y++) {
-        size_t yd = (y + sh) % h;
-        const mr_cfloat *s = src + y * w;
-        mr_cfloat *d = dst + yd * w;
-        memcpy(d + sw, s, (w - sw) * sizeof *s);
-        memcpy(d, s + (w - sw), sw * sizeof *s);
-    }
+    roll2(dst, src, h, w, h - h / 2, w - w / 2);
 }
 
 /* Even h and w: x *= scale * (-1)^(y+x) before, and (-1)^(y+x + h/2 + w/2) after the DFT. */
