@@ -12,27 +12,34 @@
 #include <string.h>
 
 static const char *USAGE =
-    "usage: mrpipe recon --input K --output OUT [--method zf]\n"
-    "                    [--mask TYPE --accel R --center-fraction CF [--seed S]]\n"
+    "usage: mrpipe recon --input K --output OUT [--method M] [--lambda L] [--iters N]\n"
+    "                    [--sens MAPS.cfl] [--mask TYPE --accel R --center-fraction CF [--seed S]]\n"
     "\n"
     "  --input K            k-space: fastMRI .h5 (kspace (S,C,H,W) or (S,H,W)), ISMRMRD .h5 or BART\n"
     "                       .cfl (d0=H readout, d1=W, d3=coils, d13=slices)\n"
     "  --output OUT         .h5 (dataset `reconstruction`, float32 (S,H,W) magnitude), .cfl\n"
     "                       (complex64; zf: the RSS with zero imaginary part), .nii/.nii.gz\n"
     "                       (magnitude) or .png (montage of the slices)\n"
-    "  --method M           zf (zero-filled, RSS over coils)  [zf]\n"
+    "  --method M           reconstruction method (see the list below)  [zf]\n"
+    "  --lambda L           regularisation weight, as BART `pics -r L` (BART's data scaling)\n"
+    "  --iters N            iterations  [the method's default]\n"
+    "  --sens MAPS.cfl      coil sensitivities (d0=H, d1=W, d3=coils[, d13=slices]) instead of\n"
+    "                       estimating them\n"
     "  --mask TYPE          undersample first: random | equispaced | equispaced-fraction | poisson\n"
     "  --accel R            acceleration for --mask  [4]\n"
     "  --center-fraction CF fully sampled centre fraction for --mask  [0.08]\n"
     "  --seed S             mask seed (same seed, same mask as fastMRI)  [0]\n"
     "\n"
     "Output size: the header's reconSpace, else the shape of reconstruction_rss/_esc, else the\n"
-    "k-space's (readout oversampling is removed by the centre crop).\n";
+    "k-space's (readout oversampling is removed by the centre crop; iterative methods remove it in\n"
+    "k-space first when the sampling pattern is constant along the readout). Without --mask, the\n"
+    "sampling pattern is inferred from the k-space (zeros where nothing was acquired).\n";
 
 typedef struct {
-    const char *input, *output, *method, *mask_type;
-    double accel, cf;
-    long seed;
+    const char *input, *output, *method, *mask_type, *sens;
+    double accel, cf, lambda;
+    long seed, iters;
+    int has_lambda;
 } recon_opts;
 
 static int parse(recon_opts *o, int argc, char **argv)
@@ -46,6 +53,9 @@ static int parse(recon_opts *o, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(USAGE, stdout);
+            printf("\nmethods:\n");
+            for (const mr_recon_method *const *m = mr_recon_methods; *m; m++)
+                printf("  %-8s %s\n", (*m)->name, (*m)->summary);
             return -1;
         } else if (mr_opt_value(&v, "--input", argc, argv, &i)) o->input = v;
         else if (mr_opt_value(&v, "--output", argc, argv, &i)) o->output = v;
@@ -57,7 +67,15 @@ static int parse(recon_opts *o, int argc, char **argv)
         } else if (mr_opt_value(&v, "--center-fraction", argc, argv, &i)) {
             if ((st = mr_parse_double(&o->cf, "--center-fraction", v, 0.0, 1.0)) != MR_OK)
                 return mr_cli_fail("recon", st);
-        } else if (mr_opt_value(&v, "--seed", argc, argv, &i)) {
+        } else if (mr_opt_value(&v, "--lambda", argc, argv, &i)) {
+            if ((st = mr_parse_double(&o->lambda, "--lambda", v, 0.0, 1e12)) != MR_OK)
+                return mr_cli_fail("recon", st);
+            o->has_lambda = 1;
+        } else if (mr_opt_value(&v, "--iters", argc, argv, &i)) {
+            if ((st = mr_parse_long(&o->iters, "--iters", v, 1, 100000)) != MR_OK)
+                return mr_cli_fail("recon", st);
+        } else if (mr_opt_value(&v, "--sens", argc, argv, &i)) o->sens = v;
+        else if (mr_opt_value(&v, "--seed", argc, argv, &i)) {
             if ((st = mr_parse_long(&o->seed, "--seed", v, 0, 4294967295L)) != MR_OK)
                 return mr_cli_fail("recon", st);
         } else return mr_cli_usage_error("recon", "unknown option '%s'", argv[i]);
@@ -65,8 +83,15 @@ static int parse(recon_opts *o, int argc, char **argv)
     }
     if (!o->input) return mr_cli_usage_error("recon", "--input is required");
     if (!o->output) return mr_cli_usage_error("recon", "--output is required");
-    if (strcmp(o->method, "zf") != 0)
-        return mr_cli_usage_error("recon", "--method: expected zf, found '%s'", o->method);
+    if (!mr_recon_method_find(o->method)) {
+        char names[512] = "";
+        for (const mr_recon_method *const *m = mr_recon_methods; *m; m++) {
+            strncat(names, names[0] ? ", " : "", sizeof names - strlen(names) - 1);
+            strncat(names, (*m)->name, sizeof names - strlen(names) - 1);
+        }
+        return mr_cli_usage_error("recon", "--method: expected one of %s, found '%s'", names,
+                                  o->method);
+    }
     return 0;
 }
 
@@ -91,47 +116,135 @@ static mr_status build_mask(float *mask2d, float *mask1d, const recon_opts *o,
     return MR_OK;
 }
 
+/* Is the (H, W) pattern the same on every row (a 1-D phase-encode mask)? */
+static int row_constant(const float *mask, size_t h, size_t w)
+{
+    for (size_t y = 1; y < h; y++)
+        if (memcmp(mask + y * w, mask, w * sizeof *mask) != 0) return 0;
+    return 1;
+}
+
+/* Load --sens maps: (S or 1, C, gh, W) complex64 on the reconstruction grid. */
+static mr_status load_sens(mr_array **out, const char *path, const mr_kspace_info *in, size_t gh)
+{
+    mr_status st = mr_cfl_read(out, path);
+    const mr_array *a;
+    if (st != MR_OK) return st;
+    a = *out;
+    if (a->dims[1] != in->coils || a->dims[2] != gh || a->dims[3] != in->width ||
+        (a->dims[0] != 1 && a->dims[0] != in->slices)) {
+        st = mr_error_set(MR_ERR_INPUT,
+                          "%s: coil maps of (S, C, H, W) = (%zu, %zu, %zu, %zu); expected (1 or %zu, "
+                          "%zu, %zu, %zu) for this k-space",
+                          path, a->dims[0], a->dims[1], a->dims[2], a->dims[3], in->slices,
+                          in->coils, gh, in->width);
+        mr_array_destroy(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
 int mr_cmd_recon(int argc, char **argv)
 {
     recon_opts o;
     mr_kspace_source *src = NULL;
-    mr_zf_plan *plan = NULL;
-    mr_array *mag = NULL, *cplx = NULL;
-    mr_cfloat *slice = NULL;
-    float *mask2d = NULL, *mask1d = NULL;
+    const mr_recon_method *method;
+    void *state = NULL;
+    mr_os_plan *os = NULL;
+    mr_array *mag = NULL, *cplx = NULL, *sens = NULL;
+    mr_cfloat *slice = NULL, *grid = NULL, *image = NULL;
+    float *mask2d = NULL, *mask1d = NULL, *pattern = NULL;
     mr_status st;
     mr_format ofmt;
     int rc;
     memset(&o, 0, sizeof o);
     if ((rc = parse(&o, argc, argv)) != 0) return rc < 0 ? 0 : rc;
+    method = mr_recon_method_find(o.method);
     /* Check the output name before any work. */
     if ((st = mr_io_detect_output(&ofmt, o.output)) != MR_OK) return mr_cli_fail("recon", st);
     if ((st = mr_kspace_open(&src, o.input)) != MR_OK) return mr_cli_fail("recon", st);
     const mr_kspace_info *in = mr_kspace_get_info(src);
+    size_t C = in->coils, H = in->height, W = in->width, chw = C * H * W;
     size_t dims[3] = {in->slices, in->recon_h, in->recon_w};
     size_t hw_out = in->recon_h * in->recon_w;
-    MR_INFO("%s: %s k-space, %zu slice(s) x %zu coil(s) x %zu x %zu -> %zu x %zu", o.input,
-            mr_format_name(in->format), in->slices, in->coils, in->height, in->width, in->recon_h,
-            in->recon_w);
+    MR_INFO("%s: %s k-space, %zu slice(s) x %zu coil(s) x %zu x %zu -> %zu x %zu, method %s",
+            o.input, mr_format_name(in->format), in->slices, C, H, W, in->recon_h, in->recon_w,
+            method->name);
     st = mr_array_create(&mag, MR_FLOAT32, 3, dims);
     if (st == MR_OK && ofmt == MR_FMT_CFL) st = mr_array_create(&cplx, MR_COMPLEX64, 3, dims);
-    if (st == MR_OK && !(slice = mr_malloc_aligned(in->coils * in->height * in->width * 8)))
-        st = MR_ERR_NOMEM;
+    if (st == MR_OK) {
+        slice = mr_malloc_aligned(chw * sizeof *slice);
+        grid = mr_malloc_aligned(chw * sizeof *grid);
+        image = mr_malloc_aligned(H * W * sizeof *image);
+        pattern = mr_malloc(H * W * sizeof *pattern);
+        if (!slice || !grid || !image || !pattern) st = MR_ERR_NOMEM;
+    }
     if (st == MR_OK && o.mask_type) {
-        mask2d = mr_malloc(in->height * in->width * sizeof *mask2d);
-        mask1d = mr_malloc(in->width * sizeof *mask1d);
+        mask2d = mr_malloc(H * W * sizeof *mask2d);
+        mask1d = mr_malloc(W * sizeof *mask1d);
         if (!mask2d || !mask1d) st = MR_ERR_NOMEM;
         else st = build_mask(mask2d, mask1d, &o, in);
     }
-    if (st == MR_OK)
-        st = mr_zf_plan_create(&plan, in->coils, in->height, in->width, in->recon_h, in->recon_w);
+    /* Iterative methods work on the recon readout size when the pattern allows it. */
+    size_t gh = H;
+    int use_os = strcmp(method->name, "zf") != 0 && in->recon_h < H &&
+                 (!mask2d || row_constant(mask2d, H, W));
+    if (st == MR_OK && use_os) {
+        gh = in->recon_h;
+        st = mr_os_plan_create(&os, C, H, W, gh);
+    }
+    if (st == MR_OK && o.sens) st = load_sens(&sens, o.sens, in, gh);
+    if (st == MR_OK) {
+        mr_recon_params rp;
+        memset(&rp, 0, sizeof rp);
+        rp.lambda = o.lambda;
+        rp.has_lambda = o.has_lambda;
+        rp.iters = o.iters;
+        rp.seed = (uint32_t)o.seed;
+        st = method->create(&state, &rp, C, gh, W);
+    }
     for (size_t s = 0; st == MR_OK && s < in->slices; s++) {
+        mr_recon_stats stats;
         float *out = mr_array_f32(mag) + s * hw_out;
+        const mr_cfloat *k = slice;
+        double frac;
         st = mr_kspace_read_slice(src, s, slice);
-        if (st == MR_OK) st = mr_zf_execute(plan, out, NULL, slice, mask2d);
-        if (st == MR_OK && cplx) {
-            mr_cfloat *c = mr_array_c64(cplx) + s * hw_out;
-            for (size_t p = 0; p < hw_out; p++) c[p] = out[p];
+        if (st != MR_OK) break;
+        if (mask2d)
+            for (size_t i = 0; i < chw; i++)
+                if (mask2d[i % (H * W)] == 0.0f) slice[i] = 0.0f; /* +0.0, never -0.0 */
+        if (os) {
+            if ((st = mr_os_execute(os, grid, slice)) != MR_OK) break;
+            k = grid;
+        }
+        if (mask2d && !os) memcpy(pattern, mask2d, H * W * sizeof *pattern);
+        else if (mask2d) memcpy(pattern, mask2d, gh * W * sizeof *pattern); /* row-constant */
+        /* zf ignores the pattern: infer it once, for the log */
+        int need_pattern = !mask2d && (s == 0 || strcmp(method->name, "zf") != 0);
+        frac = need_pattern ? mr_mask_infer(pattern, k, C, gh, W) : 0;
+        if (!mask2d && s == 0) MR_INFO("sampling pattern inferred from the k-space: %.1f %% acquired",
+                                       100.0 * frac);
+        const mr_cfloat *maps =
+            sens ? mr_array_c64(sens) + (sens->dims[0] == 1 ? 0 : s) * C * gh * W : NULL;
+        if ((st = method->run(state, image, &stats, k, pattern, maps)) != MR_OK) {
+            mr_error_prefix(st, "slice %zu: ", s);
+            break;
+        }
+        if (!stats.converged)
+            MR_WARN("slice %zu: %s did not converge: %ld iterations, residual %.3g", s,
+                    method->name, stats.iterations, stats.residual);
+        else if (stats.iterations)
+            MR_DEBUG("slice %zu: %ld iterations, residual %.3g", s, stats.iterations,
+                     stats.residual);
+        if (cplx) mr_crop_c64(mr_array_c64(cplx) + s * hw_out, in->recon_h, in->recon_w, image, gh, W);
+        /* magnitude of the cropped complex image */
+        {
+            mr_cfloat *tmp = cplx ? mr_array_c64(cplx) + s * hw_out : NULL;
+            if (!tmp) {
+                mr_crop_c64(slice, in->recon_h, in->recon_w, image, gh, W); /* slice is free now */
+                tmp = slice;
+            }
+            for (size_t p = 0; p < hw_out; p++) out[p] = cabsf(tmp[p]);
         }
     }
     mr_fft_save_wisdom();
@@ -150,11 +263,16 @@ int mr_cmd_recon(int argc, char **argv)
     }
     rc = st == MR_OK ? 0 : mr_cli_fail("recon", st);
     if (st == MR_OK) MR_INFO("wrote %s", o.output);
-    mr_zf_plan_destroy(plan);
+    if (state) method->destroy(state);
+    mr_os_plan_destroy(os);
     mr_kspace_close(src);
     mr_array_destroy(mag);
     mr_array_destroy(cplx);
+    mr_array_destroy(sens);
     mr_free_aligned(slice);
+    mr_free_aligned(grid);
+    mr_free_aligned(image);
+    free(pattern);
     free(mask2d);
     free(mask1d);
     return rc;

@@ -136,6 +136,97 @@ void mr_crop_f32(float *dst, size_t oh, size_t ow, const float *src, size_t h, s
 /* RSS over coils: out[p] = sqrt(sum_c |img[c][p]|^2) for n pixels per coil. */
 void mr_rss(float *out, const mr_cfloat *img, size_t coils, size_t n);
 
+/* ================================================================ vectors */
+
+/* Complex float vectors of n values; reductions accumulate in double. OpenMP inside. */
+double complex mr_vec_dot(const mr_cfloat *x, const mr_cfloat *y, size_t n); /* sum conj(x) y */
+double mr_vec_norm2(const mr_cfloat *x, size_t n);                           /* sum |x|^2 */
+void mr_vec_axpy(mr_cfloat *y, mr_cfloat a, const mr_cfloat *x, size_t n);   /* y += a x */
+void mr_vec_xpay(mr_cfloat *y, mr_cfloat a, const mr_cfloat *x, size_t n);   /* y = x + a y */
+void mr_vec_scale(mr_cfloat *x, float a, size_t n);                          /* x *= a */
+void mr_vec_copy(mr_cfloat *dst, const mr_cfloat *src, size_t n);
+void mr_vec_zero(mr_cfloat *x, size_t n);
+/* Deterministic complex Gaussian vector (MT19937 seeded by seed) for tests and adjoint checks. */
+void mr_vec_randn(mr_cfloat *x, size_t n, uint32_t seed);
+
+/* ================================================================ linear operators */
+
+/* A linear operator A: C^n_in -> C^n_out with forward, adjoint and (optionally) normal A^H A.
+ * Solvers see only operators and vectors (BART's linops, ../shared/STYLE.md). Operators are not
+ * thread-safe (they own workspaces); build one per thread. */
+typedef struct mr_linop mr_linop;
+
+typedef struct {
+    mr_status (*forward)(void *data, mr_cfloat *out, const mr_cfloat *in);
+    mr_status (*adjoint)(void *data, mr_cfloat *out, const mr_cfloat *in);
+    mr_status (*normal)(void *data, mr_cfloat *out, const mr_cfloat *in); /* NULL: A^H (A x) */
+    void (*destroy)(void *data);                                         /* NULL: nothing */
+} mr_linop_ops;
+
+/* Wrap ops + data (ownership of data passes to the operator, also on failure). */
+mr_status mr_linop_create(mr_linop **out, size_t n_in, size_t n_out, const mr_linop_ops *ops,
+                          void *data);
+size_t mr_linop_n_in(const mr_linop *A);
+size_t mr_linop_n_out(const mr_linop *A);
+mr_status mr_linop_forward(const mr_linop *A, mr_cfloat *out, const mr_cfloat *in);
+mr_status mr_linop_adjoint(const mr_linop *A, mr_cfloat *out, const mr_cfloat *in);
+mr_status mr_linop_normal(const mr_linop *A, mr_cfloat *out, const mr_cfloat *in);
+
+/* x -> A(B(x)); takes ownership of A and B (destroyed with the composition, or on failure). */
+mr_status mr_linop_compose(mr_linop **out, mr_linop *A, mr_linop *B);
+
+/* Frees the operator and its data; NULL is a no-op. */
+void mr_linop_destroy(mr_linop *A);
+
+/* The adjoint test on random vectors: |<Ax, y> - <x, A^H y>| / (||Ax|| ||y||). Returns a negative
+ * value when an application failed. */
+double mr_linop_adjoint_error(const mr_linop *A, uint32_t seed);
+
+/* Standard operators (in, out shapes in C order):
+ *  - fft2c: centred orthonormal 2-D FFT over (C, H, W) -> (C, H, W);
+ *  - mask: (C, H, W) -> (C, H, W), multiply by a 0/1 (H, W) pattern (copied);
+ *  - sens: (H, W) -> (C, H, W), x -> s_c x (maps copied). */
+mr_status mr_linop_fft2c(mr_linop **out, size_t coils, size_t h, size_t w);
+mr_status mr_linop_mask(mr_linop **out, const float *mask, size_t coils, size_t h, size_t w);
+mr_status mr_linop_sens(mr_linop **out, const mr_cfloat *maps, size_t coils, size_t h, size_t w);
+
+/* ================================================================ reconstruction methods */
+
+/* Parameters common to `mrpipe recon` methods (each method documents which it uses). */
+typedef struct {
+    double lambda;            /* regularisation weight, BART `pics -r` meaning */
+    int has_lambda;           /* 0: the method's default */
+    long iters;               /* iterations; 0: the method's default */
+    uint32_t seed;            /* randomness (e.g. wavelet shifts) */
+} mr_recon_params;
+
+/* What a method reports about one slice (for logs and non-convergence warnings). */
+typedef struct {
+    long iterations;          /* iterations run */
+    double residual;          /* final relative residual / objective change (method-defined) */
+    int converged;            /* 1 when the method's stopping rule was met (or it has none) */
+    double scale;             /* data scaling applied (1 when none) */
+} mr_recon_stats;
+
+/* A reconstruction method: state made once per geometry, run per slice. run gets the (already
+ * masked) k-space (C, H, W), the sampling pattern (H, W) (1 = acquired), given coil maps (C, H, W)
+ * or NULL (the method estimates them when it needs them), and writes the complex coil-combined
+ * image (H, W) on the k-space grid; the caller crops. */
+typedef struct {
+    const char *name;
+    const char *summary;
+    mr_status (*create)(void **state, const mr_recon_params *p, size_t coils, size_t h, size_t w);
+    mr_status (*run)(void *state, mr_cfloat *image, mr_recon_stats *stats,
+                     const mr_cfloat *kspace, const float *mask, const mr_cfloat *sens);
+    void (*destroy)(void *state);
+} mr_recon_method;
+
+/* The methods, NULL-terminated. */
+extern const mr_recon_method *const mr_recon_methods[];
+
+/* By name; NULL when unknown. */
+const mr_recon_method *mr_recon_method_find(const char *name);
+
 /* ================================================================ simulation from real images */
 
 /* Smooth synthetic coil sensitivities (C, h, w): coils evenly spaced on an ellipse around the field
