@@ -227,6 +227,37 @@ extern const mr_recon_method *const mr_recon_methods[];
 /* By name; NULL when unknown. */
 const mr_recon_method *mr_recon_method_find(const char *name);
 
+/* ================================================================ parallel imaging (issue 4, part 1)
+ * ESPIRiT coil maps, SENSE (CG), noise pre-whitening, BART's data scaling. */
+
+typedef struct {
+    long kernel;        /* calibration kernel size (square)  [6, as bart ecalib] */
+    long cal_size;      /* calibration region size (square); 0: the largest fully sampled centre
+                           block found in the mask, at most 24  [0] */
+    double threshold;   /* singular value threshold relative to the largest  [0.001, bart -t] */
+    double crop;        /* eigenvalue crop threshold  [0.8, bart -c] */
+} mr_espirit_params;
+
+/* Defaults as bart ecalib -m1. */
+void mr_espirit_params_default(mr_espirit_params *p);
+
+/* ESPIRiT coil maps (C, H, W) (one set, as `bart ecalib -m1`) from k-space (C, H, W) and its
+ * sampling pattern (H, W). MR_ERR_INPUT when the calibration region is smaller than the kernel
+ * (message names both sizes) or there is one coil. */
+mr_status mr_espirit_maps(mr_cfloat *maps, const mr_cfloat *kspace, const float *mask, size_t coils,
+                          size_t h, size_t w, const mr_espirit_params *p);
+
+/* BART `pics` data scaling: the factor k-space is multiplied by before the reconstruction, so that
+ * `--lambda L` means what `bart pics -r L` means; the result is divided by it afterwards (-S). */
+double mr_recon_bart_scale(const mr_cfloat *kspace, size_t coils, size_t h, size_t w);
+
+/* (part 1 adds its further declarations here) */
+
+/* ================================================================ compressed sensing (issue 4, part 2)
+ * Wavelets, finite differences, FISTA, ADMM / primal-dual, cs-l1 and cs-tv. */
+
+/* (part 2 adds its declarations here) */
+
 /* ================================================================ simulation from real images */
 
 /* Smooth synthetic coil sensitivities (C, h, w): coils evenly spaced on an ellipse around the field
