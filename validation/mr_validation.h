@@ -57,6 +57,28 @@ mr_status mr_metrics_volume(mr_metrics_result *out, const mr_array *ref, const m
 
 void mr_metrics_result_free(mr_metrics_result *r);
 
+/* Side of the square SSIM window: 7 (uniform) or 11 (Gaussian, radius int(3.5 * 1.5 + 0.5) = 5). The
+ * SSIM mean is taken after cropping (size - 1) / 2 pixels at every border. */
+int mr_ssim_window_size(mr_ssim_window window);
+
+/* "uniform" or "gaussian". */
+const char *mr_ssim_window_name(mr_ssim_window window);
+
+/* A reusable SSIM plan for (h, w) slices: the window weights and the row workspaces are made once,
+ * so a loop over slices allocates nothing. A plan is not thread-safe (one per thread).
+ * MR_ERR_INPUT when h or w is smaller than the window (naming the size), MR_ERR_NOMEM. */
+typedef struct mr_ssim_plan mr_ssim_plan;
+
+mr_status mr_ssim_plan_create(mr_ssim_plan **out, size_t h, size_t w, mr_ssim_window window);
+
+/* SSIM of ref and img, (h, w) float32 each, with the given data range (> 0). No checks: values
+ * must be finite (mr_ssim_slice and mr_metrics_volume check first). */
+double mr_ssim_plan_execute(const mr_ssim_plan *plan, const float *ref, const float *img,
+                            double data_range);
+
+/* NULL is a no-op. */
+void mr_ssim_plan_destroy(mr_ssim_plan *plan);
+
 #ifdef __cplusplus
 }
 #endif
