@@ -256,6 +256,21 @@ mr_fastmri_file *mr_kspace_fastmri(mr_kspace_source *src);
 
 void mr_kspace_close(mr_kspace_source *src);
 
+/* ================================================================ image volumes (metrics, reports) */
+
+/* Load a magnitude image volume as float32 (S, H, W) (a 2-D image becomes (1, H, W)) from `spec`:
+ *  - "file.h5": fastMRI-layout HDF5; with prefer_reference the first of reconstruction_rss,
+ *    reconstruction_esc, reconstruction, otherwise the first of reconstruction, reconstruction_rss,
+ *    reconstruction_esc; "file.h5:NAME" reads the dataset NAME;
+ *  - "file.nii" / "file.nii.gz": NIfTI-1 (slices are planes of constant k);
+ *  - "file.cfl" (or "file"): BART; (S, 1, H, W) only, more than one coil is an error naming the dims.
+ * Complex data (BART, HDF5 compound {r, i}) becomes its magnitude. DICOM is recognised and refused
+ * (MR_ERR_INPUT, "not available yet (issue 7)"), ISMRMRD k-space too. `desc` (desc_size bytes,
+ * may be 0) receives what was read, e.g. "file.h5:reconstruction_rss". MR_ERR_INPUT naming the file
+ * (and dataset) for a missing or unreadable file or a dataset of another shape. */
+mr_status mr_image_load(mr_array **out, char *desc, size_t desc_size, const char *spec,
+                        int prefer_reference);
+
 #ifdef __cplusplus
 }
 #endif

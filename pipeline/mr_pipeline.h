@@ -29,6 +29,7 @@ int mr_cli_main(int argc, char **argv);
 
 int mr_cmd_info(int argc, char **argv);
 int mr_cmd_mask(int argc, char **argv);
+int mr_cmd_metrics(int argc, char **argv);
 int mr_cmd_recon(int argc, char **argv);
 int mr_cmd_simulate(int argc, char **argv);
 int mr_cmd_version(int argc, char **argv);
