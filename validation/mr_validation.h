@@ -79,6 +79,85 @@ double mr_ssim_plan_execute(const mr_ssim_plan *plan, const float *ref, const fl
 /* NULL is a no-op. */
 void mr_ssim_plan_destroy(mr_ssim_plan *plan);
 
+/* ================================================================ reports
+ * (validation/report.c, html.c, sha256.c, colormap.c; docs/reports.md) */
+
+/* SHA-256 (FIPS 180-4), streaming: init, update any number of times, final. */
+typedef struct {
+    uint32_t state[8];       /* H0..H7 */
+    uint64_t bytes;          /* message length so far, in bytes */
+    unsigned char block[64]; /* the pending partial block */
+    size_t fill;             /* bytes in block */
+} mr_sha256;
+
+void mr_sha256_init(mr_sha256 *ctx);
+void mr_sha256_update(mr_sha256 *ctx, const void *data, size_t n);
+/* The 32-byte digest into out and/or 64 lowercase hex digits + NUL into hex (either may be NULL);
+ * the context is re-initialised. */
+void mr_sha256_final(mr_sha256 *ctx, unsigned char out[32], char hex[65]);
+/* SHA-256 of a file's bytes as hex (what `sha256sum` prints). MR_ERR_INPUT naming the file when it
+ * cannot be opened or read. */
+mr_status mr_sha256_file(char hex[65], const char *path);
+
+/* Colour maps for |error| and uncertainty images: inferno and viridis (matplotlib's perceptually
+ * uniform maps, 33-stop tables, linear interpolation) and grey. */
+typedef enum { MR_COLORMAP_GRAY = 0, MR_COLORMAP_INFERNO, MR_COLORMAP_VIRIDIS } mr_colormap;
+
+const char *mr_colormap_name(mr_colormap map);
+/* RGB of t in [0, 1] (clamped; NaN -> 0). */
+void mr_colormap_rgb(unsigned char rgb[3], mr_colormap map, double t);
+/* Map n values over [lo, hi] (clamped) to interleaved RGB, rgb (n, 3). */
+void mr_colormap_apply(unsigned char *rgb, const float *img, size_t n, float lo, float hi,
+                       mr_colormap map);
+
+/* One image volume of a report, loaded and centre-cropped by the caller. */
+typedef struct {
+    const char *label;      /* name shown for a reconstruction; NULL: the source's base name */
+    const char *source;     /* as given (e.g. "recon.h5:reconstruction"); shown and recorded */
+    const char *file;       /* the file whose SHA-256 is recorded; NULL when there is no single
+                               file (e.g. a DICOM directory) */
+    const char *dataset;    /* HDF5 dataset read, or NULL */
+    const mr_array *image;  /* float32 (S, H, W), already centre-cropped to the reference's (H, W) */
+    size_t dims_loaded[3];  /* (S, H, W) as loaded, before the crop */
+} mr_report_volume;
+
+/* A key/value text pair (library versions, patient fields). */
+typedef struct {
+    const char *key;
+    const char *value;
+} mr_report_field;
+
+typedef struct {
+    mr_report_volume reference;
+    const mr_report_volume *methods;      /* (n_methods) reconstructions compared, n_methods >= 1 */
+    size_t n_methods;
+    const mr_report_volume *zero_filled;  /* undersampled input shown (and scored) as a baseline;
+                                             NULL when none */
+    const mr_report_volume *uncertainty;  /* per-pixel SD map of the same shape, or NULL */
+    const size_t *slices;                 /* (n_slices) slices shown in the HTML; n_slices 0:
+                                             3 evenly spread (all when S < 3) */
+    size_t n_slices;
+    mr_ssim_window window;
+    int argc;                             /* the command line, recorded verbatim (may be 0) */
+    const char *const *argv;
+    const mr_report_field *versions;      /* (n_versions) library versions, e.g. {"FFTW", "..."} */
+    size_t n_versions;
+    int include_patient_info;             /* 0: no patient-identifying field is written anywhere */
+    const mr_report_field *patient;       /* (n_patient) e.g. {"patient_id", "..."}; written only
+                                             when include_patient_info */
+    size_t n_patient;
+    const char *created;                  /* timestamp shown; NULL: now, UTC, ISO 8601 */
+} mr_report_spec;
+
+/* Compute fastMRI metrics (mr_metrics_volume) of every method and of the zero-filled input against
+ * the reference, and write DIR/report.json, DIR/report.csv and DIR/report.html (created if missing).
+ * Every check and every computation happens before anything is written; the three files are written
+ * under temporary names and renamed when all three are complete, so a failure leaves no report file
+ * (and no DIR when it was created here). MR_ERR_INPUT naming the source on a shape mismatch, NaN/Inf,
+ * an all-zero reference (PSNR undefined), a shown slice out of range, an unreadable file;
+ * MR_ERR_IO when DIR or a file cannot be written; MR_ERR_NOMEM. */
+mr_status mr_report_write(const char *dir, const mr_report_spec *spec);
+
 #ifdef __cplusplus
 }
 #endif
