@@ -14,6 +14,7 @@ const mr_command mr_commands[] = {
     {"mask", mr_cmd_mask, "make a fastMRI-style or Poisson-disc sampling mask"},
     {"metrics", mr_cmd_metrics, "fastMRI NMSE, PSNR, SSIM of a reconstruction vs a reference"},
     {"recon", mr_cmd_recon, "reconstruct k-space (zero-filled RSS, ...)"},
+    {"report", mr_cmd_report, "validation report (JSON, CSV, self-contained HTML) vs a reference"},
     {"simulate", mr_cmd_simulate, "simulate multi-coil k-space from a real magnitude volume"},
     {"version", mr_cmd_version, "print mrpipe's version and its libraries' versions"},
     {NULL, NULL, NULL},

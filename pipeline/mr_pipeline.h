@@ -31,6 +31,7 @@ int mr_cmd_info(int argc, char **argv);
 int mr_cmd_mask(int argc, char **argv);
 int mr_cmd_metrics(int argc, char **argv);
 int mr_cmd_recon(int argc, char **argv);
+int mr_cmd_report(int argc, char **argv);
 int mr_cmd_simulate(int argc, char **argv);
 int mr_cmd_version(int argc, char **argv);
 
@@ -53,6 +54,15 @@ int mr_opt_value(const char **val, const char *name, int argc, char **argv, int 
 
 /* Print the version line and library versions (FFTW, HDF5, OpenBLAS, DCMTK, libxml2, libpng). */
 void mr_print_versions(void *file);
+
+/* The library versions `mrpipe --version` prints, as name/value pairs in that order (FFTW, HDF5,
+ * OpenBLAS, DCMTK, ISMRMRD, libxml2, libpng, zlib), for reports. Returns the count. */
+#define MR_VERSIONS_MAX 12
+typedef struct {
+    const char *name;  /* static */
+    char value[256];
+} mr_version_entry;
+size_t mr_versions_collect(mr_version_entry out[MR_VERSIONS_MAX]);
 
 #ifdef __cplusplus
 }
