@@ -194,12 +194,13 @@ static void png_mem_warning(png_structp png, png_const_charp msg)
 }
 
 mr_status mr_png_encode_mem(unsigned char **out, size_t *out_len, const unsigned char *pix,
-                            size_t h, size_t w, int channels)
+                            size_t h, size_t w, int channels, const unsigned char *palette)
 {
     png_mem m;
     png_structp png;
     png_infop info = NULL;
     mr_status volatile st = MR_OK;
+    const size_t row_bytes = palette ? w : w * (size_t)channels;
 
     *out = NULL;
     *out_len = 0;
@@ -218,10 +219,19 @@ mr_status mr_png_encode_mem(unsigned char **out, size_t *out_len, const unsigned
     png_set_write_fn(png, &m, png_mem_write, png_mem_flush);
     png_set_compression_level(png, 6);
     png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8,
-                 channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+                 palette          ? PNG_COLOR_TYPE_PALETTE
+                 : channels == 3 ? PNG_COLOR_TYPE_RGB
+                                 : PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (palette) {
+        png_color pal[256];
+        for (int i = 0; i < 256; i++)
+            pal[i].red = palette[3 * i], pal[i].green = palette[3 * i + 1],
+            pal[i].blue = palette[3 * i + 2];
+        png_set_PLTE(png, info, pal, 256);
+    }
     png_write_info(png, info);
-    for (size_t r = 0; r < h; r++) png_write_row(png, (png_const_bytep)(pix + r * w * channels));
+    for (size_t r = 0; r < h; r++) png_write_row(png, (png_const_bytep)(pix + r * row_bytes));
     png_write_end(png, info);
 done:
     png_destroy_write_struct(&png, &info);
@@ -264,13 +274,13 @@ static double nice_step(double range, int n)
     return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
 }
 
-/* The data URI of an (h, w) image, gray (channels 1) or RGB (3). */
+/* The data URI of an (h, w) image: gray levels, or indices into a colour map's 256 colours. */
 static mr_status put_png_uri(mr_strbuf *b, const unsigned char *pix, size_t h, size_t w,
-                             int channels)
+                             const unsigned char *palette)
 {
     unsigned char *png;
     size_t len;
-    mr_status st = mr_png_encode_mem(&png, &len, pix, h, w, channels);
+    mr_status st = mr_png_encode_mem(&png, &len, pix, h, w, 1, palette);
     if (st != MR_OK) return st;
     mr_strbuf_puts(b, "data:image/png;base64,");
     mr_strbuf_base64(b, png, len);
@@ -320,8 +330,19 @@ static void put_colorbar(mr_strbuf *b, int id, mr_colormap map, double lo, doubl
 
 typedef enum { PANEL_MAG, PANEL_ERR, PANEL_SD } panel_kind;
 
+/* [lo, hi] -> 0..255, clamped, rounded; NaN -> 0. */
+static void to_levels(unsigned char *dst, const float *src, size_t n, double lo, double hi)
+{
+    double scale = hi > lo ? 255.0 / (hi - lo) : 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = ((double)src[i] - lo) * scale;
+        dst[i] = !(v > 0) ? 0 : v >= 255 ? 255 : (unsigned char)(v + 0.5);
+    }
+}
+
 /* One figure: title, the slice image, its colour bar. `ref` is used for error panels (|img - ref|).
- * `scratch` holds h*w*3 bytes. */
+ * Colour-mapped panels are palette PNGs (one byte per pixel: a third of RGB's size). `scratch`
+ * holds h*w bytes, `fscratch` h*w floats. */
 static mr_status put_panel(mr_strbuf *b, int *bar_id, const mr_report_data *d, panel_kind kind,
                            const char *title, const char *tooltip, const float *img,
                            const float *ref, unsigned char *scratch, float *fscratch)
@@ -336,19 +357,19 @@ static mr_status put_panel(mr_strbuf *b, int *bar_id, const mr_report_data *d, p
     mr_strbuf_html(b, title);
     mr_strbuf_printf(b, "\" width=\"%zu\" height=\"%zu\" src=\"", d->W, d->H);
     if (kind == PANEL_MAG) {
-        double lo = d->mag_lo, hi = d->mag_hi, scale = hi > lo ? 255.0 / (hi - lo) : 0;
-        for (size_t i = 0; i < n; i++) {
-            double v = ((double)img[i] - lo) * scale;
-            scratch[i] = !(v > 0) ? 0 : v >= 255 ? 255 : (unsigned char)(v + 0.5);
-        }
-        st = put_png_uri(b, scratch, d->H, d->W, 1);
-    } else if (kind == PANEL_ERR) {
-        for (size_t i = 0; i < n; i++) fscratch[i] = fabsf(img[i] - ref[i]);
-        mr_colormap_apply(scratch, fscratch, n, 0, d->err_hi, MR_COLORMAP_INFERNO);
-        st = put_png_uri(b, scratch, d->H, d->W, 3);
+        to_levels(scratch, img, n, d->mag_lo, d->mag_hi);
+        st = put_png_uri(b, scratch, d->H, d->W, NULL);
     } else {
-        mr_colormap_apply(scratch, img, n, 0, d->sd_hi, MR_COLORMAP_VIRIDIS);
-        st = put_png_uri(b, scratch, d->H, d->W, 3);
+        unsigned char palette[256 * 3];
+        mr_colormap map = kind == PANEL_ERR ? MR_COLORMAP_INFERNO : MR_COLORMAP_VIRIDIS;
+        for (int k = 0; k < 256; k++) mr_colormap_rgb(palette + 3 * k, map, k / 255.0);
+        if (kind == PANEL_ERR) {
+            for (size_t i = 0; i < n; i++) fscratch[i] = fabsf(img[i] - ref[i]);
+            to_levels(scratch, fscratch, n, 0, d->err_hi);
+        } else {
+            to_levels(scratch, img, n, 0, d->sd_hi);
+        }
+        st = put_png_uri(b, scratch, d->H, d->W, palette);
     }
     if (st != MR_OK) return st;
     mr_strbuf_puts(b, "\">");
@@ -518,7 +539,7 @@ static const char CSS[] =
     "font-variant-numeric:tabular-nums}"
     "th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #bbb}"
     ".baseline{color:#777;font-style:italic}td.best{font-weight:bold}"
-    "table.inputs td{text-align:left;vertical-align:top}.sha{font-family:ui-monospace,"
+    "table.inputs td,table.inputs th{text-align:left;vertical-align:top}.sha{font-family:ui-monospace,"
     "'DejaVu Sans Mono',monospace;font-size:.8em;word-break:break-all}"
     ".plots{display:flex;flex-wrap:wrap;gap:16px 28px}.plots svg{flex:1 1 500px;max-width:620px}"
     "svg text{font-size:11px;fill:#333}svg text.title{font-size:13px;font-weight:600}"
@@ -692,7 +713,7 @@ static mr_status put_slices(mr_strbuf *b, const mr_report_data *d)
     const mr_report_spec *sp = d->spec;
     const size_t n = d->H * d->W;
     const size_t cols = 1 + (size_t)d->has_zf + sp->n_methods + (sp->uncertainty ? 1 : 0);
-    unsigned char *scratch = mr_malloc(n * 3);
+    unsigned char *scratch = mr_malloc(n);
     float *fscratch = mr_malloc(n * sizeof *fscratch);
     mr_status st = MR_OK;
     int bar_id = 0;
@@ -717,7 +738,7 @@ static mr_status put_slices(mr_strbuf *b, const mr_report_data *d)
             mr_strbuf_html(b, d->labels[i]);
             mr_strbuf_puts(b, ": PSNR ");
             put_psnr(b, d->metrics[i].per_slice[s].psnr);
-            mr_strbuf_puts(b, " dB, SSIM ");
+            mr_strbuf_puts(b, isinf(d->metrics[i].per_slice[s].psnr) ? ", SSIM " : " dB, SSIM ");
             put_ssim(b, d->metrics[i].per_slice[s].ssim);
         }
         mr_strbuf_printf(b, "</span></h3>\n<div class=\"grid\" style=\"grid-template-columns:"
@@ -769,6 +790,30 @@ done:
     return st;
 }
 
+/* A command-line word as a POSIX shell would need it typed (single quotes when it holds anything
+ * but plain path characters), HTML-escaped. */
+static void put_shell_word(mr_strbuf *b, const char *w)
+{
+    int plain = *w != '\0';
+    for (const char *p = w; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("_-./:=,+@%", *p)))
+            plain = 0;
+    if (plain) {
+        mr_strbuf_html(b, w);
+        return;
+    }
+    mr_strbuf_puts(b, "&#39;");
+    for (const char *p = w; *p; p++) {
+        char c[2] = {*p, 0};
+        if (*p == '\'')
+            mr_strbuf_puts(b, "&#39;\\&#39;&#39;"); /* ' -> '\'' */
+        else
+            mr_strbuf_html(b, c);
+    }
+    mr_strbuf_puts(b, "&#39;");
+}
+
 /* One row of the inputs table. */
 static void put_input_row(mr_strbuf *b, const char *role, const char *label,
                           const mr_report_volume *v, const char *sha, const mr_report_data *d)
@@ -805,7 +850,7 @@ static void put_inputs(mr_strbuf *b, const mr_report_data *d)
         mr_strbuf_puts(b, "<p class=\"small\">Command line:</p><pre>");
         for (int i = 0; i < sp->argc; i++) {
             mr_strbuf_puts(b, i ? " " : "");
-            mr_strbuf_html(b, sp->argv[i]);
+            put_shell_word(b, sp->argv[i]);
         }
         mr_strbuf_puts(b, "</pre>\n");
     }

@@ -33,10 +33,11 @@ void mr_strbuf_json_num(mr_strbuf *b, double v);
 /* Base64 (RFC 4648, with padding) of n bytes. */
 void mr_strbuf_base64(mr_strbuf *b, const unsigned char *data, size_t n);
 
-/* Encode an 8-bit gray (channels 1) or RGB (channels 3) image (h, w) as PNG in memory.
- * *out is malloc'ed (free()). MR_ERR_NOMEM or MR_ERR_INTERNAL (libpng's message) on failure. */
+/* Encode an 8-bit image (h, w) as PNG in memory: gray (channels 1), RGB (channels 3), or, when
+ * palette (256 RGB triplets) is given, indices into it (one byte per pixel). *out is malloc'ed
+ * (free()). MR_ERR_NOMEM or MR_ERR_INTERNAL (libpng's message) on failure. */
 mr_status mr_png_encode_mem(unsigned char **out, size_t *out_len, const unsigned char *pix,
-                            size_t h, size_t w, int channels);
+                            size_t h, size_t w, int channels, const unsigned char *palette);
 
 /* ---------------------------------------------------------------- what the renderers share */
 
