@@ -271,6 +271,190 @@ void mr_kspace_close(mr_kspace_source *src);
 mr_status mr_image_load(mr_array **out, char *desc, size_t desc_size, const char *spec,
                         int prefer_reference);
 
+/* ================================================================ DICOM (docs/dicom.md) */
+
+/* Reading MR images from DICOM (PS3.10 files, directories, DICOMDIR) into volumes, and writing
+ * derived series as MR Image Storage (PS3.3 A.4), through the DCMTK shim. */
+
+#define MR_DICOM_UID_SIZE 65    /* a UID is at most 64 characters (PS3.5 9.1) */
+#define MR_DICOM_MAX_ATTRS 48
+#define MR_DICOM_VALUE_SIZE 324 /* longest copied value (LO/PN/DS lists) + NUL */
+
+/* One attribute as DICOM text (values separated by '\'); tag = group << 16 | element. */
+typedef struct {
+    uint32_t tag;
+    char value[MR_DICOM_VALUE_SIZE];
+} mr_dicom_attr;
+
+/* A small list of attributes carried from a source to derived series. Plain data. */
+typedef struct {
+    size_t count;
+    mr_dicom_attr attr[MR_DICOM_MAX_ATTRS];
+} mr_dicom_attrs;
+
+/* Value of `tag` in the list (NULL when absent). */
+const char *mr_dicom_attrs_get(const mr_dicom_attrs *list, uint32_t tag);
+
+/* Set (replace or append) `tag`; MR_ERR_INTERNAL when the list is full or the value too long. */
+mr_status mr_dicom_attrs_set(mr_dicom_attrs *list, uint32_t tag, const char *value);
+
+/* Remove `tag` from the list (no-op when absent). */
+void mr_dicom_attrs_remove(mr_dicom_attrs *list, uint32_t tag);
+
+/* One series found under a path. Plain data. */
+typedef struct {
+    char series_uid[MR_DICOM_UID_SIZE];
+    char study_uid[MR_DICOM_UID_SIZE];
+    char sop_class_uid[MR_DICOM_UID_SIZE]; /* of the first instance */
+    char modality[17];                     /* (0008,0060), "" when absent */
+    char description[65];                  /* SeriesDescription (0008,103E), "" when absent */
+    long series_number;                    /* SeriesNumber (0020,0011), -1 when absent */
+    size_t files;                          /* instances (files) of the series */
+    size_t images;                         /* frames: NumberOfFrames summed (1 per single frame) */
+    size_t rows, cols;                     /* of the first image (0 when it has none) */
+    int enhanced;                          /* a multi-frame (functional groups) object */
+} mr_dicom_series_info;
+
+/* What a path holds: the series found in a file, a directory (searched recursively; a DICOMDIR in
+ * it is used when present) or a DICOMDIR. */
+typedef struct mr_dicom_set mr_dicom_set;
+
+/* Scan `path` (headers only; pixel data is read by mr_dicom_volume_read). Files that are not DICOM
+ * are skipped in a directory (counted, see mr_dicom_set_skipped) and an error for a single file.
+ * MR_ERR_INPUT when nothing DICOM is found (the message names the path and what was seen). */
+mr_status mr_dicom_set_open(mr_dicom_set **out, const char *path);
+
+size_t mr_dicom_set_count(const mr_dicom_set *set);
+const mr_dicom_series_info *mr_dicom_set_series(const mr_dicom_set *set, size_t index);
+
+/* Files in a directory scan that were not DICOM (or not images: SR, DICOMDIR ...). */
+size_t mr_dicom_set_skipped(const mr_dicom_set *set);
+
+/* Pick a series: by UID (MR_ERR_INPUT naming the UIDs found when it is not there), or, with
+ * series_uid NULL, the only one (MR_ERR_INPUT "found N series; choose one with its UID:" + each
+ * UID, number, description and size when there are several). */
+mr_status mr_dicom_set_select(size_t *index, const mr_dicom_set *set, const char *series_uid);
+
+/* Free the set; NULL is a no-op. */
+void mr_dicom_set_close(mr_dicom_set *set);
+
+/* Where a volume's voxels are, in DICOM patient coordinates (LPS, mm). Plain data. */
+typedef struct {
+    size_t slices, rows, cols;  /* S, H, W */
+    double row_dir[3];          /* ImageOrientationPatient[0:3]: along a row (W increasing) */
+    double col_dir[3];          /* ImageOrientationPatient[3:6]: down a column (H increasing) */
+    double normal[3];           /* row_dir x col_dir: slice k + 1 is further along it */
+    double origin[3];           /* ImagePositionPatient of slice 0: centre of voxel (0, 0, 0) */
+    double pixel_spacing[2];    /* PixelSpacing order: [0] between rows (H), [1] between columns (W) */
+    double slice_spacing;       /* between slice centres along the normal (mm) */
+    double slice_thickness;     /* SliceThickness (0 when unknown) */
+} mr_dicom_geometry;
+
+/* voxel (i, j, k) = (W, H, S) index -> RAS mm (NIfTI's convention: LPS with x and y negated). */
+void mr_dicom_geometry_affine(double affine[4][4], const mr_dicom_geometry *g);
+
+/* A NIfTI header for a volume of this geometry (sform and qform, codes 1 = scanner), for
+ * mr_nifti_write. */
+void mr_dicom_geometry_nifti(mr_nifti_meta *meta, const mr_dicom_geometry *g);
+
+/* The source instance (and frame) an image came from. */
+typedef struct {
+    char sop_class_uid[MR_DICOM_UID_SIZE];
+    char sop_instance_uid[MR_DICOM_UID_SIZE];
+    long frame; /* 1-based frame of a multi-frame instance, 0 for a single-frame one */
+} mr_dicom_ref;
+
+/* What derived series inherit: geometry, identity and acquisition attributes, source images.
+ * Free the refs with mr_dicom_source_free. */
+typedef struct {
+    mr_dicom_geometry geom;
+    mr_dicom_series_info series;  /* the series read (empty for k-space sources) */
+    mr_dicom_attrs identity;      /* Patient, General Study, Frame of Reference attributes */
+    mr_dicom_attrs acquisition;   /* MR acquisition attributes (ScanningSequence, TR, TE, ...) */
+    mr_dicom_ref *refs;           /* geom.slices entries (NULL when there are no source images) */
+    int anonymized;               /* identity de-identified: no references to source instances */
+} mr_dicom_source;
+
+/* A volume read from DICOM. */
+typedef struct {
+    mr_array *data;       /* (S, H, W) float32: RescaleSlope x stored + RescaleIntercept, MONOCHROME1
+                             inverted (max + min - value) so that bright is high signal */
+    mr_dicom_source src;
+} mr_dicom_volume;
+
+/* Read series `index` of the set into a volume: slices sorted by position along the slice normal
+ * (ImageOrientationPatient row x column . ImagePositionPatient), not by file name; multi-frame
+ * objects by their per-frame / shared functional groups; compressed transfer syntaxes decoded.
+ * require_mr: Modality must be MR. MR_ERR_INPUT, naming the file and the tag, for a non-MR modality,
+ * missing pixel data, an unsupported transfer syntax (JPEG 2000), colour images, and inconsistent
+ * geometry (different sizes, orientations or pixel spacings, uneven slice gaps, two images at one
+ * position). */
+mr_status mr_dicom_volume_read(mr_dicom_volume **out, const mr_dicom_set *set, size_t index,
+                               int require_mr);
+
+/* Free the volume; NULL is a no-op. */
+void mr_dicom_volume_destroy(mr_dicom_volume *vol);
+
+/* A source for k-space input (no DICOM): geometry from the ISMRMRD header's reconSpace field of view
+ * (pixel spacing = FOV / matrix; slice thickness = FOV z; 1 mm when absent), a nominal axial
+ * orientation centred on the origin (the XML header carries no orientation), a new study and frame
+ * of reference, PatientID only when the header has one. hdr may be NULL. */
+mr_status mr_dicom_source_from_ismrmrd(mr_dicom_source *out, const mr_ismrmrd_hdr *hdr,
+                                       size_t slices, size_t rows, size_t cols);
+
+/* De-identify per PS3.15 Annex E, Basic Application Level Confidentiality Profile: patient name and
+ * ID replaced (by `pseudonym`, or "ANONYMOUS"), birth date and other identifying patient, study and
+ * acquisition attributes removed or emptied, Study and Frame of Reference UIDs replaced by new ones,
+ * PatientIdentityRemoved YES; geometry is kept. References to source instances are dropped. */
+mr_status mr_dicom_source_anonymize(mr_dicom_source *src, const char *pseudonym);
+
+/* Copy src into *out (refs duplicated). */
+mr_status mr_dicom_source_copy(mr_dicom_source *out, const mr_dicom_source *src);
+
+/* Free what the source owns (refs); the struct itself is the caller's. */
+void mr_dicom_source_free(mr_dicom_source *src);
+
+/* A new UID "2.25.<decimal of a random (version 4) UUID>" (PS3.5 B.2), from /dev/urandom. */
+mr_status mr_dicom_uid_create(char uid[MR_DICOM_UID_SIZE]);
+
+/* A series written. Free with mr_dicom_written_free. */
+typedef struct {
+    char series_uid[MR_DICOM_UID_SIZE];
+    char study_uid[MR_DICOM_UID_SIZE];
+    char sop_class_uid[MR_DICOM_UID_SIZE];
+    long series_number;
+    char dir[4096];               /* OUT_DIR/<SeriesNumber>_<description> */
+    size_t count;                 /* instances */
+    char (*sop_uids)[MR_DICOM_UID_SIZE]; /* count SOPInstanceUIDs, slice order */
+} mr_dicom_written;
+
+void mr_dicom_written_free(mr_dicom_written *w);
+
+/* How a derived series describes itself. */
+typedef struct {
+    const char *description;   /* SeriesDescription (<= 64 chars), e.g. "T2 AX mrpipe denoise"; its
+                                  letters, digits, '-' and '_' (others become '_') name the folder */
+    const char *derivation;    /* DerivationDescription: what was done (e.g. the command) */
+    long series_number;        /* > 0; 0: the source's SeriesNumber + 1000 (1000 without one) */
+    const char *config_hash;   /* second SoftwareVersions value ("config <hash>"); NULL: none */
+    const char *image_type;    /* third ImageType value after DERIVED\SECONDARY (NULL: none) */
+    const mr_dicom_written *linked; /* the image series this series belongs to (uncertainty maps):
+                                       referenced per slice (ReferencedImageSequence) and in the
+                                       ReferencedSeriesSequence; NULL: none */
+} mr_dicom_series_params;
+
+/* Write `data` (float32 (S, H, W), real-world units) as a derived MR Image Storage series, one
+ * single-frame instance per slice, in OUT_DIR/<SeriesNumber>_<description>/IM_<nnnn>.dcm (nnnn from
+ * 0001). Pixels are 16-bit (unsigned, or signed when the data has negative values) with
+ * RescaleSlope/Intercept recording the scaling, so that stored x slope + intercept gives the data
+ * back to 1/65535 of its range (exactly when the data are integers that fit). New Series and
+ * SOPInstance UIDs; src's identity, acquisition attributes and geometry; SourceImageSequence to
+ * src->refs. Written to a temporary folder in OUT_DIR and renamed when complete; OUT_DIR is created
+ * when missing (its parent must exist); MR_ERR_IO when the series folder exists already.
+ * MR_ERR_INPUT when the data's shape differs from src->geom or it holds NaN/Inf. */
+mr_status mr_dicom_series_write(mr_dicom_written *out, const char *out_dir, const mr_array *data,
+                                const mr_dicom_source *src, const mr_dicom_series_params *params);
+
 #ifdef __cplusplus
 }
 #endif
