@@ -397,6 +397,45 @@ static double plot_value(const mr_metrics_result *m, size_t s, plot_kind k)
     return k == PLOT_PSNR ? m->per_slice[s].psnr : m->per_slice[s].ssim;
 }
 
+/* A series' legend text: its label, and how many values were not drawn (infinite PSNR). */
+static void legend_text(char *buf, size_t size, const mr_report_data *d, size_t k, plot_kind kind)
+{
+    const int is_zf = k >= d->spec->n_methods;
+    const mr_metrics_result *m = is_zf ? &d->zf_metrics : &d->metrics[k];
+    size_t n_inf = 0;
+    for (size_t s = 0; s < d->S; s++) n_inf += !isfinite(plot_value(m, s, kind));
+    if (n_inf == d->S)
+        snprintf(buf, size, "%s (\u221e: identical, not drawn)", is_zf ? "zero-filled" : d->labels[k]);
+    else if (n_inf > 0)
+        snprintf(buf, size, "%s (\u221e on %zu slices, not drawn)", is_zf ? "zero-filled" : d->labels[k],
+                 n_inf);
+    else
+        snprintf(buf, size, "%s", is_zf ? "zero-filled" : d->labels[k]);
+}
+
+/* Legend layout: entries flow left to right and wrap; widths estimated from the character count
+ * (11 px sans-serif: about 6.3 px a character). Entry k's position into *x (from the left of the
+ * legend area) and *row; returns the number of rows. */
+static int legend_place(const mr_report_data *d, plot_kind kind, double avail, size_t k, double *x,
+                        int *row)
+{
+    const size_t n_series = d->spec->n_methods + (size_t)d->has_zf;
+    double cx = 0;
+    int r = 0;
+    char text[600];
+    for (size_t j = 0; j < n_series; j++) {
+        size_t chars = 0;
+        double w;
+        legend_text(text, sizeof text, d, j, kind);
+        for (const char *p = text; *p; p++) chars += ((unsigned char)*p & 0xc0) != 0x80;
+        w = 28 + 6.3 * (double)chars + 20;
+        if (cx > 0 && cx + w > avail) cx = 0, r++;
+        if (j == k) *x = cx, *row = r;
+        cx += w;
+    }
+    return r + 1;
+}
+
 /* An SVG line plot of one metric over slices: one line per method (the zero-filled baseline dashed
  * grey), axes with ticks and labels, the shown slices marked, a legend below. Non-finite values
  * (PSNR of identical slices) leave gaps and are counted in the legend. */
@@ -405,8 +444,9 @@ static void put_plot(mr_strbuf *b, const mr_report_data *d, plot_kind kind)
     const mr_report_spec *sp = d->spec;
     const size_t n_series = sp->n_methods + (size_t)d->has_zf;
     const double W = 560, ML = 62, MR = 18, MT = 34, PH = 220;
-    const int per_row = 3;
-    const int legend_rows = (int)((n_series + per_row - 1) / per_row);
+    double lx0;
+    int lrow0;
+    const int legend_rows = legend_place(d, kind, W - ML - MR, 0, &lx0, &lrow0);
     const double H = MT + PH + 46 + 18.0 * legend_rows;
     const char *name = kind == PLOT_PSNR ? "PSNR" : "SSIM";
     double ymin = INFINITY, ymax = -INFINITY, xmin = 0, xmax = d->S > 1 ? (double)(d->S - 1) : 1;
@@ -477,8 +517,10 @@ static void put_plot(mr_strbuf *b, const mr_report_data *d, plot_kind kind)
         const char *label = is_zf ? "zero-filled" : d->labels[k];
         const char *colour = is_zf ? "#888888" : PALETTE[k % N_PALETTE];
         const char *dash = is_zf ? " stroke-dasharray=\"5 3\"" : "";
-        size_t n_inf = 0, run = 0;
+        size_t run = 0;
         double lx, ly;
+        int lrow;
+        char text[600];
         for (size_t s = 0; s <= d->S; s++) {
             double v = s < d->S ? plot_value(m, s, kind) : NAN;
             if (isfinite(v)) {
@@ -489,7 +531,6 @@ static void put_plot(mr_strbuf *b, const mr_report_data *d, plot_kind kind)
                 mr_strbuf_printf(b, "%.2f,%.2f ", PX((double)s), PY(v));
                 run++;
             } else {
-                if (s < d->S) n_inf++;
                 if (run > 0) mr_strbuf_puts(b, "\"/>");
                 run = 0;
             }
@@ -505,17 +546,15 @@ static void put_plot(mr_strbuf *b, const mr_report_data *d, plot_kind kind)
                 mr_strbuf_printf(b, ", slice %zu: %s %.4f</title></circle>", s, name, v);
             }
         /* legend entry */
-        lx = ML + (double)(k % per_row) * ((W - ML - MR) / per_row);
-        ly = MT + PH + 56 + 18.0 * (double)(k / per_row);
+        legend_place(d, kind, W - ML - MR, k, &lx, &lrow);
+        lx += ML;
+        ly = MT + PH + 56 + 18.0 * lrow;
         mr_strbuf_printf(b,
                          "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" "
                          "stroke-width=\"2.5\"%s/><text x=\"%g\" y=\"%g\">",
                          lx, ly - 4, lx + 22, ly - 4, colour, dash, lx + 28, ly);
-        mr_strbuf_html(b, label);
-        if (n_inf == d->S)
-            mr_strbuf_puts(b, " (&infin;: identical, not drawn)");
-        else if (n_inf > 0)
-            mr_strbuf_printf(b, " (&infin; on %zu slices, not drawn)", n_inf);
+        legend_text(text, sizeof text, d, k, kind);
+        mr_strbuf_html(b, text);
         mr_strbuf_puts(b, "</text>");
     }
     mr_strbuf_puts(b, "</svg>\n");
@@ -541,7 +580,7 @@ static const char CSS[] =
     ".baseline{color:#777;font-style:italic}td.best{font-weight:bold}"
     "table.inputs td,table.inputs th{text-align:left;vertical-align:top}.sha{font-family:ui-monospace,"
     "'DejaVu Sans Mono',monospace;font-size:.8em;word-break:break-all}"
-    ".plots{display:flex;flex-wrap:wrap;gap:16px 28px}.plots svg{flex:1 1 500px;max-width:620px}"
+    ".plots{display:flex;flex-wrap:wrap;gap:16px 28px;align-items:flex-start}.plots svg{flex:1 1 500px;max-width:620px}"
     "svg text{font-size:11px;fill:#333}svg text.title{font-size:13px;font-weight:600}"
     "svg .grid{stroke:#e6e6e6;stroke-width:1}svg .axis{stroke:#555;stroke-width:1}"
     "svg .shown{stroke:#bbb;stroke-width:1;stroke-dasharray:2 3}"
