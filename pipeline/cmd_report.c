@@ -136,12 +136,13 @@ static int parse(report_opts *o, int argc, char **argv)
 /* A loaded volume and the strings the report records about it. */
 typedef struct {
     mr_array *loaded, *cropped;
-    char desc[4200];    /* what was read, e.g. "x.h5:reconstruction" */
-    char file[4200];    /* the file hashed ("" when none: a directory) */
+    char desc[4200]; /* what was read, e.g. "x.h5:reconstruction" */
+    char file[4200]; /* the file hashed ("" when none: a directory) */
     const char *dataset;
 } loaded_volume;
 
-/* The file holding the bytes of `spec` ("x.h5:NAME" -> x.h5, BART "x" -> x.cfl), and the dataset. */
+/* The file holding the bytes of `spec` ("x.h5:NAME" -> x.h5, BART "x" -> x.cfl), and the dataset.
+ */
 static void resolve_file(loaded_volume *lv, const char *spec)
 {
     size_t n;
@@ -187,13 +188,16 @@ static mr_status load_volume(loaded_volume *lv, const char *spec, const char *ro
     mr_dims_format(a, sizeof a, 3, ref->loaded->dims);
     mr_dims_format(b, sizeof b, 3, lv->loaded->dims);
     if (lv->loaded->dims[0] != S)
-        return mr_error_set(MR_ERR_INPUT, "the reference %s has %zu slice(s) %s, the %s %s has %zu "
-                            "%s; expected the same slice count", ref->desc, S, a, role, lv->desc,
-                            lv->loaded->dims[0], b);
+        return mr_error_set(MR_ERR_INPUT,
+                            "the reference %s has %zu slice(s) %s, the %s %s has %zu "
+                            "%s; expected the same slice count",
+                            ref->desc, S, a, role, lv->desc, lv->loaded->dims[0], b);
     if (lv->loaded->dims[1] < H || lv->loaded->dims[2] < W)
-        return mr_error_set(MR_ERR_INPUT, "the %s %s %s is smaller in-plane than the reference %s "
+        return mr_error_set(MR_ERR_INPUT,
+                            "the %s %s %s is smaller in-plane than the reference %s "
                             "%s; expected at least the reference's size (it is centre-cropped to "
-                            "it)", role, lv->desc, b, ref->desc, a);
+                            "it)",
+                            role, lv->desc, b, ref->desc, a);
     if (lv->loaded->dims[1] == H && lv->loaded->dims[2] == W) {
         lv->cropped = lv->loaded;
         return MR_OK;
@@ -290,11 +294,9 @@ int mr_cmd_report(int argc, char **argv)
             goto done;
         }
     }
-    if (o.zero_filled &&
-        (st = load_volume(&zf, o.zero_filled, "zero-filled input", &ref)) != MR_OK)
+    if (o.zero_filled && (st = load_volume(&zf, o.zero_filled, "zero-filled input", &ref)) != MR_OK)
         goto done;
-    if (o.uncertainty &&
-        (st = load_volume(&sd, o.uncertainty, "uncertainty map", &ref)) != MR_OK)
+    if (o.uncertainty && (st = load_volume(&sd, o.uncertainty, "uncertainty map", &ref)) != MR_OK)
         goto done;
 
     to_report_volume(&spec.reference, &ref, o.reference, NULL);
@@ -316,10 +318,12 @@ int mr_cmd_report(int argc, char **argv)
     /* the command line as typed: "mrpipe" + the subcommand's argv (global options are not seen) */
     line[0] = "mrpipe";
     spec.argc = argc + 1 < MAX_ARGS ? argc + 1 : MAX_ARGS;
-    for (int i = 1; i < spec.argc; i++) line[i] = argv[i - 1];
+    for (int i = 1; i < spec.argc; i++)
+        line[i] = argv[i - 1];
     spec.argv = line;
     n_ver = mr_versions_collect(ver);
-    for (size_t i = 0; i < n_ver; i++) versions[i].key = ver[i].name, versions[i].value = ver[i].value;
+    for (size_t i = 0; i < n_ver; i++)
+        versions[i].key = ver[i].name, versions[i].value = ver[i].value;
     spec.versions = versions;
     spec.n_versions = n_ver;
     spec.include_patient_info = o.include_patient;
@@ -339,7 +343,8 @@ int mr_cmd_report(int argc, char **argv)
     printf("wrote %s/report.json, %s/report.csv, %s/report.html\n", o.output, o.output, o.output);
 done:
     loaded_free(&ref);
-    for (int i = 0; i < n_loaded; i++) loaded_free(&in[i]);
+    for (int i = 0; i < n_loaded; i++)
+        loaded_free(&in[i]);
     if (zf.loaded) loaded_free(&zf);
     if (sd.loaded) loaded_free(&sd);
     return st == MR_OK ? 0 : mr_cli_fail("report", st);

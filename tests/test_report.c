@@ -81,8 +81,10 @@ static void test_sha256(void)
 
     /* files across the padding boundaries (55, 56, 63, 64, 65 bytes ...) against sha256sum */
     mr_test_rng_init(&rng, 7);
-    for (size_t k = 0; k < 1000000; k++) buf[k] = (unsigned char)(mr_test_randu(&rng) * 256);
-    static const size_t lens[] = {0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 128, 1000, 65537, 1000000};
+    for (size_t k = 0; k < 1000000; k++)
+        buf[k] = (unsigned char)(mr_test_randu(&rng) * 256);
+    static const size_t lens[] = {0,  1,   55,  56,  57,   63,    64,
+                                  65, 119, 120, 128, 1000, 65537, 1000000};
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
         const char *p = mr_test_path("sha.bin");
         FILE *f = fopen(p, "wb");
@@ -149,29 +151,30 @@ static const char *data_dir(void)
                                "%s -q recon --input sim.h5 --output full.h5",
                                dir, dir, mr_test_bin(), mr_test_bin(), mr_test_bin()) == 0);
     /* the patient marker, and the bad and special inputs, with h5py */
-    CU_ASSERT_FATAL(run_python(
-        "import sys, h5py, numpy as np\n"
-        "d = sys.argv[1]\n"
-        "with h5py.File(d + '/sim.h5', 'a') as f:\n"
-        "    f.attrs['patient_id'] = '" PATIENT_MARK "'\n"
-        "    ref = f['reconstruction_rss'][()]\n"
-        "full = h5py.File(d + '/full.h5', 'r')['reconstruction'][()]\n"
-        "zf = h5py.File(d + '/zf4.h5', 'r')['reconstruction'][()]\n"
-        "def put(name, a, ds='reconstruction'):\n"
-        "    with h5py.File(d + '/' + name, 'w') as f: f[ds] = a.astype(np.float32)\n"
-        "put('slices4.h5', full[:4])\n"
-        "nan = full.copy(); nan[2, 100, 90] = np.nan; put('nan.h5', nan)\n"
-        "put('zero_ref.h5', np.zeros_like(ref), 'reconstruction_rss')\n"
-        "put('small.h5', full[:, :200, :])\n"
-        "# fastMRI centre crop offset (n - crop) // 2: pad so that the crop gives full back\n"
-        "put('bigger.h5', np.pad(full, ((0, 0), (11, 12), (9, 10))))\n"
-        "# an uncertainty map: the smoothed error of the zero-filled image\n"
-        "from scipy.ndimage import uniform_filter\n"
-        "put('sd.h5', uniform_filter(np.abs(zf - ref), size=(1, 5, 5)) + 0.5)\n"
-        "sdn = uniform_filter(np.abs(zf - ref), size=(1, 5, 5)); sdn[1, 5, 5] = np.nan\n"
-        "put('sd_nan.h5', sdn)\n"
-        "open(d + '/garbage.h5', 'w').write('this is not an HDF5 file\\n')\n",
-        dir) == 0);
+    CU_ASSERT_FATAL(
+        run_python(
+            "import sys, h5py, numpy as np\n"
+            "d = sys.argv[1]\n"
+            "with h5py.File(d + '/sim.h5', 'a') as f:\n"
+            "    f.attrs['patient_id'] = '" PATIENT_MARK "'\n"
+            "    ref = f['reconstruction_rss'][()]\n"
+            "full = h5py.File(d + '/full.h5', 'r')['reconstruction'][()]\n"
+            "zf = h5py.File(d + '/zf4.h5', 'r')['reconstruction'][()]\n"
+            "def put(name, a, ds='reconstruction'):\n"
+            "    with h5py.File(d + '/' + name, 'w') as f: f[ds] = a.astype(np.float32)\n"
+            "put('slices4.h5', full[:4])\n"
+            "nan = full.copy(); nan[2, 100, 90] = np.nan; put('nan.h5', nan)\n"
+            "put('zero_ref.h5', np.zeros_like(ref), 'reconstruction_rss')\n"
+            "put('small.h5', full[:, :200, :])\n"
+            "# fastMRI centre crop offset (n - crop) // 2: pad so that the crop gives full back\n"
+            "put('bigger.h5', np.pad(full, ((0, 0), (11, 12), (9, 10))))\n"
+            "# an uncertainty map: the smoothed error of the zero-filled image\n"
+            "from scipy.ndimage import uniform_filter\n"
+            "put('sd.h5', uniform_filter(np.abs(zf - ref), size=(1, 5, 5)) + 0.5)\n"
+            "sdn = uniform_filter(np.abs(zf - ref), size=(1, 5, 5)); sdn[1, 5, 5] = np.nan\n"
+            "put('sd_nan.h5', sdn)\n"
+            "open(d + '/garbage.h5', 'w').write('this is not an HDF5 file\\n')\n",
+            dir) == 0);
     g_data = dir;
     return g_data;
 }
@@ -231,7 +234,8 @@ static const char *CHECK_REPORT =
     "assert r['methods'][0]['sha256'] == sha(d + '/zf4.h5')\n"
     "assert r['methods'][1]['sha256'] == sha(d + '/full.h5')\n"
     "assert r['zero_filled']['sha256'] == sha(d + '/zf4.h5')\n"
-    "assert r['methods'][0]['sha256'] == hashlib.sha256(open(d + '/zf4.h5', 'rb').read()).hexdigest()\n"
+    "assert r['methods'][0]['sha256'] == hashlib.sha256(open(d + '/zf4.h5', "
+    "'rb').read()).hexdigest()\n"
     "print('report checks passed')\n";
 
 /* The HTML is one self-contained file: no scripts, no external URLs, every image a data URI. */
@@ -314,18 +318,19 @@ static void test_report_crop_slices_uncertainty(void)
     CU_ASSERT_FATAL(mr_test_sh("cd %s && %s -q report --reference sim.h5 --input bigger.h5 "
                                "--uncertainty sd.h5 --slices 0,5 --ssim gaussian --output %s",
                                d, mr_test_bin(), out) == 0);
-    CU_ASSERT(run_python("import json, sys\n"
-                         "r = json.load(open(sys.argv[1] + '/report.json'))\n"
-                         "m = r['methods'][0]\n"
-                         "assert m['label'] == 'bigger' and m['cropped'] is True\n"
-                         "assert m['shape_loaded'] == [6, 240, 200] and m['shape'] == [6, 217, 181]\n"
-                         "assert m['volume']['nmse'] == 0 and m['volume']['psnr'] is None\n"
-                         "assert r['config']['slices_shown'] == [0, 5]\n"
-                         "assert r['metrics']['ssim']['window'] == 'gaussian'\n"
-                         "u = r['uncertainty']\n"
-                         "assert u['mean'] > 0.5 and u['abs_error_correlation'][0]['pearson_r'] is None\n"
-                         "print('ok')\n",
-                         out) == 0);
+    CU_ASSERT(
+        run_python("import json, sys\n"
+                   "r = json.load(open(sys.argv[1] + '/report.json'))\n"
+                   "m = r['methods'][0]\n"
+                   "assert m['label'] == 'bigger' and m['cropped'] is True\n"
+                   "assert m['shape_loaded'] == [6, 240, 200] and m['shape'] == [6, 217, 181]\n"
+                   "assert m['volume']['nmse'] == 0 and m['volume']['psnr'] is None\n"
+                   "assert r['config']['slices_shown'] == [0, 5]\n"
+                   "assert r['metrics']['ssim']['window'] == 'gaussian'\n"
+                   "u = r['uncertainty']\n"
+                   "assert u['mean'] > 0.5 and u['abs_error_correlation'][0]['pearson_r'] is None\n"
+                   "print('ok')\n",
+                   out) == 0);
     expect_in_output("ok");
 }
 
@@ -354,7 +359,8 @@ static void test_report_bad_inputs(void)
     expect_bad("--reference sim.h5 --input slices4.h5", "slices4.h5", "slice count");
     /* NaN in an input, in the zero-filled input, in the reference, in the uncertainty map */
     expect_bad("--reference sim.h5 --input nan.h5", "nan.h5", "nan at slice 2");
-    expect_bad("--reference sim.h5 --input full.h5 --zero-filled nan.h5", "nan.h5", "nan at slice 2");
+    expect_bad("--reference sim.h5 --input full.h5 --zero-filled nan.h5", "nan.h5",
+               "nan at slice 2");
     expect_bad("--reference nan.h5:reconstruction --input full.h5", "nan.h5", "nan at slice 2");
     expect_bad("--reference sim.h5 --input full.h5 --uncertainty sd_nan.h5", "sd_nan.h5", "nan");
     /* an all-zero reference: PSNR is undefined, and the message says so */
@@ -386,7 +392,8 @@ static mr_array *make_volume(size_t S, size_t H, size_t W, unsigned long long se
     CU_ASSERT_FATAL(mr_array_create(&a, MR_FLOAT32, 3, dims) == MR_OK);
     mr_test_rng_init(&rng, seed);
     for (size_t i = 0; i < S * H * W; i++) {
-        float b = base ? mr_array_f32(base)[i] : (float)(1 + sin(0.3 * (double)(i % W)) * cos(0.2 * (double)(i / W % H)));
+        float b = base ? mr_array_f32(base)[i]
+                       : (float)(1 + sin(0.3 * (double)(i % W)) * cos(0.2 * (double)(i / W % H)));
         mr_array_f32(a)[i] = b + (float)(noise * mr_test_randn(&rng));
     }
     return a;
@@ -420,15 +427,16 @@ static void test_report_library(void)
     /* nested directories are created; labels from the base names, repeated ones numbered */
     CU_ASSERT_FATAL(mr_report_write(nested, &sp) == MR_OK);
     CU_ASSERT(mr_test_count_files(nested, "report.") == 3);
-    CU_ASSERT(run_python("import json, sys\n"
-                         "r = json.load(open(sys.argv[1] + '/report.json'))\n"
-                         "assert r['config']['labels'] == ['b', 'b (2)'], r['config']['labels']\n"
-                         "assert r['created'] == '2000-01-01T00:00:00Z'\n"
-                         "assert r['reference']['sha256'] is None and r['libraries'] == {}\n"
-                         "assert r['methods'][0]['volume']['psnr'] > r['methods'][1]['volume']['psnr']\n"
-                         "assert r['config']['slices_shown'] == [0, 2, 3]\n"
-                         "print('ok')\n",
-                         nested) == 0);
+    CU_ASSERT(
+        run_python("import json, sys\n"
+                   "r = json.load(open(sys.argv[1] + '/report.json'))\n"
+                   "assert r['config']['labels'] == ['b', 'b (2)'], r['config']['labels']\n"
+                   "assert r['created'] == '2000-01-01T00:00:00Z'\n"
+                   "assert r['reference']['sha256'] is None and r['libraries'] == {}\n"
+                   "assert r['methods'][0]['volume']['psnr'] > r['methods'][1]['volume']['psnr']\n"
+                   "assert r['config']['slices_shown'] == [0, 2, 3]\n"
+                   "print('ok')\n",
+                   nested) == 0);
     expect_in_output("ok");
 
     /* a slice out of range: an error, and the directory is not even created */
@@ -442,7 +450,8 @@ static void test_report_library(void)
 
     /* NaN in the uncertainty map */
     mr_array_f32(sd)[100] = NAN;
-    sp.uncertainty = &(mr_report_volume){.source = "sd.nii", .image = sd, .dims_loaded = {4, 24, 20}};
+    sp.uncertainty =
+        &(mr_report_volume){.source = "sd.nii", .image = sd, .dims_loaded = {4, 24, 20}};
     CU_ASSERT(mr_report_write(none, &sp) == MR_ERR_INPUT);
     CU_ASSERT(strstr(mr_error_message(), "sd.nii") != NULL);
     CU_ASSERT(!mr_path_is_dir(none));
@@ -471,8 +480,8 @@ static void test_report_library(void)
 /* ================================================================ headless Chromium */
 
 #define CHROMIUM_FLAGS                                                                             \
-    "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "                        \
-    "--disable-background-networking --disable-component-update --disable-sync "                  \
+    "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "                         \
+    "--disable-background-networking --disable-component-update --disable-sync "                   \
     "--enable-logging=stderr --v=0"
 
 /* Page errors in Chromium's log: console errors, uncaught exceptions, failed loads. */
@@ -484,7 +493,8 @@ static int chromium_log_has_errors(const char *log)
 static void test_report_chromium(void)
 {
     const char *d = data_dir(), *out = report_dir("rep_chromium");
-    const char *shot = mr_test_path("report_screenshot.png"), *dom = mr_test_path("report_dom.html");
+    const char *shot = mr_test_path("report_screenshot.png"),
+               *dom = mr_test_path("report_dom.html");
     const char *log = mr_test_path("chromium.log"), *bad = mr_test_path("bad_page.html");
     FILE *f;
 

@@ -4,8 +4,8 @@
  * No script, no external resource, so the file can be mailed, archived or opened offline and shows
  * the same thing everywhere.
  *
- * Also the text-building helpers report.c shares (growable buffer, HTML/JSON escaping, base64) and an
- * in-memory PNG encoder (libpng with a write callback instead of a FILE).
+ * Also the text-building helpers report.c shares (growable buffer, HTML/JSON escaping, base64) and
+ * an in-memory PNG encoder (libpng with a write callback instead of a FILE).
  *
  * Display conventions (docs/reports.md): magnitude images share one grey window, 0 .. the 99.5th
  * percentile of the reference volume; |error| maps share one inferno scale across methods;
@@ -31,7 +31,8 @@ static void strbuf_reserve(mr_strbuf *b, size_t extra)
     need = b->len + extra + 1;
     if (need <= b->cap) return;
     cap = b->cap ? b->cap : 4096;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     p = realloc(b->data, cap);
     if (!p) {
         b->failed = 1;
@@ -56,7 +57,10 @@ void mr_strbuf_put(mr_strbuf *b, const void *s, size_t n)
     b->data[b->len] = '\0';
 }
 
-void mr_strbuf_puts(mr_strbuf *b, const char *s) { mr_strbuf_put(b, s, strlen(s)); }
+void mr_strbuf_puts(mr_strbuf *b, const char *s)
+{
+    mr_strbuf_put(b, s, strlen(s));
+}
 
 void mr_strbuf_printf(mr_strbuf *b, const char *fmt, ...)
 {
@@ -81,12 +85,23 @@ void mr_strbuf_html(mr_strbuf *b, const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
-        case '&': mr_strbuf_puts(b, "&amp;"); break;
-        case '<': mr_strbuf_puts(b, "&lt;"); break;
-        case '>': mr_strbuf_puts(b, "&gt;"); break;
-        case '"': mr_strbuf_puts(b, "&quot;"); break;
-        case '\'': mr_strbuf_puts(b, "&#39;"); break;
-        default: mr_strbuf_put(b, s, 1);
+        case '&':
+            mr_strbuf_puts(b, "&amp;");
+            break;
+        case '<':
+            mr_strbuf_puts(b, "&lt;");
+            break;
+        case '>':
+            mr_strbuf_puts(b, "&gt;");
+            break;
+        case '"':
+            mr_strbuf_puts(b, "&quot;");
+            break;
+        case '\'':
+            mr_strbuf_puts(b, "&#39;");
+            break;
+        default:
+            mr_strbuf_put(b, s, 1);
         }
     }
 }
@@ -165,7 +180,8 @@ static void png_mem_write(png_structp png, png_bytep src, png_size_t n)
     if (m->len + n > m->cap) {
         size_t cap = m->cap ? m->cap : 16384;
         unsigned char *p;
-        while (cap < m->len + n) cap *= 2;
+        while (cap < m->len + n)
+            cap *= 2;
         p = realloc(m->data, cap);
         if (!p) {
             m->nomem = 1;
@@ -178,7 +194,10 @@ static void png_mem_write(png_structp png, png_bytep src, png_size_t n)
     m->len += n;
 }
 
-static void png_mem_flush(png_structp png) { (void)png; }
+static void png_mem_flush(png_structp png)
+{
+    (void)png;
+}
 
 static void png_mem_error(png_structp png, png_const_charp msg)
 {
@@ -219,7 +238,7 @@ mr_status mr_png_encode_mem(unsigned char **out, size_t *out_len, const unsigned
     png_set_write_fn(png, &m, png_mem_write, png_mem_flush);
     png_set_compression_level(png, 6);
     png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8,
-                 palette          ? PNG_COLOR_TYPE_PALETTE
+                 palette         ? PNG_COLOR_TYPE_PALETTE
                  : channels == 3 ? PNG_COLOR_TYPE_RGB
                                  : PNG_COLOR_TYPE_GRAY,
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
@@ -231,7 +250,8 @@ mr_status mr_png_encode_mem(unsigned char **out, size_t *out_len, const unsigned
         png_set_PLTE(png, info, pal, 256);
     }
     png_write_info(png, info);
-    for (size_t r = 0; r < h; r++) png_write_row(png, (png_const_bytep)(pix + r * row_bytes));
+    for (size_t r = 0; r < h; r++)
+        png_write_row(png, (png_const_bytep)(pix + r * row_bytes));
     png_write_end(png, info);
 done:
     png_destroy_write_struct(&png, &info);
@@ -247,7 +267,10 @@ done:
 /* ================================================================ small formatting helpers */
 
 /* Metric values as shown in the page (the JSON keeps full precision). */
-static void put_nmse(mr_strbuf *b, double v) { mr_strbuf_printf(b, "%.4g", v); }
+static void put_nmse(mr_strbuf *b, double v)
+{
+    mr_strbuf_printf(b, "%.4g", v);
+}
 static void put_psnr(mr_strbuf *b, double v)
 {
     if (isinf(v))
@@ -255,7 +278,10 @@ static void put_psnr(mr_strbuf *b, double v)
     else
         mr_strbuf_printf(b, "%.2f", v);
 }
-static void put_ssim(mr_strbuf *b, double v) { mr_strbuf_printf(b, "%.4f", v); }
+static void put_ssim(mr_strbuf *b, double v)
+{
+    mr_strbuf_printf(b, "%.4f", v);
+}
 
 /* A tick label: short, without trailing zeros ("0.5", "1e-05", "120"). */
 static void put_tick(mr_strbuf *b, double v, double step)
@@ -315,8 +341,9 @@ static void put_colorbar(mr_strbuf *b, int id, mr_colormap map, double lo, doubl
     for (int k = 0; k <= 2; k++) {
         double x = x0 + (x1 - x0) * k / 2.0, v = lo + (hi - lo) * k / 2.0;
         const char *anchor = k == 0 ? "start" : k == 1 ? "middle" : "end";
-        mr_strbuf_printf(b, "<line x1=\"%g\" y1=\"12\" x2=\"%g\" y2=\"15\" stroke=\"#666\" "
-                            "stroke-width=\"0.7\"/><text x=\"%g\" y=\"24\" text-anchor=\"%s\">",
+        mr_strbuf_printf(b,
+                         "<line x1=\"%g\" y1=\"12\" x2=\"%g\" y2=\"15\" stroke=\"#666\" "
+                         "stroke-width=\"0.7\"/><text x=\"%g\" y=\"24\" text-anchor=\"%s\">",
                          x, x, x, anchor);
         put_tick(b, v, hi - lo);
         mr_strbuf_puts(b, "</text>");
@@ -362,9 +389,11 @@ static mr_status put_panel(mr_strbuf *b, int *bar_id, const mr_report_data *d, p
     } else {
         unsigned char palette[256 * 3];
         mr_colormap map = kind == PANEL_ERR ? MR_COLORMAP_INFERNO : MR_COLORMAP_VIRIDIS;
-        for (int k = 0; k < 256; k++) mr_colormap_rgb(palette + 3 * k, map, k / 255.0);
+        for (int k = 0; k < 256; k++)
+            mr_colormap_rgb(palette + 3 * k, map, k / 255.0);
         if (kind == PANEL_ERR) {
-            for (size_t i = 0; i < n; i++) fscratch[i] = fabsf(img[i] - ref[i]);
+            for (size_t i = 0; i < n; i++)
+                fscratch[i] = fabsf(img[i] - ref[i]);
             to_levels(scratch, fscratch, n, 0, d->err_hi);
         } else {
             to_levels(scratch, img, n, 0, d->sd_hi);
@@ -403,12 +432,14 @@ static void legend_text(char *buf, size_t size, const mr_report_data *d, size_t 
     const int is_zf = k >= d->spec->n_methods;
     const mr_metrics_result *m = is_zf ? &d->zf_metrics : &d->metrics[k];
     size_t n_inf = 0;
-    for (size_t s = 0; s < d->S; s++) n_inf += !isfinite(plot_value(m, s, kind));
+    for (size_t s = 0; s < d->S; s++)
+        n_inf += !isfinite(plot_value(m, s, kind));
     if (n_inf == d->S)
-        snprintf(buf, size, "%s (\u221e: identical, not drawn)", is_zf ? "zero-filled" : d->labels[k]);
+        snprintf(buf, size, "%s (\u221e: identical, not drawn)",
+                 is_zf ? "zero-filled" : d->labels[k]);
     else if (n_inf > 0)
-        snprintf(buf, size, "%s (\u221e on %zu slices, not drawn)", is_zf ? "zero-filled" : d->labels[k],
-                 n_inf);
+        snprintf(buf, size, "%s (\u221e on %zu slices, not drawn)",
+                 is_zf ? "zero-filled" : d->labels[k], n_inf);
     else
         snprintf(buf, size, "%s", is_zf ? "zero-filled" : d->labels[k]);
 }
@@ -427,7 +458,8 @@ static int legend_place(const mr_report_data *d, plot_kind kind, double avail, s
         size_t chars = 0;
         double w;
         legend_text(text, sizeof text, d, j, kind);
-        for (const char *p = text; *p; p++) chars += ((unsigned char)*p & 0xc0) != 0x80;
+        for (const char *p = text; *p; p++)
+            chars += ((unsigned char)*p & 0xc0) != 0x80;
         w = 28 + 6.3 * (double)chars + 20;
         if (cx > 0 && cx + w > avail) cx = 0, r++;
         if (j == k) *x = cx, *row = r;
@@ -474,14 +506,13 @@ static void put_plot(mr_strbuf *b, const mr_report_data *d, plot_kind kind)
     xstep = nice_step(xmax - xmin, d->S < 10 ? (int)(xmax - xmin) : 8);
     if (xstep < 1) xstep = 1;
 
-#define PX(x) (ML + ((x) - xmin) / (xmax - xmin) * (W - ML - MR))
-#define PY(y) (MT + PH - ((y) - ymin) / (ymax - ymin) * PH)
+#define PX(x) (ML + ((x)-xmin) / (xmax - xmin) * (W - ML - MR))
+#define PY(y) (MT + PH - ((y)-ymin) / (ymax - ymin) * PH)
 
     mr_strbuf_printf(b,
                      "<svg class=\"plot\" viewBox=\"0 0 %g %g\" role=\"img\" aria-label=\"%s per "
                      "slice\"><text x=\"%g\" y=\"20\" class=\"title\">%s per slice%s</text>",
-                     W, H, name, ML, name,
-                     kind == PLOT_PSNR ? " (dB)" : "");
+                     W, H, name, ML, name, kind == PLOT_PSNR ? " (dB)" : "");
     /* grid and y ticks */
     for (double y = ymin; y <= ymax + ystep * 1e-6; y += ystep) {
         mr_strbuf_printf(b,
@@ -508,8 +539,8 @@ static void put_plot(mr_strbuf *b, const mr_report_data *d, plot_kind kind)
                      "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">slice</text>"
                      "<text transform=\"translate(14 %g) rotate(-90)\" text-anchor=\"middle\">%s%s"
                      "</text>",
-                     ML, MT, ML, MT + PH, ML, MT + PH, W - MR, MT + PH, (ML + W - MR) / 2, MT + PH + 34,
-                     MT + PH / 2, name, kind == PLOT_PSNR ? " (dB)" : "");
+                     ML, MT, ML, MT + PH, ML, MT + PH, W - MR, MT + PH, (ML + W - MR) / 2,
+                     MT + PH + 34, MT + PH / 2, name, kind == PLOT_PSNR ? " (dB)" : "");
     /* series */
     for (size_t k = 0; k < n_series; k++) {
         const int is_zf = k >= sp->n_methods;
@@ -525,8 +556,9 @@ static void put_plot(mr_strbuf *b, const mr_report_data *d, plot_kind kind)
             double v = s < d->S ? plot_value(m, s, kind) : NAN;
             if (isfinite(v)) {
                 if (run == 0)
-                    mr_strbuf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" "
-                                        "stroke-width=\"1.8\"%s points=\"",
+                    mr_strbuf_printf(b,
+                                     "<polyline fill=\"none\" stroke=\"%s\" "
+                                     "stroke-width=\"1.8\"%s points=\"",
                                      colour, dash);
                 mr_strbuf_printf(b, "%.2f,%.2f ", PX((double)s), PY(v));
                 run++;
@@ -539,8 +571,9 @@ static void put_plot(mr_strbuf *b, const mr_report_data *d, plot_kind kind)
             for (size_t s = 0; s < d->S; s++) {
                 double v = plot_value(m, s, kind);
                 if (!isfinite(v)) continue;
-                mr_strbuf_printf(b, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"2.6\" fill=\"%s\">"
-                                    "<title>",
+                mr_strbuf_printf(b,
+                                 "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"2.6\" fill=\"%s\">"
+                                 "<title>",
                                  PX((double)s), PY(v), colour);
                 mr_strbuf_html(b, label);
                 mr_strbuf_printf(b, ", slice %zu: %s %.4f</title></circle>", s, name, v);
@@ -578,9 +611,11 @@ static const char CSS[] =
     "font-variant-numeric:tabular-nums}"
     "th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #bbb}"
     ".baseline{color:#777;font-style:italic}td.best{font-weight:bold}"
-    "table.inputs td,table.inputs th{text-align:left;vertical-align:top}.sha{font-family:ui-monospace,"
+    "table.inputs td,table.inputs "
+    "th{text-align:left;vertical-align:top}.sha{font-family:ui-monospace,"
     "'DejaVu Sans Mono',monospace;font-size:.8em;word-break:break-all}"
-    ".plots{display:flex;flex-wrap:wrap;gap:16px 28px;align-items:flex-start}.plots svg{flex:1 1 500px;max-width:620px}"
+    ".plots{display:flex;flex-wrap:wrap;gap:16px 28px;align-items:flex-start}.plots svg{flex:1 1 "
+    "500px;max-width:620px}"
     "svg text{font-size:11px;fill:#333}svg text.title{font-size:13px;font-weight:600}"
     "svg .grid{stroke:#e6e6e6;stroke-width:1}svg .axis{stroke:#555;stroke-width:1}"
     "svg .shown{stroke:#bbb;stroke-width:1;stroke-dasharray:2 3}"
@@ -766,7 +801,8 @@ static mr_status put_slices(mr_strbuf *b, const mr_report_data *d)
                       "window (0 to the 99.5th percentile of the reference volume); |error| = "
                       "|reconstruction &minus; reference| maps share one scale across methods "
                       "(inferno)");
-    if (sp->uncertainty) mr_strbuf_puts(b, "; the uncertainty map shows the per-pixel SD (viridis)");
+    if (sp->uncertainty)
+        mr_strbuf_puts(b, "; the uncertainty map shows the per-pixel SD (viridis)");
     mr_strbuf_puts(b, ". Colour bars are in image units.</p>\n");
     for (size_t k = 0; k < d->n_shown; k++) {
         const size_t s = d->shown[k];
@@ -780,8 +816,9 @@ static mr_status put_slices(mr_strbuf *b, const mr_report_data *d)
             mr_strbuf_puts(b, isinf(d->metrics[i].per_slice[s].psnr) ? ", SSIM " : " dB, SSIM ");
             put_ssim(b, d->metrics[i].per_slice[s].ssim);
         }
-        mr_strbuf_printf(b, "</span></h3>\n<div class=\"grid\" style=\"grid-template-columns:"
-                            "repeat(%zu,minmax(0,%s))\">\n",
+        mr_strbuf_printf(b,
+                         "</span></h3>\n<div class=\"grid\" style=\"grid-template-columns:"
+                         "repeat(%zu,minmax(0,%s))\">\n",
                          cols, cols <= 3 ? "300px" : "1fr");
         /* row 1: images */
         snprintf(tip, sizeof tip, "%s, slice %zu", sp->reference.source, s);
@@ -881,8 +918,7 @@ static void put_inputs(mr_strbuf *b, const mr_report_data *d)
     put_input_row(b, "reference", NULL, &sp->reference, d->ref_sha, d);
     for (size_t i = 0; i < sp->n_methods; i++)
         put_input_row(b, "reconstruction", d->labels[i], &sp->methods[i], d->method_sha[i], d);
-    if (sp->zero_filled)
-        put_input_row(b, "zero-filled input", NULL, sp->zero_filled, d->zf_sha, d);
+    if (sp->zero_filled) put_input_row(b, "zero-filled input", NULL, sp->zero_filled, d->zf_sha, d);
     if (sp->uncertainty) put_input_row(b, "uncertainty (SD)", NULL, sp->uncertainty, d->sd_sha, d);
     mr_strbuf_puts(b, "</tbody></table>\n");
     if (sp->argc > 0) {
@@ -912,6 +948,7 @@ mr_status mr_report_html_render(mr_strbuf *b, const mr_report_data *d)
     if ((st = put_slices(b, d)) != MR_OK) return st;
     put_inputs(b, d);
     mr_strbuf_puts(b, "</body>\n</html>\n");
-    if (b->failed) return mr_error_set(MR_ERR_NOMEM, "report: out of memory building the HTML page");
+    if (b->failed)
+        return mr_error_set(MR_ERR_NOMEM, "report: out of memory building the HTML page");
     return MR_OK;
 }

@@ -12,8 +12,8 @@
  * Privacy: patient-identifying fields reach the report only through spec->patient and only when
  * spec->include_patient_info is set; nothing else read from the inputs is copied into a report.
  */
-#include "report_priv.h"
 #include "mr_io.h"
+#include "report_priv.h"
 
 #include <errno.h>
 #include <math.h>
@@ -43,26 +43,30 @@ static mr_status check_volume(const mr_report_spec *sp, const mr_report_volume *
     if (!a || !a->data)
         return mr_error_set(MR_ERR_USAGE, "report: %s %s: no image", role_name(sp, v), src);
     if (a->dtype != MR_FLOAT32 || a->ndim != 3)
-        return mr_error_set(MR_ERR_INPUT, "%s: %s: expected a float32 (S, H, W) volume, found %s "
-                            "dims %s", src, role_name(sp, v),
-                            a->dtype == MR_FLOAT32 ? "float32" : "complex64",
+        return mr_error_set(MR_ERR_INPUT,
+                            "%s: %s: expected a float32 (S, H, W) volume, found %s "
+                            "dims %s",
+                            src, role_name(sp, v), a->dtype == MR_FLOAT32 ? "float32" : "complex64",
                             mr_dims_format(s1, sizeof s1, a->ndim, a->dims));
     if (v == &sp->reference) return MR_OK;
     if (a->dims[0] != r->dims[0])
-        return mr_error_set(MR_ERR_INPUT, "%s: %s has %zu slices, the reference %s has %zu (shapes "
+        return mr_error_set(MR_ERR_INPUT,
+                            "%s: %s has %zu slices, the reference %s has %zu (shapes "
                             "%s and %s): expected the same slice count",
                             src, role_name(sp, v), a->dims[0], sp->reference.source, r->dims[0],
                             mr_dims_format(s1, sizeof s1, 3, a->dims),
                             mr_dims_format(s2, sizeof s2, 3, r->dims));
     if (a->dims[1] != r->dims[1] || a->dims[2] != r->dims[2])
-        return mr_error_set(MR_ERR_INPUT, "%s: %s of shape %s: expected the reference's shape %s "
+        return mr_error_set(MR_ERR_INPUT,
+                            "%s: %s of shape %s: expected the reference's shape %s "
                             "(%s) after the centre crop",
                             src, role_name(sp, v), mr_dims_format(s1, sizeof s1, 3, a->dims),
                             mr_dims_format(s2, sizeof s2, 3, r->dims), sp->reference.source);
     return MR_OK;
 }
 
-/* NaN/Inf in a volume the metrics do not check (the uncertainty map); negative SDs are errors too. */
+/* NaN/Inf in a volume the metrics do not check (the uncertainty map); negative SDs are errors too.
+ */
 static mr_status check_finite_sd(const mr_report_volume *v)
 {
     const mr_array *a = v->image;
@@ -70,9 +74,11 @@ static mr_status check_finite_sd(const mr_report_volume *v)
     size_t hw = a->dims[1] * a->dims[2], n = mr_array_numel(a);
     for (size_t i = 0; i < n; i++)
         if (!isfinite(x[i]) || x[i] < 0)
-            return mr_error_set(MR_ERR_INPUT, "%s: uncertainty (SD): expected finite values >= 0, "
-                                "found %g at slice %zu, pixel (%zu, %zu)", v->source, (double)x[i],
-                                i / hw, i % hw / a->dims[2], i % a->dims[2]);
+            return mr_error_set(MR_ERR_INPUT,
+                                "%s: uncertainty (SD): expected finite values >= 0, "
+                                "found %g at slice %zu, pixel (%zu, %zu)",
+                                v->source, (double)x[i], i / hw, i % hw / a->dims[2],
+                                i % a->dims[2]);
     return MR_OK;
 }
 
@@ -102,7 +108,8 @@ static float robust_max(const float *x, size_t n, float fallback)
     float lo, hi, m = 0;
     mr_window_percentile(&lo, &hi, x, n, 0.0, 99.5);
     if (hi > 0) return hi;
-    for (size_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    for (size_t i = 0; i < n; i++)
+        m = x[i] > m ? x[i] : m;
     return m > 0 ? m : fallback;
 }
 
@@ -110,7 +117,8 @@ static float robust_max(const float *x, size_t n, float fallback)
 static double pearson(const float *a, const float *b, size_t n)
 {
     double ma = 0, mb = 0, sab = 0, saa = 0, sbb = 0;
-    for (size_t i = 0; i < n; i++) ma += a[i], mb += b[i];
+    for (size_t i = 0; i < n; i++)
+        ma += a[i], mb += b[i];
     ma /= (double)n;
     mb /= (double)n;
     for (size_t i = 0; i < n; i++) {
@@ -129,7 +137,8 @@ static mr_status report_compute(mr_report_data *d, const mr_report_spec *sp, cha
     mr_status st;
 
     if (sp->n_methods == 0 || !sp->methods)
-        return mr_error_set(MR_ERR_USAGE, "report: expected at least one reconstruction to compare");
+        return mr_error_set(MR_ERR_USAGE,
+                            "report: expected at least one reconstruction to compare");
     if ((st = check_volume(sp, &sp->reference)) != MR_OK) return st;
     for (size_t i = 0; i < sp->n_methods; i++)
         if ((st = check_volume(sp, &sp->methods[i])) != MR_OK) return st;
@@ -159,8 +168,9 @@ static mr_status report_compute(mr_report_data *d, const mr_report_spec *sp, cha
     for (size_t i = 0; i < sp->n_methods; i++)
         if ((st = mr_metrics_volume(&d->metrics[i], ref, sp->methods[i].image, sp->window)) !=
             MR_OK)
-            return mr_error_prefix(st, "comparing %s with the reference %s: ",
-                                   sp->methods[i].source, sp->reference.source);
+            return mr_error_prefix(st,
+                                   "comparing %s with the reference %s: ", sp->methods[i].source,
+                                   sp->reference.source);
     if (sp->zero_filled) {
         if ((st = mr_metrics_volume(&d->zf_metrics, ref, sp->zero_filled->image, sp->window)) !=
             MR_OK)
@@ -186,17 +196,20 @@ static mr_status report_compute(mr_report_data *d, const mr_report_spec *sp, cha
     if (sp->n_slices > 0) {
         for (size_t k = 0; k < sp->n_slices; k++) {
             if (sp->slices[k] >= d->S)
-                return mr_error_set(MR_ERR_USAGE, "report: slice %zu to show: expected 0..%zu "
-                                    "(the reference %s has %zu slices)", sp->slices[k], d->S - 1,
-                                    sp->reference.source, d->S);
+                return mr_error_set(MR_ERR_USAGE,
+                                    "report: slice %zu to show: expected 0..%zu "
+                                    "(the reference %s has %zu slices)",
+                                    sp->slices[k], d->S - 1, sp->reference.source, d->S);
             d->shown[k] = sp->slices[k];
         }
         d->n_shown = sp->n_slices;
     } else if (d->S < 3) {
-        for (size_t s = 0; s < d->S; s++) d->shown[s] = s;
+        for (size_t s = 0; s < d->S; s++)
+            d->shown[s] = s;
         d->n_shown = d->S;
     } else {
-        for (size_t k = 0; k < 3; k++) d->shown[k] = (2 * k + 1) * d->S / 6; /* centres of thirds */
+        for (size_t k = 0; k < 3; k++)
+            d->shown[k] = (2 * k + 1) * d->S / 6; /* centres of thirds */
         d->n_shown = 3;
     }
 
@@ -207,7 +220,8 @@ static mr_status report_compute(mr_report_data *d, const mr_report_spec *sp, cha
     if (!scratch) return MR_ERR_NOMEM;
     for (size_t i = 0; i < sp->n_methods; i++) {
         const float *r = mr_array_f32(ref), *x = mr_array_f32(sp->methods[i].image);
-        for (size_t p = 0; p < n; p++) scratch[i * n + p] = fabsf(x[p] - r[p]);
+        for (size_t p = 0; p < n; p++)
+            scratch[i * n + p] = fabsf(x[p] - r[p]);
     }
     d->err_hi = robust_max(scratch, n * sp->n_methods, (float)(d->metrics[0].data_range * 1e-3));
     if (sp->uncertainty) {
@@ -282,8 +296,8 @@ static void json_input_fields(mr_strbuf *b, const mr_report_volume *v, const cha
 }
 
 /* A method's block (also the zero-filled baseline's): inputs, volume numbers, per-slice numbers. */
-static void json_method(mr_strbuf *b, const char *label, const mr_report_volume *v,
-                        const char *sha, const mr_metrics_result *m, const mr_report_data *d)
+static void json_method(mr_strbuf *b, const char *label, const mr_report_volume *v, const char *sha,
+                        const mr_metrics_result *m, const mr_report_data *d)
 {
     mr_strbuf_puts(b, "{\n      \"label\": ");
     mr_strbuf_json_str(b, label);
@@ -341,9 +355,11 @@ static void report_json(mr_strbuf *b, const mr_report_data *d)
     mr_strbuf_puts(b, ",\n    \"uncertainty\": ");
     mr_strbuf_json_str(b, sp->uncertainty ? sp->uncertainty->source : NULL);
     mr_strbuf_puts(b, ",\n    \"slices_shown\": [");
-    for (size_t k = 0; k < d->n_shown; k++) mr_strbuf_printf(b, "%s%zu", k ? ", " : "", d->shown[k]);
-    mr_strbuf_printf(b, "],\n    \"slices_shown_default\": %s,\n    \"ssim_window\": \"%s\",\n"
-                        "    \"include_patient_info\": %s\n  },\n",
+    for (size_t k = 0; k < d->n_shown; k++)
+        mr_strbuf_printf(b, "%s%zu", k ? ", " : "", d->shown[k]);
+    mr_strbuf_printf(b,
+                     "],\n    \"slices_shown_default\": %s,\n    \"ssim_window\": \"%s\",\n"
+                     "    \"include_patient_info\": %s\n  },\n",
                      sp->n_slices ? "false" : "true", gauss ? "gaussian" : "uniform",
                      sp->include_patient_info ? "true" : "false");
     /* how the numbers are defined */
@@ -352,13 +368,14 @@ static void report_json(mr_strbuf *b, const mr_report_data *d)
                      "and PSNR over the volume, SSIM the mean over slices\",\n"
                      "    \"data_range\": ");
     mr_strbuf_json_num(b, d->metrics[0].data_range);
-    mr_strbuf_printf(b,
-                     ",\n    \"data_range_source\": \"maximum of the reference volume (also for "
-                     "per-slice PSNR and SSIM)\",\n"
-                     "    \"ssim\": {\"window\": \"%s\", \"size\": %d, \"sigma\": %s, \"k1\": 0.01, "
-                     "\"k2\": 0.03, \"sample_covariance\": %s, \"border_crop\": %d}\n  },\n",
-                     gauss ? "gaussian" : "uniform", gauss ? 11 : 7, gauss ? "1.5" : "null",
-                     gauss ? "false" : "true", gauss ? 5 : 3);
+    mr_strbuf_printf(
+        b,
+        ",\n    \"data_range_source\": \"maximum of the reference volume (also for "
+        "per-slice PSNR and SSIM)\",\n"
+        "    \"ssim\": {\"window\": \"%s\", \"size\": %d, \"sigma\": %s, \"k1\": 0.01, "
+        "\"k2\": 0.03, \"sample_covariance\": %s, \"border_crop\": %d}\n  },\n",
+        gauss ? "gaussian" : "uniform", gauss ? 11 : 7, gauss ? "1.5" : "null",
+        gauss ? "false" : "true", gauss ? 5 : 3);
     mr_strbuf_printf(b, "  \"shape\": [%zu, %zu, %zu],\n  \"reference\": {\n", d->S, d->H, d->W);
     json_input_fields(b, &sp->reference, d->ref_sha, d, "    ");
     mr_strbuf_puts(b, "\n  },\n  \"methods\": [");
@@ -430,7 +447,8 @@ static void csv_field(mr_strbuf *b, const char *s)
         return;
     }
     mr_strbuf_puts(b, "\"");
-    for (; *s; s++) mr_strbuf_put(b, *s == '"' ? "\"\"" : s, *s == '"' ? 2 : 1);
+    for (; *s; s++)
+        mr_strbuf_put(b, *s == '"' ? "\"\"" : s, *s == '"' ? 2 : 1);
     mr_strbuf_puts(b, "\"");
 }
 
@@ -461,7 +479,8 @@ static void csv_rows(mr_strbuf *b, const char *label, const mr_metrics_result *m
 static void report_csv(mr_strbuf *b, const mr_report_data *d)
 {
     mr_strbuf_puts(b, "method,slice,nmse,psnr,ssim\n");
-    for (size_t i = 0; i < d->spec->n_methods; i++) csv_rows(b, d->labels[i], &d->metrics[i]);
+    for (size_t i = 0; i < d->spec->n_methods; i++)
+        csv_rows(b, d->labels[i], &d->metrics[i]);
     if (d->has_zf) csv_rows(b, "zero-filled", &d->zf_metrics);
 }
 
@@ -493,7 +512,8 @@ static mr_status make_dirs(const char *dir, int *created)
                             strerror(e));
     }
     if (!mr_path_is_dir(path))
-        return mr_error_set(MR_ERR_IO, "%s: expected a directory for the report, found a file", dir);
+        return mr_error_set(MR_ERR_IO, "%s: expected a directory for the report, found a file",
+                            dir);
     *created = 1;
     return MR_OK;
 }
@@ -546,8 +566,10 @@ static mr_status write_set(const char *dir, const char *const names[N_FILES],
         if ((st = mr_atomic_commit(&af[committed])) != MR_OK) goto fail;
     return MR_OK;
 fail:
-    for (int i = 0; i < committed; i++) unlink(af[i].final_path);
-    for (int i = committed; i < begun; i++) mr_atomic_abort(&af[i]);
+    for (int i = 0; i < committed; i++)
+        unlink(af[i].final_path);
+    for (int i = committed; i < begun; i++)
+        mr_atomic_abort(&af[i]);
     if (created) rmdir(dir); /* fails harmlessly when not empty */
     return st;
 }
@@ -587,7 +609,8 @@ mr_status mr_report_write(const char *dir, const mr_report_spec *sp)
     }
     st = write_set(dir, names, bufs);
 done:
-    for (size_t i = 0; d.metrics && i < nm; i++) mr_metrics_result_free(&d.metrics[i]);
+    for (size_t i = 0; d.metrics && i < nm; i++)
+        mr_metrics_result_free(&d.metrics[i]);
     if (d.has_zf) mr_metrics_result_free(&d.zf_metrics);
     free(d.labels);
     free(d.metrics);

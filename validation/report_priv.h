@@ -11,7 +11,8 @@
 /* ---------------------------------------------------------------- growable text buffer */
 
 /* A NUL-terminated text that grows as it is appended to. An allocation failure sets `failed`, after
- * which appends are no-ops; the owner checks it once at the end (one error path, not one per line). */
+ * which appends are no-ops; the owner checks it once at the end (one error path, not one per line).
+ */
 typedef struct {
     char *data; /* NUL-terminated when len > 0 */
     size_t len;
@@ -44,23 +45,23 @@ mr_status mr_png_encode_mem(unsigned char **out, size_t *out_len, const unsigned
 /* Everything a report shows, computed once by report.c from an mr_report_spec. */
 typedef struct {
     const mr_report_spec *spec;
-    size_t S, H, W;                 /* the compared shape (the reference's) */
-    const char **labels;            /* (n_methods) resolved method labels */
-    mr_metrics_result *metrics;     /* (n_methods) */
+    size_t S, H, W;             /* the compared shape (the reference's) */
+    const char **labels;        /* (n_methods) resolved method labels */
+    mr_metrics_result *metrics; /* (n_methods) */
     int has_zf;
-    mr_metrics_result zf_metrics;   /* when has_zf */
-    char ref_sha[65];               /* "" when the input has no file to hash */
-    char (*method_sha)[65];         /* (n_methods) */
+    mr_metrics_result zf_metrics; /* when has_zf */
+    char ref_sha[65];             /* "" when the input has no file to hash */
+    char (*method_sha)[65];       /* (n_methods) */
     char zf_sha[65], sd_sha[65];
-    size_t *shown;                  /* (n_shown) slices shown in the HTML */
+    size_t *shown; /* (n_shown) slices shown in the HTML */
     size_t n_shown;
-    float mag_lo, mag_hi;           /* magnitude window: 0 .. 99.5th percentile of the reference */
-    float err_hi;                   /* |error| maps share [0, err_hi] across methods */
-    float sd_hi;                    /* uncertainty maps: [0, 99.5th percentile of the SD volume] */
-    double sd_mean, sd_max;         /* uncertainty volume statistics */
-    double *sd_corr;                /* (n_methods) Pearson r of SD with |error|, NaN if undefined */
-    char created[40];               /* UTC, ISO 8601 */
-    const char *ssim_desc;          /* human-readable SSIM definition */
+    float mag_lo, mag_hi;   /* magnitude window: 0 .. 99.5th percentile of the reference */
+    float err_hi;           /* |error| maps share [0, err_hi] across methods */
+    float sd_hi;            /* uncertainty maps: [0, 99.5th percentile of the SD volume] */
+    double sd_mean, sd_max; /* uncertainty volume statistics */
+    double *sd_corr;        /* (n_methods) Pearson r of SD with |error|, NaN if undefined */
+    char created[40];       /* UTC, ISO 8601 */
+    const char *ssim_desc;  /* human-readable SSIM definition */
 } mr_report_data;
 
 /* The HTML page into out. MR_ERR_NOMEM / MR_ERR_INTERNAL on failure. */

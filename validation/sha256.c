@@ -23,7 +23,10 @@ static const uint32_t K[64] = {
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
 
-static inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+static inline uint32_t rotr(uint32_t x, int n)
+{
+    return (x >> n) | (x << (32 - n));
+}
 
 /* One 64-byte block into the state (6.2.2). */
 static void compress(uint32_t state[8], const unsigned char *p)
@@ -55,7 +58,8 @@ static void compress(uint32_t state[8], const unsigned char *p)
 
 void mr_sha256_init(mr_sha256 *ctx)
 {
-    /* the first 32 bits of the fractional parts of the square roots of the first 8 primes (5.3.3) */
+    /* the first 32 bits of the fractional parts of the square roots of the first 8 primes (5.3.3)
+     */
     static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     memcpy(ctx->state, H0, sizeof H0);
@@ -77,7 +81,8 @@ void mr_sha256_update(mr_sha256 *ctx, const void *data, size_t n)
         compress(ctx->state, ctx->block);
         ctx->fill = 0;
     }
-    for (; n >= 64; p += 64, n -= 64) compress(ctx->state, p);
+    for (; n >= 64; p += 64, n -= 64)
+        compress(ctx->state, p);
     memcpy(ctx->block, p, n);
     ctx->fill = n;
 }
@@ -95,10 +100,12 @@ void mr_sha256_final(mr_sha256 *ctx, unsigned char out[32], char hex[65])
         ctx->fill = 0;
     }
     memset(ctx->block + ctx->fill, 0, 56 - ctx->fill);
-    for (int i = 0; i < 8; i++) ctx->block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        ctx->block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
     compress(ctx->state, ctx->block);
     for (int i = 0; i < 8; i++)
-        for (int j = 0; j < 4; j++) digest[4 * i + j] = (unsigned char)(ctx->state[i] >> (24 - 8 * j));
+        for (int j = 0; j < 4; j++)
+            digest[4 * i + j] = (unsigned char)(ctx->state[i] >> (24 - 8 * j));
     if (out) memcpy(out, digest, 32);
     if (hex) {
         for (int i = 0; i < 32; i++) {
@@ -125,7 +132,8 @@ mr_status mr_sha256_file(char hex[65], const char *path)
                             strerror(err));
     }
     mr_sha256_init(&ctx);
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) mr_sha256_update(&ctx, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        mr_sha256_update(&ctx, buf, n);
     err = ferror(f) ? errno : 0;
     fclose(f);
     if (err)
