@@ -112,13 +112,22 @@ void mr_ssim_plan_destroy(mr_ssim_plan *p)
     free(p);
 }
 
+/* The hot loops are compiled twice, for AVX2 and for the x86-64 baseline (SSE2), and chosen at load
+ * time (GCC target_clones); `omp simd` makes GCC vectorise them at -O2. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define SSIM_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SSIM_CLONES
+#endif
+
 /* Sum of S over one output row, from the window means in horz[] at columns [r, w - r). */
-static double row_ssim_sum(const mr_ssim_plan *p, double scale, double c1, double c2)
+static inline __attribute__((always_inline)) double row_ssim_sum(const mr_ssim_plan *p, double scale, double c1, double c2)
 {
-    const double *sx = p->horz[0], *sy = p->horz[1], *sxx = p->horz[2], *syy = p->horz[3],
-                 *sxy = p->horz[4];
+    const double *restrict sx = p->horz[0], *restrict sy = p->horz[1],
+                 *restrict sxx = p->horz[2], *restrict syy = p->horz[3], *restrict sxy = p->horz[4];
     const double k = p->cov_norm;
     double acc = 0;
+#pragma omp simd reduction(+ : acc)
     for (size_t x = (size_t)p->radius; x < p->w - (size_t)p->radius; x++) {
         double ux = sx[x] * scale, uy = sy[x] * scale;
         double uxx = sxx[x] * scale, uyy = syy[x] * scale, uxy = sxy[x] * scale;
@@ -130,21 +139,53 @@ static double row_ssim_sum(const mr_ssim_plan *p, double scale, double c1, doubl
     return acc;
 }
 
-/* Uniform window: running box sums. vert[] holds, for every column, the sums over rows
- * [y - r, y + r]; each output row moves it down by one row (add the entering row, subtract the
- * leaving one). Along the row a running sum gives the full 7 x 7 sums. */
-static double ssim_uniform(const mr_ssim_plan *p, const float *ref, const float *img, double c1,
+/* Sum of S over one output row of the 7 x 7 box: window sums from the pair sums in horz[] and the
+ * vertical sums in vert[] (see ssim_uniform), then S, in one vectorised pass. */
+static inline __attribute__((always_inline)) double row_ssim_sum_box7(const mr_ssim_plan *p,
+                                                                      double scale, double c1,
+                                                                      double c2)
+{
+    const double *restrict t0 = p->horz[0], *restrict t1 = p->horz[1], *restrict t2 = p->horz[2],
+                 *restrict t3 = p->horz[3], *restrict t4 = p->horz[4];
+    const double *restrict v0 = p->vert[0], *restrict v1 = p->vert[1], *restrict v2 = p->vert[2],
+                 *restrict v3 = p->vert[3], *restrict v4 = p->vert[4];
+    const double k = p->cov_norm;
+    double acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (size_t x = 3; x < p->w - 3; x++) {
+        double ux = (t0[x - 3] + t0[x - 1] + t0[x + 1] + v0[x + 3]) * scale;
+        double uy = (t1[x - 3] + t1[x - 1] + t1[x + 1] + v1[x + 3]) * scale;
+        double uxx = (t2[x - 3] + t2[x - 1] + t2[x + 1] + v2[x + 3]) * scale;
+        double uyy = (t3[x - 3] + t3[x - 1] + t3[x + 1] + v3[x + 3]) * scale;
+        double uxy = (t4[x - 3] + t4[x - 1] + t4[x + 1] + v4[x + 3]) * scale;
+        double vx = k * (uxx - ux * ux), vy = k * (uyy - uy * uy), vxy = k * (uxy - ux * uy);
+        double a1 = 2 * ux * uy + c1, a2 = 2 * vxy + c2;
+        double b1 = ux * ux + uy * uy + c1, b2 = vx + vy + c2;
+        acc += (a1 * a2) / (b1 * b2);
+    }
+    return acc;
+}
+
+/* Uniform window: separable box sums. vert[] holds, for every column, the sums over rows
+ * [y - 3, y + 3]; each output row moves it down by one row (add the entering row, subtract the
+ * leaving one: O(1) per pixel whatever the window). Along the row, pair sums give each 7-sum in 4
+ * additions (row_ssim_sum_box7). */
+SSIM_CLONES static double ssim_uniform(const mr_ssim_plan *p, const float *ref, const float *img, double c1,
                            double c2)
 {
     const size_t h = p->h, w = p->w, r = (size_t)p->radius, n = (size_t)p->taps;
-    double *v0 = p->vert[0], *v1 = p->vert[1], *v2 = p->vert[2], *v3 = p->vert[3],
-           *v4 = p->vert[4];
+    double *restrict v0 = p->vert[0], *restrict v1 = p->vert[1], *restrict v2 = p->vert[2],
+           *restrict v3 = p->vert[3], *restrict v4 = p->vert[4];
+    double *restrict o0 = p->horz[0], *restrict o1 = p->horz[1], *restrict o2 = p->horz[2],
+           *restrict o3 = p->horz[3], *restrict o4 = p->horz[4];
     const double scale = 1.0 / (double)(n * n);
     double total = 0;
 
+#pragma omp simd
     for (size_t x = 0; x < w; x++) v0[x] = v1[x] = v2[x] = v3[x] = v4[x] = 0;
     for (size_t y = 0; y < n; y++) {
-        const float *a = ref + y * w, *b = img + y * w;
+        const float *restrict a = ref + y * w, *restrict b = img + y * w;
+#pragma omp simd
         for (size_t x = 0; x < w; x++) {
             double xa = a[x], yb = b[x];
             v0[x] += xa;
@@ -156,8 +197,9 @@ static double ssim_uniform(const mr_ssim_plan *p, const float *ref, const float 
     }
     for (size_t yo = r; yo < h - r; yo++) {
         if (yo > r) {
-            const float *a = ref + (yo + r) * w, *b = img + (yo + r) * w;
-            const float *c = ref + (yo - r - 1) * w, *d = img + (yo - r - 1) * w;
+            const float *restrict a = ref + (yo + r) * w, *restrict b = img + (yo + r) * w;
+            const float *restrict c = ref + (yo - r - 1) * w, *restrict d = img + (yo - r - 1) * w;
+#pragma omp simd
             for (size_t x = 0; x < w; x++) {
                 double xa = a[x], yb = b[x], xc = c[x], yd = d[x];
                 v0[x] += xa - xc;
@@ -167,25 +209,25 @@ static double ssim_uniform(const mr_ssim_plan *p, const float *ref, const float 
                 v4[x] += xa * yb - xc * yd;
             }
         }
-        for (int s = 0; s < 5; s++) {
-            const double *v = p->vert[s];
-            double *o = p->horz[s];
-            double run = 0;
-            for (size_t x = 0; x < n; x++) run += v[x];
-            o[r] = run;
-            for (size_t x = r + 1; x < w - r; x++) {
-                run += v[x + r] - v[x - r - 1];
-                o[x] = run;
-            }
+        /* along the row: pair sums t[x] = v[x] + v[x + 1], then the 7-sum over [x - 3, x + 3] is
+         * t[x - 3] + t[x - 1] + t[x + 1] + v[x + 3]: 4 additions per pixel, no carried
+         * dependency (a running sum is one long chain of additions and cannot be vectorised) */
+#pragma omp simd
+        for (size_t x = 0; x < w - 1; x++) {
+            o0[x] = v0[x] + v0[x + 1];
+            o1[x] = v1[x] + v1[x + 1];
+            o2[x] = v2[x] + v2[x + 1];
+            o3[x] = v3[x] + v3[x + 1];
+            o4[x] = v4[x] + v4[x + 1];
         }
-        total += row_ssim_sum(p, scale, c1, c2);
+        total += row_ssim_sum_box7(p, scale, c1, c2);
     }
     return total;
 }
 
 /* Gaussian window: separable weighted sums, the vertical taps first for every column, then the
  * horizontal taps. The weights sum to 1, so horz[] holds the weighted means directly. */
-static double ssim_gaussian(const mr_ssim_plan *p, const float *ref, const float *img, double c1,
+SSIM_CLONES static double ssim_gaussian(const mr_ssim_plan *p, const float *ref, const float *img, double c1,
                             double c2)
 {
     const size_t h = p->h, w = p->w, r = (size_t)p->radius, n = (size_t)p->taps;
