@@ -165,6 +165,24 @@ mr_status mr_data_path(char *buf, size_t bufsize, const char *rel);
 /* Number of threads mrpipe uses (OpenMP max threads, or $MRPIPE_THREADS). */
 int mr_threads(void);
 
+/* ---------------------------------------------------------------- random numbers (core/rng.c) */
+
+/* A seeded generator (xoshiro256**, state from splitmix64) for mrpipe's own sampling: network
+ * initialisation, patch sampling, augmentation. Bit-reproducible from the seed on every platform
+ * (normal variates use libm's log/sin/cos). Plain data: copy it to fork a stream. Not
+ * numpy-compatible: masks use recon's MT19937 for that. */
+typedef struct {
+    uint64_t s[4];  /* xoshiro256** state */
+    int has_spare;  /* a second Box-Muller variate is kept */
+    double spare;
+} mr_rng;
+
+void mr_rng_seed(mr_rng *rng, uint64_t seed);
+uint64_t mr_rng_next(mr_rng *rng);              /* 64 random bits */
+double mr_rng_uniform(mr_rng *rng);             /* [0, 1), 53-bit resolution */
+uint64_t mr_rng_below(mr_rng *rng, uint64_t n); /* uniform integer in [0, n), unbiased; 0 if n <= 1 */
+double mr_rng_normal(mr_rng *rng);              /* standard normal (Box-Muller) */
+
 #ifdef __cplusplus
 }
 #endif
