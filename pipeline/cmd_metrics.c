@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *USAGE =
     "usage: mrpipe metrics --reference REF --input REC [--json OUT.json] [--csv OUT.csv]\n"
@@ -242,8 +243,15 @@ int mr_cmd_metrics(int argc, char **argv)
         MR_INFO("reference %s, input %s: %zu slice(s) of %zu x %zu, SSIM window %s",
                 ref_desc, in_desc, ref_c->dims[0], ref_c->dims[1], ref_c->dims[2],
                 mr_ssim_window_name(o.window));
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         st = mr_metrics_volume(&r, ref_c, in_c, o.window);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
         have_result = st == MR_OK;
+        if (have_result)
+            MR_DEBUG("metrics of %zu slice(s) computed in %.3f ms (%d thread(s))", r.slices,
+                     (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6,
+                     mr_threads());
     }
     if (st == MR_OK) {
         report_data d = {&o, ref_desc, in_desc, ref, in, ref_c, &r};
