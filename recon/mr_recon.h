@@ -256,7 +256,92 @@ double mr_recon_bart_scale(const mr_cfloat *kspace, size_t coils, size_t h, size
 /* ================================================================ compressed sensing (issue 4, part 2)
  * Wavelets, finite differences, FISTA, ADMM / primal-dual, cs-l1 and cs-tv. */
 
-/* (part 2 adds its declarations here) */
+/* ---- proximal operators: out = argmin_z 1/2 ||z - in||^2 + t g(z) (in place allowed) */
+typedef struct {
+    mr_status (*apply)(void *data, mr_cfloat *out, const mr_cfloat *in, float t);
+    void *data;
+} mr_prox;
+
+/* Complex soft thresholding of n values: out = max(0, 1 - tau / |in|) in. */
+void mr_soft_threshold(mr_cfloat *out, const mr_cfloat *in, float tau, size_t n);
+
+/* ---- 2-D orthogonal wavelet transform (recon/wavelet.c)
+ * Daubechies-2 (4 taps, as BART's default `dau2`), periodic boundaries, separable Mallat
+ * decomposition of (h, w) complex images into (h, w) coefficients (orthogonal: the adjoint is the
+ * inverse). An axis is split at a level while its current length is >= min(axis size, min_size)
+ * (BART pics: 16); an odd length n splits its first n - 1 samples and carries the last one in the
+ * low band (still orthogonal). A circular shift (dy, dx) of the image precedes the transform (BART's
+ * random cycle spinning). Any size >= 1 works (sizes below 2 are not split). */
+typedef struct mr_wavelet mr_wavelet;
+
+mr_status mr_wavelet_create(mr_wavelet **out, size_t h, size_t w, size_t min_size);
+void mr_wavelet_destroy(mr_wavelet *wt);
+/* Levels along y (rows) and x (columns): the random shift is drawn from [0, 2^levels). */
+void mr_wavelet_levels(const mr_wavelet *wt, int *levels_y, int *levels_x);
+/* Size (rows, columns) of the coarsest (approximation) band, at the top left of the coefficients. */
+void mr_wavelet_coarse_size(const mr_wavelet *wt, size_t *ch, size_t *cw);
+void mr_wavelet_set_shift(mr_wavelet *wt, size_t dy, size_t dx);
+/* coef = W shift(img); img = shift^-1 W^H coef. Not thread-safe for one wt (own workspace);
+ * OpenMP inside. coef != img. */
+void mr_wavelet_forward(mr_wavelet *wt, mr_cfloat *coef, const mr_cfloat *img);
+void mr_wavelet_inverse(mr_wavelet *wt, mr_cfloat *img, const mr_cfloat *coef);
+
+/* The transform (with a fixed shift) as an operator (h, w) -> (h, w). */
+mr_status mr_linop_wavelet(mr_linop **out, size_t h, size_t w, size_t min_size, size_t dy,
+                           size_t dx);
+
+/* Prox of lambda ||W x||_1 with a new random shift at each call (seeded MT19937), as BART's
+ * prox_wavelet_thresh: x -> W^H soft(W shift x, lambda t). skip_coarse: leave the approximation band
+ * unthresholded. Owns its wavelet; destroy with mr_prox_wavelet_destroy. */
+mr_status mr_prox_wavelet_create(mr_prox *out, size_t h, size_t w, size_t min_size, float lambda,
+                                 int random_shift, int skip_coarse, uint32_t seed);
+void mr_prox_wavelet_destroy(mr_prox *p);
+
+/* ---- finite differences and isotropic TV (recon/tv.c)
+ * grad: (h, w) -> (2, h, w): periodic forward differences, [0] along y (rows), [1] along x. */
+mr_status mr_linop_grad2(mr_linop **out, size_t h, size_t w);
+/* Prox of lambda sum_p sqrt(|g0_p|^2 + |g1_p|^2) on (2, hw) values: joint soft threshold.
+ * Destroy with mr_prox_l21_destroy. */
+mr_status mr_prox_l21_create(mr_prox *out, size_t hw, float lambda);
+void mr_prox_l21_destroy(mr_prox *p);
+
+/* ---- solvers (recon/fista.c, recon/admm.c); they see only operators and vectors */
+
+/* Largest eigenvalue of A^H A by power iteration (iters steps from a seeded random vector). */
+mr_status mr_linop_normal_norm(double *out, const mr_linop *A, long iters, uint32_t seed);
+
+typedef struct {
+    long iters;    /* iterations (maximum) */
+    double step;   /* gradient step; <= 0: 0.95 / ||A^H A|| by power iteration (20 steps) */
+    double tol;    /* converged when ||x_k - x_{k-1}|| <= tol ||x_k|| at the end */
+    int early_stop; /* 1: stop as soon as the change is below tol */
+} mr_fista_params;
+
+/* FISTA (Beck & Teboulle 2009) for min_x 1/2 ||A x - y||^2 + g(x), g given by its prox.
+ * x (n_in) holds the start and receives the result; y (n_out). stats: iterations, the final
+ * relative change, converged (change <= tol). Workspace allocated once per call. */
+mr_status mr_fista_solve(mr_cfloat *x, mr_recon_stats *stats, const mr_linop *A, const mr_cfloat *y,
+                         const mr_prox *prox, const mr_fista_params *p);
+
+typedef struct {
+    long iters;      /* outer iterations (maximum) */
+    long cg_iters;   /* CG iterations for the x-update (warm-started) */
+    double rho;      /* augmented Lagrangian penalty (on the data scaled as BART) */
+    double alpha;    /* over-relaxation in [1, 1.8] (BART: 1.6) */
+    double abstol, reltol; /* Boyd et al. 2011 section 3.3.1 stopping rule */
+    int adapt_rho;   /* residual balancing (Boyd 3.4.1): rho *= 2 or /= 2 when r/s > 10 */
+} mr_admm_params;
+
+/* ADMM (Boyd et al. 2011) for min_x 1/2 ||A x - y||^2 + g(G x): x-update by CG on
+ * (A^H A + rho G^H G) x = A^H y + rho G^H (z - u); z = prox_{g/rho}(alpha G x + (1-alpha) z + u).
+ * stats: iterations, residual = primal residual ||Gx - z|| / max(||Gx||, ||z||), converged when
+ * Boyd's rule held. */
+mr_status mr_admm_solve(mr_cfloat *x, mr_recon_stats *stats, const mr_linop *A, const mr_cfloat *y,
+                        const mr_linop *G, const mr_prox *prox, const mr_admm_params *p);
+
+/* ---- methods (recon/cs.c): cs-l1 (FISTA, wavelets) and cs-tv (ADMM, isotropic TV), model
+ * E = M F S, BART data scaling, output in input units. */
+extern const mr_recon_method mr_method_cs_l1, mr_method_cs_tv;
 
 /* ================================================================ simulation from real images */
 
