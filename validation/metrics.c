@@ -52,25 +52,38 @@ double mr_metric_nrmse(const float *gt, const float *pred, size_t n)
     return sqrt(e / r);
 }
 
-/* First non-finite value of an (S, H, W) volume: slice, row, column. A vectorised test first; the
- * location is searched only when there is one. */
-static int volume_nonfinite(size_t *s, size_t *y, size_t *x, float *val, const float *v,
-                            size_t slices, size_t h, size_t w)
+/* One parallel, vectorised pass over both volumes: is any value non-finite, and the reference's
+ * maximum. */
+static void volume_scan(int *bad_ref, int *bad_in, float *maxv, const float *gt, const float *pr,
+                        size_t n)
 {
-    size_t hw = h * w, n = slices * hw;
-    int bad = 0;
-#pragma omp simd reduction(| : bad)
-    for (size_t i = 0; i < n; i++) bad |= !(fabsf(v[i]) <= FLT_MAX);
-    if (!bad) return 0;
-    for (size_t i = 0; i < n; i++)
+    int br = 0, bi = 0;
+    float m = -FLT_MAX;
+#pragma omp parallel for simd num_threads(mr_threads()) schedule(static) \
+    reduction(| : br, bi) reduction(max : m)
+    for (size_t i = 0; i < n; i++) {
+        br |= !(fabsf(gt[i]) <= FLT_MAX);
+        bi |= !(fabsf(pr[i]) <= FLT_MAX);
+        m = gt[i] > m ? gt[i] : m;
+    }
+    *bad_ref = br;
+    *bad_in = bi;
+    *maxv = m;
+}
+
+/* First non-finite value of an (S, H, W) volume: slice, row, column (after volume_scan found one). */
+static void volume_nonfinite(size_t *s, size_t *y, size_t *x, float *val, const float *v,
+                             size_t slices, size_t h, size_t w)
+{
+    size_t hw = h * w;
+    for (size_t i = 0; i < slices * hw; i++)
         if (!isfinite(v[i])) {
             *s = i / hw;
             *y = (i % hw) / w;
             *x = i % w;
             *val = v[i];
-            return 1;
+            return;
         }
-    return 0;
 }
 
 /* (S, H, W) view of a float32 array of rank 2 or 3. */
@@ -90,8 +103,8 @@ static mr_status volume_shape(size_t *s, size_t *h, size_t *w, const mr_array *a
 mr_status mr_metrics_volume(mr_metrics_result *out, const mr_array *ref, const mr_array *img,
                             mr_ssim_window window)
 {
-    size_t S, H, W, s2, h2, w2, bs, by, bx, hw;
-    float bad;
+    size_t S, H, W, s2, h2, w2, bs = 0, by = 0, bx = 0, hw;
+    float bad = 0;
     char a[128], b[128];
     mr_status st;
     const float *gt, *pr;
@@ -111,12 +124,23 @@ mr_status mr_metrics_volume(mr_metrics_result *out, const mr_array *ref, const m
     gt = mr_array_f32(ref);
     pr = mr_array_f32(img);
     hw = H * W;
-    if (volume_nonfinite(&bs, &by, &bx, &bad, gt, S, H, W))
-        return mr_error_set(MR_ERR_INPUT, "metrics: reference: expected finite values, found %g at "
-                            "slice %zu, pixel (row %zu, column %zu)", (double)bad, bs, by, bx);
-    if (volume_nonfinite(&bs, &by, &bx, &bad, pr, S, H, W))
-        return mr_error_set(MR_ERR_INPUT, "metrics: input: expected finite values, found %g at "
-                            "slice %zu, pixel (row %zu, column %zu)", (double)bad, bs, by, bx);
+    {
+        int bad_ref, bad_in;
+        float m;
+        volume_scan(&bad_ref, &bad_in, &m, gt, pr, S * hw);
+        if (bad_ref) {
+            volume_nonfinite(&bs, &by, &bx, &bad, gt, S, H, W);
+            return mr_error_set(MR_ERR_INPUT, "metrics: reference: expected finite values, found "
+                                "%g at slice %zu, pixel (row %zu, column %zu)", (double)bad, bs, by,
+                                bx);
+        }
+        if (bad_in) {
+            volume_nonfinite(&bs, &by, &bx, &bad, pr, S, H, W);
+            return mr_error_set(MR_ERR_INPUT, "metrics: input: expected finite values, found %g at "
+                                "slice %zu, pixel (row %zu, column %zu)", (double)bad, bs, by, bx);
+        }
+        maxv = m;
+    }
     {
         int win = mr_ssim_window_size(window);
         if (H < (size_t)win || W < (size_t)win)
@@ -124,12 +148,6 @@ mr_status mr_metrics_volume(mr_metrics_result *out, const mr_array *ref, const m
                                 "the %s SSIM window (%d x %d); both sides must be at least %d "
                                 "(skimage refuses such images too)", H, W,
                                 mr_ssim_window_name(window), win, win, win);
-    }
-    {
-        float m = -FLT_MAX;
-#pragma omp simd reduction(max : m)
-        for (size_t i = 0; i < S * hw; i++) m = gt[i] > m ? gt[i] : m;
-        maxv = m;
     }
     if (!(maxv > 0))
         return mr_error_set(MR_ERR_INPUT, "metrics: PSNR undefined: the reference's maximum is %g; "
