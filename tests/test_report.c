@@ -492,11 +492,21 @@ static int chromium_log_has_errors(const char *log)
 
 static void test_report_chromium(void)
 {
-    const char *d = data_dir(), *out = report_dir("rep_chromium");
-    const char *shot = mr_test_path("report_screenshot.png"),
-               *dom = mr_test_path("report_dom.html");
-    const char *log = mr_test_path("chromium.log"), *bad = mr_test_path("bad_page.html");
+    /* own copies: mr_test_path's buffers rotate */
+    char d[4096], out[4096], shot[4096], dom[4096], log[4096], bad[4096], prof[3][4096];
     FILE *f;
+
+    snprintf(d, sizeof d, "%s", data_dir());
+    snprintf(out, sizeof out, "%s", report_dir("rep_chromium"));
+    snprintf(shot, sizeof shot, "%s", mr_test_path("report_screenshot.png"));
+    snprintf(dom, sizeof dom, "%s", mr_test_path("report_dom.html"));
+    snprintf(log, sizeof log, "%s", mr_test_path("chromium.log"));
+    snprintf(bad, sizeof bad, "%s", mr_test_path("bad_page.html"));
+    for (int i = 0; i < 3; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "chromium-profile-%d", i + 1);
+        snprintf(prof[i], sizeof prof[i], "%s", mr_test_path(name));
+    }
 
     if (mr_test_sh("command -v chromium") != 0) {
         fprintf(stderr, "\nchromium is missing: run scripts/install-deps.sh --test\n");
@@ -511,15 +521,15 @@ static void test_report_chromium(void)
     CU_ASSERT_FATAL(f != NULL);
     fputs("<!DOCTYPE html><html><body><script>undefined_function();</script></body></html>\n", f);
     fclose(f);
-    mr_test_sh("timeout 120 chromium " CHROMIUM_FLAGS " --user-data-dir=$(mktemp -d) --dump-dom "
+    mr_test_sh("timeout 120 chromium " CHROMIUM_FLAGS " --user-data-dir=%s --dump-dom "
                "file://%s > /dev/null 2> %s",
-               bad, log);
+               prof[0], bad, log);
     CU_ASSERT(chromium_log_has_errors(log));
 
     /* the DOM as loaded: summary table, plots, every image as a data URI */
-    CU_ASSERT(mr_test_sh("timeout 120 chromium " CHROMIUM_FLAGS " --user-data-dir=$(mktemp -d) "
+    CU_ASSERT(mr_test_sh("timeout 120 chromium " CHROMIUM_FLAGS " --user-data-dir=%s "
                          "--dump-dom file://%s/report.html > %s 2> %s",
-                         out, dom, log) == 0);
+                         prof[1], out, dom, log) == 0);
     CU_ASSERT(!chromium_log_has_errors(log));
     if (chromium_log_has_errors(log)) fprintf(stderr, "\nchromium: %s\n", mr_test_output());
     CU_ASSERT(run_python("import sys, re\n"
@@ -536,9 +546,9 @@ static void test_report_chromium(void)
 
     /* the screenshot: exists, and shows grey images and both colour maps */
     CU_ASSERT(mr_test_sh("rm -f %s && timeout 120 chromium " CHROMIUM_FLAGS
-                         " --user-data-dir=$(mktemp -d) --screenshot=%s --window-size=1400,2000 "
+                         " --user-data-dir=%s --screenshot=%s --window-size=1400,2000 "
                          "file://%s/report.html 2> %s",
-                         shot, shot, out, log) == 0);
+                         shot, prof[2], shot, out, log) == 0);
     CU_ASSERT(!chromium_log_has_errors(log));
     CU_ASSERT(run_python("import sys\n"
                          "import numpy as np\n"
