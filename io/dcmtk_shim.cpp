@@ -264,7 +264,8 @@ extern "C" int mr_dcm_pixels(mr_dcm_file *f, const char *path, int bits_allocate
         DcmDataset *ds = f->ff.getDataset();
         DcmXfer x(ds->getOriginalXfer());
         DcmElement *e = NULL;
-        if (ds->findAndGetElement(DCM_PixelData, e).bad() || !e || e->getLength() == 0)
+        if (ds->findAndGetElement(DCM_PixelData, e).bad() || !e ||
+            (!x.isEncapsulated() && e->getLength() == 0))
             return mr_dcm_error(MR_DCM_ERR_INPUT, "%s: missing pixel data: no (7FE0,0010) PixelData",
                                 path);
         if (x.isEncapsulated()) {
@@ -278,7 +279,7 @@ extern "C" int mr_dcm_pixels(mr_dcm_file *f, const char *path, int bits_allocate
                 return mr_dcm_error(MR_DCM_ERR_INPUT, "%s: unsupported transfer syntax %s (%s): %s",
                                     path, x.getXferID(), x.getXferName(),
                                     c.bad() ? c.text() : "no decoder");
-            if (ds->findAndGetElement(DCM_PixelData, e).bad() || !e)
+            if (ds->findAndGetElement(DCM_PixelData, e).bad() || !e || e->getLength() == 0)
                 return mr_dcm_error(MR_DCM_ERR_INPUT, "%s: (7FE0,0010) PixelData lost in decoding", path);
         }
         if (bits_allocated == 16) {

@@ -313,6 +313,8 @@ typedef struct {
     size_t images;                         /* frames: NumberOfFrames summed (1 per single frame) */
     size_t rows, cols;                     /* of the first image (0 when it has none) */
     int enhanced;                          /* a multi-frame (functional groups) object */
+    /* identifying: print only when asked (mrpipe info --show-patient) */
+    char patient_name[65], patient_id[65], patient_birth_date[9], patient_sex[17];
 } mr_dicom_series_info;
 
 /* What a path holds: the series found in a file, a directory (searched recursively; a DICOMDIR in

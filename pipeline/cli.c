@@ -10,6 +10,7 @@
 #include <string.h>
 
 const mr_command mr_commands[] = {
+    {"convert", mr_cmd_convert, "DICOM to NIfTI (geometry kept) or to a derived DICOM series"},
     {"info", mr_cmd_info, "show what a file holds (format, dims, dtype, attributes)"},
     {"mask", mr_cmd_mask, "make a fastMRI-style or Poisson-disc sampling mask"},
     {"metrics", mr_cmd_metrics, "fastMRI NMSE, PSNR, SSIM of a reconstruction vs a reference"},

@@ -1,5 +1,6 @@
 /*
- * cmd_info.c: `mrpipe info FILE`: what a file holds: format, dims, dtype, attributes, header sizes.
+ * cmd_info.c: `mrpipe info FILE`: what a file holds: format, dims, dtype, attributes, header sizes;
+ * for DICOM the series found (patient fields only with --show-patient).
  */
 #include "mr_pipeline.h"
 #include "mr_io.h"
@@ -7,10 +8,12 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *USAGE = "usage: mrpipe info FILE\n\n"
+static const char *USAGE = "usage: mrpipe info FILE [--show-patient]\n\n"
                            "Show a file's format, array dims (mrpipe's (S, C, H, W) order), dtype,\n"
                            "attributes and ISMRMRD header sizes. FILE: .h5 (fastMRI or ISMRMRD),\n"
-                           ".cfl/.hdr, .nii/.nii.gz, or DICOM.\n";
+                           ".cfl/.hdr, .nii/.nii.gz, or DICOM (a file, a folder or a DICOMDIR: the\n"
+                           "series found, each with its volume geometry). Patient name, ID, birth\n"
+                           "date and sex are printed only with --show-patient.\n";
 
 static void print_hdr(const mr_ismrmrd_hdr *h)
 {
@@ -110,13 +113,65 @@ static mr_status info_nifti(const char *path)
     return MR_OK;
 }
 
+/* DICOM: every series found, and whether it forms one volume (its geometry), or why not. */
+static mr_status info_dicom(const char *path, int show_patient)
+{
+    mr_dicom_set *set = NULL;
+    char buf[256];
+    mr_status st = mr_dicom_set_open(&set, path);
+    if (st != MR_OK) return st;
+    size_t n = mr_dicom_set_count(set);
+    printf("%s: DICOM, %zu series", path, n);
+    if (mr_dicom_set_skipped(set)) printf(" (%zu file(s) skipped: not DICOM images)", mr_dicom_set_skipped(set));
+    printf("\n");
+    for (size_t i = 0; i < n; i++) {
+        const mr_dicom_series_info *s = mr_dicom_set_series(set, i);
+        mr_dicom_volume *vol = NULL;
+        printf("  series %zu: %s\n", i + 1, s->series_uid);
+        printf("    number %ld, description \"%s\", modality %s, %s\n", s->series_number,
+               s->description, s->modality[0] ? s->modality : "-", s->enhanced ? "multi-frame (enhanced)" : "single-frame");
+        printf("    %zu file(s), %zu image(s) of %zu x %zu, SOP class %s\n", s->files, s->images, s->rows,
+               s->cols, s->sop_class_uid);
+        printf("    study %s\n", s->study_uid);
+        if (show_patient)
+            printf("    patient: name \"%s\", ID \"%s\", birth date \"%s\", sex \"%s\"\n", s->patient_name,
+                   s->patient_id, s->patient_birth_date, s->patient_sex);
+        if (mr_dicom_volume_read(&vol, set, i, 0) != MR_OK) {
+            printf("    not one volume: %s\n", mr_error_message());
+            mr_error_clear();
+            continue;
+        }
+        const mr_dicom_geometry *g = &vol->src.geom;
+        double A[4][4];
+        printf("    volume: float32 %s (S, H, W), pixel spacing %g x %g mm, slice spacing %g mm, thickness %g mm\n",
+               mr_dims_format(buf, sizeof buf, vol->data->ndim, vol->data->dims), g->pixel_spacing[0],
+               g->pixel_spacing[1], g->slice_spacing, g->slice_thickness);
+        printf("    orientation (LPS) row %.4f %.4f %.4f, column %.4f %.4f %.4f; first voxel at %.4f %.4f %.4f\n",
+               g->row_dir[0], g->row_dir[1], g->row_dir[2], g->col_dir[0], g->col_dir[1], g->col_dir[2],
+               g->origin[0], g->origin[1], g->origin[2]);
+        mr_dicom_geometry_affine(A, g);
+        printf("    NIfTI affine (voxel i=W, j=H, k=S -> RAS mm):\n");
+        for (int r = 0; r < 3; r++)
+            printf("      %10.4f %10.4f %10.4f %10.4f\n", A[r][0], A[r][1], A[r][2], A[r][3]);
+        mr_dicom_volume_destroy(vol);
+    }
+    if (n > 1) printf("  (a command that needs one volume takes --series UID)\n");
+    mr_dicom_set_close(set);
+    return MR_OK;
+}
+
 int mr_cmd_info(int argc, char **argv)
 {
+    int show_patient = 0;
     mr_format fmt;
     mr_status st;
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         fputs(USAGE, stdout);
         return 0;
+    }
+    if (argc == 3 && !strcmp(argv[2], "--show-patient")) {
+        show_patient = 1;
+        argc = 2;
     }
     if (argc != 2) return mr_cli_usage_error("info", "expected one FILE");
     if ((st = mr_io_detect_input(&fmt, argv[1])) != MR_OK) return mr_cli_fail("info", st);
@@ -125,10 +180,7 @@ int mr_cmd_info(int argc, char **argv)
     case MR_FMT_ISMRMRD: st = info_ismrmrd(argv[1]); break;
     case MR_FMT_CFL: st = info_cfl(argv[1]); break;
     case MR_FMT_NIFTI: st = info_nifti(argv[1]); break;
-    case MR_FMT_DICOM:
-        printf("%s: DICOM (series reading comes with the DCMTK reader)\n", argv[1]);
-        st = MR_OK;
-        break;
+    case MR_FMT_DICOM: st = info_dicom(argv[1], show_patient); break;
     default: st = mr_error_set(MR_ERR_INPUT, "%s: unknown format", argv[1]);
     }
     return st == MR_OK ? 0 : mr_cli_fail("info", st);

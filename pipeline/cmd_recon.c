@@ -161,7 +161,7 @@ int mr_cmd_recon(int argc, char **argv)
     if ((rc = parse(&o, argc, argv)) != 0) return rc < 0 ? 0 : rc;
     method = mr_recon_method_find(o.method);
     /* Check the output name before any work. */
-    if ((st = mr_io_detect_output(&ofmt, o.output)) != MR_OK) return mr_cli_fail("recon", st);
+    if ((st = mr_output_detect(&ofmt, o.output)) != MR_OK) return mr_cli_fail("recon", st);
     if ((st = mr_kspace_open(&src, o.input)) != MR_OK) return mr_cli_fail("recon", st);
     const mr_kspace_info *in = mr_kspace_get_info(src);
     size_t C = in->coils, H = in->height, W = in->width, chw = C * H * W;

@@ -15,10 +15,23 @@ typedef struct {
     size_t mask_len;
     const char *method;        /* reconstruction method name */
     const mr_nifti_meta *nifti; /* geometry for NIfTI outputs */
+    /* DICOM outputs (a folder, docs/dicom.md): */
+    const mr_dicom_source *dicom; /* the source series; NULL: from header_xml (k-space input) */
+    const char *description;   /* SeriesDescription [mrpipe <method>] */
+    const char *derivation;    /* DerivationDescription (what was done) */
+    const char *config_hash;   /* recorded in SoftwareVersions */
+    long series_number;        /* 0: the source's + 1000 */
+    int anonymize;             /* PS3.15 basic profile de-identification */
+    mr_dicom_written *written; /* receives the written series (caller frees), or NULL */
 } mr_output_extra;
 
+/* Format of an output path: a folder (a path ending in '/' or an existing folder) is a derived DICOM
+ * series (MR_FMT_DICOM); otherwise by extension (mr_io_detect_output). */
+mr_status mr_output_detect(mr_format *fmt, const char *path);
+
 /* Write mag (float32 (S,H,W)) to path; .cfl outputs use cplx (complex64 (S,H,W)) when given, else
- * the magnitude with zero imaginary part. */
+ * the magnitude with zero imaginary part. A folder gets a derived DICOM series in
+ * path/<SeriesNumber>_<description>/. */
 mr_status mr_output_write_volume(const char *path, const mr_array *mag, const mr_array *cplx,
                                  const mr_output_extra *extra);
 

@@ -27,6 +27,7 @@ extern const mr_command mr_commands[];
 /* Run the CLI (main() calls this). */
 int mr_cli_main(int argc, char **argv);
 
+int mr_cmd_convert(int argc, char **argv);
 int mr_cmd_info(int argc, char **argv);
 int mr_cmd_mask(int argc, char **argv);
 int mr_cmd_metrics(int argc, char **argv);

@@ -1,18 +1,75 @@
 /*
  * output.c: write a reconstructed volume to whichever format the output path names: fastMRI-layout
  * .h5 (float32 `reconstruction` (S,H,W)), BART .cfl (complex64 d0=H, d1=W, d13=S), NIfTI
- * (magnitude, keeping a source's geometry) or a PNG montage. Every writer is atomic.
+ * (magnitude, keeping a source's geometry), a PNG montage, or a derived DICOM series in a folder.
+ * Every writer is atomic.
  */
 #include "mr_output.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+mr_status mr_output_detect(mr_format *fmt, const char *path)
+{
+    size_t n = strlen(path);
+    if ((n > 0 && path[n - 1] == '/') || mr_path_is_dir(path)) {
+        *fmt = MR_FMT_DICOM;
+        return MR_OK;
+    }
+    return mr_io_detect_output(fmt, path);
+}
+
+/* A derived DICOM series from a DICOM source, or from the k-space input's ISMRMRD header. */
+static mr_status write_dicom(const char *dir, const mr_array *mag, const mr_output_extra *extra)
+{
+    mr_dicom_source src;
+    mr_dicom_series_params p;
+    mr_dicom_written w;
+    mr_ismrmrd_hdr hdr;
+    char desc[160], deriv[256];
+    const char *method = extra && extra->method ? extra->method : NULL;
+    mr_status st;
+    if (mag->ndim != 3)
+        return mr_error_set(MR_ERR_INPUT, "%s: a DICOM series needs an (S, H, W) volume", dir);
+    if (extra && extra->dicom) st = mr_dicom_source_copy(&src, extra->dicom);
+    else {
+        int has_hdr = extra && extra->header_xml &&
+                      mr_ismrmrd_hdr_parse(&hdr, extra->header_xml, strlen(extra->header_xml),
+                                           "ismrmrd_header") == MR_OK;
+        mr_error_clear();
+        st = mr_dicom_source_from_ismrmrd(&src, has_hdr ? &hdr : NULL, mag->dims[0], mag->dims[1],
+                                          mag->dims[2]);
+    }
+    if (st == MR_OK && extra && extra->anonymize) st = mr_dicom_source_anonymize(&src, NULL);
+    if (st != MR_OK) {
+        mr_dicom_source_free(&src);
+        return st;
+    }
+    snprintf(desc, sizeof desc, "%s%smrpipe%s%s",
+             src.series.description[0] ? src.series.description : "",
+             src.series.description[0] ? " " : "", method ? " " : "", method ? method : "");
+    snprintf(deriv, sizeof deriv, "mrpipe %s%s%s", MR_VERSION_STRING, method ? ": " : "",
+             method ? method : "");
+    memset(&p, 0, sizeof p);
+    p.description = extra && extra->description ? extra->description : desc;
+    p.derivation = extra && extra->derivation ? extra->derivation : deriv;
+    p.config_hash = extra ? extra->config_hash : NULL;
+    p.series_number = extra ? extra->series_number : 0;
+    st = mr_dicom_series_write(&w, dir, mag, &src, &p);
+    mr_dicom_source_free(&src);
+    if (st != MR_OK) return st;
+    MR_INFO("wrote DICOM series %ld (%zu images) to %s", w.series_number, w.count, w.dir);
+    if (extra && extra->written) *extra->written = w;
+    else mr_dicom_written_free(&w);
+    return MR_OK;
+}
 
 mr_status mr_output_write_volume(const char *path, const mr_array *mag, const mr_array *cplx,
                                  const mr_output_extra *extra)
 {
     mr_format fmt;
-    mr_status st = mr_io_detect_output(&fmt, path);
+    mr_status st = mr_output_detect(&fmt, path);
     if (st != MR_OK) return st;
     switch (fmt) {
     case MR_FMT_FASTMRI: {
@@ -43,6 +100,7 @@ mr_status mr_output_write_volume(const char *path, const mr_array *mag, const mr
     case MR_FMT_CFL: return mr_cfl_write(path, cplx ? cplx : mag);
     case MR_FMT_NIFTI: return mr_nifti_write(path, mag, extra ? extra->nifti : NULL);
     case MR_FMT_PNG: return mr_png_write_volume(path, mag);
+    case MR_FMT_DICOM: return write_dicom(path, mag, extra);
     default:
         return mr_error_set(MR_ERR_USAGE, "%s: cannot write a volume as %s", path,
                             mr_format_name(fmt));
