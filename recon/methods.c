@@ -66,6 +66,7 @@ static const mr_recon_method method_zf = {
 
 const mr_recon_method *const mr_recon_methods[] = {
     &method_zf,
+    &mr_method_sense,
     &mr_method_cs_l1,
     &mr_method_cs_tv,
     NULL,

@@ -251,7 +251,64 @@ mr_status mr_espirit_maps(mr_cfloat *maps, const mr_cfloat *kspace, const float 
  * `--lambda L` means what `bart pics -r L` means; the result is divided by it afterwards (-S). */
 double mr_recon_bart_scale(const mr_cfloat *kspace, size_t coils, size_t h, size_t w);
 
-/* (part 1 adds its further declarations here) */
+/* The calibration region BART's calib_geom finds: starting from the centre sample, the centred
+ * block (origin (h - ch) / 2, (w - cw) / 2) grows by one row, then one column, in turn while every
+ * sample of it is acquired in mask (H, W), up to max_h x max_w; then, when kspace (C, H, W) is
+ * given, it moves along the readout (rows) to the fully sampled position of maximum energy.
+ * (*ch, *cw) = (0, 0) when the centre sample itself is not acquired. */
+void mr_calib_region_find(size_t *y0, size_t *x0, size_t *ch, size_t *cw, const float *mask,
+                          const mr_cfloat *kspace, size_t coils, size_t h, size_t w, size_t max_h,
+                          size_t max_w);
+
+/* ---- conjugate gradients (recon/cg.c) */
+
+/* CG workspace for vectors of n values (made once, reused for every solve). */
+typedef struct mr_cg mr_cg;
+
+mr_status mr_cg_create(mr_cg **out, size_t n);
+void mr_cg_destroy(mr_cg *cg); /* NULL is a no-op */
+
+/* Solve (A^H A + lambda I) x = b (Hestenes-Stiefel CG on the normal equations; A^H A applied
+ * through mr_linop_normal, so composed operators use their factors' normals). x (n = A's n_in)
+ * holds the start (zero it for a cold start, as BART) and receives the solution; b (n). Stops after
+ * max_iters iterations or when ||r|| <= tol ||b|| (tol 0: run all iterations, as BART's CG).
+ * stats: iterations run, residual = ||b - (A^H A + lambda I) x|| / ||b|| (the recursive residual),
+ * converged = residual <= conv_tol (a stopping rule met early also counts), scale untouched.
+ * CG breaking down (p^H (A^H A + lambda I) p <= 0 or not finite: lambda 0 on a singular system,
+ * NaN input) stops early with converged = 0 and MR_OK: the caller reports it. Errors: only those
+ * of the operator. */
+mr_status mr_cg_solve(mr_cg *cg, mr_cfloat *x, mr_recon_stats *stats, const mr_linop *A,
+                      double lambda, const mr_cfloat *b, long max_iters, double tol,
+                      double conv_tol);
+
+/* ---- SENSE (recon/sense.c) */
+
+/* The SENSE forward model E = M F S: image (H, W) -> k-space (C, H, W), S the coil maps (C, H, W),
+ * F the centred orthonormal FFT per coil, M the sampling pattern (H, W); maps and mask are copied.
+ * E's normal is S^H F^H M F S (the mask's normal is itself). */
+mr_status mr_linop_sense(mr_linop **out, const mr_cfloat *maps, const float *mask, size_t coils,
+                         size_t h, size_t w);
+
+/* `mrpipe recon --method sense`: CG-SENSE with Tikhonov regularisation as `bart pics -l2 -r L -S`:
+ * (E^H E + lambda I) x = E^H (k / s), 30 iterations from x = 0, image = s x (BART's scaling s),
+ * maps from --sens or ESPIRiT (bart ecalib -m1 defaults) per slice. */
+extern const mr_recon_method mr_method_sense;
+
+/* ---- noise pre-whitening (recon/noise.c) */
+
+/* Noise covariance Psi (C, C), Psi[a][b] = sum_n x_na conj(x_nb) / N, of noise samples X (N, C)
+ * (N >= 1; zero-mean noise assumed, as scanners' noise scans), its Cholesky factor Psi = L L^H
+ * (double precision), and the
+ * whitening matrix Wt = sqrt(sigma2) L^-1 (C, C), row-major, lower triangular, with sigma2 the mean
+ * of Psi's diagonal: whitened noise has covariance sigma2 I, so images keep their units.
+ * psi (C, C) and sigma2 may be NULL. MR_ERR_INPUT when Psi is not positive definite (a dead or
+ * duplicated channel: the message names the coil) or the samples hold NaN/Inf. */
+mr_status mr_noise_whitener(mr_cfloat *wt, mr_cfloat *psi, double *sigma2, const mr_cfloat *noise,
+                            size_t n, size_t coils);
+
+/* Apply wt (C, C) across coils at every one of n points of data (C, n), in place:
+ * data[:, p] = wt data[:, p]. Zeros (unsampled points) stay zeros. */
+void mr_noise_whiten(mr_cfloat *data, const mr_cfloat *wt, size_t coils, size_t n);
 
 /* ================================================================ compressed sensing (issue 4, part 2)
  * Wavelets, finite differences, FISTA, ADMM / primal-dual, cs-l1 and cs-tv. */

@@ -1,0 +1,101 @@
+/*
+ * cg.c: conjugate gradients on the regularised normal equations (A^H A + lambda I) x = b
+ * (Hestenes & Stiefel 1952; Shewchuk, "An introduction to the conjugate gradient method without
+ * the agonizing pain", 1994, B2), as BART's conjgrad with its l2lambda. The solver sees only the
+ * operator (through mr_linop_normal) and vectors; its three work vectors are made once.
+ */
+#include "mr_recon.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mr_cg {
+    size_t n;
+    mr_cfloat *r, *p, *q; /* residual, search direction, (A^H A + lambda I) p */
+};
+
+mr_status mr_cg_create(mr_cg **out, size_t n)
+{
+    mr_cg *cg = mr_calloc(1, sizeof *cg);
+    *out = NULL;
+    if (!cg) return MR_ERR_NOMEM;
+    cg->n = n;
+    cg->r = mr_malloc_aligned(n * sizeof *cg->r);
+    cg->p = mr_malloc_aligned(n * sizeof *cg->p);
+    cg->q = mr_malloc_aligned(n * sizeof *cg->q);
+    if (!cg->r || !cg->p || !cg->q) {
+        mr_cg_destroy(cg);
+        return MR_ERR_NOMEM;
+    }
+    *out = cg;
+    return MR_OK;
+}
+
+void mr_cg_destroy(mr_cg *cg)
+{
+    if (!cg) return;
+    mr_free_aligned(cg->r);
+    mr_free_aligned(cg->p);
+    mr_free_aligned(cg->q);
+    free(cg);
+}
+
+/* q = (A^H A + lambda I) p */
+static mr_status apply(const mr_linop *A, double lambda, mr_cfloat *q, const mr_cfloat *p, size_t n)
+{
+    mr_status st = mr_linop_normal(A, q, p);
+    if (st == MR_OK && lambda != 0) mr_vec_axpy(q, (mr_cfloat)lambda, p, n);
+    return st;
+}
+
+mr_status mr_cg_solve(mr_cg *cg, mr_cfloat *x, mr_recon_stats *stats, const mr_linop *A,
+                      double lambda, const mr_cfloat *b, long max_iters, double tol,
+                      double conv_tol)
+{
+    const size_t n = cg->n;
+    mr_status st;
+    double bnorm2, rr, rr_stop;
+    long it = 0;
+    int broke = 0;
+    if (mr_linop_n_in(A) != n)
+        return mr_error_set(MR_ERR_INTERNAL, "CG workspace of %zu values for an operator on %zu", n,
+                            mr_linop_n_in(A));
+    bnorm2 = mr_vec_norm2(b, n);
+    /* r = b - (A^H A + lambda I) x; p = r */
+    if ((st = apply(A, lambda, cg->q, x, n)) != MR_OK) return st;
+    for (size_t i = 0; i < n; i++) cg->r[i] = b[i] - cg->q[i];
+    mr_vec_copy(cg->p, cg->r, n);
+    rr = mr_vec_norm2(cg->r, n);
+    rr_stop = tol * tol * bnorm2;
+    if (bnorm2 == 0) { /* b = 0: the solution of the (positive definite) system is x with r = 0 */
+        rr_stop = 0;
+    }
+    while (it < max_iters && rr > rr_stop) {
+        double pq;
+        if ((st = apply(A, lambda, cg->q, cg->p, n)) != MR_OK) return st;
+        pq = creal(mr_vec_dot(cg->p, cg->q, n));
+        if (!(pq > 0) || !isfinite(pq)) {
+            broke = 1;
+            break;
+        }
+        const double alpha = rr / pq;
+        mr_vec_axpy(x, (mr_cfloat)alpha, cg->p, n);
+        mr_vec_axpy(cg->r, (mr_cfloat)(-alpha), cg->q, n);
+        const double rr_new = mr_vec_norm2(cg->r, n);
+        it++;
+        if (!isfinite(rr_new)) {
+            broke = 1;
+            rr = rr_new;
+            break;
+        }
+        mr_vec_xpay(cg->p, (mr_cfloat)(rr_new / rr), cg->r, n); /* p = r + beta p */
+        rr = rr_new;
+    }
+    if (stats) {
+        stats->iterations = it;
+        stats->residual = bnorm2 > 0 ? sqrt(rr / bnorm2) : sqrt(rr);
+        stats->converged = !broke && isfinite(stats->residual) && stats->residual <= conv_tol;
+    }
+    return MR_OK;
+}
