@@ -72,7 +72,7 @@ static int parse(metrics_opts *o, int argc, char **argv)
     return 0;
 }
 
-/* Centre-crop `a` (S, H, W) in place of a new array (S, oh, ow), fastMRI's center_crop. */
+/* Centre-crop `a` (S, H, W) into a new array (S, oh, ow), fastMRI's center_crop. */
 static mr_status crop_volume(mr_array **out, const mr_array *a, size_t oh, size_t ow)
 {
     size_t dims[3] = {a->dims[0], oh, ow};
@@ -200,7 +200,7 @@ static mr_status write_temp(mr_atomic_file *af, void (*fn)(FILE *, const report_
 int mr_cmd_metrics(int argc, char **argv)
 {
     metrics_opts o;
-    mr_array *ref = NULL, *in = NULL, *ref_c = NULL, *in_c = NULL;
+    mr_array *ref = NULL, *in = NULL, *in_c = NULL;
     mr_metrics_result r;
     mr_atomic_file af_json, af_csv;
     char ref_desc[4200], in_desc[4200], a[128], b[128];
@@ -231,21 +231,20 @@ int mr_cmd_metrics(int argc, char **argv)
                               "reference %s %s; expected an input at least as large as the "
                               "reference (it is centre-cropped to the reference's size)", in_desc,
                               b, ref_desc, a);
-        else {
-            if (in->dims[1] != H || in->dims[2] != W)
-                MR_INFO("centre-cropping the input %s to the reference's %zu x %zu", b, H, W);
-            /* the reference is already at its own in-plane size: the crop is the identity */
+        else if (in->dims[1] != H || in->dims[2] != W) {
+            MR_INFO("centre-cropping the input %s to the reference's %zu x %zu", b, H, W);
             st = crop_volume(&in_c, in, H, W);
-            if (st == MR_OK) st = crop_volume(&ref_c, ref, H, W);
         }
+        /* the reference is at its own in-plane size already: its crop is the identity */
     }
     if (st == MR_OK) {
-        MR_INFO("reference %s, input %s: %zu slice(s) of %zu x %zu, SSIM window %s",
-                ref_desc, in_desc, ref_c->dims[0], ref_c->dims[1], ref_c->dims[2],
-                mr_ssim_window_name(o.window));
+        const mr_array *cmp_in = in_c ? in_c : in;
         struct timespec t0, t1;
+        MR_INFO("reference %s, input %s: %zu slice(s) of %zu x %zu, SSIM window %s",
+                ref_desc, in_desc, ref->dims[0], ref->dims[1], ref->dims[2],
+                mr_ssim_window_name(o.window));
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        st = mr_metrics_volume(&r, ref_c, in_c, o.window);
+        st = mr_metrics_volume(&r, ref, cmp_in, o.window);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         have_result = st == MR_OK;
         if (have_result)
@@ -254,7 +253,7 @@ int mr_cmd_metrics(int argc, char **argv)
                      mr_threads());
     }
     if (st == MR_OK) {
-        report_data d = {&o, ref_desc, in_desc, ref, in, ref_c, &r};
+        report_data d = {&o, ref_desc, in_desc, ref, in, ref, &r};
         if (o.json) st = write_temp(&af_json, write_json, &d);
         if (st == MR_OK && o.csv) st = write_temp(&af_csv, write_csv, &d);
         if (st == MR_OK && o.json) st = mr_atomic_commit(&af_json);
@@ -274,7 +273,6 @@ int mr_cmd_metrics(int argc, char **argv)
     if (have_result) mr_metrics_result_free(&r);
     mr_array_destroy(ref);
     mr_array_destroy(in);
-    mr_array_destroy(ref_c);
     mr_array_destroy(in_c);
     return rc;
 }
