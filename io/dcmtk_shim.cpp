@@ -386,13 +386,28 @@ extern "C" int mr_dcm_seq_append(mr_dcm_item **out, mr_dcm_item *it, uint32_t ta
 extern "C" int mr_dcm_file_save(mr_dcm_file *f, const char *path, const char *version_name)
 {
     try {
+        // The meta header (PS3.10 7.1), written in full here so that DCMTK keeps it as it is: the
+        // SOP class/instance of the dataset and mrpipe as the implementation.
         DcmMetaInfo *meta = f->ff.getMetaInfo();
-        // The meta header is made from the dataset's SOP class/instance; our implementation
-        // identifies mrpipe (DCMTK keeps values that are already present).
+        DcmDataset *ds = f->ff.getDataset();
+        OFString cls, inst;
+        const Uint8 version[2] = {0, 1};
+        ds->findAndGetOFString(DCM_SOPClassUID, cls);
+        ds->findAndGetOFString(DCM_SOPInstanceUID, inst);
+        meta->clear();
+        meta->putAndInsertUint8Array(DCM_FileMetaInformationVersion, version, 2);
+        meta->putAndInsertString(DCM_MediaStorageSOPClassUID, cls.c_str());
+        meta->putAndInsertString(DCM_MediaStorageSOPInstanceUID, inst.c_str());
+        meta->putAndInsertString(DCM_TransferSyntaxUID, DcmXfer(EXS_LittleEndianExplicit).getXferID());
         meta->putAndInsertString(DCM_ImplementationClassUID, MR_IMPLEMENTATION_CLASS_UID);
         meta->putAndInsertString(DCM_ImplementationVersionName, version_name);
+        Uint32 group_length = 0; // bytes after (0002,0000), explicit VR little endian
+        for (unsigned long i = 0; i < meta->card(); i++)
+            group_length += meta->getElement(i)->calcElementLength(EXS_LittleEndianExplicit,
+                                                                  EET_ExplicitLength);
+        meta->putAndInsertUint32(DCM_FileMetaInformationGroupLength, group_length);
         OFCondition c = f->ff.saveFile(path, EXS_LittleEndianExplicit, EET_ExplicitLength,
-                                       EGL_recalcGL, EPD_noChange, 0, 0, EWM_fileformat);
+                                       EGL_recalcGL, EPD_noChange, 0, 0, EWM_dontUpdateMeta);
         if (c.bad()) return mr_dcm_error(MR_DCM_ERR_IO, "%s: cannot write DICOM: %s", path, c.text());
         return MR_DCM_OK;
     } catch (...) {

@@ -333,6 +333,7 @@ static mr_status instance_build(mr_dcm_item *ds, const series_ctx *c, size_t k, 
     }
     TRY(put_from(ds, &src->acquisition, T_PATIENT_POSITION, 1));
     TRY(put_from(ds, &src->acquisition, T_BODY_PART, 0));
+    TRY(put_from(ds, &src->acquisition, T_LATERALITY, 1)); /* 2C: paired body parts; empty = unknown */
     /* Frame of Reference */
     TRY(put_from(ds, &src->identity, T_FRAME_OF_REFERENCE, 1));
     TRY(put_from(ds, &src->identity, T_POSITION_REFERENCE, 1));
@@ -423,15 +424,18 @@ static mr_status instance_build(mr_dcm_item *ds, const series_ctx *c, size_t k, 
     if (!mr_dicom_attrs_get(&src->acquisition, T_SCANNING_SEQUENCE)) TRY(put(ds, T_SCANNING_SEQUENCE, "RM"));
     if (!mr_dicom_attrs_get(&src->acquisition, T_SEQUENCE_VARIANT)) TRY(put(ds, T_SEQUENCE_VARIANT, "NONE"));
     for (const uint32_t *t = mr_dicom_acquisition_tags; *t; t++) {
-        if (*t == T_PATIENT_POSITION || *t == T_BODY_PART) continue; /* General Series, above */
+        if (*t == T_PATIENT_POSITION || *t == T_BODY_PART || *t == T_LATERALITY)
+            continue; /* General Series, above */
         int type2 = *t == T_SCAN_OPTIONS || *t == T_MR_ACQUISITION_TYPE || *t == T_ECHO_TIME ||
                     *t == T_ECHO_TRAIN_LENGTH || *t == T_REPETITION_TIME;
         TRY(put_from(ds, &src->acquisition, *t, type2));
     }
     /* Modality LUT (the recorded scaling) and VOI LUT (window from the data) */
-    TRY(put(ds, T_RESCALE_INTERCEPT, c->scale->intercept_s));
-    TRY(put(ds, T_RESCALE_SLOPE, c->scale->slope_s));
-    TRY(put(ds, T_RESCALE_TYPE, "US")); /* unspecified: the units of the source */
+    if (c->scale->slope != 1 || c->scale->intercept != 0) {
+        TRY(put(ds, T_RESCALE_INTERCEPT, c->scale->intercept_s));
+        TRY(put(ds, T_RESCALE_SLOPE, c->scale->slope_s));
+        TRY(put(ds, T_RESCALE_TYPE, "US")); /* unspecified: the units of the source */
+    }
     if (c->has_window) {
         TRY(put(ds, T_WINDOW_CENTER, c->window_c));
         TRY(put(ds, T_WINDOW_WIDTH, c->window_w));
