@@ -10,13 +10,16 @@
 #include <string.h>
 
 const mr_command mr_commands[] = {
+    {"batch", mr_cmd_batch, "run a pipeline config over many scans: parallel, resumable, summary"},
     {"convert", mr_cmd_convert, "DICOM to NIfTI (geometry kept) or to a derived DICOM series"},
     {"info", mr_cmd_info, "show what a file holds (format, dims, dtype, attributes)"},
     {"mask", mr_cmd_mask, "make a fastMRI-style or Poisson-disc sampling mask"},
     {"metrics", mr_cmd_metrics, "fastMRI NMSE, PSNR, SSIM of a reconstruction vs a reference"},
     {"recon", mr_cmd_recon, "reconstruct k-space (zero-filled RSS, ...)"},
     {"report", mr_cmd_report, "validation report (JSON, CSV, self-contained HTML) vs a reference"},
+    {"run", mr_cmd_run, "run a pipeline config (YAML) on a scan or a list; no config: the demo"},
     {"simulate", mr_cmd_simulate, "simulate multi-coil k-space from a real magnitude volume"},
+    {"stages", mr_cmd_stages, "list the pipeline stages and their config keys"},
     {"version", mr_cmd_version, "print mrpipe's version and its libraries' versions"},
     {NULL, NULL, NULL},
 };

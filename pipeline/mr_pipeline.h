@@ -27,13 +27,16 @@ extern const mr_command mr_commands[];
 /* Run the CLI (main() calls this). */
 int mr_cli_main(int argc, char **argv);
 
+int mr_cmd_batch(int argc, char **argv);
 int mr_cmd_convert(int argc, char **argv);
 int mr_cmd_info(int argc, char **argv);
 int mr_cmd_mask(int argc, char **argv);
 int mr_cmd_metrics(int argc, char **argv);
 int mr_cmd_recon(int argc, char **argv);
 int mr_cmd_report(int argc, char **argv);
+int mr_cmd_run(int argc, char **argv);
 int mr_cmd_simulate(int argc, char **argv);
+int mr_cmd_stages(int argc, char **argv);
 int mr_cmd_version(int argc, char **argv);
 
 /* Print "mrpipe <cmd>: error: <message>" for a failed status to stderr; returns its exit code. */
