@@ -43,8 +43,10 @@ static mr_status to_volume(mr_array *a, const char *desc)
         a->ndim = 3;
         return MR_OK;
     }
-    return mr_error_set(MR_ERR_INPUT, "%s: expected an image volume (S, H, W) or an image (H, W), "
-                        "found dims %s", desc, mr_dims_format(shape, sizeof shape, a->ndim, a->dims));
+    return mr_error_set(MR_ERR_INPUT,
+                        "%s: expected an image volume (S, H, W) or an image (H, W), "
+                        "found dims %s",
+                        desc, mr_dims_format(shape, sizeof shape, a->ndim, a->dims));
 }
 
 /* Magnitude of a complex64 array into a new float32 array of the same dims. */
@@ -57,7 +59,8 @@ static mr_status magnitude(mr_array **out, const mr_array *c)
     if ((st = mr_array_create(&m, MR_FLOAT32, c->ndim, c->dims)) != MR_OK) return st;
     const mr_cfloat *z = mr_array_c64(c);
     float *o = mr_array_f32(m);
-    for (size_t i = 0; i < n; i++) o[i] = cabsf(z[i]);
+    for (size_t i = 0; i < n; i++)
+        o[i] = cabsf(z[i]);
     *out = m;
     return MR_OK;
 }
@@ -113,26 +116,30 @@ static mr_status h5_read_complex_magnitude(mr_array **out, const char *path, con
     if (file < 0) return mr_error_set(MR_ERR_INPUT, "%s: cannot open as HDF5", path);
     kind = h5_complex_type(&mtype, file, name);
     if (kind <= 0) {
-        st = mr_error_set(MR_ERR_INPUT, "%s: dataset '%s': expected a complex dataset (compound "
-                          "{r, i} of floats)", path, name);
+        st = mr_error_set(MR_ERR_INPUT,
+                          "%s: dataset '%s': expected a complex dataset (compound "
+                          "{r, i} of floats)",
+                          path, name);
         goto done;
     }
     ds = H5Dopen2(file, name, H5P_DEFAULT);
     space = ds >= 0 ? H5Dget_space(ds) : -1;
     rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
     if (rank < 1 || rank > 4) {
-        st = mr_error_set(MR_ERR_INPUT, "%s: dataset '%s': expected rank 2..4, found %d", path, name,
-                          rank);
+        st = mr_error_set(MR_ERR_INPUT, "%s: dataset '%s': expected rank 2..4, found %d", path,
+                          name, rank);
         goto done;
     }
     H5Sget_simple_extent_dims(space, hd, NULL);
-    for (int i = 0; i < rank; i++) dims[i] = (size_t)hd[i];
+    for (int i = 0; i < rank; i++)
+        dims[i] = (size_t)hd[i];
     if ((st = mr_array_create(&c, MR_COMPLEX64, rank, dims)) != MR_OK) {
         mr_error_prefix(st, "%s: dataset '%s': ", path, name);
         goto done;
     }
     if (H5Dread(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, c->data) < 0) {
-        st = mr_error_set(MR_ERR_INPUT, "%s: dataset '%s': cannot read (damaged file?)", path, name);
+        st =
+            mr_error_set(MR_ERR_INPUT, "%s: dataset '%s': cannot read (damaged file?)", path, name);
         goto done;
     }
     st = magnitude(out, c);
@@ -164,17 +171,20 @@ static mr_status load_h5(mr_array **out, char *desc, size_t desc_size, const cha
     if (name) {
         if (!mr_fastmri_has_dataset(f, name)) {
             mr_fastmri_close(f);
-            return mr_error_set(MR_ERR_INPUT, "%s: dataset '%s': expected an image dataset, found "
-                                "no such dataset", path, name);
+            return mr_error_set(MR_ERR_INPUT,
+                                "%s: dataset '%s': expected an image dataset, found "
+                                "no such dataset",
+                                path, name);
         }
     } else {
         for (int i = 0; i < 3 && !name; i++)
             if (mr_fastmri_has_dataset(f, order[i])) name = order[i];
         if (!name) {
             mr_fastmri_close(f);
-            return mr_error_set(MR_ERR_INPUT, "%s: expected an image dataset (%s, %s or %s), found "
-                                "none; name one with %s:DATASET", path, order[0], order[1],
-                                order[2], path);
+            return mr_error_set(MR_ERR_INPUT,
+                                "%s: expected an image dataset (%s, %s or %s), found "
+                                "none; name one with %s:DATASET",
+                                path, order[0], order[1], order[2], path);
         }
     }
     snprintf(desc, desc_size, "%s:%s", path, name);
@@ -184,8 +194,10 @@ static mr_status load_h5(mr_array **out, char *desc, size_t desc_size, const cha
     if (mtype >= 0) H5Tclose(mtype);
     if (file >= 0) H5Fclose(file);
     H5Eclear2(H5E_DEFAULT);
-    if (kind == 1) st = h5_read_complex_magnitude(out, path, name);
-    else st = mr_fastmri_read_image(f, name, out);
+    if (kind == 1)
+        st = h5_read_complex_magnitude(out, path, name);
+    else
+        st = mr_fastmri_read_image(f, name, out);
     mr_fastmri_close(f);
     return st;
 }
@@ -204,8 +216,8 @@ static int split_spec(char *path, size_t path_size, const char **dataset, const 
     if (n == 0 || n >= path_size) return 0;
     memcpy(path, spec, n);
     path[n] = '\0';
-    if (!mr_path_is_file(path) || !(mr_path_has_suffix(path, ".h5") ||
-                                    mr_path_has_suffix(path, ".hdf5")))
+    if (!mr_path_is_file(path) ||
+        !(mr_path_has_suffix(path, ".h5") || mr_path_has_suffix(path, ".hdf5")))
         return 0;
     *dataset = colon + 1;
     return 1;
@@ -238,11 +250,14 @@ mr_status mr_image_load(mr_array **out, char *desc, size_t desc_size, const char
     case MR_FMT_FASTMRI:
         st = load_h5(&a, desc, desc_size, path, dataset, prefer_reference);
         break;
-    case MR_FMT_NIFTI: st = mr_nifti_read(&a, NULL, path); break;
+    case MR_FMT_NIFTI:
+        st = mr_nifti_read(&a, NULL, path);
+        break;
     case MR_FMT_CFL:
         if ((st = mr_cfl_read(&c, path)) != MR_OK) break;
         if (c->dims[1] != 1) {
-            st = mr_error_set(MR_ERR_INPUT, "%s: expected one image per slice, found %zu coils "
+            st = mr_error_set(MR_ERR_INPUT,
+                              "%s: expected one image per slice, found %zu coils "
                               "(dims (S, C, H, W) = %s); combine the coils first (e.g. bart rss 8)",
                               path, c->dims[1], mr_dims_format(shape, sizeof shape, 4, c->dims));
             break;
@@ -250,17 +265,22 @@ mr_status mr_image_load(mr_array **out, char *desc, size_t desc_size, const char
         st = magnitude(&a, c);
         break;
     case MR_FMT_DICOM:
-        st = mr_error_set(MR_ERR_INPUT, "%s: DICOM reading is not available yet (issue 7); convert "
-                          "the series to NIfTI (e.g. dcm2niix) and pass the .nii.gz", path);
-        break;
-    case MR_FMT_ISMRMRD:
-        st = mr_error_set(MR_ERR_INPUT, "%s: expected an image, found ISMRMRD raw k-space; "
-                          "reconstruct it first (mrpipe recon --input %s --output rec.h5)", path,
+        st = mr_error_set(MR_ERR_INPUT,
+                          "%s: DICOM reading is not available yet (issue 7); convert "
+                          "the series to NIfTI (e.g. dcm2niix) and pass the .nii.gz",
                           path);
         break;
+    case MR_FMT_ISMRMRD:
+        st = mr_error_set(MR_ERR_INPUT,
+                          "%s: expected an image, found ISMRMRD raw k-space; "
+                          "reconstruct it first (mrpipe recon --input %s --output rec.h5)",
+                          path, path);
+        break;
     default:
-        st = mr_error_set(MR_ERR_INPUT, "%s: expected an image (.h5, .nii, .nii.gz, .cfl), found "
-                          "format %s", path, mr_format_name(fmt));
+        st = mr_error_set(MR_ERR_INPUT,
+                          "%s: expected an image (.h5, .nii, .nii.gz, .cfl), found "
+                          "format %s",
+                          path, mr_format_name(fmt));
         break;
     }
     mr_array_destroy(c);

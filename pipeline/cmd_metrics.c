@@ -54,18 +54,26 @@ static int parse(metrics_opts *o, int argc, char **argv)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(USAGE, stdout);
             return -1;
-        } else if (mr_opt_value(&v, "--reference", argc, argv, &i)) o->reference = v;
-        else if (mr_opt_value(&v, "--input", argc, argv, &i)) o->input = v;
-        else if (mr_opt_value(&v, "--json", argc, argv, &i)) o->json = v;
-        else if (mr_opt_value(&v, "--csv", argc, argv, &i)) o->csv = v;
-        else if (mr_opt_value(&v, "--ssim", argc, argv, &i)) ssim = v;
-        else return mr_cli_usage_error("metrics", "unknown option '%s'", argv[i]);
+        } else if (mr_opt_value(&v, "--reference", argc, argv, &i))
+            o->reference = v;
+        else if (mr_opt_value(&v, "--input", argc, argv, &i))
+            o->input = v;
+        else if (mr_opt_value(&v, "--json", argc, argv, &i))
+            o->json = v;
+        else if (mr_opt_value(&v, "--csv", argc, argv, &i))
+            o->csv = v;
+        else if (mr_opt_value(&v, "--ssim", argc, argv, &i))
+            ssim = v;
+        else
+            return mr_cli_usage_error("metrics", "unknown option '%s'", argv[i]);
         if (!v) return mr_cli_usage_error("metrics", "%s needs a value", argv[i]);
     }
     if (!o->reference) return mr_cli_usage_error("metrics", "--reference is required");
     if (!o->input) return mr_cli_usage_error("metrics", "--input is required");
-    if (!strcmp(ssim, "uniform")) o->window = MR_SSIM_UNIFORM;
-    else if (!strcmp(ssim, "gaussian")) o->window = MR_SSIM_GAUSSIAN;
+    if (!strcmp(ssim, "uniform"))
+        o->window = MR_SSIM_UNIFORM;
+    else if (!strcmp(ssim, "gaussian"))
+        o->window = MR_SSIM_GAUSSIAN;
     else
         return mr_cli_usage_error("metrics", "--ssim: expected uniform or gaussian, found '%s'",
                                   ssim);
@@ -90,11 +98,16 @@ static void json_string(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p == '\n') fputs("\\n", f);
-        else if (*p == '\t') fputs("\\t", f);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p == '\n')
+            fputs("\\n", f);
+        else if (*p == '\t')
+            fputs("\\t", f);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
     }
     fputc('"', f);
 }
@@ -102,14 +115,17 @@ static void json_string(FILE *f, const char *s)
 /* A JSON number, or null for inf / NaN (JSON has neither). */
 static void json_number(FILE *f, double v)
 {
-    if (isfinite(v)) fprintf(f, "%.17g", v);
-    else fputs("null", f);
+    if (isfinite(v))
+        fprintf(f, "%.17g", v);
+    else
+        fputs("null", f);
 }
 
 static void json_shape(FILE *f, const mr_array *a)
 {
     fputc('[', f);
-    for (int i = 0; i < a->ndim; i++) fprintf(f, "%s%zu", i ? ", " : "", a->dims[i]);
+    for (int i = 0; i < a->ndim; i++)
+        fprintf(f, "%s%zu", i ? ", " : "", a->dims[i]);
     fputc(']', f);
 }
 
@@ -148,12 +164,15 @@ static void write_json(FILE *f, const report_data *d)
     json_shape(f, d->cropped);
     fprintf(f, ",\n  \"ssim_window\": {\"type\": \"%s\", \"size\": %d, \"sigma\": ",
             mr_ssim_window_name(d->o->window), win);
-    if (d->o->window == MR_SSIM_GAUSSIAN) fputs("1.5", f);
-    else fputs("null", f);
+    if (d->o->window == MR_SSIM_GAUSSIAN)
+        fputs("1.5", f);
+    else
+        fputs("null", f);
     fprintf(f, ", \"K1\": 0.01, \"K2\": 0.03, \"covariance\": \"%s\", \"border_crop\": %d},\n",
             d->o->window == MR_SSIM_GAUSSIAN ? "population" : "sample", (win - 1) / 2);
     fputs("  \"definitions\": \"fastmri/evaluate.py: NMSE and PSNR over the volume, SSIM mean over "
-          "slices, data_range = reference volume max (also for per-slice values)\",\n", f);
+          "slices, data_range = reference volume max (also for per-slice values)\",\n",
+          f);
     fprintf(f, "  \"mrpipe_version\": \"%s\",\n  \"slices\": [", MR_VERSION_STRING);
     for (size_t s = 0; s < r->slices; s++) {
         const mr_metric_values *v = &r->per_slice[s];
@@ -183,8 +202,9 @@ static mr_status write_temp(mr_atomic_file *af, void (*fn)(FILE *, const report_
 {
     FILE *f = fopen(af->tmp_path, "w");
     int bad;
-    if (!f) return mr_error_set(MR_ERR_IO, "%s: cannot create (temporary %s)", af->final_path,
-                                af->tmp_path);
+    if (!f)
+        return mr_error_set(MR_ERR_IO, "%s: cannot create (temporary %s)", af->final_path,
+                            af->tmp_path);
     fn(f, d);
     bad = ferror(f);
     bad |= fclose(f) != 0;
@@ -213,7 +233,8 @@ int mr_cmd_metrics(int argc, char **argv)
     memset(&af_csv, 0, sizeof af_csv);
     if ((rc = parse(&o, argc, argv)) != 0) return rc < 0 ? 0 : rc;
     /* Check the output names before any work. */
-    if (o.json && (st = mr_atomic_begin(&af_json, o.json)) != MR_OK) return mr_cli_fail("metrics", st);
+    if (o.json && (st = mr_atomic_begin(&af_json, o.json)) != MR_OK)
+        return mr_cli_fail("metrics", st);
     if (o.csv && (st = mr_atomic_begin(&af_csv, o.csv)) != MR_OK) return mr_cli_fail("metrics", st);
 
     st = mr_image_load(&ref, ref_desc, sizeof ref_desc, o.reference, 1);
@@ -223,14 +244,16 @@ int mr_cmd_metrics(int argc, char **argv)
         mr_dims_format(a, sizeof a, 3, ref->dims);
         mr_dims_format(b, sizeof b, 3, in->dims);
         if (in->dims[0] != S)
-            st = mr_error_set(MR_ERR_INPUT, "the reference %s has %zu slice(s) %s, the input %s "
-                              "has %zu %s; expected the same slice count", ref_desc, S, a, in_desc,
-                              in->dims[0], b);
+            st = mr_error_set(MR_ERR_INPUT,
+                              "the reference %s has %zu slice(s) %s, the input %s "
+                              "has %zu %s; expected the same slice count",
+                              ref_desc, S, a, in_desc, in->dims[0], b);
         else if (in->dims[1] < H || in->dims[2] < W)
-            st = mr_error_set(MR_ERR_INPUT, "the input %s %s is smaller in-plane than the "
+            st = mr_error_set(MR_ERR_INPUT,
+                              "the input %s %s is smaller in-plane than the "
                               "reference %s %s; expected an input at least as large as the "
-                              "reference (it is centre-cropped to the reference's size)", in_desc,
-                              b, ref_desc, a);
+                              "reference (it is centre-cropped to the reference's size)",
+                              in_desc, b, ref_desc, a);
         else if (in->dims[1] != H || in->dims[2] != W) {
             MR_INFO("centre-cropping the input %s to the reference's %zu x %zu", b, H, W);
             st = crop_volume(&in_c, in, H, W);
@@ -240,16 +263,16 @@ int mr_cmd_metrics(int argc, char **argv)
     if (st == MR_OK) {
         const mr_array *cmp_in = in_c ? in_c : in;
         struct timespec t0, t1;
-        MR_INFO("reference %s, input %s: %zu slice(s) of %zu x %zu, SSIM window %s",
-                ref_desc, in_desc, ref->dims[0], ref->dims[1], ref->dims[2],
-                mr_ssim_window_name(o.window));
+        MR_INFO("reference %s, input %s: %zu slice(s) of %zu x %zu, SSIM window %s", ref_desc,
+                in_desc, ref->dims[0], ref->dims[1], ref->dims[2], mr_ssim_window_name(o.window));
         clock_gettime(CLOCK_MONOTONIC, &t0);
         st = mr_metrics_volume(&r, ref, cmp_in, o.window);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         have_result = st == MR_OK;
         if (have_result)
             MR_DEBUG("metrics of %zu slice(s) computed in %.3f ms (%d thread(s))", r.slices,
-                     (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6,
+                     (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                         (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6,
                      mr_threads());
     }
     if (st == MR_OK) {

@@ -229,14 +229,18 @@ static int case_build(mr_array **ref, mr_array **img, const case_spec *c)
                 mr_array_f32(*ref)[((size_t)s * c->h + y) * c->w + x] = mr_array_f32(t)[src];
             }
     base = malloc(n * sizeof *base);
-    for (size_t i = 0; i < n; i++) base[i] = mr_array_f32(*ref)[i];
-    if (!strcmp(c->degr, "blur") || !strcmp(c->degr, "noiseblur")) blur121(base, dims[0], dims[1], dims[2]);
+    for (size_t i = 0; i < n; i++)
+        base[i] = mr_array_f32(*ref)[i];
+    if (!strcmp(c->degr, "blur") || !strcmp(c->degr, "noiseblur"))
+        blur121(base, dims[0], dims[1], dims[2]);
     if (!strcmp(c->degr, "noise") || !strcmp(c->degr, "noiseblur")) {
         np_rng r;
         np_rng_seed(&r, (uint32_t)c->seed);
-        for (size_t i = 0; i < n; i++) base[i] = fabs(base[i] + c->sigma * np_gauss(&r));
+        for (size_t i = 0; i < n; i++)
+            base[i] = fabs(base[i] + c->sigma * np_gauss(&r));
     }
-    for (size_t i = 0; i < n; i++) mr_array_f32(*img)[i] = (float)base[i];
+    for (size_t i = 0; i < n; i++)
+        mr_array_f32(*img)[i] = (float)base[i];
     free(base);
     return 1;
 }
@@ -245,7 +249,8 @@ static unsigned long long array_bits(const mr_array *a)
 {
     unsigned long long s = 0;
     const uint32_t *u = (const uint32_t *)a->data;
-    for (size_t i = 0; i < mr_array_numel(a); i++) s += u[i];
+    for (size_t i = 0; i < mr_array_numel(a); i++)
+        s += u[i];
     return s;
 }
 
@@ -387,16 +392,19 @@ static void test_skimage_agreement(void)
             mr_metrics_result_free(&rg);
         } else {
             CU_ASSERT_EQUAL(mr_metrics_volume(&rg, ref, img, MR_SSIM_GAUSSIAN), MR_ERR_INPUT);
-            CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "smaller than the gaussian SSIM window"));
+            CU_ASSERT_PTR_NOT_NULL(
+                strstr(mr_error_message(), "smaller than the gaussian SSIM window"));
         }
         mr_metrics_result_free(&ru);
         mr_array_destroy(ref);
         mr_array_destroy(img);
     }
     for (int g = 0; g < 2; g++)
-        fprintf(stderr, "\n  max |diff| vs skimage on %s (golden%s): SSIM %.3g, PSNR %.3g dB, "
-                "NMSE relative %.3g\n", g ? "float64" : "float32", g_live_ok == 1 ? ", live" : "",
-                g_max[g][0], g_max[g][1], g_max[g][2]);
+        fprintf(stderr,
+                "\n  max |diff| vs skimage on %s (golden%s): SSIM %.3g, PSNR %.3g dB, "
+                "NMSE relative %.3g\n",
+                g ? "float64" : "float32", g_live_ok == 1 ? ", live" : "", g_max[g][0], g_max[g][1],
+                g_max[g][2]);
 }
 
 /* The golden file's values equal a fresh skimage run (so that a stale golden file shows). */
@@ -419,7 +427,8 @@ static void test_golden_is_current(void)
     }
 }
 
-/* ================================================================ Gaussian SSIM: skimage's camera test */
+/* ================================================================ Gaussian SSIM: skimage's camera
+ * test */
 
 static int read_png_gray(unsigned char **out, size_t *h, size_t *w, const char *path)
 {
@@ -485,9 +494,11 @@ static void test_gaussian_camera(void)
     /* IPOL's imdiff (an independent implementation of Wang's Gaussian SSIM) on the same images */
     CU_ASSERT(fabs(g - 0.357959091663361) < 1e-5);
     CU_ASSERT_FATAL(kv_get(&v, &g_golden, "camera", "gauss.matlab_npz"));
-    fprintf(stderr, "\n  Gaussian SSIM of skimage's camera test: mrpipe %.12f, skimage %.12f, IPOL "
+    fprintf(stderr,
+            "\n  Gaussian SSIM of skimage's camera test: mrpipe %.12f, skimage %.12f, IPOL "
             "%.12f; mssim_matlab_output.npz %.7f belongs to the camera image shipped before "
-            "skimage 0.18 (not installed)\n", g, g, 0.357959091663361, v);
+            "skimage 0.18 (not installed)\n",
+            g, g, 0.357959091663361, v);
     free(cam8);
     free(cam);
     free(noisy);
@@ -553,7 +564,8 @@ static void test_volume_semantics(void)
         if (s > 0) {
             CU_ASSERT(fabs(v_vol - v_slice) > 1e-4);
         }
-        CU_ASSERT(fabs(res.per_slice[s].psnr - 10 * log10(maxv * maxv / (se / (double)hw))) < 1e-10);
+        CU_ASSERT(fabs(res.per_slice[s].psnr - 10 * log10(maxv * maxv / (se / (double)hw))) <
+                  1e-10);
         mean += v_vol;
     }
     /* the volume SSIM is the mean over slices */
@@ -577,8 +589,10 @@ static void test_thread_independence(void)
     CU_ASSERT_EQUAL_FATAL(mr_metrics_volume(&a, ref, img, MR_SSIM_GAUSSIAN), MR_OK);
     setenv("MRPIPE_THREADS", "3", 1);
     CU_ASSERT_EQUAL_FATAL(mr_metrics_volume(&b, ref, img, MR_SSIM_GAUSSIAN), MR_OK);
-    if (saved[0]) setenv("MRPIPE_THREADS", saved, 1);
-    else unsetenv("MRPIPE_THREADS");
+    if (saved[0])
+        setenv("MRPIPE_THREADS", saved, 1);
+    else
+        unsetenv("MRPIPE_THREADS");
     CU_ASSERT(memcmp(&a.volume, &b.volume, sizeof a.volume) == 0);
     CU_ASSERT(memcmp(a.per_slice, b.per_slice, 5 * sizeof *a.per_slice) == 0);
     mr_metrics_result_free(&a);
@@ -602,9 +616,11 @@ static void test_properties(void)
     mr_metrics_result_free(&res);
     for (int win = 0; win < 2; win++) {
         CU_ASSERT_EQUAL(mr_ssim_slice(&s1, mr_array_f32(ref), mr_array_f32(img), 30, 33, 200.0,
-                                      (mr_ssim_window)win), MR_OK);
+                                      (mr_ssim_window)win),
+                        MR_OK);
         CU_ASSERT_EQUAL(mr_ssim_slice(&s2, mr_array_f32(img), mr_array_f32(ref), 30, 33, 200.0,
-                                      (mr_ssim_window)win), MR_OK);
+                                      (mr_ssim_window)win),
+                        MR_OK);
         CU_ASSERT(fabs(s1 - s2) < 1e-14);
         CU_ASSERT(s1 < 1.0 && s1 > 0.0);
     }
@@ -628,7 +644,8 @@ static void test_library_errors(void)
     CU_ASSERT_FATAL(mr_array_create(&c, MR_FLOAT32, 3, d2) == MR_OK);
     CU_ASSERT_FATAL(mr_array_create(&s1, MR_FLOAT32, 3, dsmall) == MR_OK);
     CU_ASSERT_FATAL(mr_array_create(&s2, MR_FLOAT32, 3, dsmall) == MR_OK);
-    for (size_t i = 0; i < mr_array_numel(a); i++) mr_array_f32(a)[i] = (float)(i % 17);
+    for (size_t i = 0; i < mr_array_numel(a); i++)
+        mr_array_f32(a)[i] = (float)(i % 17);
 
     /* smaller than the window: the size is named */
     CU_ASSERT_EQUAL(mr_ssim_slice(&v, img, img, 5, 6, 1.0, MR_SSIM_UNIFORM), MR_ERR_INPUT);
@@ -706,9 +723,11 @@ static const char *last_line(void)
 {
     static char buf[1024];
     const char *out = mr_test_output(), *end = out + strlen(out), *p;
-    while (end > out && end[-1] == '\n') end--;
+    while (end > out && end[-1] == '\n')
+        end--;
     p = end;
-    while (p > out && p[-1] != '\n') p--;
+    while (p > out && p[-1] != '\n')
+        p--;
     snprintf(buf, sizeof buf, "%.*s", (int)(end - p), p);
     return buf;
 }
@@ -720,8 +739,8 @@ static int run_metrics(const char *args, int stdout_only)
     const char *dir = mr_test_path("out");
     int rc;
     mr_test_sh("rm -rf %s && mkdir -p %s", dir, dir);
-    rc = mr_test_sh("%s metrics %s --json %s/j.json --csv %s/c.csv%s", mr_test_bin(), args, dir, dir,
-                    stdout_only ? " 2>/dev/null" : "");
+    rc = mr_test_sh("%s metrics %s --json %s/j.json --csv %s/c.csv%s", mr_test_bin(), args, dir,
+                    dir, stdout_only ? " 2>/dev/null" : "");
     if (rc != 0) {
         CU_ASSERT_EQUAL(mr_test_count_files(dir, ".json"), 0);
         CU_ASSERT_EQUAL(mr_test_count_files(dir, ".csv"), 0);
@@ -790,7 +809,8 @@ static void test_cli_identical_and_outputs(void)
     if (python_has_skimage()) {
         CU_ASSERT_EQUAL(mr_test_sh("%s -c 'import json,sys; d=json.load(open(sys.argv[1])); "
                                    "assert d[\"psnr\"] is None and len(d[\"slices\"]) == 3' %s",
-                                   mr_test_python(), mr_test_path("out/j.json")), 0);
+                                   mr_test_python(), mr_test_path("out/j.json")),
+                        0);
     }
     free(json);
     free(csv);
@@ -857,7 +877,8 @@ static void test_cli_bad_inputs(void)
     expect_error("--bogus", "unknown option", NULL);
     /* an output directory that does not exist */
     CU_ASSERT_EQUAL(mr_test_sh("%s metrics --reference %s --input %s --json %s/nodir/x.json",
-                               mr_test_bin(), p_ref, p_ref, mr_test_tmpdir()), 1);
+                               mr_test_bin(), p_ref, p_ref, mr_test_tmpdir()),
+                    1);
     CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "does not exist"));
 
     mr_array_destroy(ref);
@@ -895,26 +916,33 @@ static void test_cli_crop(void)
     CU_ASSERT_STRING_EQUAL(last_line(), expect);
     /* fastMRI's transcription: center_crop + evaluate.py on the same files */
     if (python_has_skimage()) {
-        CU_ASSERT_EQUAL(mr_test_sh(
-            "%s - %s %s <<'EOF'\n"
-            "import sys, numpy as np, nibabel as nib\n"
-            "from skimage.metrics import structural_similarity, peak_signal_noise_ratio\n"
-            "def load(p): return np.ascontiguousarray(np.transpose(np.asanyarray(nib.load(p).dataobj), (2, 1, 0)))\n"
-            "def center_crop(data, shape):\n"
-            "    w_from = (data.shape[-2] - shape[0]) // 2\n"
-            "    h_from = (data.shape[-1] - shape[1]) // 2\n"
-            "    return data[..., w_from:w_from + shape[0], h_from:h_from + shape[1]]\n"
-            "gt = load(sys.argv[1]); pred = load(sys.argv[2])\n"
-            "pred = center_crop(pred, gt.shape[-2:])\n"
-            "m = gt.max(); s = np.array([0])\n"
-            "for i in range(gt.shape[0]): s = s + structural_similarity(gt[i], pred[i], data_range=m)\n"
-            "print('NMSE=%%.17g PSNR=%%.17g SSIM=%%.17g' %% (np.linalg.norm(gt - pred) ** 2 / np.linalg.norm(gt) ** 2,"
-            " peak_signal_noise_ratio(gt, pred, data_range=m), (s / gt.shape[0])[0]))\n"
-            "EOF",
-            mr_test_python(), mr_test_path("c_ref.nii.gz"), mr_test_path("c_big.nii.gz")), 0);
+        CU_ASSERT_EQUAL(
+            mr_test_sh(
+                "%s - %s %s <<'EOF'\n"
+                "import sys, numpy as np, nibabel as nib\n"
+                "from skimage.metrics import structural_similarity, peak_signal_noise_ratio\n"
+                "def load(p): return "
+                "np.ascontiguousarray(np.transpose(np.asanyarray(nib.load(p).dataobj), (2, 1, "
+                "0)))\n"
+                "def center_crop(data, shape):\n"
+                "    w_from = (data.shape[-2] - shape[0]) // 2\n"
+                "    h_from = (data.shape[-1] - shape[1]) // 2\n"
+                "    return data[..., w_from:w_from + shape[0], h_from:h_from + shape[1]]\n"
+                "gt = load(sys.argv[1]); pred = load(sys.argv[2])\n"
+                "pred = center_crop(pred, gt.shape[-2:])\n"
+                "m = gt.max(); s = np.array([0])\n"
+                "for i in range(gt.shape[0]): s = s + structural_similarity(gt[i], pred[i], "
+                "data_range=m)\n"
+                "print('NMSE=%%.17g PSNR=%%.17g SSIM=%%.17g' %% (np.linalg.norm(gt - pred) ** 2 / "
+                "np.linalg.norm(gt) ** 2,"
+                " peak_signal_noise_ratio(gt, pred, data_range=m), (s / gt.shape[0])[0]))\n"
+                "EOF",
+                mr_test_python(), mr_test_path("c_ref.nii.gz"), mr_test_path("c_big.nii.gz")),
+            0);
         {
             double n, p, s;
-            CU_ASSERT_EQUAL_FATAL(sscanf(mr_test_output(), "NMSE=%lf PSNR=%lf SSIM=%lf", &n, &p, &s), 3);
+            CU_ASSERT_EQUAL_FATAL(
+                sscanf(mr_test_output(), "NMSE=%lf PSNR=%lf SSIM=%lf", &n, &p, &s), 3);
             CU_ASSERT(fabs(n - res.volume.nmse) < 1e-6 * n);
             CU_ASSERT(fabs(p - res.volume.psnr) < 1e-5);
             CU_ASSERT(fabs(s - res.volume.ssim) < 1e-5);
@@ -1007,7 +1035,8 @@ static void test_cli_formats(void)
     {
         mr_array *c2 = NULL;
         CU_ASSERT_FATAL(mr_array_create(&c2, MR_COMPLEX64, 4, cd2) == MR_OK);
-        for (size_t i = 0; i < 2 * n; i++) mr_array_c64(c2)[i] = 1.0f + (float)(i % 7);
+        for (size_t i = 0; i < 2 * n; i++)
+            mr_array_c64(c2)[i] = 1.0f + (float)(i % 7);
         CU_ASSERT_EQUAL_FATAL(mr_cfl_write(mr_test_path("f_c2"), c2), MR_OK);
         mr_array_destroy(c2);
     }
@@ -1025,8 +1054,10 @@ static void test_cli_formats(void)
     }
     snprintf(args, sizeof args, "--reference %s --input %s", mr_test_path("h_k.h5"),
              mr_test_path("f_rec.nii"));
-    expect_error(args, "expected an image dataset (reconstruction_rss, reconstruction_esc or "
-                       "reconstruction)", NULL);
+    expect_error(args,
+                 "expected an image dataset (reconstruction_rss, reconstruction_esc or "
+                 "reconstruction)",
+                 NULL);
     mr_array_destroy(rss);
     mr_array_destroy(rec);
     mr_array_destroy(cplx);
@@ -1048,11 +1079,13 @@ static void test_end_to_end_fastmri(void)
     snprintf(rec, sizeof rec, "%s", mr_test_path("e_rec.h5"));
     /* square images: evaluate.py crops to (W, W) of the target, the same as (H, W) here */
     CU_ASSERT_EQUAL_FATAL(mr_test_sh("%s -q simulate --input %s/ch2.nii.gz --output %s --slices "
-                                     "78:84 --matrix 128,128 --coils 4 --seed 3", mr_test_bin(),
-                                     TEMPLATES, sim), 0);
+                                     "78:84 --matrix 128,128 --coils 4 --seed 3",
+                                     mr_test_bin(), TEMPLATES, sim),
+                          0);
     CU_ASSERT_EQUAL_FATAL(mr_test_sh("%s -q recon --input %s --output %s --mask equispaced "
-                                     "--accel 4 --center-fraction 0.08 --seed 1", mr_test_bin(), sim,
-                                     rec), 0);
+                                     "--accel 4 --center-fraction 0.08 --seed 1",
+                                     mr_test_bin(), sim, rec),
+                          0);
     snprintf(args, sizeof args, "--reference %s --input %s", sim, rec);
     CU_ASSERT_EQUAL_FATAL(run_metrics(args, 1), 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "slice 5: "));
@@ -1063,36 +1096,41 @@ static void test_end_to_end_fastmri(void)
     mp = json_get(json, "psnr", &isnull);
     ms = json_get(json, "ssim", &isnull);
     free(json);
-    CU_ASSERT_EQUAL_FATAL(mr_test_sh(
-        "%s - %s %s <<'EOF'\n"
-        "import sys, h5py, numpy as np\n"
-        "from skimage.metrics import peak_signal_noise_ratio, structural_similarity\n"
-        "# fastmri/evaluate.py\n"
-        "def nmse(gt, pred):\n"
-        "    return np.array(np.linalg.norm(gt - pred) ** 2 / np.linalg.norm(gt) ** 2)\n"
-        "def psnr(gt, pred, maxval=None):\n"
-        "    maxval = gt.max() if maxval is None else maxval\n"
-        "    return peak_signal_noise_ratio(gt, pred, data_range=maxval)\n"
-        "def ssim(gt, pred, maxval=None):\n"
-        "    maxval = gt.max() if maxval is None else maxval\n"
-        "    ssim = np.array([0])\n"
-        "    for slice_num in range(gt.shape[0]):\n"
-        "        ssim = ssim + structural_similarity(gt[slice_num], pred[slice_num], data_range=maxval)\n"
-        "    return ssim / gt.shape[0]\n"
-        "def center_crop(data, shape):\n"
-        "    w_from = (data.shape[-2] - shape[0]) // 2\n"
-        "    h_from = (data.shape[-1] - shape[1]) // 2\n"
-        "    return data[..., w_from:w_from + shape[0], h_from:h_from + shape[1]]\n"
-        "target = h5py.File(sys.argv[1], 'r')['reconstruction_rss'][()]\n"
-        "recons = h5py.File(sys.argv[2], 'r')['reconstruction'][()]\n"
-        "target = center_crop(target, (target.shape[-1], target.shape[-1]))\n"
-        "recons = center_crop(recons, (target.shape[-1], target.shape[-1]))\n"
-        "print('%%.17g %%.17g %%.17g' %% (nmse(target, recons), psnr(target, recons), ssim(target, recons)[0]))\n"
-        "EOF",
-        mr_test_python(), sim, rec), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        mr_test_sh("%s - %s %s <<'EOF'\n"
+                   "import sys, h5py, numpy as np\n"
+                   "from skimage.metrics import peak_signal_noise_ratio, structural_similarity\n"
+                   "# fastmri/evaluate.py\n"
+                   "def nmse(gt, pred):\n"
+                   "    return np.array(np.linalg.norm(gt - pred) ** 2 / np.linalg.norm(gt) ** 2)\n"
+                   "def psnr(gt, pred, maxval=None):\n"
+                   "    maxval = gt.max() if maxval is None else maxval\n"
+                   "    return peak_signal_noise_ratio(gt, pred, data_range=maxval)\n"
+                   "def ssim(gt, pred, maxval=None):\n"
+                   "    maxval = gt.max() if maxval is None else maxval\n"
+                   "    ssim = np.array([0])\n"
+                   "    for slice_num in range(gt.shape[0]):\n"
+                   "        ssim = ssim + structural_similarity(gt[slice_num], pred[slice_num], "
+                   "data_range=maxval)\n"
+                   "    return ssim / gt.shape[0]\n"
+                   "def center_crop(data, shape):\n"
+                   "    w_from = (data.shape[-2] - shape[0]) // 2\n"
+                   "    h_from = (data.shape[-1] - shape[1]) // 2\n"
+                   "    return data[..., w_from:w_from + shape[0], h_from:h_from + shape[1]]\n"
+                   "target = h5py.File(sys.argv[1], 'r')['reconstruction_rss'][()]\n"
+                   "recons = h5py.File(sys.argv[2], 'r')['reconstruction'][()]\n"
+                   "target = center_crop(target, (target.shape[-1], target.shape[-1]))\n"
+                   "recons = center_crop(recons, (target.shape[-1], target.shape[-1]))\n"
+                   "print('%%.17g %%.17g %%.17g' %% (nmse(target, recons), psnr(target, recons), "
+                   "ssim(target, recons)[0]))\n"
+                   "EOF",
+                   mr_test_python(), sim, rec),
+        0);
     CU_ASSERT_EQUAL_FATAL(sscanf(mr_test_output(), "%lf %lf %lf", &pn, &pp, &ps), 3);
-    fprintf(stderr, "\n  end to end: mrpipe NMSE %.12g PSNR %.12g SSIM %.12g; evaluate.py %.12g %.12g "
-            "%.12g\n", mn, mp, ms, pn, pp, ps);
+    fprintf(stderr,
+            "\n  end to end: mrpipe NMSE %.12g PSNR %.12g SSIM %.12g; evaluate.py %.12g %.12g "
+            "%.12g\n",
+            mn, mp, ms, pn, pp, ps);
     CU_ASSERT(fabs(mn - pn) < 1e-6 * pn);
     CU_ASSERT(fabs(mp - pp) < 1e-5);
     CU_ASSERT(fabs(ms - ps) < 1e-5);
@@ -1117,7 +1155,8 @@ int main(void)
         {NULL, NULL},
     };
     int rc = mr_test_run("metrics", cases);
-    for (int i = 0; i < 4; i++) mr_array_destroy(g_templates[i]);
+    for (int i = 0; i < 4; i++)
+        mr_array_destroy(g_templates[i]);
     free(g_golden.v);
     free(g_live.v);
     return rc;

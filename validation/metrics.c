@@ -59,8 +59,10 @@ static void volume_scan(int *bad_ref, int *bad_in, float *maxv, const float *gt,
 {
     int br = 0, bi = 0;
     float m = -FLT_MAX;
-#pragma omp parallel for simd num_threads(mr_threads()) schedule(static) \
-    reduction(| : br, bi) reduction(max : m)
+#pragma omp parallel for simd num_threads(mr_threads()) schedule(static) reduction(|               \
+                                                                                   : br, bi)       \
+    reduction(max                                                                                  \
+              : m)
     for (size_t i = 0; i < n; i++) {
         br |= !(fabsf(gt[i]) <= FLT_MAX);
         bi |= !(fabsf(pr[i]) <= FLT_MAX);
@@ -71,7 +73,8 @@ static void volume_scan(int *bad_ref, int *bad_in, float *maxv, const float *gt,
     *maxv = m;
 }
 
-/* First non-finite value of an (S, H, W) volume: slice, row, column (after volume_scan found one). */
+/* First non-finite value of an (S, H, W) volume: slice, row, column (after volume_scan found one).
+ */
 static void volume_nonfinite(size_t *s, size_t *y, size_t *x, float *val, const float *v,
                              size_t slices, size_t h, size_t w)
 {
@@ -91,8 +94,10 @@ static mr_status volume_shape(size_t *s, size_t *h, size_t *w, const mr_array *a
 {
     char shape[128];
     if (!a || a->dtype != MR_FLOAT32 || (a->ndim != 2 && a->ndim != 3))
-        return mr_error_set(MR_ERR_INPUT, "metrics: %s: expected a float32 (S, H, W) or (H, W) "
-                            "array, found %s%s", what, a && a->dtype != MR_FLOAT32 ? "complex64 " : "",
+        return mr_error_set(MR_ERR_INPUT,
+                            "metrics: %s: expected a float32 (S, H, W) or (H, W) "
+                            "array, found %s%s",
+                            what, a && a->dtype != MR_FLOAT32 ? "complex64 " : "",
                             a ? mr_dims_format(shape, sizeof shape, a->ndim, a->dims) : "nothing");
     *s = a->ndim == 3 ? a->dims[0] : 1;
     *h = a->dims[a->ndim - 2];
@@ -117,7 +122,8 @@ mr_status mr_metrics_volume(mr_metrics_result *out, const mr_array *ref, const m
     if ((st = volume_shape(&S, &H, &W, ref, "reference")) != MR_OK) return st;
     if ((st = volume_shape(&s2, &h2, &w2, img, "input")) != MR_OK) return st;
     if (S != s2 || H != h2 || W != w2)
-        return mr_error_set(MR_ERR_INPUT, "metrics: the reference %s and the input %s differ in "
+        return mr_error_set(MR_ERR_INPUT,
+                            "metrics: the reference %s and the input %s differ in "
                             "shape; expected the same (S, H, W) (centre-crop first)",
                             mr_dims_format(a, sizeof a, ref->ndim, ref->dims),
                             mr_dims_format(b, sizeof b, img->ndim, img->dims));
@@ -130,29 +136,35 @@ mr_status mr_metrics_volume(mr_metrics_result *out, const mr_array *ref, const m
         volume_scan(&bad_ref, &bad_in, &m, gt, pr, S * hw);
         if (bad_ref) {
             volume_nonfinite(&bs, &by, &bx, &bad, gt, S, H, W);
-            return mr_error_set(MR_ERR_INPUT, "metrics: reference: expected finite values, found "
-                                "%g at slice %zu, pixel (row %zu, column %zu)", (double)bad, bs, by,
-                                bx);
+            return mr_error_set(MR_ERR_INPUT,
+                                "metrics: reference: expected finite values, found "
+                                "%g at slice %zu, pixel (row %zu, column %zu)",
+                                (double)bad, bs, by, bx);
         }
         if (bad_in) {
             volume_nonfinite(&bs, &by, &bx, &bad, pr, S, H, W);
-            return mr_error_set(MR_ERR_INPUT, "metrics: input: expected finite values, found %g at "
-                                "slice %zu, pixel (row %zu, column %zu)", (double)bad, bs, by, bx);
+            return mr_error_set(MR_ERR_INPUT,
+                                "metrics: input: expected finite values, found %g at "
+                                "slice %zu, pixel (row %zu, column %zu)",
+                                (double)bad, bs, by, bx);
         }
         maxv = m;
     }
     {
         int win = mr_ssim_window_size(window);
         if (H < (size_t)win || W < (size_t)win)
-            return mr_error_set(MR_ERR_INPUT, "metrics: slices of %zu x %zu pixels are smaller than "
+            return mr_error_set(MR_ERR_INPUT,
+                                "metrics: slices of %zu x %zu pixels are smaller than "
                                 "the %s SSIM window (%d x %d); both sides must be at least %d "
-                                "(skimage refuses such images too)", H, W,
-                                mr_ssim_window_name(window), win, win, win);
+                                "(skimage refuses such images too)",
+                                H, W, mr_ssim_window_name(window), win, win, win);
     }
     if (!(maxv > 0))
-        return mr_error_set(MR_ERR_INPUT, "metrics: PSNR undefined: the reference's maximum is %g; "
+        return mr_error_set(MR_ERR_INPUT,
+                            "metrics: PSNR undefined: the reference's maximum is %g; "
                             "fastMRI's PSNR and SSIM use it as the data range, which must be > 0 "
-                            "(an all-zero or non-positive reference volume?)", maxv);
+                            "(an all-zero or non-positive reference volume?)",
+                            maxv);
     out->per_slice = mr_calloc(S, sizeof *out->per_slice);
     sums = mr_calloc(2 * S, sizeof *sums); /* (S, 2): ||gt - pred||^2 and ||gt||^2 per slice */
     if (!out->per_slice || !sums) {
@@ -209,8 +221,8 @@ mr_status mr_metrics_volume(mr_metrics_result *out, const mr_array *ref, const m
     }
     free(sums);
     out->volume.nmse = err2 / ref2;
-    out->volume.psnr = err2 == 0 ? INFINITY
-                                 : 10.0 * log10(maxv * maxv / (err2 / ((double)S * (double)hw)));
+    out->volume.psnr =
+        err2 == 0 ? INFINITY : 10.0 * log10(maxv * maxv / (err2 / ((double)S * (double)hw)));
     out->volume.ssim = ssim_sum / (double)S;
     return MR_OK;
 }

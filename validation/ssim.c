@@ -39,16 +39,17 @@
 struct mr_ssim_plan {
     size_t h, w;
     mr_ssim_window window;
-    int radius, taps;                   /* r and 2r + 1 */
-    double weights[SSIM_MAX_TAPS];      /* Gaussian taps (sum 1); unused for the uniform window */
-    double cov_norm;                    /* NP / (NP - 1) (uniform) or 1 (Gaussian) */
-    double *vert[5];                    /* (w) vertical window sums of x, y, xx, yy, xy */
-    double *horz[5];                    /* (w) full window sums (or weighted means) for one row */
+    int radius, taps;              /* r and 2r + 1 */
+    double weights[SSIM_MAX_TAPS]; /* Gaussian taps (sum 1); unused for the uniform window */
+    double cov_norm;               /* NP / (NP - 1) (uniform) or 1 (Gaussian) */
+    double *vert[5];               /* (w) vertical window sums of x, y, xx, yy, xy */
+    double *horz[5];               /* (w) full window sums (or weighted means) for one row */
 };
 
 int mr_ssim_window_size(mr_ssim_window window)
 {
-    if (window == MR_SSIM_GAUSSIAN) return 2 * (int)(SSIM_GAUSS_TRUNCATE * SSIM_GAUSS_SIGMA + 0.5) + 1;
+    if (window == MR_SSIM_GAUSSIAN)
+        return 2 * (int)(SSIM_GAUSS_TRUNCATE * SSIM_GAUSS_SIGMA + 0.5) + 1;
     return 7;
 }
 
@@ -66,9 +67,12 @@ mr_status mr_ssim_plan_create(mr_ssim_plan **out, size_t h, size_t w, mr_ssim_wi
         return mr_error_set(MR_ERR_USAGE, "SSIM window: expected uniform or gaussian, found %d",
                             (int)window);
     if (h < (size_t)win || w < (size_t)win)
-        return mr_error_set(MR_ERR_INPUT, "SSIM: image of %zu x %zu pixels is smaller than the %s "
-                            "window (%d x %d); both sides must be at least %d (skimage refuses such "
-                            "images too)", h, w, mr_ssim_window_name(window), win, win, win);
+        return mr_error_set(
+            MR_ERR_INPUT,
+            "SSIM: image of %zu x %zu pixels is smaller than the %s "
+            "window (%d x %d); both sides must be at least %d (skimage refuses such "
+            "images too)",
+            h, w, mr_ssim_window_name(window), win, win, win);
     p = mr_calloc(1, sizeof *p);
     if (!p) return MR_ERR_NOMEM;
     p->h = h;
@@ -84,7 +88,8 @@ mr_status mr_ssim_plan_create(mr_ssim_plan **out, size_t h, size_t w, mr_ssim_wi
             p->weights[t + p->radius] = v;
             sum += v;
         }
-        for (int t = 0; t < win; t++) p->weights[t] /= sum;
+        for (int t = 0; t < win; t++)
+            p->weights[t] /= sum;
         p->cov_norm = 1.0;
     } else {
         double np_ = (double)(win * win);
@@ -114,17 +119,19 @@ void mr_ssim_plan_destroy(mr_ssim_plan *p)
 
 /* The hot loops are compiled twice, for AVX2 and for the x86-64 baseline (SSE2), and chosen at load
  * time (GCC target_clones); `omp simd` makes GCC vectorise them at -O2. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
+    !defined(__SANITIZE_ADDRESS__)
 #define SSIM_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define SSIM_CLONES
 #endif
 
 /* Sum of S over one output row, from the window means in horz[] at columns [r, w - r). */
-static inline __attribute__((always_inline)) double row_ssim_sum(const mr_ssim_plan *p, double scale, double c1, double c2)
+static inline __attribute__((always_inline)) double row_ssim_sum(const mr_ssim_plan *p,
+                                                                 double scale, double c1, double c2)
 {
-    const double *restrict sx = p->horz[0], *restrict sy = p->horz[1],
-                 *restrict sxx = p->horz[2], *restrict syy = p->horz[3], *restrict sxy = p->horz[4];
+    const double *restrict sx = p->horz[0], *restrict sy = p->horz[1], *restrict sxx = p->horz[2],
+                           *restrict syy = p->horz[3], *restrict sxy = p->horz[4];
     const double k = p->cov_norm;
     double acc = 0;
 #pragma omp simd reduction(+ : acc)
@@ -141,14 +148,13 @@ static inline __attribute__((always_inline)) double row_ssim_sum(const mr_ssim_p
 
 /* Sum of S over one output row of the 7 x 7 box: window sums from the pair sums in horz[] and the
  * vertical sums in vert[] (see ssim_uniform), then S, in one vectorised pass. */
-static inline __attribute__((always_inline)) double row_ssim_sum_box7(const mr_ssim_plan *p,
-                                                                      double scale, double c1,
-                                                                      double c2)
+static inline __attribute__((always_inline)) double
+row_ssim_sum_box7(const mr_ssim_plan *p, double scale, double c1, double c2)
 {
     const double *restrict t0 = p->horz[0], *restrict t1 = p->horz[1], *restrict t2 = p->horz[2],
-                 *restrict t3 = p->horz[3], *restrict t4 = p->horz[4];
+                           *restrict t3 = p->horz[3], *restrict t4 = p->horz[4];
     const double *restrict v0 = p->vert[0], *restrict v1 = p->vert[1], *restrict v2 = p->vert[2],
-                 *restrict v3 = p->vert[3], *restrict v4 = p->vert[4];
+                           *restrict v3 = p->vert[3], *restrict v4 = p->vert[4];
     const double k = p->cov_norm;
     double acc = 0;
 #pragma omp simd reduction(+ : acc)
@@ -170,19 +176,20 @@ static inline __attribute__((always_inline)) double row_ssim_sum_box7(const mr_s
  * [y - 3, y + 3]; each output row moves it down by one row (add the entering row, subtract the
  * leaving one: O(1) per pixel whatever the window). Along the row, pair sums give each 7-sum in 4
  * additions (row_ssim_sum_box7). */
-SSIM_CLONES static double ssim_uniform(const mr_ssim_plan *p, const float *ref, const float *img, double c1,
-                           double c2)
+SSIM_CLONES static double ssim_uniform(const mr_ssim_plan *p, const float *ref, const float *img,
+                                       double c1, double c2)
 {
     const size_t h = p->h, w = p->w, r = (size_t)p->radius, n = (size_t)p->taps;
     double *restrict v0 = p->vert[0], *restrict v1 = p->vert[1], *restrict v2 = p->vert[2],
-           *restrict v3 = p->vert[3], *restrict v4 = p->vert[4];
+                     *restrict v3 = p->vert[3], *restrict v4 = p->vert[4];
     double *restrict o0 = p->horz[0], *restrict o1 = p->horz[1], *restrict o2 = p->horz[2],
-           *restrict o3 = p->horz[3], *restrict o4 = p->horz[4];
+                     *restrict o3 = p->horz[3], *restrict o4 = p->horz[4];
     const double scale = 1.0 / (double)(n * n);
     double total = 0;
 
 #pragma omp simd
-    for (size_t x = 0; x < w; x++) v0[x] = v1[x] = v2[x] = v3[x] = v4[x] = 0;
+    for (size_t x = 0; x < w; x++)
+        v0[x] = v1[x] = v2[x] = v3[x] = v4[x] = 0;
     for (size_t y = 0; y < n; y++) {
         const float *restrict a = ref + y * w, *restrict b = img + y * w;
 #pragma omp simd
@@ -227,17 +234,17 @@ SSIM_CLONES static double ssim_uniform(const mr_ssim_plan *p, const float *ref, 
 
 /* Gaussian window: separable weighted sums, the vertical taps first for every column, then the
  * horizontal taps. The weights sum to 1, so horz[] holds the weighted means directly. */
-SSIM_CLONES static double ssim_gaussian(const mr_ssim_plan *p, const float *ref, const float *img, double c1,
-                            double c2)
+SSIM_CLONES static double ssim_gaussian(const mr_ssim_plan *p, const float *ref, const float *img,
+                                        double c1, double c2)
 {
     const size_t h = p->h, w = p->w, r = (size_t)p->radius, n = (size_t)p->taps;
-    double *v0 = p->vert[0], *v1 = p->vert[1], *v2 = p->vert[2], *v3 = p->vert[3],
-           *v4 = p->vert[4];
+    double *v0 = p->vert[0], *v1 = p->vert[1], *v2 = p->vert[2], *v3 = p->vert[3], *v4 = p->vert[4];
     const double *g = p->weights;
     double total = 0;
 
     for (size_t yo = r; yo < h - r; yo++) {
-        for (size_t x = 0; x < w; x++) v0[x] = v1[x] = v2[x] = v3[x] = v4[x] = 0;
+        for (size_t x = 0; x < w; x++)
+            v0[x] = v1[x] = v2[x] = v3[x] = v4[x] = 0;
         for (size_t t = 0; t < n; t++) {
             const float *a = ref + (yo - r + t) * w, *b = img + (yo - r + t) * w;
             const double gt = g[t];
@@ -255,7 +262,8 @@ SSIM_CLONES static double ssim_gaussian(const mr_ssim_plan *p, const float *ref,
             double *o = p->horz[s];
             for (size_t x = r; x < w - r; x++) {
                 double acc = 0;
-                for (size_t t = 0; t < n; t++) acc += g[t] * v[x - r + t];
+                for (size_t t = 0; t < n; t++)
+                    acc += g[t] * v[x - r + t];
                 o[x] = acc;
             }
         }
@@ -294,18 +302,24 @@ mr_status mr_ssim_slice(double *out, const float *ref, const float *img, size_t 
     mr_status st;
     size_t y, x;
     if (!isfinite(data_range) || data_range <= 0)
-        return mr_error_set(MR_ERR_INPUT, "SSIM: data range must be a positive finite number, "
-                            "found %g", data_range);
+        return mr_error_set(MR_ERR_INPUT,
+                            "SSIM: data range must be a positive finite number, "
+                            "found %g",
+                            data_range);
     if ((st = mr_ssim_plan_create(&p, h, w, window)) != MR_OK) return st;
     if (find_nonfinite(&y, &x, ref, h, w)) {
         mr_ssim_plan_destroy(p);
-        return mr_error_set(MR_ERR_INPUT, "SSIM: reference image: expected finite values, found "
-                            "%g at pixel (row %zu, column %zu)", (double)ref[y * w + x], y, x);
+        return mr_error_set(MR_ERR_INPUT,
+                            "SSIM: reference image: expected finite values, found "
+                            "%g at pixel (row %zu, column %zu)",
+                            (double)ref[y * w + x], y, x);
     }
     if (find_nonfinite(&y, &x, img, h, w)) {
         mr_ssim_plan_destroy(p);
-        return mr_error_set(MR_ERR_INPUT, "SSIM: input image: expected finite values, found %g "
-                            "at pixel (row %zu, column %zu)", (double)img[y * w + x], y, x);
+        return mr_error_set(MR_ERR_INPUT,
+                            "SSIM: input image: expected finite values, found %g "
+                            "at pixel (row %zu, column %zu)",
+                            (double)img[y * w + x], y, x);
     }
     *out = mr_ssim_plan_execute(p, ref, img, data_range);
     mr_ssim_plan_destroy(p);
