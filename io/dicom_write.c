@@ -109,6 +109,7 @@ mr_status mr_dicom_source_from_ismrmrd(mr_dicom_source *out, const mr_ismrmrd_hd
     mr_dicom_attrs_set(&out->identity, T_FRAME_OF_REFERENCE, uid);
     mr_dicom_attrs_set(&out->identity, T_STUDY_DATE, date);
     mr_dicom_attrs_set(&out->identity, T_STUDY_TIME, tim);
+    mr_dicom_attrs_set(&out->identity, T_STUDY_ID, "MRPIPE");
     if (hdr && hdr->patient_id[0]) {
         snprintf(buf, sizeof buf, "%.64s", hdr->patient_id);
         mr_dicom_attrs_set(&out->identity, T_PATIENT_ID, buf);
