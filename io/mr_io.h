@@ -251,6 +251,10 @@ mr_status mr_kspace_read_slice(mr_kspace_source *src, size_t s, mr_cfloat *out);
 /* The file's mask (W values 0/1) when has_mask. */
 mr_status mr_kspace_read_mask(mr_kspace_source *src, float *out);
 
+/* A copy of the noise samples (N, C) complex64 when has_noise (ISMRMRD noise acquisitions, flag 19,
+ * in acquisition order); the caller destroys *out. MR_ERR_INPUT naming the file otherwise. */
+mr_status mr_kspace_read_noise(mr_kspace_source *src, mr_array **out);
+
 /* The fastMRI file handle behind the source (NULL for other formats), e.g. to read a reference. */
 mr_fastmri_file *mr_kspace_fastmri(mr_kspace_source *src);
 
@@ -277,6 +281,7 @@ mr_status mr_image_load(mr_array **out, char *desc, size_t desc_size, const char
  * derived series as MR Image Storage (PS3.3 A.4), through the DCMTK shim. */
 
 #define MR_DICOM_UID_SIZE 65    /* a UID is at most 64 characters (PS3.5 9.1) */
+#define MR_DICOM_TAG(group, element) ((uint32_t)(((uint32_t)(group) << 16) | (uint32_t)(element)))
 #define MR_DICOM_MAX_ATTRS 48
 #define MR_DICOM_VALUE_SIZE 324 /* longest copied value (LO/PN/DS lists) + NUL */
 
