@@ -34,9 +34,18 @@ struct mr_dcm_file {
 };
 
 // An item handle is the DcmItem itself (DcmDataset and DcmMetaInfo derive from it).
-static DcmItem *item(const mr_dcm_item *it) { return reinterpret_cast<DcmItem *>(const_cast<mr_dcm_item *>(it)); }
-static mr_dcm_item *handle(DcmItem *it) { return reinterpret_cast<mr_dcm_item *>(it); }
-static DcmTagKey key(uint32_t tag) { return DcmTagKey((Uint16)(tag >> 16), (Uint16)(tag & 0xffff)); }
+static DcmItem *item(const mr_dcm_item *it)
+{
+    return reinterpret_cast<DcmItem *>(const_cast<mr_dcm_item *>(it));
+}
+static mr_dcm_item *handle(DcmItem *it)
+{
+    return reinterpret_cast<mr_dcm_item *>(it);
+}
+static DcmTagKey key(uint32_t tag)
+{
+    return DcmTagKey((Uint16)(tag >> 16), (Uint16)(tag & 0xffff));
+}
 
 static void dcmtk_init(void)
 {
@@ -49,7 +58,10 @@ static void dcmtk_init(void)
     });
 }
 
-extern "C" const char *mr_dcmtk_version(void) { return OFFIS_DCMTK_VERSION_STRING; }
+extern "C" const char *mr_dcmtk_version(void)
+{
+    return OFFIS_DCMTK_VERSION_STRING;
+}
 
 extern "C" int mr_dcm_file_load(mr_dcm_file **out, const char *path, int header_only)
 {
@@ -57,10 +69,10 @@ extern "C" int mr_dcm_file_load(mr_dcm_file **out, const char *path, int header_
     try {
         dcmtk_init();
         mr_dcm_file *f = new mr_dcm_file;
-        OFCondition c = header_only
-                            ? f->ff.loadFileUntilTag(path, EXS_Unknown, EGL_noChange,
-                                                     DCM_MaxReadLength, ERM_autoDetect, DCM_PixelData)
-                            : f->ff.loadFile(path);
+        OFCondition c =
+            header_only ? f->ff.loadFileUntilTag(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
+                                                 ERM_autoDetect, DCM_PixelData)
+                        : f->ff.loadFile(path);
         if (c.bad()) {
             delete f;
             return mr_dcm_error(MR_DCM_ERR_INPUT, "%s: not a readable DICOM file (DCMTK: %s)", path,
@@ -95,8 +107,14 @@ extern "C" void mr_dcm_file_free(mr_dcm_file *f)
     }
 }
 
-extern "C" mr_dcm_item *mr_dcm_file_dataset(mr_dcm_file *f) { return handle(f->ff.getDataset()); }
-extern "C" mr_dcm_item *mr_dcm_file_meta(mr_dcm_file *f) { return handle(f->ff.getMetaInfo()); }
+extern "C" mr_dcm_item *mr_dcm_file_dataset(mr_dcm_file *f)
+{
+    return handle(f->ff.getDataset());
+}
+extern "C" mr_dcm_item *mr_dcm_file_meta(mr_dcm_file *f)
+{
+    return handle(f->ff.getMetaInfo());
+}
 
 extern "C" void mr_dcm_file_xfer(const mr_dcm_file *f, char *uid, size_t uid_size, char *name,
                                  size_t name_size)
@@ -135,8 +153,10 @@ extern "C" int mr_dcm_get_string(const mr_dcm_item *it, uint32_t tag, char *buf,
         OFString s;
         if (!e || e->getLength() == 0 || e->getOFStringArray(s, OFTrue).bad()) return 0;
         size_t a = 0, b = s.length();
-        while (a < b && (s[a] == ' ' || s[a] == '\0')) a++;
-        while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\0')) b--;
+        while (a < b && (s[a] == ' ' || s[a] == '\0'))
+            a++;
+        while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\0'))
+            b--;
         if (a == b) return 0;
         snprintf(buf, size, "%.*s", (int)(b - a), s.c_str() + a);
         return 1;
@@ -194,10 +214,12 @@ extern "C" int mr_dcm_get_number(const mr_dcm_item *it, uint32_t tag, unsigned l
             char *end;
             if (e->getOFString(s, idx, OFTrue).bad()) return 0;
             const char *p = s.c_str();
-            while (*p == ' ') p++;
+            while (*p == ' ')
+                p++;
             double v = strtod(p, &end);
             if (end == p) return 0;
-            while (*end == ' ') end++;
+            while (*end == ' ')
+                end++;
             if (*end) return 0;
             *value = v;
             return 1;
@@ -245,8 +267,8 @@ extern "C" mr_dcm_item *mr_dcm_seq_item(const mr_dcm_item *it, uint32_t tag, siz
 // Transfer syntaxes DCMTK 3.6.7 cannot decode without extra libraries (PS3.5 Annex A.4).
 static bool is_jpeg2000(const char *uid)
 {
-    static const char *j2k[] = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
-                                "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93",
+    static const char *j2k[] = {"1.2.840.10008.1.2.4.90",  "1.2.840.10008.1.2.4.91",
+                                "1.2.840.10008.1.2.4.92",  "1.2.840.10008.1.2.4.93",
                                 "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
                                 "1.2.840.10008.1.2.4.203"};
     for (const char *u : j2k)
@@ -255,7 +277,7 @@ static bool is_jpeg2000(const char *uid)
 }
 
 extern "C" int mr_dcm_pixels(mr_dcm_file *f, const char *path, int bits_allocated,
-                                   const void **data, size_t *count)
+                             const void **data, size_t *count)
 {
     *data = NULL;
     *count = 0;
@@ -266,21 +288,23 @@ extern "C" int mr_dcm_pixels(mr_dcm_file *f, const char *path, int bits_allocate
         DcmElement *e = NULL;
         if (ds->findAndGetElement(DCM_PixelData, e).bad() || !e ||
             (!x.isEncapsulated() && e->getLength() == 0))
-            return mr_dcm_error(MR_DCM_ERR_INPUT, "%s: missing pixel data: no (7FE0,0010) PixelData",
-                                path);
+            return mr_dcm_error(MR_DCM_ERR_INPUT,
+                                "%s: missing pixel data: no (7FE0,0010) PixelData", path);
         if (x.isEncapsulated()) {
             if (is_jpeg2000(x.getXferID()))
-                return mr_dcm_error(MR_DCM_ERR_INPUT,
-                                    "%s: unsupported transfer syntax %s (%s): mrpipe's DCMTK has no "
-                                    "JPEG 2000 decoder; convert the file first (e.g. gdcmconv --raw)",
-                                    path, x.getXferID(), x.getXferName());
+                return mr_dcm_error(
+                    MR_DCM_ERR_INPUT,
+                    "%s: unsupported transfer syntax %s (%s): mrpipe's DCMTK has no "
+                    "JPEG 2000 decoder; convert the file first (e.g. gdcmconv --raw)",
+                    path, x.getXferID(), x.getXferName());
             OFCondition c = ds->chooseRepresentation(EXS_LittleEndianExplicit, NULL);
             if (c.bad() || !ds->canWriteXfer(EXS_LittleEndianExplicit))
                 return mr_dcm_error(MR_DCM_ERR_INPUT, "%s: unsupported transfer syntax %s (%s): %s",
                                     path, x.getXferID(), x.getXferName(),
                                     c.bad() ? c.text() : "no decoder");
             if (ds->findAndGetElement(DCM_PixelData, e).bad() || !e || e->getLength() == 0)
-                return mr_dcm_error(MR_DCM_ERR_INPUT, "%s: (7FE0,0010) PixelData lost in decoding", path);
+                return mr_dcm_error(MR_DCM_ERR_INPUT, "%s: (7FE0,0010) PixelData lost in decoding",
+                                    path);
         }
         if (bits_allocated == 16) {
             Uint16 *p = NULL;
@@ -288,8 +312,10 @@ extern "C" int mr_dcm_pixels(mr_dcm_file *f, const char *path, int bits_allocate
                 // OB-encoded 16-bit data: reinterpret the bytes (little endian after decoding)
                 Uint8 *b = NULL;
                 if (e->getUint8Array(b).bad() || !b)
-                    return mr_dcm_error(MR_DCM_ERR_INPUT, "%s: (7FE0,0010) PixelData: cannot read as "
-                                                      "16-bit words", path);
+                    return mr_dcm_error(MR_DCM_ERR_INPUT,
+                                        "%s: (7FE0,0010) PixelData: cannot read as "
+                                        "16-bit words",
+                                        path);
                 *data = b;
                 *count = e->getLength() / 2;
                 return MR_DCM_OK;
@@ -303,8 +329,10 @@ extern "C" int mr_dcm_pixels(mr_dcm_file *f, const char *path, int bits_allocate
             if (e->getUint8Array(b).bad() || !b) {
                 Uint16 *p = NULL; // OW holding bytes: the in-memory order is the file's
                 if (e->getUint16Array(p).bad() || !p)
-                    return mr_dcm_error(MR_DCM_ERR_INPUT, "%s: (7FE0,0010) PixelData: cannot read as "
-                                                      "bytes", path);
+                    return mr_dcm_error(MR_DCM_ERR_INPUT,
+                                        "%s: (7FE0,0010) PixelData: cannot read as "
+                                        "bytes",
+                                        path);
                 *data = p;
                 *count = e->getLength();
                 return MR_DCM_OK;
@@ -313,8 +341,9 @@ extern "C" int mr_dcm_pixels(mr_dcm_file *f, const char *path, int bits_allocate
             *count = e->getLength();
             return MR_DCM_OK;
         }
-        return mr_dcm_error(MR_DCM_ERR_INPUT, "%s: (0028,0100) BitsAllocated: expected 8 or 16, found %d",
-                            path, bits_allocated);
+        return mr_dcm_error(MR_DCM_ERR_INPUT,
+                            "%s: (0028,0100) BitsAllocated: expected 8 or 16, found %d", path,
+                            bits_allocated);
     } catch (const std::bad_alloc &) {
         return mr_dcm_error(MR_DCM_ERR_NOMEM, "%s: out of memory decoding pixel data", path);
     } catch (...) {
@@ -341,8 +370,8 @@ extern "C" int mr_dcm_put_u16(mr_dcm_item *it, uint32_t tag, unsigned value)
     try {
         OFCondition c = item(it)->putAndInsertUint16(DcmTag(key(tag)), (Uint16)value);
         if (c.bad())
-            return mr_dcm_error(MR_DCM_ERR_INTERNAL, "DICOM (%04X,%04X): cannot set %u: %s", tag >> 16,
-                                tag & 0xffff, value, c.text());
+            return mr_dcm_error(MR_DCM_ERR_INTERNAL, "DICOM (%04X,%04X): cannot set %u: %s",
+                                tag >> 16, tag & 0xffff, value, c.text());
         return MR_DCM_OK;
     } catch (...) {
         return mr_dcm_error(MR_DCM_ERR_NOMEM, "DICOM (%04X,%04X): out of memory", tag >> 16,
@@ -354,9 +383,10 @@ extern "C" int mr_dcm_put_pixels16(mr_dcm_item *it, const uint16_t *pixels, size
 {
     try {
         if (count > 0x7fffffffUL)
-            return mr_dcm_error(MR_DCM_ERR_INPUT, "DICOM pixel data of %zu words is too large", count);
-        OFCondition c = item(it)->putAndInsertUint16Array(DcmTag(DCM_PixelData, EVR_OW),
-                                                          pixels, (unsigned long)count);
+            return mr_dcm_error(MR_DCM_ERR_INPUT, "DICOM pixel data of %zu words is too large",
+                                count);
+        OFCondition c = item(it)->putAndInsertUint16Array(DcmTag(DCM_PixelData, EVR_OW), pixels,
+                                                          (unsigned long)count);
         if (c.bad())
             return mr_dcm_error(MR_DCM_ERR_INTERNAL, "DICOM (7FE0,0010): cannot set pixel data: %s",
                                 c.text());
@@ -373,8 +403,9 @@ extern "C" int mr_dcm_seq_append(mr_dcm_item **out, mr_dcm_item *it, uint32_t ta
         DcmItem *sub = NULL;
         OFCondition c = item(it)->findOrCreateSequenceItem(key(tag), sub, -2 /* append */);
         if (c.bad() || !sub)
-            return mr_dcm_error(MR_DCM_ERR_INTERNAL, "DICOM (%04X,%04X): cannot add a sequence item: %s",
-                                tag >> 16, tag & 0xffff, c.text());
+            return mr_dcm_error(MR_DCM_ERR_INTERNAL,
+                                "DICOM (%04X,%04X): cannot add a sequence item: %s", tag >> 16,
+                                tag & 0xffff, c.text());
         *out = handle(sub);
         return MR_DCM_OK;
     } catch (...) {
@@ -398,17 +429,19 @@ extern "C" int mr_dcm_file_save(mr_dcm_file *f, const char *path, const char *ve
         meta->putAndInsertUint8Array(DCM_FileMetaInformationVersion, version, 2);
         meta->putAndInsertString(DCM_MediaStorageSOPClassUID, cls.c_str());
         meta->putAndInsertString(DCM_MediaStorageSOPInstanceUID, inst.c_str());
-        meta->putAndInsertString(DCM_TransferSyntaxUID, DcmXfer(EXS_LittleEndianExplicit).getXferID());
+        meta->putAndInsertString(DCM_TransferSyntaxUID,
+                                 DcmXfer(EXS_LittleEndianExplicit).getXferID());
         meta->putAndInsertString(DCM_ImplementationClassUID, MR_IMPLEMENTATION_CLASS_UID);
         meta->putAndInsertString(DCM_ImplementationVersionName, version_name);
         Uint32 group_length = 0; // bytes after (0002,0000), explicit VR little endian
         for (unsigned long i = 0; i < meta->card(); i++)
             group_length += meta->getElement(i)->calcElementLength(EXS_LittleEndianExplicit,
-                                                                  EET_ExplicitLength);
+                                                                   EET_ExplicitLength);
         meta->putAndInsertUint32(DCM_FileMetaInformationGroupLength, group_length);
         OFCondition c = f->ff.saveFile(path, EXS_LittleEndianExplicit, EET_ExplicitLength,
                                        EGL_recalcGL, EPD_noChange, 0, 0, EWM_dontUpdateMeta);
-        if (c.bad()) return mr_dcm_error(MR_DCM_ERR_IO, "%s: cannot write DICOM: %s", path, c.text());
+        if (c.bad())
+            return mr_dcm_error(MR_DCM_ERR_IO, "%s: cannot write DICOM: %s", path, c.text());
         return MR_DCM_OK;
     } catch (...) {
         return mr_dcm_error(MR_DCM_ERR_IO, "%s: cannot write DICOM (DCMTK failed)", path);

@@ -1,9 +1,9 @@
 /*
  * dcmtk_shim.h: io-internal: the thin extern "C" interface over DCMTK's dcmdata (implemented in
- * dcmtk_shim.cpp, the only C++ in mrpipe). It knows nothing about MRI: it loads and saves DICOM files
- * (PS3.10), reads and writes attribute values by tag, walks sequences, and hands out decoded pixel
- * data. Everything DICOM-specific (which tags, what they mean, PS3.3 IODs) is in dicom_read.c and
- * dicom_write.c. No C++ type crosses this header; no exception crosses it either.
+ * dcmtk_shim.cpp, the only C++ in mrpipe). It knows nothing about MRI: it loads and saves DICOM
+ * files (PS3.10), reads and writes attribute values by tag, walks sequences, and hands out decoded
+ * pixel data. Everything DICOM-specific (which tags, what they mean, PS3.3 IODs) is in dicom_read.c
+ * and dicom_write.c. No C++ type crosses this header; no exception crosses it either.
  *
  * Tags are written as 32-bit numbers (group << 16 | element), e.g. MR_TAG(0x0020, 0x0032).
  */
@@ -84,7 +84,7 @@ mr_dcm_item *mr_dcm_seq_item(const mr_dcm_item *it, uint32_t tag, size_t idx);
  * messages. MR_ERR_INPUT: missing pixel data, or "unsupported transfer syntax <UID> (<name>)"
  * when no decoder exists (JPEG 2000). */
 int mr_dcm_pixels(mr_dcm_file *f, const char *path, int bits_allocated, const void **data,
-                        size_t *count);
+                  size_t *count);
 
 /* Writing. Values are DICOM text (multiple values separated by '\\'); the VR comes from DCMTK's
  * data dictionary. An empty string writes an empty (type 2) attribute. */
@@ -98,8 +98,8 @@ int mr_dcm_put_pixels16(mr_dcm_item *it, const uint16_t *pixels, size_t count);
 int mr_dcm_seq_append(mr_dcm_item **out, mr_dcm_item *it, uint32_t tag);
 
 /* Save as a PS3.10 file, explicit VR little endian, with a new meta header (mrpipe's implementation
- * class UID; version_name, e.g. "MRPIPE_0.1.0", at most 16 characters). MR_ERR_IO naming the file on
- * failure. */
+ * class UID; version_name, e.g. "MRPIPE_0.1.0", at most 16 characters). MR_ERR_IO naming the file
+ * on failure. */
 int mr_dcm_file_save(mr_dcm_file *f, const char *path, const char *version_name);
 
 #ifdef __cplusplus

@@ -5,15 +5,15 @@
  * C.7.6.2 Image Plane module (ImagePositionPatient is the centre of the first voxel;
  * ImageOrientationPatient holds the row direction then the column direction, LPS), C.7.6.3 Image
  * Pixel module (BitsStored/HighBit/PixelRepresentation, MONOCHROME1/2), C.11.1 Modality LUT
- * (RescaleSlope/Intercept) and C.7.6.16 Multi-frame Functional Groups (Enhanced MR, A.36.2: per-frame
- * Plane Position, Plane Orientation, Pixel Measures and Pixel Value Transformation, shared when not
- * per frame).
+ * (RescaleSlope/Intercept) and C.7.6.16 Multi-frame Functional Groups (Enhanced MR, A.36.2:
+ * per-frame Plane Position, Plane Orientation, Pixel Measures and Pixel Value Transformation,
+ * shared when not per frame).
  *
- * A path (file, directory, DICOMDIR) is scanned header by header (DCMTK stops before the pixel data):
- * every image frame becomes an entry with its series, size and geometry. A volume is one series:
- * its frames are sorted by d = n . IPP, n = row x column direction (as dcm2niix and dicom2nifti do),
- * checked for one size, one orientation, one pixel spacing and even gaps along n, then the pixel data
- * are read file by file (decoded by DCMTK for compressed transfer syntaxes).
+ * A path (file, directory, DICOMDIR) is scanned header by header (DCMTK stops before the pixel
+ * data): every image frame becomes an entry with its series, size and geometry. A volume is one
+ * series: its frames are sorted by d = n . IPP, n = row x column direction (as dcm2niix and
+ * dicom2nifti do), checked for one size, one orientation, one pixel spacing and even gaps along n,
+ * then the pixel data are read file by file (decoded by DCMTK for compressed transfer syntaxes).
  */
 #include "dicom_priv.h"
 
@@ -40,17 +40,45 @@ int mr_dcm_error(int status, const char *fmt, ...)
     return (int)mr_error_set((mr_status)status, "%s", buf);
 }
 
-const uint32_t mr_dicom_identity_tags[] = {
-    T_SPECIFIC_CHARSET, T_PATIENT_NAME, T_PATIENT_ID, T_ISSUER_PATIENT_ID, T_PATIENT_BIRTH_DATE,
-    T_PATIENT_SEX, T_PATIENT_AGE, T_PATIENT_SIZE, T_PATIENT_WEIGHT, T_STUDY_UID, T_STUDY_DATE,
-    T_STUDY_TIME, T_REFERRING_PHYSICIAN, T_STUDY_ID, T_ACCESSION, T_STUDY_DESCRIPTION,
-    T_FRAME_OF_REFERENCE, T_POSITION_REFERENCE, 0};
+const uint32_t mr_dicom_identity_tags[] = {T_SPECIFIC_CHARSET,
+                                           T_PATIENT_NAME,
+                                           T_PATIENT_ID,
+                                           T_ISSUER_PATIENT_ID,
+                                           T_PATIENT_BIRTH_DATE,
+                                           T_PATIENT_SEX,
+                                           T_PATIENT_AGE,
+                                           T_PATIENT_SIZE,
+                                           T_PATIENT_WEIGHT,
+                                           T_STUDY_UID,
+                                           T_STUDY_DATE,
+                                           T_STUDY_TIME,
+                                           T_REFERRING_PHYSICIAN,
+                                           T_STUDY_ID,
+                                           T_ACCESSION,
+                                           T_STUDY_DESCRIPTION,
+                                           T_FRAME_OF_REFERENCE,
+                                           T_POSITION_REFERENCE,
+                                           0};
 
-const uint32_t mr_dicom_acquisition_tags[] = {
-    T_SCANNING_SEQUENCE, T_SEQUENCE_VARIANT, T_SCAN_OPTIONS, T_MR_ACQUISITION_TYPE,
-    T_SEQUENCE_NAME, T_REPETITION_TIME, T_ECHO_TIME, T_INVERSION_TIME, T_NUMBER_OF_AVERAGES,
-    T_IMAGING_FREQUENCY, T_IMAGED_NUCLEUS, T_ECHO_NUMBERS, T_FIELD_STRENGTH, T_ECHO_TRAIN_LENGTH,
-    T_FLIP_ANGLE, T_PATIENT_POSITION, T_BODY_PART, T_LATERALITY, 0};
+const uint32_t mr_dicom_acquisition_tags[] = {T_SCANNING_SEQUENCE,
+                                              T_SEQUENCE_VARIANT,
+                                              T_SCAN_OPTIONS,
+                                              T_MR_ACQUISITION_TYPE,
+                                              T_SEQUENCE_NAME,
+                                              T_REPETITION_TIME,
+                                              T_ECHO_TIME,
+                                              T_INVERSION_TIME,
+                                              T_NUMBER_OF_AVERAGES,
+                                              T_IMAGING_FREQUENCY,
+                                              T_IMAGED_NUCLEUS,
+                                              T_ECHO_NUMBERS,
+                                              T_FIELD_STRENGTH,
+                                              T_ECHO_TRAIN_LENGTH,
+                                              T_FLIP_ANGLE,
+                                              T_PATIENT_POSITION,
+                                              T_BODY_PART,
+                                              T_LATERALITY,
+                                              0};
 
 /* ---------------------------------------------------------------- attribute lists */
 
@@ -65,12 +93,15 @@ mr_status mr_dicom_attrs_set(mr_dicom_attrs *list, uint32_t tag, const char *val
 {
     size_t i = 0;
     if (strlen(value) >= MR_DICOM_VALUE_SIZE)
-        return mr_error_set(MR_ERR_INTERNAL, "DICOM (%04X,%04X): value of %zu characters is too long",
-                            tag >> 16, tag & 0xffff, strlen(value));
-    while (i < list->count && list->attr[i].tag != tag) i++;
+        return mr_error_set(MR_ERR_INTERNAL,
+                            "DICOM (%04X,%04X): value of %zu characters is too long", tag >> 16,
+                            tag & 0xffff, strlen(value));
+    while (i < list->count && list->attr[i].tag != tag)
+        i++;
     if (i == list->count) {
         if (list->count == MR_DICOM_MAX_ATTRS)
-            return mr_error_set(MR_ERR_INTERNAL, "DICOM attribute list full (%d)", MR_DICOM_MAX_ATTRS);
+            return mr_error_set(MR_ERR_INTERNAL, "DICOM attribute list full (%d)",
+                                MR_DICOM_MAX_ATTRS);
         list->count++;
     }
     list->attr[i].tag = tag;
@@ -82,13 +113,15 @@ void mr_dicom_attrs_remove(mr_dicom_attrs *list, uint32_t tag)
 {
     for (size_t i = 0; i < list->count; i++)
         if (list->attr[i].tag == tag) {
-            memmove(&list->attr[i], &list->attr[i + 1], (list->count - i - 1) * sizeof list->attr[0]);
+            memmove(&list->attr[i], &list->attr[i + 1],
+                    (list->count - i - 1) * sizeof list->attr[0]);
             list->count--;
             return;
         }
 }
 
-/* Copy the listed attributes present (non-empty) in `it` into list (values too long are skipped). */
+/* Copy the listed attributes present (non-empty) in `it` into list (values too long are skipped).
+ */
 static void attrs_copy(mr_dicom_attrs *list, const mr_dcm_item *it, const uint32_t *tags)
 {
     char buf[1024];
@@ -101,21 +134,21 @@ static void attrs_copy(mr_dicom_attrs *list, const mr_dcm_item *it, const uint32
 
 typedef struct {
     char *path;
-    size_t series;                           /* index into set->series */
+    size_t series; /* index into set->series */
     char sop_class[MR_DICOM_UID_SIZE];
     char sop_instance[MR_DICOM_UID_SIZE];
     char modality[17];
 } dicom_file;
 
 typedef struct {
-    size_t file;      /* index into set->files */
-    long frame;       /* 1-based frame of a multi-frame file; 0 for a single-frame one */
+    size_t file; /* index into set->files */
+    long frame;  /* 1-based frame of a multi-frame file; 0 for a single-frame one */
     size_t rows, cols;
     int has_ipp, has_iop, has_spacing;
     double ipp[3], iop[6], spacing[2];
     double thickness, between; /* SliceThickness, SpacingBetweenSlices (0 when absent) */
     double slope, intercept;
-    double d;         /* position along the series normal (set when reading) */
+    double d; /* position along the series normal (set when reading) */
 } dicom_image;
 
 struct mr_dicom_set {
@@ -132,7 +165,8 @@ static mr_status grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap) return MR_OK;
     size_t n = *cap ? *cap * 2 : 16;
-    while (n < need) n *= 2;
+    while (n < need)
+        n *= 2;
     void *q = realloc(*p, n * elem);
     if (!q) return mr_error_set(MR_ERR_NOMEM, "out of memory scanning DICOM files");
     *p = q;
@@ -148,7 +182,8 @@ static int get_numbers(const mr_dcm_item *it, uint32_t tag, double *v, unsigned 
     return 1;
 }
 
-/* An attribute of a functional group macro: the per-frame item's sequence first, then the shared. */
+/* An attribute of a functional group macro: the per-frame item's sequence first, then the shared.
+ */
 static const mr_dcm_item *fg_find(const mr_dcm_item *frame_fg, const mr_dcm_item *shared_fg,
                                   uint32_t seq, uint32_t tag)
 {
@@ -209,7 +244,8 @@ static mr_status series_index(size_t *out, mr_dicom_set *set, const mr_dcm_item 
     s->series_number = mr_dcm_get_number(ds, T_SERIES_NUMBER, 0, &num) ? (long)num : -1;
     mr_dcm_get_string(ds, T_PATIENT_NAME, s->patient_name, sizeof s->patient_name);
     mr_dcm_get_string(ds, T_PATIENT_ID, s->patient_id, sizeof s->patient_id);
-    mr_dcm_get_string(ds, T_PATIENT_BIRTH_DATE, s->patient_birth_date, sizeof s->patient_birth_date);
+    mr_dcm_get_string(ds, T_PATIENT_BIRTH_DATE, s->patient_birth_date,
+                      sizeof s->patient_birth_date);
     mr_dcm_get_string(ds, T_PATIENT_SEX, s->patient_sex, sizeof s->patient_sex);
     s->files = 1;
     s->rows = rows;
@@ -260,8 +296,7 @@ static mr_status scan_file(mr_dicom_set *set, const char *path, int strict)
     }
     if (!mr_dcm_get_string(ds, T_SERIES_UID, buf, sizeof buf)) {
         mr_dcm_file_free(df);
-        if (strict)
-            return mr_error_set(MR_ERR_INPUT, "%s: no (0020,000E) SeriesInstanceUID", path);
+        if (strict) return mr_error_set(MR_ERR_INPUT, "%s: no (0020,000E) SeriesInstanceUID", path);
         MR_WARN("%s: skipped: no (0020,000E) SeriesInstanceUID", path);
         set->skipped++;
         return MR_OK;
@@ -269,12 +304,13 @@ static mr_status scan_file(mr_dicom_set *set, const char *path, int strict)
     if (mr_dcm_get_number(ds, T_NUMBER_OF_FRAMES, 0, &v)) {
         if (v < 1 || v > 1e6) {
             mr_dcm_file_free(df);
-            return mr_error_set(MR_ERR_INPUT, "%s: (0028,0008) NumberOfFrames: expected >= 1, found %g",
-                                path, v);
+            return mr_error_set(MR_ERR_INPUT,
+                                "%s: (0028,0008) NumberOfFrames: expected >= 1, found %g", path, v);
         }
         nframes = (size_t)v;
     }
-    enhanced = mr_dcm_seq_count(ds, T_PER_FRAME_FG_SEQ) > 0 || mr_dcm_seq_count(ds, T_SHARED_FG_SEQ) > 0;
+    enhanced =
+        mr_dcm_seq_count(ds, T_PER_FRAME_FG_SEQ) > 0 || mr_dcm_seq_count(ds, T_SHARED_FG_SEQ) > 0;
     if (enhanced && mr_dcm_seq_count(ds, T_PER_FRAME_FG_SEQ) < nframes) {
         mr_dcm_file_free(df);
         return mr_error_set(MR_ERR_INPUT,
@@ -367,10 +403,13 @@ static mr_status scan_dir(mr_dicom_set *set, const char *dir, int depth)
     for (size_t i = 0; i < n && st == MR_OK; i++) {
         char path[4096];
         if (snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= (int)sizeof path) continue;
-        if (mr_path_is_dir(path)) st = scan_dir(set, path, depth + 1);
-        else if (mr_path_is_file(path)) st = scan_file(set, path, 0);
+        if (mr_path_is_dir(path))
+            st = scan_dir(set, path, depth + 1);
+        else if (mr_path_is_file(path))
+            st = scan_file(set, path, 0);
     }
-    for (size_t i = 0; i < n; i++) free(names[i]);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
     free(names);
     return st;
 }
@@ -386,8 +425,10 @@ static mr_status scan_dicomdir(mr_dicom_set *set, const char *path)
     size_t n = mr_dcm_seq_count(ds, T_DIR_RECORD_SEQ), refs = 0;
     snprintf(base, sizeof base, "%s", path);
     char *slash = strrchr(base, '/');
-    if (slash) *slash = '\0';
-    else strcpy(base, ".");
+    if (slash)
+        *slash = '\0';
+    else
+        strcpy(base, ".");
     for (size_t i = 0; i < n && st == MR_OK; i++) {
         const mr_dcm_item *rec = mr_dcm_seq_item(ds, T_DIR_RECORD_SEQ, i);
         char file[4096];
@@ -410,8 +451,9 @@ static mr_status scan_dicomdir(mr_dicom_set *set, const char *path)
     }
     mr_dcm_file_free(df);
     if (st == MR_OK && refs == 0)
-        st = mr_error_set(MR_ERR_INPUT, "%s: DICOMDIR: (0004,1220) DirectoryRecordSequence "
-                                        "references no files",
+        st = mr_error_set(MR_ERR_INPUT,
+                          "%s: DICOMDIR: (0004,1220) DirectoryRecordSequence "
+                          "references no files",
                           path);
     return st;
 }
@@ -434,16 +476,19 @@ mr_status mr_dicom_set_open(mr_dicom_set **out, const char *path)
     if (!(set = mr_calloc(1, sizeof *set))) return MR_ERR_NOMEM;
     if (mr_path_is_dir(path)) {
         snprintf(dd, sizeof dd, "%s/DICOMDIR", path);
-        if (mr_path_is_file(dd)) st = scan_dicomdir(set, dd);
-        else st = scan_dir(set, path, 0);
+        if (mr_path_is_file(dd))
+            st = scan_dicomdir(set, dd);
+        else
+            st = scan_dir(set, path, 0);
     } else if (is_dicomdir_name(path)) {
         st = scan_dicomdir(set, path);
     } else {
         st = scan_file(set, path, 1);
     }
     if (st == MR_OK && set->nseries == 0)
-        st = mr_error_set(MR_ERR_INPUT, "%s: no DICOM images found (%zu file(s) skipped: not DICOM "
-                                        "or not images)",
+        st = mr_error_set(MR_ERR_INPUT,
+                          "%s: no DICOM images found (%zu file(s) skipped: not DICOM "
+                          "or not images)",
                           path, set->skipped);
     if (st != MR_OK) {
         mr_dicom_set_close(set);
@@ -453,8 +498,14 @@ mr_status mr_dicom_set_open(mr_dicom_set **out, const char *path)
     return MR_OK;
 }
 
-size_t mr_dicom_set_count(const mr_dicom_set *set) { return set->nseries; }
-size_t mr_dicom_set_skipped(const mr_dicom_set *set) { return set->skipped; }
+size_t mr_dicom_set_count(const mr_dicom_set *set)
+{
+    return set->nseries;
+}
+size_t mr_dicom_set_skipped(const mr_dicom_set *set)
+{
+    return set->skipped;
+}
 
 const mr_dicom_series_info *mr_dicom_set_series(const mr_dicom_set *set, size_t index)
 {
@@ -472,8 +523,9 @@ mr_status mr_dicom_set_select(size_t *index, const mr_dicom_set *set, const char
             return MR_OK;
         }
         if (used < sizeof list) {
-            int n = snprintf(list + used, sizeof list - used, "\n  %s  (#%ld %s, %s, %zu image(s) %zux%zu)",
-                             s->series_uid, s->series_number, s->description[0] ? s->description : "-",
+            int n = snprintf(list + used, sizeof list - used,
+                             "\n  %s  (#%ld %s, %s, %zu image(s) %zux%zu)", s->series_uid,
+                             s->series_number, s->description[0] ? s->description : "-",
                              s->modality[0] ? s->modality : "?", s->images, s->rows, s->cols);
             if (n > 0) used += (size_t)n;
         }
@@ -483,8 +535,8 @@ mr_status mr_dicom_set_select(size_t *index, const mr_dicom_set *set, const char
         return MR_OK;
     }
     if (series_uid)
-        return mr_error_set(MR_ERR_INPUT, "series %s not found; the series found are:%s", series_uid,
-                            list);
+        return mr_error_set(MR_ERR_INPUT, "series %s not found; the series found are:%s",
+                            series_uid, list);
     return mr_error_set(MR_ERR_INPUT,
                         "found %zu series where one volume is needed; choose one with its UID "
                         "(--series UID):%s",
@@ -494,7 +546,8 @@ mr_status mr_dicom_set_select(size_t *index, const mr_dicom_set *set, const char
 void mr_dicom_set_close(mr_dicom_set *set)
 {
     if (!set) return;
-    for (size_t i = 0; i < set->nfiles; i++) free(set->files[i].path);
+    for (size_t i = 0; i < set->nfiles; i++)
+        free(set->files[i].path);
     free(set->files);
     free(set->images);
     free(set->series);
@@ -510,13 +563,17 @@ static void cross(double out[3], const double a[3], const double b[3])
     out[2] = a[0] * b[1] - a[1] * b[0];
 }
 
-static double dot(const double a[3], const double b[3]) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
+static double dot(const double a[3], const double b[3])
+{
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+}
 
 static void normalise(double v[3])
 {
     double n = sqrt(dot(v, v));
     if (n > 0)
-        for (int i = 0; i < 3; i++) v[i] /= n;
+        for (int i = 0; i < 3; i++)
+            v[i] /= n;
 }
 
 void mr_dicom_geometry_affine(double A[4][4], const mr_dicom_geometry *g)
@@ -533,9 +590,18 @@ void mr_dicom_geometry_affine(double A[4][4], const mr_dicom_geometry *g)
     A[3][3] = 1;
 }
 
-static void put16(unsigned char *h, int off, short v) { memcpy(h + off, &v, 2); }
-static void put32(unsigned char *h, int off, int v) { memcpy(h + off, &v, 4); }
-static void putf(unsigned char *h, int off, float v) { memcpy(h + off, &v, 4); }
+static void put16(unsigned char *h, int off, short v)
+{
+    memcpy(h + off, &v, 2);
+}
+static void put32(unsigned char *h, int off, int v)
+{
+    memcpy(h + off, &v, 4);
+}
+static void putf(unsigned char *h, int off, float v)
+{
+    memcpy(h + off, &v, 4);
+}
 
 void mr_dicom_geometry_nifti(mr_nifti_meta *meta, const mr_dicom_geometry *g)
 {
@@ -546,13 +612,15 @@ void mr_dicom_geometry_nifti(mr_nifti_meta *meta, const mr_dicom_geometry *g)
     mr_dicom_geometry_affine(A, g);
     /* rotation: the affine's columns over the voxel sizes; a left-handed frame has qfac -1 */
     for (int r = 0; r < 3; r++)
-        for (int k = 0; k < 3; k++) R[r][k] = A[r][k] / (pix[k] > 0 ? pix[k] : 1);
+        for (int k = 0; k < 3; k++)
+            R[r][k] = A[r][k] / (pix[k] > 0 ? pix[k] : 1);
     double det = R[0][0] * (R[1][1] * R[2][2] - R[1][2] * R[2][1]) -
                  R[0][1] * (R[1][0] * R[2][2] - R[1][2] * R[2][0]) +
                  R[0][2] * (R[1][0] * R[2][1] - R[1][1] * R[2][0]);
     if (det < 0) {
         qfac = -1;
-        for (int r = 0; r < 3; r++) R[r][2] = -R[r][2];
+        for (int r = 0; r < 3; r++)
+            R[r][2] = -R[r][2];
     }
     /* quaternion of a rotation matrix (as nifti1_io's mat44_to_quatern) */
     a = R[0][0] + R[1][1] + R[2][2] + 1;
@@ -593,11 +661,13 @@ void mr_dicom_geometry_nifti(mr_nifti_meta *meta, const mr_dicom_geometry *g)
     put16(h, 42, (short)g->cols);
     put16(h, 44, (short)g->rows);
     put16(h, 46, (short)g->slices);
-    for (int i = 4; i < 8; i++) put16(h, 40 + 2 * i, 1);
+    for (int i = 4; i < 8; i++)
+        put16(h, 40 + 2 * i, 1);
     put16(h, 70, 16); /* float32 */
     put16(h, 72, 32);
     putf(h, 76, (float)qfac);
-    for (int i = 0; i < 3; i++) putf(h, 80 + 4 * i, (float)pix[i]);
+    for (int i = 0; i < 3; i++)
+        putf(h, 80 + 4 * i, (float)pix[i]);
     putf(h, 108, 352.0f);
     putf(h, 112, 1.0f);
     h[123] = 2; /* mm */
@@ -607,13 +677,16 @@ void mr_dicom_geometry_nifti(mr_nifti_meta *meta, const mr_dicom_geometry *g)
     putf(h, 256, (float)b);
     putf(h, 260, (float)c);
     putf(h, 264, (float)d);
-    for (int i = 0; i < 3; i++) putf(h, 268 + 4 * i, (float)A[i][3]);
+    for (int i = 0; i < 3; i++)
+        putf(h, 268 + 4 * i, (float)A[i][3]);
     for (int r = 0; r < 3; r++)
-        for (int k = 0; k < 4; k++) putf(h, 280 + 4 * (4 * r + k), (float)A[r][k]);
+        for (int k = 0; k < 4; k++)
+            putf(h, 280 + 4 * (4 * r + k), (float)A[r][k]);
     memcpy(h + 344, "n+1", 4);
     meta->valid = 1;
     memcpy(meta->affine, A, sizeof A);
-    for (int i = 0; i < 3; i++) meta->pixdim[i] = (float)pix[i];
+    for (int i = 0; i < 3; i++)
+        meta->pixdim[i] = (float)pix[i];
 }
 
 /* ---------------------------------------------------------------- reading a volume */
@@ -626,8 +699,10 @@ static const char *file_of(const mr_dicom_set *set, const dicom_image *im)
 /* frame description for messages: "file" or "file frame 3" */
 static const char *where(char *buf, size_t n, const mr_dicom_set *set, const dicom_image *im)
 {
-    if (im->frame) snprintf(buf, n, "%s frame %ld", file_of(set, im), im->frame);
-    else snprintf(buf, n, "%s", file_of(set, im));
+    if (im->frame)
+        snprintf(buf, n, "%s frame %ld", file_of(set, im), im->frame);
+    else
+        snprintf(buf, n, "%s", file_of(set, im));
     return buf;
 }
 
@@ -701,18 +776,20 @@ static mr_status series_geometry(mr_dicom_geometry *g, dicom_image **ims, size_t
     for (size_t k = 1; k < n; k++) {
         const dicom_image *im = ims[k];
         double diff = 0;
-        for (int i = 0; i < 6; i++) diff = fmax(diff, fabs(im->iop[i] - first->iop[i]));
+        for (int i = 0; i < 6; i++)
+            diff = fmax(diff, fabs(im->iop[i] - first->iop[i]));
         if (diff > 1e-4)
-            return mr_error_set(MR_ERR_INPUT,
-                                "%s: inconsistent slice geometry: (0020,0037) ImageOrientationPatient "
-                                "%g\\%g\\%g\\%g\\%g\\%g differs from %s (%g\\%g\\%g\\%g\\%g\\%g)",
-                                where(w1, sizeof w1, set, im), im->iop[0], im->iop[1], im->iop[2],
-                                im->iop[3], im->iop[4], im->iop[5], where(w2, sizeof w2, set, first),
-                                first->iop[0], first->iop[1], first->iop[2], first->iop[3],
-                                first->iop[4], first->iop[5]);
+            return mr_error_set(
+                MR_ERR_INPUT,
+                "%s: inconsistent slice geometry: (0020,0037) ImageOrientationPatient "
+                "%g\\%g\\%g\\%g\\%g\\%g differs from %s (%g\\%g\\%g\\%g\\%g\\%g)",
+                where(w1, sizeof w1, set, im), im->iop[0], im->iop[1], im->iop[2], im->iop[3],
+                im->iop[4], im->iop[5], where(w2, sizeof w2, set, first), first->iop[0],
+                first->iop[1], first->iop[2], first->iop[3], first->iop[4], first->iop[5]);
         if (im->has_spacing != first->has_spacing ||
-            (im->has_spacing && (fabs(im->spacing[0] - first->spacing[0]) > 1e-4 * first->spacing[0] ||
-                                 fabs(im->spacing[1] - first->spacing[1]) > 1e-4 * first->spacing[1])))
+            (im->has_spacing &&
+             (fabs(im->spacing[0] - first->spacing[0]) > 1e-4 * first->spacing[0] ||
+              fabs(im->spacing[1] - first->spacing[1]) > 1e-4 * first->spacing[1])))
             return mr_error_set(MR_ERR_INPUT,
                                 "%s: inconsistent slice geometry: (0028,0030) PixelSpacing %g\\%g "
                                 "differs from %s (%g\\%g)",
@@ -720,14 +797,19 @@ static mr_status series_geometry(mr_dicom_geometry *g, dicom_image **ims, size_t
                                 where(w2, sizeof w2, set, first), first->spacing[0],
                                 first->spacing[1]);
     }
-    for (size_t k = 0; k < n; k++) ims[k]->d = ims[k]->has_ipp ? dot(g->normal, ims[k]->ipp) : 0;
+    for (size_t k = 0; k < n; k++)
+        ims[k]->d = ims[k]->has_ipp ? dot(g->normal, ims[k]->ipp) : 0;
     qsort(ims, n, sizeof *ims, cmp_d);
-    if (ims[0]->has_ipp) memcpy(g->origin, ims[0]->ipp, sizeof g->origin);
-    else MR_WARN("%s: no (0020,0032) ImagePositionPatient: origin at 0", where(w1, sizeof w1, set, ims[0]));
+    if (ims[0]->has_ipp)
+        memcpy(g->origin, ims[0]->ipp, sizeof g->origin);
+    else
+        MR_WARN("%s: no (0020,0032) ImagePositionPatient: origin at 0",
+                where(w1, sizeof w1, set, ims[0]));
     g->slice_thickness = ims[0]->thickness;
     if (n == 1) {
-        g->slice_spacing = ims[0]->between > 0 ? ims[0]->between
-                           : ims[0]->thickness > 0 ? ims[0]->thickness : 1;
+        g->slice_spacing = ims[0]->between > 0     ? ims[0]->between
+                           : ims[0]->thickness > 0 ? ims[0]->thickness
+                                                   : 1;
         return MR_OK;
     }
     double gap0 = ims[1]->d - ims[0]->d, mean = (ims[n - 1]->d - ims[0]->d) / (double)(n - 1);
@@ -735,30 +817,34 @@ static mr_status series_geometry(mr_dicom_geometry *g, dicom_image **ims, size_t
     for (size_t k = 0; k + 1 < n; k++) {
         double gap = ims[k + 1]->d - ims[k]->d;
         if (gap < 1e-3)
-            return mr_error_set(MR_ERR_INPUT,
-                                "%s and %s: inconsistent slice geometry: (0020,0032) "
-                                "ImagePositionPatient: both at %.4f mm along the slice normal (several "
-                                "images per position, e.g. echoes or time points, are not one volume)",
-                                where(w1, sizeof w1, set, ims[k]), where(w2, sizeof w2, set, ims[k + 1]),
-                                ims[k]->d);
+            return mr_error_set(
+                MR_ERR_INPUT,
+                "%s and %s: inconsistent slice geometry: (0020,0032) "
+                "ImagePositionPatient: both at %.4f mm along the slice normal (several "
+                "images per position, e.g. echoes or time points, are not one volume)",
+                where(w1, sizeof w1, set, ims[k]), where(w2, sizeof w2, set, ims[k + 1]),
+                ims[k]->d);
         if (fabs(gap - gap0) > 0.02 * gap0 + 1e-3)
-            return mr_error_set(MR_ERR_INPUT,
-                                "%s: inconsistent slice geometry: (0020,0032) ImagePositionPatient: "
-                                "uneven slice gaps along the normal: %.4f mm to the next slice (%s) "
-                                "but %.4f mm between the first two (a missing slice?)",
-                                where(w1, sizeof w1, set, ims[k]), gap,
-                                where(w2, sizeof w2, set, ims[k + 1]), gap0);
+            return mr_error_set(
+                MR_ERR_INPUT,
+                "%s: inconsistent slice geometry: (0020,0032) ImagePositionPatient: "
+                "uneven slice gaps along the normal: %.4f mm to the next slice (%s) "
+                "but %.4f mm between the first two (a missing slice?)",
+                where(w1, sizeof w1, set, ims[k]), gap, where(w2, sizeof w2, set, ims[k + 1]),
+                gap0);
         /* the stack must lie along the normal: no in-plane shift between slices */
         double off[3];
-        for (int i = 0; i < 3; i++) off[i] = ims[k + 1]->ipp[i] - ims[0]->ipp[i] -
-                                             (ims[k + 1]->d - ims[0]->d) * g->normal[i];
+        for (int i = 0; i < 3; i++)
+            off[i] =
+                ims[k + 1]->ipp[i] - ims[0]->ipp[i] - (ims[k + 1]->d - ims[0]->d) * g->normal[i];
         if (sqrt(dot(off, off)) > tol_in_plane * (double)(k + 1))
-            return mr_error_set(MR_ERR_INPUT,
-                                "%s: inconsistent slice geometry: (0020,0032) ImagePositionPatient "
-                                "is shifted %.4f mm in-plane from the stack of %s (sheared or tilted "
-                                "stacks are not one volume)",
-                                where(w1, sizeof w1, set, ims[k + 1]), sqrt(dot(off, off)),
-                                where(w2, sizeof w2, set, ims[0]));
+            return mr_error_set(
+                MR_ERR_INPUT,
+                "%s: inconsistent slice geometry: (0020,0032) ImagePositionPatient "
+                "is shifted %.4f mm in-plane from the stack of %s (sheared or tilted "
+                "stacks are not one volume)",
+                where(w1, sizeof w1, set, ims[k + 1]), sqrt(dot(off, off)),
+                where(w2, sizeof w2, set, ims[0]));
     }
     g->slice_spacing = mean;
     return MR_OK;
@@ -785,8 +871,9 @@ static mr_status pixel_format_read(pixel_format *pf, const mr_dcm_item *ds, cons
                             path, buf);
     pf->monochrome1 = !strcmp(buf, "MONOCHROME1");
     if (!mr_dcm_get_number(ds, T_BITS_ALLOCATED, 0, &v) || (v != 8 && v != 16))
-        return mr_error_set(MR_ERR_INPUT, "%s: (0028,0100) BitsAllocated: expected 8 or 16, found %s",
-                            path, mr_dcm_has(ds, T_BITS_ALLOCATED) ? "another value" : "none");
+        return mr_error_set(MR_ERR_INPUT,
+                            "%s: (0028,0100) BitsAllocated: expected 8 or 16, found %s", path,
+                            mr_dcm_has(ds, T_BITS_ALLOCATED) ? "another value" : "none");
     pf->bits_allocated = (int)v;
     pf->bits_stored = mr_dcm_get_number(ds, T_BITS_STORED, 0, &v) ? (int)v : pf->bits_allocated;
     pf->high_bit = mr_dcm_get_number(ds, T_HIGH_BIT, 0, &v) ? (int)v : pf->bits_stored - 1;
@@ -861,7 +948,8 @@ mr_status mr_dicom_volume_read(mr_dicom_volume **out, const mr_dicom_set *set, s
     for (size_t k = 0; k < n && st == MR_OK; k++) {
         size_t fi = ims[k]->file;
         int seen = 0;
-        for (size_t j = 0; j < k; j++) seen |= ims[j]->file == fi;
+        for (size_t j = 0; j < k; j++)
+            seen |= ims[j]->file == fi;
         if (seen) continue;
         const char *path = set->files[fi].path;
         pixel_format pf = {0, 0, 0, 0, 0};
@@ -908,7 +996,8 @@ mr_status mr_dicom_volume_read(mr_dicom_volume **out, const mr_dicom_set *set, s
             lo = fminf(lo, x[p]);
             hi = fmaxf(hi, x[p]);
         }
-        for (size_t p = 0; p < total; p++) x[p] = hi + lo - x[p];
+        for (size_t p = 0; p < total; p++)
+            x[p] = hi + lo - x[p];
         MR_INFO("%s: MONOCHROME1 images inverted", where(w1, sizeof w1, set, ims[0]));
     }
 done:

@@ -4,15 +4,15 @@
  * Follows DICOM PS3.3 A.4 (MR Image IOD) and its modules: Patient (C.7.1.1), General Study
  * (C.7.2.1), General Series (C.7.3.1), Frame of Reference (C.7.4.1), General Equipment (C.7.5.1),
  * General Image (C.7.6.1), General Reference (C.12.4: SourceImageSequence, DerivationDescription,
- * ReferencedImageSequence), Image Plane (C.7.6.2), Image Pixel (C.7.6.3), MR Image (C.8.3.1), VOI LUT
- * (C.11.2), SOP Common (C.12.1), Common Instance Reference (C.12.2); UIDs per PS3.5 B.2 (2.25 +
+ * ReferencedImageSequence), Image Plane (C.7.6.2), Image Pixel (C.7.6.3), MR Image (C.8.3.1), VOI
+ * LUT (C.11.2), SOP Common (C.12.1), Common Instance Reference (C.12.2); UIDs per PS3.5 B.2 (2.25 +
  * the decimal value of a UUID); de-identification per PS3.15 Annex E (Basic Application Level
- * Confidentiality Profile, table E.1-1: the attributes mrpipe carries are replaced (D/Z), removed (X)
- * or given new UIDs (U)).
+ * Confidentiality Profile, table E.1-1: the attributes mrpipe carries are replaced (D/Z), removed
+ * (X) or given new UIDs (U)).
  *
  * Pixel values: 16 bits with RescaleSlope/Intercept recording the scaling (the MR Image IOD has no
- * Modality LUT module, but readers (DCMTK, pydicom, dcm2niix, nibabel) apply these when present, and
- * dciodvfy reports them as a warning only; docs/dicom.md).
+ * Modality LUT module, but readers (DCMTK, pydicom, dcm2niix, nibabel) apply these when present,
+ * and dciodvfy reports them as a warning only; docs/dicom.md).
  */
 #include "dicom_priv.h"
 
@@ -53,7 +53,8 @@ mr_status mr_dicom_uid_create(char uid[MR_DICOM_UID_SIZE])
         if (zero) break;
     }
     memcpy(uid, "2.25.", 5);
-    for (int i = 0; i < nd; i++) uid[5 + i] = digits[nd - 1 - i];
+    for (int i = 0; i < nd; i++)
+        uid[5 + i] = digits[nd - 1 - i];
     uid[5 + nd] = '\0';
     return MR_OK;
 }
@@ -88,12 +89,17 @@ mr_status mr_dicom_source_from_ismrmrd(mr_dicom_source *out, const mr_ismrmrd_hd
     g->rows = rows;
     g->cols = cols;
     /* ISMRMRD: x = readout = rows (H), y = phase encode = columns (W), z = slice */
-    g->pixel_spacing[0] = hdr && hdr->recon_fov[0] > 0 && hdr->recon_x ? hdr->recon_fov[0] / (double)hdr->recon_x : 1;
-    g->pixel_spacing[1] = hdr && hdr->recon_fov[1] > 0 && hdr->recon_y ? hdr->recon_fov[1] / (double)hdr->recon_y : 1;
-    g->slice_thickness = hdr && hdr->recon_fov[2] > 0 ? hdr->recon_fov[2] / (double)(hdr->recon_z ? hdr->recon_z : 1) : 1;
+    g->pixel_spacing[0] =
+        hdr && hdr->recon_fov[0] > 0 && hdr->recon_x ? hdr->recon_fov[0] / (double)hdr->recon_x : 1;
+    g->pixel_spacing[1] =
+        hdr && hdr->recon_fov[1] > 0 && hdr->recon_y ? hdr->recon_fov[1] / (double)hdr->recon_y : 1;
+    g->slice_thickness = hdr && hdr->recon_fov[2] > 0
+                             ? hdr->recon_fov[2] / (double)(hdr->recon_z ? hdr->recon_z : 1)
+                             : 1;
     g->slice_spacing = g->slice_thickness;
     if (!hdr || hdr->recon_fov[0] <= 0 || hdr->recon_fov[1] <= 0)
-        MR_WARN("no reconSpace field of view in the ISMRMRD header: DICOM pixel spacing set to 1 mm");
+        MR_WARN(
+            "no reconSpace field of view in the ISMRMRD header: DICOM pixel spacing set to 1 mm");
     /* nominal axial orientation, volume centred on the origin (the header has no position) */
     g->row_dir[0] = 1;
     g->col_dir[1] = 1;
@@ -130,14 +136,19 @@ mr_status mr_dicom_source_from_ismrmrd(mr_dicom_source *out, const mr_ismrmrd_hd
 
 mr_status mr_dicom_source_anonymize(mr_dicom_source *src, const char *pseudonym)
 {
-    /* PS3.15 E.1-1: X (remove) for these; Z/D (empty or dummy) for the type 2 ones written anyway */
-    static const uint32_t removed[] = {
-        T_PATIENT_BIRTH_DATE, T_ISSUER_PATIENT_ID, T_PATIENT_AGE, T_PATIENT_SIZE, T_PATIENT_WEIGHT,
-        T_PATIENT_SEX, T_STUDY_DATE, T_STUDY_TIME, T_REFERRING_PHYSICIAN, T_STUDY_ID, T_ACCESSION,
-        T_STUDY_DESCRIPTION, T_POSITION_REFERENCE, 0};
+    /* PS3.15 E.1-1: X (remove) for these; Z/D (empty or dummy) for the type 2 ones written anyway
+     */
+    static const uint32_t removed[] = {T_PATIENT_BIRTH_DATE,  T_ISSUER_PATIENT_ID,
+                                       T_PATIENT_AGE,         T_PATIENT_SIZE,
+                                       T_PATIENT_WEIGHT,      T_PATIENT_SEX,
+                                       T_STUDY_DATE,          T_STUDY_TIME,
+                                       T_REFERRING_PHYSICIAN, T_STUDY_ID,
+                                       T_ACCESSION,           T_STUDY_DESCRIPTION,
+                                       T_POSITION_REFERENCE,  0};
     char uid[MR_DICOM_UID_SIZE];
     mr_status st;
-    for (const uint32_t *t = removed; *t; t++) mr_dicom_attrs_remove(&src->identity, *t);
+    for (const uint32_t *t = removed; *t; t++)
+        mr_dicom_attrs_remove(&src->identity, *t);
     mr_dicom_attrs_remove(&src->acquisition, T_SEQUENCE_NAME);
     mr_dicom_attrs_remove(&src->acquisition, T_BODY_PART);
     if ((st = mr_dicom_attrs_set(&src->identity, T_PATIENT_NAME,
@@ -334,7 +345,8 @@ static mr_status instance_build(mr_dcm_item *ds, const series_ctx *c, size_t k, 
     }
     TRY(put_from(ds, &src->acquisition, T_PATIENT_POSITION, 1));
     TRY(put_from(ds, &src->acquisition, T_BODY_PART, 0));
-    TRY(put_from(ds, &src->acquisition, T_LATERALITY, 1)); /* 2C: paired body parts; empty = unknown */
+    TRY(put_from(ds, &src->acquisition, T_LATERALITY,
+                 1)); /* 2C: paired body parts; empty = unknown */
     /* Frame of Reference */
     TRY(put_from(ds, &src->identity, T_FRAME_OF_REFERENCE, 1));
     TRY(put_from(ds, &src->identity, T_POSITION_REFERENCE, 1));
@@ -343,7 +355,8 @@ static mr_status instance_build(mr_dcm_item *ds, const series_ctx *c, size_t k, 
     TRY(put(ds, T_MODEL_NAME, "mrpipe"));
     if (p->config_hash && *p->config_hash)
         snprintf(buf, sizeof buf, "mrpipe %s\\config %.48s", MR_VERSION_STRING, p->config_hash);
-    else snprintf(buf, sizeof buf, "mrpipe %s", MR_VERSION_STRING);
+    else
+        snprintf(buf, sizeof buf, "mrpipe %s", MR_VERSION_STRING);
     TRY(put(ds, T_SOFTWARE_VERSIONS, buf));
     /* General Image */
     snprintf(buf, sizeof buf, "%zu", k + 1);
@@ -401,7 +414,8 @@ static mr_status instance_build(mr_dcm_item *ds, const series_ctx *c, size_t k, 
     double ps[2] = {g->pixel_spacing[0], g->pixel_spacing[1]};
     double iop[6] = {g->row_dir[0], g->row_dir[1], g->row_dir[2],
                      g->col_dir[0], g->col_dir[1], g->col_dir[2]};
-    for (int i = 0; i < 3; i++) pos[i] = g->origin[i] + (double)k * g->slice_spacing * g->normal[i];
+    for (int i = 0; i < 3; i++)
+        pos[i] = g->origin[i] + (double)k * g->slice_spacing * g->normal[i];
     TRY(put_ds3(ds, T_PIXEL_SPACING, ps, 2));
     TRY(put_ds3(ds, T_IOP, iop, 6));
     TRY(put_ds3(ds, T_IPP, pos, 3));
@@ -409,8 +423,10 @@ static mr_status instance_build(mr_dcm_item *ds, const series_ctx *c, size_t k, 
         double loc = pos[0] * g->normal[0] + pos[1] * g->normal[1] + pos[2] * g->normal[2];
         TRY(put_ds3(ds, T_SLICE_LOCATION, &loc, 1));
     }
-    if (g->slice_thickness > 0) TRY(put_ds3(ds, T_SLICE_THICKNESS, &g->slice_thickness, 1));
-    else TRY(put(ds, T_SLICE_THICKNESS, ""));
+    if (g->slice_thickness > 0)
+        TRY(put_ds3(ds, T_SLICE_THICKNESS, &g->slice_thickness, 1));
+    else
+        TRY(put(ds, T_SLICE_THICKNESS, ""));
     if (g->slices > 1) TRY(put_ds3(ds, T_SPACING_BETWEEN_SLICES, &g->slice_spacing, 1));
     /* Image Pixel */
     TRY((mr_status)mr_dcm_put_u16(ds, T_SAMPLES_PER_PIXEL, 1));
@@ -422,8 +438,10 @@ static mr_status instance_build(mr_dcm_item *ds, const series_ctx *c, size_t k, 
     TRY((mr_status)mr_dcm_put_u16(ds, T_HIGH_BIT, 15));
     TRY((mr_status)mr_dcm_put_u16(ds, T_PIXEL_REPRESENTATION, c->scale->is_signed ? 1 : 0));
     /* MR Image: acquisition attributes of the source; type 1 defaults when unknown */
-    if (!mr_dicom_attrs_get(&src->acquisition, T_SCANNING_SEQUENCE)) TRY(put(ds, T_SCANNING_SEQUENCE, "RM"));
-    if (!mr_dicom_attrs_get(&src->acquisition, T_SEQUENCE_VARIANT)) TRY(put(ds, T_SEQUENCE_VARIANT, "NONE"));
+    if (!mr_dicom_attrs_get(&src->acquisition, T_SCANNING_SEQUENCE))
+        TRY(put(ds, T_SCANNING_SEQUENCE, "RM"));
+    if (!mr_dicom_attrs_get(&src->acquisition, T_SEQUENCE_VARIANT))
+        TRY(put(ds, T_SEQUENCE_VARIANT, "NONE"));
     for (const uint32_t *t = mr_dicom_acquisition_tags; *t; t++) {
         if (*t == T_PATIENT_POSITION || *t == T_BODY_PART || *t == T_LATERALITY)
             continue; /* General Series, above */
@@ -477,10 +495,11 @@ mr_status mr_dicom_series_write(mr_dicom_written *out, const char *out_dir, cons
                             "%s: DICOM output expects float32 (S, H, W) = (%zu, %zu, %zu) as the "
                             "source geometry, found %s",
                             out_dir, g->slices, g->rows, g->cols,
-                            data ? mr_dims_format(shape, sizeof shape, data->ndim, data->dims) : "none");
+                            data ? mr_dims_format(shape, sizeof shape, data->ndim, data->dims)
+                                 : "none");
     if (g->rows > 65535 || g->cols > 65535)
-        return mr_error_set(MR_ERR_INPUT, "%s: %zu x %zu images do not fit DICOM Rows/Columns", out_dir,
-                            g->rows, g->cols);
+        return mr_error_set(MR_ERR_INPUT, "%s: %zu x %zu images do not fit DICOM Rows/Columns",
+                            out_dir, g->rows, g->cols);
     if (params->linked && params->linked->count != g->slices)
         return mr_error_set(MR_ERR_USAGE, "%s: the linked series has %zu images, this one %zu",
                             out_dir, params->linked->count, g->slices);
@@ -488,12 +507,13 @@ mr_status mr_dicom_series_write(mr_dicom_written *out, const char *out_dir, cons
     const float *x = mr_array_f32(data);
     for (size_t i = 0; i < numel; i++)
         if (!isfinite(x[i]))
-            return mr_error_set(MR_ERR_INPUT, "%s: value %zu (slice %zu) is %g: DICOM needs finite "
-                                              "values",
+            return mr_error_set(MR_ERR_INPUT,
+                                "%s: value %zu (slice %zu) is %g: DICOM needs finite "
+                                "values",
                                 out_dir, i, i / hw, x[i]);
     scaling_choose(&scale, x, numel);
 
-    out->series_number = params->series_number > 0 ? params->series_number
+    out->series_number = params->series_number > 0        ? params->series_number
                          : src->series.series_number >= 0 ? src->series.series_number + 1000
                                                           : 1000;
     folder_name(name, sizeof name, out->series_number,
@@ -507,8 +527,9 @@ mr_status mr_dicom_series_write(mr_dicom_written *out, const char *out_dir, cons
         return mr_error_set(MR_ERR_USAGE, "%s: output path too long", out_dir);
     struct stat sb;
     if (lstat(final_dir, &sb) == 0)
-        return mr_error_set(MR_ERR_IO, "%s: exists already; a derived series is never written over "
-                                       "(remove it or choose another series number)",
+        return mr_error_set(MR_ERR_IO,
+                            "%s: exists already; a derived series is never written over "
+                            "(remove it or choose another series number)",
                             final_dir);
     if (mkdir(tmp_dir, 0777) != 0)
         return mr_error_set(MR_ERR_IO, "%s: cannot create: %s", tmp_dir, strerror(errno));
@@ -522,9 +543,12 @@ mr_status mr_dicom_series_write(mr_dicom_written *out, const char *out_dir, cons
     if ((st = mr_dicom_uid_create(out->series_uid)) != MR_OK) goto fail;
     snprintf(out->sop_class_uid, sizeof out->sop_class_uid, "%s", MR_UID_MR_IMAGE);
     snprintf(out->study_uid, sizeof out->study_uid, "%s",
-             mr_dicom_attrs_get(&src->identity, T_STUDY_UID) ? mr_dicom_attrs_get(&src->identity, T_STUDY_UID) : "");
+             mr_dicom_attrs_get(&src->identity, T_STUDY_UID)
+                 ? mr_dicom_attrs_get(&src->identity, T_STUDY_UID)
+                 : "");
     if (!out->study_uid[0]) {
-        st = mr_error_set(MR_ERR_INPUT, "%s: the source has no (0020,000D) StudyInstanceUID", out_dir);
+        st = mr_error_set(MR_ERR_INPUT, "%s: the source has no (0020,000D) StudyInstanceUID",
+                          out_dir);
         goto fail;
     }
     for (size_t k = 0; k < g->slices; k++)
@@ -549,9 +573,11 @@ mr_status mr_dicom_series_write(mr_dicom_written *out, const char *out_dir, cons
     }
     for (size_t k = 0; k < g->slices; k++) {
         char path[4200];
-        for (size_t p = 0; p < hw; p++) pixels[p] = scaling_apply(&scale, x[k * hw + p]);
+        for (size_t p = 0; p < hw; p++)
+            pixels[p] = scaling_apply(&scale, x[k * hw + p]);
         if ((st = (mr_status)mr_dcm_file_new(&df)) != MR_OK) goto fail;
-        if ((st = instance_build(mr_dcm_file_dataset(df), &c, k, out->sop_uids[k], pixels)) != MR_OK)
+        if ((st = instance_build(mr_dcm_file_dataset(df), &c, k, out->sop_uids[k], pixels)) !=
+            MR_OK)
             goto fail;
         snprintf(path, sizeof path, "%s/IM_%04zu.dcm", tmp_dir, k + 1);
         if ((st = (mr_status)mr_dcm_file_save(df, path, "MRPIPE_" MR_VERSION_STRING)) != MR_OK)

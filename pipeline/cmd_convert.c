@@ -14,16 +14,19 @@ static const char *USAGE =
     "usage: mrpipe convert --input DICOM --output OUT [--series UID] [--anonymize]\n"
     "                      [--description TEXT] [--series-number N]\n"
     "\n"
-    "  --input DICOM       a DICOM file, a folder (searched recursively; its DICOMDIR is used when\n"
+    "  --input DICOM       a DICOM file, a folder (searched recursively; its DICOMDIR is used "
+    "when\n"
     "                      present) or a DICOMDIR\n"
     "  --output OUT        .nii/.nii.gz (float32, affine from the DICOM geometry, LPS -> RAS),\n"
     "                      .h5, .cfl, .png, or a folder (ends in '/' or exists): a derived DICOM\n"
-    "                      series per input series, OUT/<SeriesNumber>_<description>/IM_<nnnn>.dcm\n"
+    "                      series per input series, "
+    "OUT/<SeriesNumber>_<description>/IM_<nnnn>.dcm\n"
     "  --series UID        the series to convert when the input holds several (mrpipe info lists\n"
     "                      them); a folder output converts every MR series without it\n"
     "  --anonymize         folder output: de-identify (PS3.15 basic profile: patient name and ID\n"
     "                      replaced, birth date and other identifiers removed, new study UID)\n"
-    "  --description TEXT  folder output: SeriesDescription  [<source description> mrpipe convert]\n"
+    "  --description TEXT  folder output: SeriesDescription  [<source description> mrpipe "
+    "convert]\n"
     "  --series-number N   folder output: SeriesNumber  [the source's + 1000]\n"
     "\n"
     "Slices are ordered by position along the slice normal (not by file name); rescale slope and\n"
@@ -44,15 +47,22 @@ static int parse(convert_opts *o, int argc, char **argv)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(USAGE, stdout);
             return -1;
-        } else if (!strcmp(argv[i], "--anonymize")) o->anonymize = 1;
-        else if (mr_opt_value(&v, "--input", argc, argv, &i)) o->input = v;
-        else if (mr_opt_value(&v, "--output", argc, argv, &i)) o->output = v;
-        else if (mr_opt_value(&v, "--series", argc, argv, &i)) o->series = v;
-        else if (mr_opt_value(&v, "--description", argc, argv, &i)) o->description = v;
+        } else if (!strcmp(argv[i], "--anonymize"))
+            o->anonymize = 1;
+        else if (mr_opt_value(&v, "--input", argc, argv, &i))
+            o->input = v;
+        else if (mr_opt_value(&v, "--output", argc, argv, &i))
+            o->output = v;
+        else if (mr_opt_value(&v, "--series", argc, argv, &i))
+            o->series = v;
+        else if (mr_opt_value(&v, "--description", argc, argv, &i))
+            o->description = v;
         else if (mr_opt_value(&v, "--series-number", argc, argv, &i)) {
-            if ((st = mr_parse_long(&o->series_number, "--series-number", v, 1, 2147483647L)) != MR_OK)
+            if ((st = mr_parse_long(&o->series_number, "--series-number", v, 1, 2147483647L)) !=
+                MR_OK)
                 return mr_cli_fail("convert", st);
-        } else return mr_cli_usage_error("convert", "unknown option '%s'", argv[i]);
+        } else
+            return mr_cli_usage_error("convert", "unknown option '%s'", argv[i]);
         if (!v) return mr_cli_usage_error("convert", "%s needs a value", argv[i]);
     }
     if (!o->input) return mr_cli_usage_error("convert", "--input is required");
@@ -103,8 +113,9 @@ int mr_cmd_convert(int argc, char **argv)
     if ((rc = parse(&o, argc, argv)) != 0) return rc < 0 ? 0 : rc;
     if ((st = mr_output_detect(&ofmt, o.output)) != MR_OK) return mr_cli_fail("convert", st);
     if (o.anonymize && ofmt != MR_FMT_DICOM)
-        return mr_cli_usage_error("convert", "--anonymize applies to a DICOM folder output; %s "
-                                             "carries no patient fields",
+        return mr_cli_usage_error("convert",
+                                  "--anonymize applies to a DICOM folder output; %s "
+                                  "carries no patient fields",
                                   o.output);
     if ((st = mr_dicom_set_open(&set, o.input)) != MR_OK) return mr_cli_fail("convert", st);
     if (mr_dicom_set_skipped(set))
@@ -118,7 +129,8 @@ int mr_cmd_convert(int argc, char **argv)
                 continue;
             }
             if (n > 1 && o.series_number) {
-                st = mr_error_set(MR_ERR_USAGE, "--series-number with %zu series: add --series UID", n);
+                st = mr_error_set(MR_ERR_USAGE, "--series-number with %zu series: add --series UID",
+                                  n);
                 break;
             }
             if ((st = convert_one(&o, set, i, ofmt)) == MR_OK) done++;

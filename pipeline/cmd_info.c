@@ -122,20 +122,22 @@ static mr_status info_dicom(const char *path, int show_patient)
     if (st != MR_OK) return st;
     size_t n = mr_dicom_set_count(set);
     printf("%s: DICOM, %zu series", path, n);
-    if (mr_dicom_set_skipped(set)) printf(" (%zu file(s) skipped: not DICOM images)", mr_dicom_set_skipped(set));
+    if (mr_dicom_set_skipped(set))
+        printf(" (%zu file(s) skipped: not DICOM images)", mr_dicom_set_skipped(set));
     printf("\n");
     for (size_t i = 0; i < n; i++) {
         const mr_dicom_series_info *s = mr_dicom_set_series(set, i);
         mr_dicom_volume *vol = NULL;
         printf("  series %zu: %s\n", i + 1, s->series_uid);
         printf("    number %ld, description \"%s\", modality %s, %s\n", s->series_number,
-               s->description, s->modality[0] ? s->modality : "-", s->enhanced ? "multi-frame (enhanced)" : "single-frame");
-        printf("    %zu file(s), %zu image(s) of %zu x %zu, SOP class %s\n", s->files, s->images, s->rows,
-               s->cols, s->sop_class_uid);
+               s->description, s->modality[0] ? s->modality : "-",
+               s->enhanced ? "multi-frame (enhanced)" : "single-frame");
+        printf("    %zu file(s), %zu image(s) of %zu x %zu, SOP class %s\n", s->files, s->images,
+               s->rows, s->cols, s->sop_class_uid);
         printf("    study %s\n", s->study_uid);
         if (show_patient)
-            printf("    patient: name \"%s\", ID \"%s\", birth date \"%s\", sex \"%s\"\n", s->patient_name,
-                   s->patient_id, s->patient_birth_date, s->patient_sex);
+            printf("    patient: name \"%s\", ID \"%s\", birth date \"%s\", sex \"%s\"\n",
+                   s->patient_name, s->patient_id, s->patient_birth_date, s->patient_sex);
         if (mr_dicom_volume_read(&vol, set, i, 0) != MR_OK) {
             printf("    not one volume: %s\n", mr_error_message());
             mr_error_clear();
@@ -143,12 +145,14 @@ static mr_status info_dicom(const char *path, int show_patient)
         }
         const mr_dicom_geometry *g = &vol->src.geom;
         double A[4][4];
-        printf("    volume: float32 %s (S, H, W), pixel spacing %g x %g mm, slice spacing %g mm, thickness %g mm\n",
-               mr_dims_format(buf, sizeof buf, vol->data->ndim, vol->data->dims), g->pixel_spacing[0],
-               g->pixel_spacing[1], g->slice_spacing, g->slice_thickness);
-        printf("    orientation (LPS) row %.4f %.4f %.4f, column %.4f %.4f %.4f; first voxel at %.4f %.4f %.4f\n",
-               g->row_dir[0], g->row_dir[1], g->row_dir[2], g->col_dir[0], g->col_dir[1], g->col_dir[2],
-               g->origin[0], g->origin[1], g->origin[2]);
+        printf("    volume: float32 %s (S, H, W), pixel spacing %g x %g mm, slice spacing %g mm, "
+               "thickness %g mm\n",
+               mr_dims_format(buf, sizeof buf, vol->data->ndim, vol->data->dims),
+               g->pixel_spacing[0], g->pixel_spacing[1], g->slice_spacing, g->slice_thickness);
+        printf("    orientation (LPS) row %.4f %.4f %.4f, column %.4f %.4f %.4f; first voxel at "
+               "%.4f %.4f %.4f\n",
+               g->row_dir[0], g->row_dir[1], g->row_dir[2], g->col_dir[0], g->col_dir[1],
+               g->col_dir[2], g->origin[0], g->origin[1], g->origin[2]);
         mr_dicom_geometry_affine(A, g);
         printf("    NIfTI affine (voxel i=W, j=H, k=S -> RAS mm):\n");
         for (int r = 0; r < 3; r++)

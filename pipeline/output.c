@@ -32,7 +32,8 @@ static mr_status write_dicom(const char *dir, const mr_array *mag, const mr_outp
     mr_status st;
     if (mag->ndim != 3)
         return mr_error_set(MR_ERR_INPUT, "%s: a DICOM series needs an (S, H, W) volume", dir);
-    if (extra && extra->dicom) st = mr_dicom_source_copy(&src, extra->dicom);
+    if (extra && extra->dicom)
+        st = mr_dicom_source_copy(&src, extra->dicom);
     else {
         int has_hdr = extra && extra->header_xml &&
                       mr_ismrmrd_hdr_parse(&hdr, extra->header_xml, strlen(extra->header_xml),
@@ -60,8 +61,10 @@ static mr_status write_dicom(const char *dir, const mr_array *mag, const mr_outp
     mr_dicom_source_free(&src);
     if (st != MR_OK) return st;
     MR_INFO("wrote DICOM series %ld (%zu images) to %s", w.series_number, w.count, w.dir);
-    if (extra && extra->written) *extra->written = w;
-    else mr_dicom_written_free(&w);
+    if (extra && extra->written)
+        *extra->written = w;
+    else
+        mr_dicom_written_free(&w);
     return MR_OK;
 }
 

@@ -1,10 +1,11 @@
 /*
  * test_dicom.c: the DICOM suite (io/dicom_read.c, io/dicom_write.c, the DCMTK shim, mrpipe convert,
  * info and folder outputs). Inputs are pydicom's test files (MR_small in every encoding, CT_small,
- * the DICOMDIR set) and fixtures built from MR_small's pixels by tests/dicom_fixtures.py (a shuffled
- * oblique series, an Enhanced MR multi-frame object, two series in one folder, bad inputs).
- * Oracles: pydicom (pixel values, the affine computed from the tags as dicom2nifti reasons),
- * nibabel, DCMTK's own codecs (dcmcjpeg/dcmdjpeg, dcmcrle), dciodvfy (dicom3tools) and dcmdump.
+ * the DICOMDIR set) and fixtures built from MR_small's pixels by tests/dicom_fixtures.py (a
+ * shuffled oblique series, an Enhanced MR multi-frame object, two series in one folder, bad
+ * inputs). Oracles: pydicom (pixel values, the affine computed from the tags as dicom2nifti
+ * reasons), nibabel, DCMTK's own codecs (dcmcjpeg/dcmdjpeg, dcmcrle), dciodvfy (dicom3tools) and
+ * dcmdump.
  */
 #include "mr_io.h"
 #include "testutil.h"
@@ -26,8 +27,8 @@ static const char *fx(const char *rel)
     static int next;
     if (!g_fx[0]) {
         snprintf(g_fx, sizeof g_fx, "%s", mr_test_path("fx"));
-        int rc = mr_test_sh("%s %s make %s", mr_test_python(), mr_test_src("tests/dicom_fixtures.py"),
-                            g_fx);
+        int rc = mr_test_sh("%s %s make %s", mr_test_python(),
+                            mr_test_src("tests/dicom_fixtures.py"), g_fx);
         if (rc != 0) fprintf(stderr, "fixtures failed:\n%s\n", mr_test_output());
     }
     char *b = bufs[next++ % 8];
@@ -62,11 +63,12 @@ static float *pydicom_values(const char *path, size_t n)
 {
     const char *out = mr_test_path("pyvals.f32");
     float *v = NULL;
-    int rc = mr_test_sh("%s -c \"import pydicom, numpy as np, warnings; warnings.simplefilter('ignore');"
-                        "d = pydicom.dcmread('%s');"
-                        "(d.pixel_array * float(getattr(d, 'RescaleSlope', 1)) + "
-                        "float(getattr(d, 'RescaleIntercept', 0))).astype('<f4').tofile('%s')\"",
-                        mr_test_python(), path, out);
+    int rc =
+        mr_test_sh("%s -c \"import pydicom, numpy as np, warnings; warnings.simplefilter('ignore');"
+                   "d = pydicom.dcmread('%s');"
+                   "(d.pixel_array * float(getattr(d, 'RescaleSlope', 1)) + "
+                   "float(getattr(d, 'RescaleIntercept', 0))).astype('<f4').tofile('%s')\"",
+                   mr_test_python(), path, out);
     FILE *f = rc == 0 ? fopen(out, "rb") : NULL;
     if (f) {
         v = malloc(n * sizeof *v);
@@ -109,9 +111,13 @@ static void test_mr_small_matches_pydicom(void)
 /* Every encoding DCMTK decodes gives MR_small.dcm's pixels exactly. */
 static void test_every_encoding_same_pixels(void)
 {
-    static const char *names[] = {"MR_small_implicit.dcm", "MR_small_bigendian.dcm",
-                                  "MR_small_expb.dcm", "MR_small_padded.dcm", "MR_small_RLE.dcm",
-                                  "MR_small_jpeg_ls_lossless.dcm", NULL};
+    static const char *names[] = {"MR_small_implicit.dcm",
+                                  "MR_small_bigendian.dcm",
+                                  "MR_small_expb.dcm",
+                                  "MR_small_padded.dcm",
+                                  "MR_small_RLE.dcm",
+                                  "MR_small_jpeg_ls_lossless.dcm",
+                                  NULL};
     mr_dicom_volume *ref = reference();
     char path[4096];
     CU_ASSERT_FATAL(ref != NULL);
@@ -166,12 +172,14 @@ static void test_jpeg2000_clear_error(void)
     mr_dicom_volume *v = read_vol(&st, TEST_FILES "/MR_small_jp2klossless.dcm", 1);
     CU_ASSERT(v == NULL);
     CU_ASSERT_EQUAL(st, MR_ERR_INPUT);
-    CU_ASSERT(strstr(mr_error_message(), "unsupported transfer syntax 1.2.840.10008.1.2.4.90") != NULL);
+    CU_ASSERT(strstr(mr_error_message(), "unsupported transfer syntax 1.2.840.10008.1.2.4.90") !=
+              NULL);
     CU_ASSERT(strstr(mr_error_message(), "MR_small_jp2klossless.dcm") != NULL);
     CU_ASSERT_EQUAL(mr_test_sh("%s convert --input %s/MR_small_jp2klossless.dcm --output %s",
                                mr_test_bin(), TEST_FILES, mr_test_path("j2k.nii")),
                     1);
-    CU_ASSERT(strstr(mr_test_output(), "unsupported transfer syntax 1.2.840.10008.1.2.4.90") != NULL);
+    CU_ASSERT(strstr(mr_test_output(), "unsupported transfer syntax 1.2.840.10008.1.2.4.90") !=
+              NULL);
     CU_ASSERT(!mr_path_is_file(mr_test_path("j2k.nii")));
 }
 
@@ -234,12 +242,12 @@ static void test_series_sorted_and_affine(void)
     /* slice k = MR_small rolled 3k columns + 7k: check slice 3's first row */
     const float *ref = mr_array_f32(reference()->data), *s3 = mr_array_f32(v->data) + 3 * 64 * 64;
     int ok = 1;
-    for (int x = 0; x < 64; x++) ok &= s3[x] == ref[(x - 9 + 64) % 64] + 21;
+    for (int x = 0; x < 64; x++)
+        ok &= s3[x] == ref[(x - 9 + 64) % 64] + 21;
     CU_ASSERT(ok);
     mr_dicom_volume_destroy(v);
-    CU_ASSERT_EQUAL_FATAL(mr_test_sh("%s -q convert --input %s --output %s", mr_test_bin(),
-                                     fx("series"), nii),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        mr_test_sh("%s -q convert --input %s --output %s", mr_test_bin(), fx("series"), nii), 0);
     int rc = mr_test_sh("%s %s check_nii %s %s", mr_test_python(),
                         mr_test_src("tests/dicom_fixtures.py"), nii, fx("series"));
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
@@ -248,23 +256,25 @@ static void test_series_sorted_and_affine(void)
 
 static void test_enhanced_multiframe_same_volume(void)
 {
-    mr_dicom_volume *a = read_vol(NULL, fx("series"), 1), *b = read_vol(NULL, fx("enhanced.dcm"), 1);
+    mr_dicom_volume *a = read_vol(NULL, fx("series"), 1),
+                    *b = read_vol(NULL, fx("enhanced.dcm"), 1);
     CU_ASSERT_FATAL(a && b);
     CU_ASSERT(same_data(a->data, b->data));
     double A[4][4], B[4][4], diff = 0;
     mr_dicom_geometry_affine(A, &a->src.geom);
     mr_dicom_geometry_affine(B, &b->src.geom);
     for (int r = 0; r < 4; r++)
-        for (int c = 0; c < 4; c++) diff = fmax(diff, fabs(A[r][c] - B[r][c]));
+        for (int c = 0; c < 4; c++)
+            diff = fmax(diff, fabs(A[r][c] - B[r][c]));
     CU_ASSERT(diff < 1e-5);
     CU_ASSERT_EQUAL(b->src.refs[0].frame > 0, 1);
     CU_ASSERT_EQUAL(b->src.series.enhanced, 1);
     mr_dicom_volume_destroy(a);
     mr_dicom_volume_destroy(b);
     const char *nii = mr_test_path("enhanced.nii");
-    CU_ASSERT_EQUAL_FATAL(mr_test_sh("%s -q convert --input %s --output %s", mr_test_bin(),
-                                     fx("enhanced.dcm"), nii),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        mr_test_sh("%s -q convert --input %s --output %s", mr_test_bin(), fx("enhanced.dcm"), nii),
+        0);
     CU_ASSERT_EQUAL(mr_test_sh("%s %s check_nii %s %s", mr_test_python(),
                                mr_test_src("tests/dicom_fixtures.py"), nii, fx("enhanced.dcm")),
                     0);
@@ -281,7 +291,8 @@ static void test_two_series_listed(void)
     CU_ASSERT(a->images + b->images == 5);
     CU_ASSERT_EQUAL(mr_dicom_set_select(&idx, set, NULL), MR_ERR_INPUT);
     CU_ASSERT(strstr(mr_error_message(), "found 2 series") != NULL);
-    CU_ASSERT(strstr(mr_error_message(), a->series_uid) && strstr(mr_error_message(), b->series_uid));
+    CU_ASSERT(strstr(mr_error_message(), a->series_uid) &&
+              strstr(mr_error_message(), b->series_uid));
     CU_ASSERT_EQUAL(mr_dicom_set_select(&idx, set, b->series_uid), MR_OK);
     CU_ASSERT_EQUAL(idx, 1);
     CU_ASSERT_EQUAL(mr_dicom_set_select(&idx, set, "1.2.3"), MR_ERR_INPUT);
@@ -363,21 +374,20 @@ static void check_valid_dir(const char *dir, size_t count)
     CU_ASSERT_EQUAL(mr_test_count_files(dir, "IM_"), (int)count);
     CU_ASSERT_EQUAL(mr_test_count_files(dir, ".dcm"), (int)count);
     CU_ASSERT_EQUAL(mr_test_sh("ls -A %s | grep -v '^IM_[0-9][0-9][0-9][0-9]\\.dcm$'", dir), 1);
-    CU_ASSERT_EQUAL(mr_test_sh("for f in %s/IM_*.dcm; do dciodvfy $f 2>&1; done | grep -i '^Error'",
-                               dir),
-                    1); /* grep finds nothing */
+    CU_ASSERT_EQUAL(
+        mr_test_sh("for f in %s/IM_*.dcm; do dciodvfy $f 2>&1; done | grep -i '^Error'", dir),
+        1); /* grep finds nothing */
     if (strstr(mr_test_output(), "Error")) fprintf(stderr, "dciodvfy: %s\n", mr_test_output());
-    CU_ASSERT_EQUAL(mr_test_sh("for f in %s/IM_*.dcm; do dcmdump -q $f >/dev/null || exit 1; done", dir),
-                    0);
+    CU_ASSERT_EQUAL(
+        mr_test_sh("for f in %s/IM_*.dcm; do dcmdump -q $f >/dev/null || exit 1; done", dir), 0);
 }
 
 static void test_derived_series_valid(void)
 {
     const char *out = mr_test_path("derived");
     char dir[4096];
-    CU_ASSERT_EQUAL_FATAL(mr_test_sh("%s -q convert --input %s --output %s/", mr_test_bin(),
-                                     fx("series"), out),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        mr_test_sh("%s -q convert --input %s --output %s/", mr_test_bin(), fx("series"), out), 0);
     snprintf(dir, sizeof dir, "%s/1007_fixture_series_mrpipe_convert", out);
     CU_ASSERT_FATAL(mr_path_is_dir(dir));
     check_valid_dir(dir, 5);
@@ -396,7 +406,8 @@ static void test_derived_series_valid(void)
     mr_dicom_volume_destroy(a);
     mr_dicom_volume_destroy(b);
     /* never written over */
-    CU_ASSERT_EQUAL(mr_test_sh("%s convert --input %s --output %s/", mr_test_bin(), fx("series"), out), 1);
+    CU_ASSERT_EQUAL(
+        mr_test_sh("%s convert --input %s --output %s/", mr_test_bin(), fx("series"), out), 1);
     CU_ASSERT(strstr(mr_test_output(), "exists already") != NULL);
     CU_ASSERT_EQUAL(mr_test_count_files(out, ".partial"), 0);
 }
@@ -405,9 +416,10 @@ static void test_anonymized(void)
 {
     const char *out = mr_test_path("anon");
     char dir[4096];
-    CU_ASSERT_EQUAL_FATAL(mr_test_sh("%s -q convert --anonymize --input %s/MR_small.dcm --output %s/",
-                                     mr_test_bin(), TEST_FILES, out),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        mr_test_sh("%s -q convert --anonymize --input %s/MR_small.dcm --output %s/", mr_test_bin(),
+                   TEST_FILES, out),
+        0);
     snprintf(dir, sizeof dir, "%s/1001_mrpipe_anonymized", out);
     CU_ASSERT_FATAL(mr_path_is_dir(dir));
     check_valid_dir(dir, 1);
@@ -415,16 +427,17 @@ static void test_anonymized(void)
     const char *d = mr_test_output();
     CU_ASSERT(strstr(d, "CompressedSamples") == NULL);
     CU_ASSERT(strstr(d, "4MR1") == NULL);
-    CU_ASSERT(strstr(d, "1.3.6.1.4.1.5962.1.2.4.20040826185059.5457") == NULL); /* study UID */
+    CU_ASSERT(strstr(d, "1.3.6.1.4.1.5962.1.2.4.20040826185059.5457") == NULL);     /* study UID */
     CU_ASSERT(strstr(d, "1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457") == NULL); /* source */
-    CU_ASSERT(strstr(d, "[YES]") != NULL);                                           /* removed */
-    CU_ASSERT_EQUAL(mr_test_sh("%s -c \"import pydicom; d = pydicom.dcmread('%s/IM_0001.dcm'); "
-                               "assert 'PatientBirthDate' not in d or d.PatientBirthDate == ''; "
-                               "assert str(d.PatientName) == 'ANONYMOUS'; "
-                               "assert [float(x) for x in d.ImagePositionPatient] == "
-                               "[-83.9063, -91.2, 6.6406]; assert d.StudyInstanceUID.startswith('2.25.')\"",
-                               mr_test_python(), dir),
-                    0);
+    CU_ASSERT(strstr(d, "[YES]") != NULL);                                          /* removed */
+    CU_ASSERT_EQUAL(
+        mr_test_sh("%s -c \"import pydicom; d = pydicom.dcmread('%s/IM_0001.dcm'); "
+                   "assert 'PatientBirthDate' not in d or d.PatientBirthDate == ''; "
+                   "assert str(d.PatientName) == 'ANONYMOUS'; "
+                   "assert [float(x) for x in d.ImagePositionPatient] == "
+                   "[-83.9063, -91.2, 6.6406]; assert d.StudyInstanceUID.startswith('2.25.')\"",
+                   mr_test_python(), dir),
+        0);
 }
 
 /* k-space input (no DICOM): geometry from the ISMRMRD header, a new study; the values are the
@@ -434,11 +447,13 @@ static void test_recon_kspace_to_dicom(void)
     const char *k = mr_test_path("sl.h5"), *out = mr_test_path("recon_dcm"),
                *nii = mr_test_path("recon.nii");
     char dir[4096];
-    CU_ASSERT_EQUAL_FATAL(mr_test_sh("ismrmrd_generate_cartesian_shepp_logan -m 64 -c 4 -o %s", k), 0);
-    CU_ASSERT_EQUAL_FATAL(mr_test_sh("%s -q recon --input %s --output %s/ && %s -q recon --input %s "
-                                     "--output %s",
-                                     mr_test_bin(), k, out, mr_test_bin(), k, nii),
+    CU_ASSERT_EQUAL_FATAL(mr_test_sh("ismrmrd_generate_cartesian_shepp_logan -m 64 -c 4 -o %s", k),
                           0);
+    CU_ASSERT_EQUAL_FATAL(
+        mr_test_sh("%s -q recon --input %s --output %s/ && %s -q recon --input %s "
+                   "--output %s",
+                   mr_test_bin(), k, out, mr_test_bin(), k, nii),
+        0);
     snprintf(dir, sizeof dir, "%s/1000_mrpipe_zf", out);
     CU_ASSERT_FATAL(mr_path_is_dir(dir));
     check_valid_dir(dir, 1);
@@ -470,7 +485,8 @@ static void test_linked_series(void)
     p.config_hash = "0123abcd";
     CU_ASSERT_EQUAL_FATAL(mr_dicom_series_write(&img, out, v->data, &v->src, &p), MR_OK);
     CU_ASSERT_EQUAL_FATAL(mr_array_create(&u, MR_FLOAT32, 3, v->data->dims), MR_OK);
-    for (size_t i = 0; i < mr_array_numel(u); i++) mr_array_f32(u)[i] = 0.001f * (float)(i % 977);
+    for (size_t i = 0; i < mr_array_numel(u); i++)
+        mr_array_f32(u)[i] = 0.001f * (float)(i % 977);
     memset(&p, 0, sizeof p);
     p.description = "fixture uncertainty";
     p.derivation = "pseudo-multiple-replica std";
@@ -479,16 +495,19 @@ static void test_linked_series(void)
     CU_ASSERT_EQUAL_FATAL(mr_dicom_series_write(&unc, out, u, &v->src, &p), MR_OK);
     check_valid_dir(unc.dir, 5);
     check_valid_dir(img.dir, 5);
-    int rc = mr_test_sh("%s -c \"import pydicom, glob, numpy as np; "
-                        "im = {pydicom.dcmread(f).SOPInstanceUID for f in glob.glob('%s/*.dcm')}; "
-                        "us = [pydicom.dcmread(f) for f in sorted(glob.glob('%s/*.dcm'))]; "
-                        "assert all(u.ReferencedImageSequence[0].ReferencedSOPInstanceUID in im for u in us); "
-                        "assert all('%s' in [s.SeriesInstanceUID for s in u.ReferencedSeriesSequence] for u in us); "
-                        "assert all(u.StudyInstanceUID == '%s' for u in us); "
-                        "assert 'config 0123abcd' in list(pydicom.dcmread(glob.glob('%s/*.dcm')[0]).SoftwareVersions); "
-                        "v = us[0].pixel_array * float(us[0].RescaleSlope); "
-                        "assert abs(v.max() - 0.976) < 1e-4\"",
-                        mr_test_python(), img.dir, unc.dir, img.series_uid, img.study_uid, img.dir);
+    int rc = mr_test_sh(
+        "%s -c \"import pydicom, glob, numpy as np; "
+        "im = {pydicom.dcmread(f).SOPInstanceUID for f in glob.glob('%s/*.dcm')}; "
+        "us = [pydicom.dcmread(f) for f in sorted(glob.glob('%s/*.dcm'))]; "
+        "assert all(u.ReferencedImageSequence[0].ReferencedSOPInstanceUID in im for u in us); "
+        "assert all('%s' in [s.SeriesInstanceUID for s in u.ReferencedSeriesSequence] for u in "
+        "us); "
+        "assert all(u.StudyInstanceUID == '%s' for u in us); "
+        "assert 'config 0123abcd' in "
+        "list(pydicom.dcmread(glob.glob('%s/*.dcm')[0]).SoftwareVersions); "
+        "v = us[0].pixel_array * float(us[0].RescaleSlope); "
+        "assert abs(v.max() - 0.976) < 1e-4\"",
+        mr_test_python(), img.dir, unc.dir, img.series_uid, img.study_uid, img.dir);
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
     CU_ASSERT_EQUAL(rc, 0);
     /* bad data: NaN, and a shape that is not the source's; nothing left behind */
@@ -514,7 +533,8 @@ static void test_info_privacy(void)
     CU_ASSERT(strstr(mr_test_output(), "4MR1") == NULL);
     CU_ASSERT(strstr(mr_test_output(), "1.3.6.1.4.1.5962.1.3.4.1.20040826185059.5457") != NULL);
     CU_ASSERT(strstr(mr_test_output(), "(1, 64, 64)") != NULL);
-    CU_ASSERT_EQUAL(mr_test_sh("%s info %s/MR_small.dcm --show-patient", mr_test_bin(), TEST_FILES), 0);
+    CU_ASSERT_EQUAL(mr_test_sh("%s info %s/MR_small.dcm --show-patient", mr_test_bin(), TEST_FILES),
+                    0);
     CU_ASSERT(strstr(mr_test_output(), "CompressedSamples^MR1") != NULL);
 }
 
@@ -523,7 +543,8 @@ int main(void)
     static const mr_test_case cases[] = {
         {"MR_small equals pydicom's values and geometry", test_mr_small_matches_pydicom},
         {"every decodable encoding gives the same pixels", test_every_encoding_same_pixels},
-        {"lossy JPEG baseline/extended decode as DCMTK's dcmdjpeg", test_jpeg_lossy_decodes_as_dcmtk},
+        {"lossy JPEG baseline/extended decode as DCMTK's dcmdjpeg",
+         test_jpeg_lossy_decodes_as_dcmtk},
         {"JPEG 2000: unsupported transfer syntax error", test_jpeg2000_clear_error},
         {"CT rescale slope/intercept; non-MR refused", test_ct_rescale_and_non_mr},
         {"rescale, MONOCHROME1, unsigned 12-bit", test_pixel_module_variants},
