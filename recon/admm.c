@@ -157,7 +157,7 @@ done:
     if (stats) {
         stats->iterations = k;
         stats->residual = rel;
-        stats->converged = st == MR_OK && converged;
+        stats->converged = st == MR_OK && (converged || rel <= p->tol);
         stats->scale = 1;
     }
     mr_free_aligned(ehy);

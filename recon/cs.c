@@ -19,7 +19,9 @@
 #define CS_DEFAULT_LAMBDA 0.01
 #define CS_DEFAULT_ITERS 30
 #define CS_WAVELET_MIN 16 /* BART pics: coarsest scale at least 16 (or the image size) */
-#define CS_FISTA_TOL 1e-2 /* relative change of the last iteration that counts as converged */
+#define CS_WAVELET_SHIFTS 4 /* random shifts averaged per prox (BART: 1) */
+#define CS_FISTA_TOL 5e-2   /* relative change of the last iteration that counts as converged */
+#define CS_ADMM_TOL 1e-2    /* relative primal residual that counts as converged */
 
 /* ---------------------------------------------------------------- the forward model E = M F S */
 
@@ -271,8 +273,8 @@ static mr_status cs_create(void **state, const mr_recon_params *p, size_t coils,
     }
     if ((st = model_create(&s->E, &s->model, coils, h, w)) != MR_OK) goto fail;
     if (kind == CS_L1)
-        st = mr_prox_wavelet_create(&s->prox, h, w, CS_WAVELET_MIN, (float)s->lambda, 1, 0,
-                                    p->seed ? p->seed : 1);
+        st = mr_prox_wavelet_create(&s->prox, h, w, CS_WAVELET_MIN, (float)s->lambda, 1,
+                                    CS_WAVELET_SHIFTS, 0, p->seed ? p->seed : 1);
     else {
         st = mr_linop_grad2(&s->G, h, w);
         if (st == MR_OK) st = mr_prox_l21_create(&s->prox, s->hw, (float)s->lambda);
@@ -342,10 +344,12 @@ static mr_status cs_run(void *state, mr_cfloat *image, mr_recon_stats *stats,
     for (long i = 0; i < (long)n; i++) s->y[i] = kspace[i] * (float)factor;
     mr_vec_zero(s->x, s->hw);
     if (s->kind == CS_L1) {
-        mr_fista_params fp = {s->iters, 0.95 / bound, CS_FISTA_TOL, 0};
+        mr_fista_params fp = {.iters = s->iters, .step = 0.95 / bound, .tol = CS_FISTA_TOL,
+                              .output_gradient_point = 1};
         st = mr_fista_solve(s->x, &rs, s->E, s->y, &s->prox, &fp);
     } else {
-        mr_admm_params ap = {s->iters, 5, 0.5, 1.6, 1e-4, 1e-3, 0};
+        mr_admm_params ap = {.iters = s->iters, .cg_iters = 5, .rho = 0.5, .alpha = 1.6,
+                             .abstol = 1e-4, .reltol = 1e-3, .tol = CS_ADMM_TOL};
         st = mr_admm_solve(s->x, &rs, s->E, s->y, s->G, &s->prox, &ap);
     }
     if (st != MR_OK) return st;

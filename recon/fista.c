@@ -109,6 +109,8 @@ mr_status mr_fista_solve(mr_cfloat *x, mr_recon_stats *stats, const mr_linop *A,
         }
     }
 done:
+    /* BART's pics ends on the gradient (data-consistency) step: g holds the last z - s grad */
+    if (st == MR_OK && k > 0 && p->output_gradient_point) xk = g;
     if (xk != x) mr_vec_copy(x, xk, n);
     if (stats) {
         stats->iterations = k;

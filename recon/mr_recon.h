@@ -347,11 +347,14 @@ void mr_wavelet_inverse(mr_wavelet *wt, mr_cfloat *img, const mr_cfloat *coef);
 mr_status mr_linop_wavelet(mr_linop **out, size_t h, size_t w, size_t min_size, size_t dy,
                            size_t dx);
 
-/* Prox of lambda ||W x||_1 with a new random shift at each call (seeded MT19937), as BART's
- * prox_wavelet_thresh: x -> W^H soft(W shift x, lambda t). skip_coarse: leave the approximation band
- * unthresholded. Owns its wavelet; destroy with mr_prox_wavelet_destroy. */
+/* Prox of lambda ||W x||_1 with random cycle spinning (seeded MT19937), as BART's
+ * prox_wavelet_thresh: x -> W^H soft(W shift x, lambda t) with a new random shift at each call.
+ * shifts > 1 averages that over `shifts` random shifts per call (translation-invariant cycle
+ * spinning, Coifman & Donoho 1995): less shift noise in the iterates for a few extra transforms.
+ * random_shift 0: shift (0, 0) only. skip_coarse: leave the approximation band unthresholded.
+ * Owns its wavelet and workspace; destroy with mr_prox_wavelet_destroy. */
 mr_status mr_prox_wavelet_create(mr_prox *out, size_t h, size_t w, size_t min_size, float lambda,
-                                 int random_shift, int skip_coarse, uint32_t seed);
+                                 int random_shift, int shifts, int skip_coarse, uint32_t seed);
 void mr_prox_wavelet_destroy(mr_prox *p);
 
 /* ---- finite differences and isotropic TV (recon/tv.c)
@@ -372,6 +375,8 @@ typedef struct {
     double step;   /* gradient step; <= 0: 0.95 / ||A^H A|| by power iteration (20 steps) */
     double tol;    /* converged when ||x_k - x_{k-1}|| <= tol ||x_k|| at the end */
     int early_stop; /* 1: stop as soon as the change is below tol */
+    int output_gradient_point; /* 1: return the last z - step A^H (A z - y), the point before the
+                                  final prox (what BART's pics returns), instead of the prox point */
 } mr_fista_params;
 
 /* FISTA (Beck & Teboulle 2009) for min_x 1/2 ||A x - y||^2 + g(x), g given by its prox.
@@ -387,12 +392,13 @@ typedef struct {
     double alpha;    /* over-relaxation in [1, 1.8] (BART: 1.6) */
     double abstol, reltol; /* Boyd et al. 2011 section 3.3.1 stopping rule */
     int adapt_rho;   /* residual balancing (Boyd 3.4.1): rho *= 2 or /= 2 when r/s > 10 */
+    double tol;      /* also converged when the relative primal residual ends <= tol */
 } mr_admm_params;
 
 /* ADMM (Boyd et al. 2011) for min_x 1/2 ||A x - y||^2 + g(G x): x-update by CG on
  * (A^H A + rho G^H G) x = A^H y + rho G^H (z - u); z = prox_{g/rho}(alpha G x + (1-alpha) z + u).
  * stats: iterations, residual = primal residual ||Gx - z|| / max(||Gx||, ||z||), converged when
- * Boyd's rule held. */
+ * Boyd's rule held (the loop then stops) or the final residual is <= tol. */
 mr_status mr_admm_solve(mr_cfloat *x, mr_recon_stats *stats, const mr_linop *A, const mr_cfloat *y,
                         const mr_linop *G, const mr_prox *prox, const mr_admm_params *p);
 

@@ -287,18 +287,18 @@ void mr_soft_threshold(mr_cfloat *out, const mr_cfloat *in, float tau, size_t n)
 
 typedef struct {
     mr_wavelet *wt;
-    mr_cfloat *coef; /* (h, w) */
+    mr_cfloat *coef;   /* (h, w) */
     mr_cfloat *coarse; /* ch * cw saved approximation band (skip_coarse) */
+    mr_cfloat *acc;    /* (h, w) sum over shifts (shifts > 1) */
     float lambda;
-    int random_shift, skip_coarse;
+    int random_shift, shifts, skip_coarse;
     mr_mt19937 rng;
 } wprox_data;
 
-static mr_status wprox_apply(void *d, mr_cfloat *out, const mr_cfloat *in, float t)
+/* out = W_s^H soft(W_s in, tau) for a newly drawn shift s. */
+static void wprox_one(wprox_data *p, mr_cfloat *out, const mr_cfloat *in, float tau)
 {
-    wprox_data *p = d;
     mr_wavelet *wt = p->wt;
-    size_t n = wt->h * wt->w;
     if (p->random_shift) {
         /* uniform over [0, 2^levels) per axis: every cycle-spinning class of the decomposition */
         size_t ry = (size_t)1 << (wt->lev_y < 30 ? wt->lev_y : 30);
@@ -311,16 +311,39 @@ static mr_status wprox_apply(void *d, mr_cfloat *out, const mr_cfloat *in, float
     if (p->skip_coarse)
         for (size_t y = 0; y < wt->ch; y++)
             memcpy(p->coarse + y * wt->cw, p->coef + y * wt->w, wt->cw * sizeof *p->coarse);
-    mr_soft_threshold(p->coef, p->coef, p->lambda * t, n);
+    mr_soft_threshold(p->coef, p->coef, tau, wt->h * wt->w);
     if (p->skip_coarse)
         for (size_t y = 0; y < wt->ch; y++)
             memcpy(p->coef + y * wt->w, p->coarse + y * wt->cw, wt->cw * sizeof *p->coarse);
     mr_wavelet_inverse(wt, out, p->coef);
+}
+
+static mr_status wprox_apply(void *d, mr_cfloat *out, const mr_cfloat *in, float t)
+{
+    wprox_data *p = d;
+    size_t n = p->wt->h * p->wt->w;
+    float tau = p->lambda * t;
+    if (p->shifts <= 1) {
+        wprox_one(p, out, in, tau);
+        return MR_OK;
+    }
+    /* average over shifts: acc[0, n) sums, acc[n, 2n) takes each result; out (which may alias
+     * in) is written last */
+    mr_cfloat *sum = p->acc, *one = p->acc + n;
+    float inv = 1.0f / (float)p->shifts;
+    wprox_one(p, sum, in, tau);
+    for (int k = 1; k < p->shifts; k++) {
+        wprox_one(p, one, in, tau);
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < (long)n; i++) sum[i] += one[i];
+    }
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < (long)n; i++) out[i] = sum[i] * inv;
     return MR_OK;
 }
 
 mr_status mr_prox_wavelet_create(mr_prox *out, size_t h, size_t w, size_t min_size, float lambda,
-                                 int random_shift, int skip_coarse, uint32_t seed)
+                                 int random_shift, int shifts, int skip_coarse, uint32_t seed)
 {
     wprox_data *p = mr_calloc(1, sizeof *p);
     mr_status st;
@@ -332,15 +355,15 @@ mr_status mr_prox_wavelet_create(mr_prox *out, size_t h, size_t w, size_t min_si
     }
     p->coef = mr_malloc_aligned(h * w * sizeof *p->coef);
     p->coarse = mr_malloc_aligned(p->wt->ch * p->wt->cw * sizeof *p->coarse);
-    if (!p->coef || !p->coarse) {
-        mr_free_aligned(p->coef);
-        mr_free_aligned(p->coarse);
-        mr_wavelet_destroy(p->wt);
-        free(p);
+    p->acc = shifts > 1 ? mr_malloc_aligned(2 * h * w * sizeof *p->acc) : NULL;
+    if (!p->coef || !p->coarse || (shifts > 1 && !p->acc)) {
+        out->data = p;
+        mr_prox_wavelet_destroy(out);
         return MR_ERR_NOMEM;
     }
     p->lambda = lambda;
     p->random_shift = random_shift;
+    p->shifts = shifts < 1 ? 1 : shifts;
     p->skip_coarse = skip_coarse;
     mr_mt_seed(&p->rng, seed);
     out->apply = wprox_apply;
@@ -355,6 +378,7 @@ void mr_prox_wavelet_destroy(mr_prox *pr)
     p = pr->data;
     mr_free_aligned(p->coef);
     mr_free_aligned(p->coarse);
+    mr_free_aligned(p->acc);
     mr_wavelet_destroy(p->wt);
     free(p);
     pr->data = NULL;

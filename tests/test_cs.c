@@ -144,13 +144,13 @@ static void test_fista_known_solution(void)
               *c = malloc(n * sizeof *c);
     CU_ASSERT_FATAL(mr_linop_fft2c(&F, 1, h, w) == MR_OK);
     CU_ASSERT_FATAL(mr_linop_wavelet(&W, h, w, 16, 0, 0) == MR_OK);
-    CU_ASSERT_FATAL(mr_prox_wavelet_create(&prox, h, w, 16, lambda, 0, 0, 1) == MR_OK);
+    CU_ASSERT_FATAL(mr_prox_wavelet_create(&prox, h, w, 16, lambda, 0, 1, 0, 1) == MR_OK);
     mr_vec_randn(y, n, 9);
     CU_ASSERT(mr_linop_adjoint(F, ref, y) == MR_OK);
     CU_ASSERT(mr_linop_forward(W, c, ref) == MR_OK);
     mr_soft_threshold(c, c, lambda, n);
     CU_ASSERT(mr_linop_adjoint(W, ref, c) == MR_OK);
-    mr_fista_params fp = {200, 0, 1e-6, 1}; /* step by power iteration */
+    mr_fista_params fp = {.iters = 200, .step = 0, .tol = 1e-6, .early_stop = 1}; /* power it. */
     CU_ASSERT(mr_fista_solve(x, &st, F, y, &prox, &fp) == MR_OK);
     double e = rel_diff(x, ref, n);
     fprintf(stderr, "  FISTA: %ld iterations, change %.2g, error vs closed form %.2g\n",
@@ -195,7 +195,8 @@ static void test_admm_tv_denoise(void)
     CU_ASSERT_FATAL(mr_linop_grad2(&G, h, w) == MR_OK);
     CU_ASSERT(mr_linop_forward(F, y, x2) == MR_OK);
     CU_ASSERT_FATAL(mr_prox_l21_create(&prox, n, 0.1f) == MR_OK);
-    mr_admm_params ap = {300, 5, 1.0, 1.6, 1e-5, 1e-4, 1};
+    mr_admm_params ap = {.iters = 300, .cg_iters = 5, .rho = 1.0, .alpha = 1.6, .abstol = 1e-5,
+                         .reltol = 1e-4, .adapt_rho = 1};
     CU_ASSERT(mr_admm_solve(x, &st, F, y, G, &prox, &ap) == MR_OK);
     double e_noisy = rel_diff(x2, truth, n), e_tv = rel_diff(x, truth, n);
     fprintf(stderr, "  ADMM TV denoise: %ld iterations, residual %.2g, error %.3f -> %.3f\n",
