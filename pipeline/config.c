@@ -590,9 +590,10 @@ mr_status mr_config_set(mr_config *c, const char *assignment)
         mr_cfg_node *child = mr_cfg_child(map, part);
         if (!child) {
             if (depth == 1 && !strcmp(first, "stages")) {
+                st = mr_error_set(MR_ERR_USAGE, "--set %s: the configuration has no stage '%s' "
+                                  "(--set changes stages, it cannot add one)", value->path, part);
                 node_free(value);
-                return mr_error_set(MR_ERR_USAGE, "--set %s: the configuration has no stage '%s' "
-                                    "(--set changes stages, it cannot add one)", value->path, part);
+                return st;
             }
             char *cp = child_path(map->path, part);
             child = cp ? node_new(MR_CFG_MAP, cp, 0) : NULL;
@@ -615,8 +616,9 @@ mr_status mr_config_set(mr_config *c, const char *assignment)
         node_free(value);
         return mr_error_set(MR_ERR_USAGE, "--set: empty key in '%s'", assignment);
     }
-    if (depth == 1 && !strcmp(first, "stages") && !mr_cfg_child(map, part) && value->kind != MR_CFG_MAP) {
-        st = mr_error_set(MR_ERR_USAGE, "--set %s: expected stages.STAGE.KEY=value", value->path);
+    if (depth == 1 && !strcmp(first, "stages") && !mr_cfg_child(map, part)) {
+        st = mr_error_set(MR_ERR_USAGE, "--set %s: the configuration has no stage '%s' (--set "
+                          "changes stages, it cannot add one)", value->path, part);
         node_free(value);
         return st;
     }

@@ -168,6 +168,12 @@ static mr_status load_reference(validate_state *s, mr_scan *scan)
             MR_OK)
             return mr_error_prefix(st, "reference: ");
     }
+    /* name a reference inside the scan's own outputs by its final name (kspace.h5:...), not the
+     * temporary directory: metrics.json must not depend on the run */
+    size_t wl = strlen(scan->work_dir);
+    if (!strncmp(scan->reference_desc, scan->work_dir, wl) && scan->reference_desc[wl] == '/')
+        memmove(scan->reference_desc, scan->reference_desc + wl + 1,
+                strlen(scan->reference_desc + wl + 1) + 1);
     mr_array_destroy(scan->reference);
     scan->reference = ref;
     return MR_OK;
