@@ -2,7 +2,8 @@
  * mr_io.h: the public header of mrpipe's I/O module.
  *
  * Formats: fastMRI-layout HDF5 (streamed slice by slice), ISMRMRD v1 HDF5, BART .cfl/.hdr, NIfTI-1
- * (.nii, .nii.gz), PNG previews; detection of DICOM inputs (reading comes with the DCMTK shim).
+ * (.nii, .nii.gz), PNG previews; DICOM series in (file, folder, DICOMDIR) and derived MR series out
+ * through the DCMTK shim (docs/dicom.md).
  *
  * One axis convention everywhere (docs/formats.md):
  *  - arrays are C order; multi-coil k-space is (S, C, H, W), H = readout (kx), W = phase encode (ky);
