@@ -525,7 +525,7 @@ static void progress_print(progress *pg, int final)
 {
     if (!pg->enabled) return;
     double el = now_seconds() - pg->t0;
-    if (!final && !pg->tty && el - pg->last_print < 10 && pg->done != pg->total) return;
+    if (!final && !pg->tty && (el - pg->last_print < 10 || pg->done == pg->total)) return;
     pg->last_print = el;
     double rate = el > 0 ? (double)pg->processed / el : 0;
     double eta = rate > 0 ? (double)(pg->todo - pg->processed) / rate : NAN;
