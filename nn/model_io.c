@@ -1,0 +1,489 @@
+/*
+ * model_io.c: the model file, HDF5 (readable by h5py: scripts/nn_torch_equivalence.py loads it
+ * into PyTorch).
+ *
+ *   /                      attributes: format = "mrpipe-nn", format_version = 1,
+ *                          architecture = "dncnn depth=D channels=C kernel=3 in_channels=I bn=B
+ *                          residual=R" and the same numbers as int attributes depth, channels,
+ *                          kernel, in_channels, batch_norm, residual; bn_eps (float);
+ *                          input_type, norm_method, norm_params (float64 array), noise_model,
+ *                          training_data, split, epochs, validation, mrpipe_version
+ *   /layerNN/conv_weight   float32 (Cout, Cin, 3, 3)   (PyTorch Conv2d.weight)
+ *   /layerNN/conv_bias     float32 (Cout)              layers without batch norm
+ *   /layerNN/bn_weight, bn_bias, bn_running_mean, bn_running_var   float32 (Cout)   BN layers
+ *
+ * Loading validates everything it reads and keeps a message naming the file, the dataset or
+ * attribute, what was expected and what was found. HDF5's automatic error printing is switched off
+ * and its error stack is turned into the message (as io/fastmri_h5.c). Saving writes a temporary
+ * file renamed over the target when complete (mr_atomic_*).
+ */
+#include "mr_nn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hdf5.h>
+
+#define FORMAT_NAME "mrpipe-nn"
+#define FORMAT_VERSION 1
+
+/* ---------------------------------------------------------------- HDF5 errors */
+
+typedef struct {
+    char text[512];
+    int n;
+} h5_walk;
+
+static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    h5_walk *w = data;
+    (void)n;
+    if (w->n++ == 0 && e && e->desc)
+        snprintf(w->text, sizeof w->text, "%s (in %s)", e->desc, e->func_name ? e->func_name : "?");
+    return 0;
+}
+
+/* The innermost HDF5 error as text; clears the stack. */
+static const char *h5_detail(void)
+{
+    static _Thread_local h5_walk w;
+    memset(&w, 0, sizeof w);
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, &w);
+    H5Eclear2(H5E_DEFAULT);
+    if (!w.text[0]) snprintf(w.text, sizeof w.text, "no detail from HDF5");
+    return w.text;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static herr_t put_str(hid_t loc, const char *name, const char *value)
+{
+    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = -1;
+    herr_t r = -1;
+    if (type >= 0 && space >= 0 && H5Tset_size(type, strlen(value) + 1) >= 0 &&
+        H5Tset_strpad(type, H5T_STR_NULLTERM) >= 0) {
+        attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+        if (attr >= 0) r = H5Awrite(attr, type, value);
+    }
+    if (attr >= 0) H5Aclose(attr);
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    return r;
+}
+
+static herr_t put_num(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *v,
+                      hsize_t n)
+{
+    hid_t space = n == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL), attr = -1;
+    herr_t r = -1;
+    if (space >= 0) {
+        attr = H5Acreate2(loc, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
+        if (attr >= 0) r = H5Awrite(attr, mtype, v);
+    }
+    if (attr >= 0) H5Aclose(attr);
+    if (space >= 0) H5Sclose(space);
+    return r;
+}
+
+static herr_t put_int(hid_t loc, const char *name, int v)
+{
+    return put_num(loc, name, H5T_STD_I32LE, H5T_NATIVE_INT, &v, 0);
+}
+
+static herr_t put_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
+                          const float *data)
+{
+    hid_t space = H5Screate_simple(rank, dims, NULL), ds = -1;
+    herr_t r = -1;
+    if (space >= 0) {
+        ds = H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (ds >= 0) r = H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    }
+    if (ds >= 0) H5Dclose(ds);
+    if (space >= 0) H5Sclose(space);
+    return r;
+}
+
+mr_status mr_nn_model_save(const mr_nn_model *m, const char *path)
+{
+    mr_atomic_file af;
+    mr_status st;
+    hid_t f = -1;
+    const mr_nn_arch *A = &m->arch;
+    const mr_nn_meta *M = &m->meta;
+    char arch[256];
+    int ok = 1;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if ((st = mr_atomic_begin(&af, path)) != MR_OK) return st;
+    f = H5Fcreate(af.tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        st = mr_error_set(MR_ERR_IO, "%s: cannot create the model file: %s", path, h5_detail());
+        mr_atomic_abort(&af);
+        return st;
+    }
+    mr_nn_arch_describe(arch, sizeof arch, A);
+    ok &= put_str(f, "format", FORMAT_NAME) >= 0;
+    ok &= put_int(f, "format_version", FORMAT_VERSION) >= 0;
+    ok &= put_str(f, "architecture", arch) >= 0;
+    ok &= put_int(f, "depth", A->depth) >= 0;
+    ok &= put_int(f, "channels", A->channels) >= 0;
+    ok &= put_int(f, "kernel", 3) >= 0;
+    ok &= put_int(f, "in_channels", A->in_channels) >= 0;
+    ok &= put_int(f, "batch_norm", A->batch_norm) >= 0;
+    ok &= put_int(f, "residual", A->residual) >= 0;
+    ok &= put_num(f, "bn_eps", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &A->bn_eps, 0) >= 0;
+    ok &= put_str(f, "input_type", M->input_type) >= 0;
+    ok &= put_str(f, "norm_method", M->norm_method) >= 0;
+    if (M->n_norm_params > 0)
+        ok &= put_num(f, "norm_params", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, M->norm_params,
+                      (hsize_t)M->n_norm_params) >= 0;
+    ok &= put_str(f, "noise_model", M->noise_model) >= 0;
+    ok &= put_str(f, "training_data", M->training_data) >= 0;
+    ok &= put_str(f, "split", M->split) >= 0;
+    ok &= put_int(f, "epochs", M->epochs) >= 0;
+    ok &= put_str(f, "validation", M->validation) >= 0;
+    ok &= put_str(f, "mrpipe_version", MR_VERSION_STRING) >= 0;
+    for (int l = 0; ok && l < A->depth; l++) {
+        const mr_nn_layer *L = &m->layers[l];
+        char name[32];
+        hsize_t wd[4] = {(hsize_t)L->cout, (hsize_t)L->cin, 3, 3}, cd = (hsize_t)L->cout;
+        hid_t g;
+        snprintf(name, sizeof name, "layer%02d", l);
+        g = H5Gcreate2(f, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0) {
+            ok = 0;
+            break;
+        }
+        ok &= put_dataset(g, "conv_weight", 4, wd, m->params + L->weight) >= 0;
+        if (L->bias != SIZE_MAX) ok &= put_dataset(g, "conv_bias", 1, &cd, m->params + L->bias) >= 0;
+        if (L->bn) {
+            ok &= put_dataset(g, "bn_weight", 1, &cd, m->params + L->bn_gamma) >= 0;
+            ok &= put_dataset(g, "bn_bias", 1, &cd, m->params + L->bn_beta) >= 0;
+            ok &= put_dataset(g, "bn_running_mean", 1, &cd, m->buffers + L->bn_mean) >= 0;
+            ok &= put_dataset(g, "bn_running_var", 1, &cd, m->buffers + L->bn_var) >= 0;
+        }
+        H5Gclose(g);
+    }
+    if (!ok) {
+        st = mr_error_set(MR_ERR_IO, "%s: cannot write the model: %s", path, h5_detail());
+        H5Fclose(f);
+        mr_atomic_abort(&af);
+        return st;
+    }
+    if (H5Fclose(f) < 0) {
+        st = mr_error_set(MR_ERR_IO, "%s: cannot close the model file: %s", path, h5_detail());
+        mr_atomic_abort(&af);
+        return st;
+    }
+    if ((st = mr_atomic_commit(&af)) != MR_OK) {
+        mr_atomic_abort(&af);
+        return st;
+    }
+    return MR_OK;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+/* Read string attribute `name` into buf. Missing: "" when !required, else an error. */
+static mr_status get_str(hid_t f, const char *path, const char *name, char *buf, size_t size,
+                         int required)
+{
+    hid_t attr, type = -1, mtype = -1, space = -1;
+    mr_status st = MR_OK;
+    buf[0] = '\0';
+    if (H5Aexists(f, name) <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        if (!required) return MR_OK;
+        return mr_error_set(MR_ERR_INPUT, "%s: attribute '%s' missing: not an mrpipe model file?",
+                            path, name);
+    }
+    attr = H5Aopen(f, name, H5P_DEFAULT);
+    if (attr < 0)
+        return mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': cannot open: %s", path, name,
+                            h5_detail());
+    type = H5Aget_type(attr);
+    space = H5Aget_space(attr);
+    if (type < 0 || space < 0 || H5Tget_class(type) != H5T_STRING ||
+        H5Sget_simple_extent_npoints(space) != 1) {
+        st = mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': expected one string", path, name);
+    } else if (H5Tis_variable_str(type) > 0) {
+        char *s = NULL;
+        mtype = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mtype, H5T_VARIABLE);
+        if (H5Aread(attr, mtype, &s) < 0 || !s)
+            st = mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': cannot read: %s", path, name,
+                              h5_detail());
+        else
+            snprintf(buf, size, "%s", s);
+        if (s) H5free_memory(s);
+    } else {
+        size_t n = H5Tget_size(type);
+        char *s = mr_calloc(n + 1, 1);
+        if (!s) {
+            st = MR_ERR_NOMEM;
+        } else {
+            mtype = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mtype, n + 1);
+            H5Tset_strpad(mtype, H5T_STR_NULLTERM);
+            if (H5Aread(attr, mtype, s) < 0)
+                st = mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': cannot read: %s", path, name,
+                                  h5_detail());
+            else
+                snprintf(buf, size, "%s", s);
+            free(s);
+        }
+    }
+    if (mtype >= 0) H5Tclose(mtype);
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    H5Aclose(attr);
+    return st;
+}
+
+/* Read numeric attribute `name` (up to n values, converted to double); *count receives how many
+ * were found. Missing: error when required, else *count = 0. */
+static mr_status get_nums(hid_t f, const char *path, const char *name, double *v, int n,
+                          int *count, int required)
+{
+    hid_t attr, type, space;
+    hssize_t npts;
+    mr_status st = MR_OK;
+    *count = 0;
+    if (H5Aexists(f, name) <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        if (!required) return MR_OK;
+        return mr_error_set(MR_ERR_INPUT, "%s: attribute '%s' missing", path, name);
+    }
+    attr = H5Aopen(f, name, H5P_DEFAULT);
+    if (attr < 0)
+        return mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': cannot open: %s", path, name,
+                            h5_detail());
+    type = H5Aget_type(attr);
+    space = H5Aget_space(attr);
+    npts = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    if (type < 0 || (H5Tget_class(type) != H5T_INTEGER && H5Tget_class(type) != H5T_FLOAT))
+        st = mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': expected a number", path, name);
+    else if (npts < 1 || npts > n)
+        st = mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': expected 1..%d values, found %lld",
+                          path, name, n, (long long)npts);
+    else if (H5Aread(attr, H5T_NATIVE_DOUBLE, v) < 0)
+        st = mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': cannot read: %s", path, name,
+                          h5_detail());
+    else
+        *count = (int)npts;
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    H5Aclose(attr);
+    return st;
+}
+
+static mr_status get_int(hid_t f, const char *path, const char *name, int *out)
+{
+    double v;
+    int n;
+    mr_status st = get_nums(f, path, name, &v, 1, &n, 1);
+    if (st != MR_OK) return st;
+    if (n != 1 || v != floor(v) || fabs(v) > 1e9)
+        return mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': expected one integer, found %g",
+                            path, name, v);
+    *out = (int)v;
+    return MR_OK;
+}
+
+/* Read dataset `group/name` of exactly (dims) float values into dst, checking class, shape and
+ * finiteness. */
+static mr_status get_dataset(hid_t f, const char *path, const char *group, const char *name,
+                             int rank, const hsize_t *dims, float *dst)
+{
+    char full[96], want[128], found[128];
+    hid_t ds, type = -1, space = -1;
+    hsize_t fd[8] = {0};
+    int frank;
+    size_t n = 1;
+    mr_status st = MR_OK;
+    snprintf(full, sizeof full, "%s/%s", group, name);
+    {
+        size_t used = (size_t)snprintf(want, sizeof want, "(");
+        for (int i = 0; i < rank; i++)
+            used += (size_t)snprintf(want + used, sizeof want - used, "%s%llu", i ? ", " : "",
+                                     (unsigned long long)dims[i]);
+        snprintf(want + used, sizeof want - used, ")");
+    }
+    if (H5Lexists(f, group, H5P_DEFAULT) <= 0 || H5Lexists(f, full, H5P_DEFAULT) <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return mr_error_set(MR_ERR_INPUT, "%s: dataset '%s' missing: expected float32 %s", path,
+                            full, want);
+    }
+    ds = H5Dopen2(f, full, H5P_DEFAULT);
+    if (ds < 0)
+        return mr_error_set(MR_ERR_INPUT, "%s: dataset '%s': cannot open: %s", path, full,
+                            h5_detail());
+    type = H5Dget_type(ds);
+    space = H5Dget_space(ds);
+    frank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (type < 0 || H5Tget_class(type) != H5T_FLOAT) {
+        st = mr_error_set(MR_ERR_INPUT, "%s: dataset '%s': expected float32 %s, found a "
+                          "non-float type", path, full, want);
+        goto done;
+    }
+    if (frank < 0 || frank > 8) {
+        st = mr_error_set(MR_ERR_INPUT, "%s: dataset '%s': cannot read its shape: %s", path, full,
+                          h5_detail());
+        goto done;
+    }
+    H5Sget_simple_extent_dims(space, fd, NULL);
+    {
+        int same = frank == rank;
+        size_t used = (size_t)snprintf(found, sizeof found, "(");
+        for (int i = 0; i < frank; i++) {
+            used += (size_t)snprintf(found + used, sizeof found - used, "%s%llu", i ? ", " : "",
+                                     (unsigned long long)fd[i]);
+            if (i < rank && fd[i] != dims[i]) same = 0;
+        }
+        snprintf(found + used, sizeof found - used, ")");
+        if (!same) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: dataset '%s': expected shape %s, found %s", path,
+                              full, want, found);
+            goto done;
+        }
+    }
+    for (int i = 0; i < rank; i++) n *= (size_t)dims[i];
+    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
+        st = mr_error_set(MR_ERR_INPUT, "%s: dataset '%s': cannot read: %s", path, full,
+                          h5_detail());
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(dst[i])) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: dataset '%s': element %zu is %g: expected finite "
+                              "weights", path, full, i, (double)dst[i]);
+            goto done;
+        }
+done:
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    H5Dclose(ds);
+    return st;
+}
+
+mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expect_input_type)
+{
+    hid_t f;
+    mr_status st;
+    mr_nn_arch A;
+    mr_nn_model *m = NULL;
+    char buf[1024], arch[256];
+    int v, kernel, count;
+    double d[4];
+    *out = NULL;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (!mr_path_is_file(path))
+        return mr_error_set(MR_ERR_INPUT, "%s: model file not found", path);
+    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return mr_error_set(MR_ERR_INPUT, "%s: cannot open as HDF5: %s", path, h5_detail());
+#define TRY(expr)                                                                                 \
+    do {                                                                                          \
+        if ((st = (expr)) != MR_OK) goto fail;                                                    \
+    } while (0)
+    TRY(get_str(f, path, "format", buf, sizeof buf, 1));
+    if (strcmp(buf, FORMAT_NAME)) {
+        st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'format': expected \"%s\", found \"%s\"",
+                          path, FORMAT_NAME, buf);
+        goto fail;
+    }
+    TRY(get_int(f, path, "format_version", &v));
+    if (v != FORMAT_VERSION) {
+        st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'format_version': expected %d, found %d "
+                          "(written by a newer mrpipe?)", path, FORMAT_VERSION, v);
+        goto fail;
+    }
+    memset(&A, 0, sizeof A);
+    TRY(get_int(f, path, "depth", &A.depth));
+    TRY(get_int(f, path, "channels", &A.channels));
+    TRY(get_int(f, path, "kernel", &kernel));
+    TRY(get_int(f, path, "in_channels", &A.in_channels));
+    TRY(get_int(f, path, "batch_norm", &A.batch_norm));
+    TRY(get_int(f, path, "residual", &A.residual));
+    TRY(get_nums(f, path, "bn_eps", d, 1, &count, 1));
+    A.bn_eps = (float)d[0];
+    if (kernel != 3) {
+        st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'kernel': expected 3, found %d", path,
+                          kernel);
+        goto fail;
+    }
+    if ((A.batch_norm != 0 && A.batch_norm != 1) || (A.residual != 0 && A.residual != 1)) {
+        st = mr_error_set(MR_ERR_INPUT, "%s: attributes 'batch_norm'/'residual': expected 0 or 1, "
+                          "found %d/%d", path, A.batch_norm, A.residual);
+        goto fail;
+    }
+    if ((st = mr_nn_model_create(&m, &A)) != MR_OK) {
+        st = mr_error_prefix(MR_ERR_INPUT, "%s: architecture attributes: ", path);
+        goto fail;
+    }
+    TRY(get_str(f, path, "architecture", buf, sizeof buf, 1));
+    mr_nn_arch_describe(arch, sizeof arch, &m->arch);
+    if (strcmp(buf, arch)) {
+        st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'architecture': expected \"%s\" (from the "
+                          "numeric attributes), found \"%s\"", path, arch, buf);
+        goto fail;
+    }
+    TRY(get_str(f, path, "input_type", m->meta.input_type, sizeof m->meta.input_type, 1));
+    if (expect_input_type && strcmp(expect_input_type, m->meta.input_type)) {
+        st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'input_type': the model was trained for "
+                          "\"%s\" images, expected \"%s\"", path, m->meta.input_type,
+                          expect_input_type);
+        goto fail;
+    }
+    TRY(get_str(f, path, "norm_method", m->meta.norm_method, sizeof m->meta.norm_method, 0));
+    TRY(get_nums(f, path, "norm_params", m->meta.norm_params, 4, &m->meta.n_norm_params, 0));
+    TRY(get_str(f, path, "noise_model", m->meta.noise_model, sizeof m->meta.noise_model, 0));
+    TRY(get_str(f, path, "training_data", m->meta.training_data, sizeof m->meta.training_data, 0));
+    TRY(get_str(f, path, "split", m->meta.split, sizeof m->meta.split, 0));
+    TRY(get_str(f, path, "validation", m->meta.validation, sizeof m->meta.validation, 0));
+    TRY(get_str(f, path, "mrpipe_version", m->meta.version, sizeof m->meta.version, 0));
+    if (H5Aexists(f, "epochs") > 0) TRY(get_int(f, path, "epochs", &m->meta.epochs));
+    H5Eclear2(H5E_DEFAULT);
+    for (int l = 0; l < m->arch.depth; l++) {
+        const mr_nn_layer *L = &m->layers[l];
+        char g[32];
+        hsize_t wd[4] = {(hsize_t)L->cout, (hsize_t)L->cin, 3, 3}, cd = (hsize_t)L->cout;
+        snprintf(g, sizeof g, "layer%02d", l);
+        TRY(get_dataset(f, path, g, "conv_weight", 4, wd, m->params + L->weight));
+        if (L->bias != SIZE_MAX) TRY(get_dataset(f, path, g, "conv_bias", 1, &cd, m->params + L->bias));
+        if (L->bn) {
+            TRY(get_dataset(f, path, g, "bn_weight", 1, &cd, m->params + L->bn_gamma));
+            TRY(get_dataset(f, path, g, "bn_bias", 1, &cd, m->params + L->bn_beta));
+            TRY(get_dataset(f, path, g, "bn_running_mean", 1, &cd, m->buffers + L->bn_mean));
+            TRY(get_dataset(f, path, g, "bn_running_var", 1, &cd, m->buffers + L->bn_var));
+            for (int c = 0; c < L->cout; c++)
+                if (!(m->buffers[L->bn_var + c] >= 0.0f)) {
+                    st = mr_error_set(MR_ERR_INPUT, "%s: dataset '%s/bn_running_var': element %d "
+                                      "is %g: expected a variance >= 0", path, g, c,
+                                      (double)m->buffers[L->bn_var + c]);
+                    goto fail;
+                }
+        }
+    }
+    {
+        char g[32];
+        snprintf(g, sizeof g, "layer%02d", m->arch.depth);
+        if (H5Lexists(f, g, H5P_DEFAULT) > 0) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: group '%s' present but attribute 'depth' says %d "
+                              "layers (layer00..layer%02d)", path, g, m->arch.depth,
+                              m->arch.depth - 1);
+            goto fail;
+        }
+        H5Eclear2(H5E_DEFAULT);
+    }
+#undef TRY
+    H5Fclose(f);
+    *out = m;
+    return MR_OK;
+fail:
+    mr_nn_model_destroy(m);
+    H5Fclose(f);
+    return st;
+}
