@@ -33,25 +33,51 @@ typedef struct {
     const float *mask;       /* (h, w), set per slice */
 } model_data;
 
+/* coil[c] = maps[c] x (coil-major, contiguous; complex products written out in real arithmetic:
+ * C's complex multiply checks for NaN/Inf and calls __mulsc3, which dominated the profile). */
 static void model_expand(model_data *m, const mr_cfloat *x)
 {
-    size_t hw = m->hw;
-#pragma omp parallel for schedule(static)
-    for (long p = 0; p < (long)hw; p++)
-        for (size_t c = 0; c < m->coils; c++)
-            m->coil[c * hw + (size_t)p] = m->maps ? m->maps[c * hw + (size_t)p] * x[p] : x[p];
+    size_t hw = m->hw, C = m->coils;
+    const float *xf = (const float *)x;
+    if (!m->maps) {
+        memcpy(m->coil, x, hw * sizeof *x);
+        return;
+    }
+#pragma omp parallel for schedule(static) collapse(2)
+    for (long c = 0; c < (long)C; c++)
+        for (long b = 0; b < (long)hw; b += 1024) {
+            size_t e = (size_t)b + 1024 < hw ? (size_t)b + 1024 : hw;
+            const float *s = (const float *)(m->maps + (size_t)c * hw);
+            float *o = (float *)(m->coil + (size_t)c * hw);
+            for (size_t p = (size_t)b; p < e; p++) {
+                float sr = s[2 * p], si = s[2 * p + 1], xr = xf[2 * p], xi = xf[2 * p + 1];
+                o[2 * p] = sr * xr - si * xi;
+                o[2 * p + 1] = sr * xi + si * xr;
+            }
+        }
 }
 
+/* out = sum_c conj(maps[c]) coil[c] */
 static void model_combine(model_data *m, mr_cfloat *out)
 {
-    size_t hw = m->hw;
+    size_t hw = m->hw, C = m->coils;
+    float *of = (float *)out;
+    if (!m->maps) {
+        memcpy(out, m->coil, hw * sizeof *out);
+        return;
+    }
 #pragma omp parallel for schedule(static)
-    for (long p = 0; p < (long)hw; p++) {
-        mr_cfloat acc = 0;
-        for (size_t c = 0; c < m->coils; c++)
-            acc += m->maps ? conjf(m->maps[c * hw + (size_t)p]) * m->coil[c * hw + (size_t)p]
-                           : m->coil[c * hw + (size_t)p];
-        out[p] = acc;
+    for (long b = 0; b < (long)hw; b += 1024) {
+        size_t e = (size_t)b + 1024 < hw ? (size_t)b + 1024 : hw;
+        for (size_t p = (size_t)b; p < e; p++) of[2 * p] = of[2 * p + 1] = 0;
+        for (size_t c = 0; c < C; c++) {
+            const float *s = (const float *)(m->maps + c * hw), *k = (const float *)(m->coil + c * hw);
+            for (size_t p = (size_t)b; p < e; p++) {
+                float sr = s[2 * p], si = s[2 * p + 1], kr = k[2 * p], ki = k[2 * p + 1];
+                of[2 * p] += sr * kr + si * ki;
+                of[2 * p + 1] += sr * ki - si * kr;
+            }
+        }
     }
 }
 
@@ -59,9 +85,11 @@ static void model_mask(model_data *m, mr_cfloat *k)
 {
     size_t hw = m->hw;
 #pragma omp parallel for schedule(static)
-    for (long p = 0; p < (long)hw; p++)
-        if (m->mask[p] == 0.0f)
-            for (size_t c = 0; c < m->coils; c++) k[c * hw + (size_t)p] = 0;
+    for (long c = 0; c < (long)m->coils; c++) {
+        mr_cfloat *kc = k + (size_t)c * hw;
+        for (size_t p = 0; p < hw; p++)
+            if (m->mask[p] == 0.0f) kc[p] = 0;
+    }
 }
 
 static mr_status model_forward(void *d, mr_cfloat *out, const mr_cfloat *in)

@@ -110,8 +110,18 @@ void mr_wavelet_set_shift(mr_wavelet *wt, size_t dy, size_t dx)
 static void fwd1(mr_cfloat *restrict out, const mr_cfloat *restrict x, size_t n)
 {
     size_t ne = n & ~(size_t)1, m = ne / 2, ml = low_len(n);
-    for (size_t j = 0; j < m; j++) {
-        size_t i0 = 2 * j, i1 = i0 + 1, i2 = (i0 + 2) % ne, i3 = (i0 + 3) % ne;
+    const float *xf = (const float *)x;
+    float *lo = (float *)out, *hi = (float *)(out + ml);
+    /* interior: no wrap-around (j < m - 1), real arithmetic on (re, im) pairs */
+    for (size_t j = 0; j + 1 < m; j++) {
+        const float *q = xf + 4 * j;
+        for (int r = 0; r < 2; r++) {
+            lo[2 * j + r] = H[0] * q[r] + H[1] * q[2 + r] + H[2] * q[4 + r] + H[3] * q[6 + r];
+            hi[2 * j + r] = G[0] * q[r] + G[1] * q[2 + r] + G[2] * q[4 + r] + G[3] * q[6 + r];
+        }
+    }
+    if (m >= 1) { /* the last pair wraps around periodically */
+        size_t j = m - 1, i0 = 2 * j, i1 = i0 + 1, i2 = (i0 + 2) % ne, i3 = (i0 + 3) % ne;
         out[j] = H[0] * x[i0] + H[1] * x[i1] + H[2] * x[i2] + H[3] * x[i3];
         out[ml + j] = G[0] * x[i0] + G[1] * x[i1] + G[2] * x[i2] + G[3] * x[i3];
     }
@@ -124,11 +134,20 @@ static void inv1(mr_cfloat *restrict x, const mr_cfloat *restrict in, size_t n)
 {
     size_t ne = n & ~(size_t)1, m = ne / 2, ml = low_len(n);
     const mr_cfloat *a = in, *d = in + ml;
-    for (size_t p = 0; p < m; p++) {
-        size_t q = (p + m - 1) % m;
-        x[2 * p] = H[0] * a[p] + H[2] * a[q] + G[0] * d[p] + G[2] * d[q];
-        x[2 * p + 1] = H[1] * a[p] + H[3] * a[q] + G[1] * d[p] + G[3] * d[q];
+    const float *af = (const float *)a, *df = (const float *)d;
+    float *xf = (float *)x;
+    if (m >= 1) { /* p = 0 wraps around to a[m-1], d[m-1] */
+        size_t q = m - 1;
+        x[0] = H[0] * a[0] + H[2] * a[q] + G[0] * d[0] + G[2] * d[q];
+        x[1] = H[1] * a[0] + H[3] * a[q] + G[1] * d[0] + G[3] * d[q];
     }
+    for (size_t p = 1; p < m; p++)
+        for (int r = 0; r < 2; r++) {
+            float ap = af[2 * p + r], aq = af[2 * p - 2 + r], dp = df[2 * p + r],
+                  dq = df[2 * p - 2 + r];
+            xf[4 * p + r] = H[0] * ap + H[2] * aq + G[0] * dp + G[2] * dq;
+            xf[4 * p + 2 + r] = H[1] * ap + H[3] * aq + G[1] * dp + G[3] * dq;
+        }
     if (n & 1) x[n - 1] = a[m];
 }
 
