@@ -47,7 +47,7 @@ static DcmTagKey key(uint32_t tag)
     return DcmTagKey((Uint16)(tag >> 16), (Uint16)(tag & 0xffff));
 }
 
-static void dcmtk_init(void)
+extern "C" void mr_dcm_init(void)
 {
     static std::once_flag once;
     std::call_once(once, [] {
@@ -67,7 +67,7 @@ extern "C" int mr_dcm_file_load(mr_dcm_file **out, const char *path, int header_
 {
     *out = NULL;
     try {
-        dcmtk_init();
+        mr_dcm_init();
         mr_dcm_file *f = new mr_dcm_file;
         OFCondition c =
             header_only ? f->ff.loadFileUntilTag(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
@@ -91,7 +91,7 @@ extern "C" int mr_dcm_file_new(mr_dcm_file **out)
 {
     *out = NULL;
     try {
-        dcmtk_init();
+        mr_dcm_init();
         *out = new mr_dcm_file;
         return MR_DCM_OK;
     } catch (...) {
@@ -282,7 +282,7 @@ extern "C" int mr_dcm_pixels(mr_dcm_file *f, const char *path, int bits_allocate
     *data = NULL;
     *count = 0;
     try {
-        dcmtk_init();
+        mr_dcm_init();
         DcmDataset *ds = f->ff.getDataset();
         DcmXfer x(ds->getOriginalXfer());
         DcmElement *e = NULL;

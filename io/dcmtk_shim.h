@@ -36,6 +36,10 @@ int mr_dcm_error(int status, const char *fmt, ...) __attribute__((format(printf,
 typedef struct mr_dcm_file mr_dcm_file; /* a DICOM file (meta header + dataset) */
 typedef struct mr_dcm_item mr_dcm_item; /* a dataset or a sequence item, owned by its file */
 
+/* Once per process (thread-safe; every shim entry calls it): DCMTK's logging off, decoders
+ * registered. */
+void mr_dcm_init(void);
+
 /* DCMTK's version string ("3.6.7"). */
 const char *mr_dcmtk_version(void);
 
@@ -101,6 +105,24 @@ int mr_dcm_seq_append(mr_dcm_item **out, mr_dcm_item *it, uint32_t tag);
  * class UID; version_name, e.g. "MRPIPE_0.1.0", at most 16 characters). MR_ERR_IO naming the file
  * on failure. */
 int mr_dcm_file_save(mr_dcm_file *f, const char *path, const char *version_name);
+
+/* DICOM networking (dcmtk_net.cpp, PS3.7 C-STORE, PS3.8 association). */
+
+/* What went wrong in a send, so that the C side can decide whether to retry. */
+enum {
+    MR_DCM_NET_OK = 0,
+    MR_DCM_NET_CONNECT = 1, /* no connection / timeout / network error: worth retrying */
+    MR_DCM_NET_REFUSED = 2, /* the peer rejected the association or the SOP class: do not retry */
+    MR_DCM_NET_STORE = 3,   /* the peer answered a C-STORE with a failure status */
+};
+
+/* Send `n` files of SOP class `sop_class` in one association from calling_aet to called_aet at
+ * host:port (explicit and implicit VR little endian offered), timeout_s for connect, ACSE and
+ * DIMSE. Returns an MR_DCM_NET_* kind; the message (kept through mr_dcm_error) names the peer, the
+ * file and the status. *sent receives the number of instances the peer stored. */
+int mr_dcm_send_files(const char *host, int port, const char *called_aet, const char *calling_aet,
+                      const char *sop_class, const char *const *files, size_t n, int timeout_s,
+                      size_t *sent);
 
 #ifdef __cplusplus
 }

@@ -601,3 +601,87 @@ fail:
     mr_dicom_written_free(out);
     return st;
 }
+
+/* ---------------------------------------------------------------- sending (PS3.4 C-STORE) */
+
+static int aet_valid(const char *a)
+{
+    size_t n = strlen(a);
+    if (n < 1 || n > 16) return 0;
+    for (const char *p = a; *p; p++)
+        if (*p < 0x20 || *p > 0x7e || *p == '\\') return 0;
+    return 1;
+}
+
+mr_status mr_dicom_peer_parse(mr_dicom_peer *out, const char *spec)
+{
+    const char *at = spec ? strchr(spec, '@') : NULL, *colon = spec ? strrchr(spec, ':') : NULL;
+    char *end;
+    memset(out, 0, sizeof *out);
+    if (!at || !colon || colon < at || at == spec || colon == at + 1)
+        return mr_error_set(MR_ERR_USAGE,
+                            "peer: expected AET@HOST:PORT (e.g. PACS@127.0.0.1:4242), "
+                            "found '%s'",
+                            spec ? spec : "");
+    if ((size_t)(at - spec) > 16)
+        return mr_error_set(MR_ERR_USAGE, "peer '%s': the AE title has more than 16 characters",
+                            spec);
+    memcpy(out->aet, spec, (size_t)(at - spec));
+    if (!aet_valid(out->aet))
+        return mr_error_set(MR_ERR_USAGE,
+                            "peer '%s': AE title '%s' is not 1-16 printable characters", spec,
+                            out->aet);
+    if ((size_t)(colon - at - 1) >= sizeof out->host)
+        return mr_error_set(MR_ERR_USAGE, "peer '%s': host name too long", spec);
+    memcpy(out->host, at + 1, (size_t)(colon - at - 1));
+    long port = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || port < 1 || port > 65535)
+        return mr_error_set(MR_ERR_USAGE, "peer '%s': port: expected 1..65535, found '%s'", spec,
+                            colon + 1);
+    out->port = (int)port;
+    return MR_OK;
+}
+
+mr_status mr_dicom_send(const mr_dicom_peer *peer, const char *calling_aet,
+                        const mr_dicom_written *series, int retries)
+{
+    const char **files = NULL;
+    char *paths = NULL;
+    mr_status st = MR_OK;
+    size_t sent = 0;
+    const size_t len = sizeof series->dir + 32;
+    if (!calling_aet) calling_aet = "MRPIPE";
+    if (!aet_valid(calling_aet))
+        return mr_error_set(MR_ERR_USAGE, "calling AE title '%s' is not 1-16 printable characters",
+                            calling_aet);
+    if (!(files = mr_calloc(series->count ? series->count : 1, sizeof *files)) ||
+        !(paths = mr_malloc((series->count ? series->count : 1) * len))) {
+        free(files);
+        return MR_ERR_NOMEM;
+    }
+    for (size_t k = 0; k < series->count; k++) {
+        snprintf(paths + k * len, len, "%s/IM_%04zu.dcm", series->dir, k + 1);
+        files[k] = paths + k * len;
+    }
+    for (int attempt = 0;; attempt++) {
+        int kind = mr_dcm_send_files(peer->host, peer->port, peer->aet, calling_aet,
+                                     series->sop_class_uid, files, series->count, 30, &sent);
+        if (kind == MR_DCM_NET_OK) {
+            st = MR_OK;
+            break;
+        }
+        st = MR_ERR_IO;
+        if (kind != MR_DCM_NET_CONNECT || attempt >= retries) {
+            if (attempt) mr_error_prefix(st, "after %d attempts: ", attempt + 1);
+            break;
+        }
+        MR_WARN("%s (attempt %d of %d; retrying)", mr_error_message(), attempt + 1, retries + 1);
+        sleep((unsigned)(attempt + 1));
+    }
+    if (st == MR_OK)
+        MR_INFO("sent %zu instance(s) of series %s to %s@%s:%d", sent, series->series_uid,
+                peer->aet, peer->host, peer->port);
+    free(files);
+    free(paths);
+    return st;
+}

@@ -463,6 +463,23 @@ typedef struct {
 mr_status mr_dicom_series_write(mr_dicom_written *out, const char *out_dir, const mr_array *data,
                                 const mr_dicom_source *src, const mr_dicom_series_params *params);
 
+/* A DICOM peer (a PACS): "AET@HOST:PORT". */
+typedef struct {
+    char aet[17];   /* called AE title, 1..16 characters */
+    char host[256];
+    int port;       /* 1..65535 */
+} mr_dicom_peer;
+
+/* Parse "AET@HOST:PORT"; MR_ERR_USAGE saying what is wrong. */
+mr_status mr_dicom_peer_parse(mr_dicom_peer *out, const char *spec);
+
+/* Send a written series to the peer with C-STORE (PS3.4 B, one association, explicit or implicit VR
+ * little endian) as calling_aet (NULL: "MRPIPE"). A failed connection is retried `retries` times
+ * (1 s, 2 s, ... apart); a refused association or a failure status is not retried. MR_ERR_IO with a
+ * message naming the peer and what it answered. */
+mr_status mr_dicom_send(const mr_dicom_peer *peer, const char *calling_aet,
+                        const mr_dicom_written *series, int retries);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,8 @@
 /*
  * cmd_convert.c: `mrpipe convert`: DICOM series to NIfTI (geometry kept: LPS to RAS in the affine,
  * voxel axes i, j, k = W, H, S), to the other image formats, or to a derived DICOM series (e.g. an
- * anonymized copy for research export, PS3.15 Annex E basic profile). docs/dicom.md.
+ * anonymized copy for research export, PS3.15 Annex E basic profile), optionally sent to a PACS
+ * (C-STORE). docs/dicom.md.
  */
 #include "mr_output.h"
 #include "mr_pipeline.h"
@@ -13,6 +14,7 @@
 static const char *USAGE =
     "usage: mrpipe convert --input DICOM --output OUT [--series UID] [--anonymize]\n"
     "                      [--description TEXT] [--series-number N]\n"
+    "                      [--send AET@HOST:PORT [--calling-aet AET] [--retries N]]\n"
     "\n"
     "  --input DICOM       a DICOM file, a folder (searched recursively; its DICOMDIR is used "
     "when\n"
@@ -28,14 +30,18 @@ static const char *USAGE =
     "  --description TEXT  folder output: SeriesDescription  [<source description> mrpipe "
     "convert]\n"
     "  --series-number N   folder output: SeriesNumber  [the source's + 1000]\n"
+    "  --send AET@HOST:PORT folder output: also send each series written to a PACS (C-STORE)\n"
+    "  --calling-aet AET   our AE title for --send  [MRPIPE]\n"
+    "  --retries N         --send: retries of a failed connection (not of a refusal)  [2]\n"
     "\n"
     "Slices are ordered by position along the slice normal (not by file name); rescale slope and\n"
     "intercept are applied; inputs must be MR.\n";
 
 typedef struct {
-    const char *input, *output, *series, *description;
-    long series_number;
+    const char *input, *output, *series, *description, *send, *calling_aet;
+    long series_number, retries;
     int anonymize;
+    mr_dicom_peer peer;
 } convert_opts;
 
 static int parse(convert_opts *o, int argc, char **argv)
@@ -57,7 +63,16 @@ static int parse(convert_opts *o, int argc, char **argv)
             o->series = v;
         else if (mr_opt_value(&v, "--description", argc, argv, &i))
             o->description = v;
-        else if (mr_opt_value(&v, "--series-number", argc, argv, &i)) {
+        else if (mr_opt_value(&v, "--send", argc, argv, &i)) {
+            if (v && (st = mr_dicom_peer_parse(&o->peer, v)) != MR_OK)
+                return mr_cli_fail("convert", st);
+            o->send = v;
+        } else if (mr_opt_value(&v, "--calling-aet", argc, argv, &i))
+            o->calling_aet = v;
+        else if (mr_opt_value(&v, "--retries", argc, argv, &i)) {
+            if ((st = mr_parse_long(&o->retries, "--retries", v, 0, 100)) != MR_OK)
+                return mr_cli_fail("convert", st);
+        } else if (mr_opt_value(&v, "--series-number", argc, argv, &i)) {
             if ((st = mr_parse_long(&o->series_number, "--series-number", v, 1, 2147483647L)) !=
                 MR_OK)
                 return mr_cli_fail("convert", st);
@@ -76,6 +91,7 @@ static mr_status convert_one(const convert_opts *o, const mr_dicom_set *set, siz
     mr_dicom_volume *vol = NULL;
     mr_output_extra extra;
     mr_nifti_meta meta;
+    mr_dicom_written written;
     char desc[160];
     mr_status st = mr_dicom_volume_read(&vol, set, index, 1);
     if (st != MR_OK) return st;
@@ -93,7 +109,12 @@ static mr_status convert_one(const convert_opts *o, const mr_dicom_set *set, siz
     extra.series_number = o->series_number;
     extra.anonymize = o->anonymize;
     extra.method = "convert";
+    extra.written = &written;
+    memset(&written, 0, sizeof written);
     st = mr_output_write_volume(o->output, vol->data, NULL, &extra);
+    if (st == MR_OK && o->send && ofmt == MR_FMT_DICOM)
+        st = mr_dicom_send(&o->peer, o->calling_aet, &written, (int)o->retries);
+    mr_dicom_written_free(&written);
     if (st == MR_OK)
         MR_INFO("%s: series %s, %zu x %zu x %zu -> %s", o->input, vol->src.series.series_uid,
                 vol->data->dims[0], vol->data->dims[1], vol->data->dims[2], o->output);
@@ -110,6 +131,7 @@ int mr_cmd_convert(int argc, char **argv)
     size_t index;
     int rc;
     memset(&o, 0, sizeof o);
+    o.retries = 2;
     if ((rc = parse(&o, argc, argv)) != 0) return rc < 0 ? 0 : rc;
     if ((st = mr_output_detect(&ofmt, o.output)) != MR_OK) return mr_cli_fail("convert", st);
     if (o.anonymize && ofmt != MR_FMT_DICOM)
@@ -117,6 +139,8 @@ int mr_cmd_convert(int argc, char **argv)
                                   "--anonymize applies to a DICOM folder output; %s "
                                   "carries no patient fields",
                                   o.output);
+    if (o.send && ofmt != MR_FMT_DICOM)
+        return mr_cli_usage_error("convert", "--send needs a folder output (a DICOM series)");
     if ((st = mr_dicom_set_open(&set, o.input)) != MR_OK) return mr_cli_fail("convert", st);
     if (mr_dicom_set_skipped(set))
         MR_INFO("%s: %zu file(s) skipped (not DICOM images)", o.input, mr_dicom_set_skipped(set));

@@ -526,6 +526,76 @@ static void test_linked_series(void)
     mr_dicom_volume_destroy(v);
 }
 
+/* PACS round trip: a real Orthanc on loopback inside its own network namespace (unshare -n), with
+ * its own temporary storage. Send a derived series with C-STORE, query it back through Orthanc's
+ * REST API and check that every instance arrived with its UIDs; a wrong called AE title is refused
+ * (no retry); a closed port is retried, then fails. */
+static void test_pacs_send_orthanc(void)
+{
+    const char *dir = mr_test_path("pacs"), *script = mr_test_path("pacs.sh");
+    FILE *f;
+    if (mr_test_sh("command -v Orthanc && unshare -n true") != 0) {
+        fprintf(stderr, "\n  (skipped: needs Debian's orthanc and unshare -n)\n");
+        return;
+    }
+    f = fopen(script, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fprintf(
+        f,
+        "ip link set lo up\n"
+        "D=%s; mkdir -p $D/store\n"
+        "cat > $D/cfg.json <<J\n"
+        "{ \"Name\": \"mrpipe-test\", \"StorageDirectory\": \"$D/store\", \"IndexDirectory\": "
+        "\"$D/store\", \"HttpPort\": 18042, \"DicomPort\": 14242, \"DicomAet\": \"ORTHANC\", "
+        "\"DicomCheckCalledAet\": true, \"RemoteAccessAllowed\": false, "
+        "\"AuthenticationEnabled\": false, \"Plugins\": [] }\n"
+        "J\n"
+        "Orthanc $D/cfg.json > $D/orthanc.log 2>&1 & pid=$!\n"
+        "for i in $(seq 150); do curl -sf http://127.0.0.1:18042/system >/dev/null && break; "
+        "sleep 0.1; done\n"
+        "%s -q convert --input %s --output $D/out/ --send ORTHANC@127.0.0.1:14242 "
+        "--calling-aet MRPIPETEST; echo \"send=$?\"\n"
+        "%s -c \"\n"
+        "import glob, json, urllib.request, pydicom\n"
+        "got = json.load(urllib.request.urlopen('http://127.0.0.1:18042/instances?expand'))\n"
+        "got = {(i['MainDicomTags']['SOPInstanceUID']) for i in got}\n"
+        "ours = [pydicom.dcmread(f) for f in glob.glob('$D/out/*/IM_*.dcm')]\n"
+        "series = json.load(urllib.request.urlopen('http://127.0.0.1:18042/series?expand'))\n"
+        "assert len(ours) == 5 and got == {d.SOPInstanceUID for d in ours}, (got, ours)\n"
+        "assert [s['MainDicomTags']['SeriesInstanceUID'] for s in series] == "
+        "[ours[0].SeriesInstanceUID]\n"
+        "print('arrived', len(got))\"\n"
+        "%s -q convert --input %s --output $D/out2/ --send WRONG@127.0.0.1:14242; "
+        "echo \"refused=$?\"\n"
+        "%s -q convert --input %s --output $D/out3/ --send ORTHANC@127.0.0.1:14999 --retries 1; "
+        "echo \"closed=$?\"\n"
+        "kill $pid; wait $pid\n",
+        dir, mr_test_bin(), fx("series"), mr_test_python(), mr_test_bin(), fx("series"),
+        mr_test_bin(), fx("series"));
+    fclose(f);
+    int rc = mr_test_sh("unshare -n sh %s", script);
+    const char *out = mr_test_output();
+    if (!strstr(out, "arrived 5")) fprintf(stderr, "%s\n", out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(strstr(out, "send=0") != NULL);
+    CU_ASSERT(strstr(out, "arrived 5") != NULL);
+    CU_ASSERT(strstr(out, "refused=1") != NULL);
+    CU_ASSERT(strstr(out, "refused the association") != NULL);
+    {
+        /* a refusal is final: nothing retried before "refused=" */
+        const char *r = strstr(out, "refused=");
+        const char *retry = strstr(out, "retrying");
+        CU_ASSERT(r && (!retry || retry > r));
+    }
+    CU_ASSERT(strstr(out, "closed=1") != NULL);
+    CU_ASSERT(strstr(out, "after 2 attempts") != NULL);
+    /* usage: a peer that is not AET@HOST:PORT */
+    CU_ASSERT_EQUAL(mr_test_sh("%s convert --input %s --output %s/ --send localhost:4242",
+                               mr_test_bin(), fx("series"), mr_test_path("pacs_bad")),
+                    1);
+    CU_ASSERT(strstr(mr_test_output(), "expected AET@HOST:PORT") != NULL);
+}
+
 static void test_info_privacy(void)
 {
     CU_ASSERT_EQUAL(mr_test_sh("%s info %s/MR_small.dcm", mr_test_bin(), TEST_FILES), 0);
@@ -559,6 +629,7 @@ int main(void)
         {"k-space recon to DICOM (new study, ISMRMRD geometry)", test_recon_kspace_to_dicom},
         {"uncertainty series linked to the image series", test_linked_series},
         {"info prints patient fields only when asked", test_info_privacy},
+        {"PACS: C-STORE to Orthanc, every instance arrives; refusals", test_pacs_send_orthanc},
         {NULL, NULL},
     };
     int rc = mr_test_run("dicom", cases);
