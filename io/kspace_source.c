@@ -170,6 +170,21 @@ mr_status mr_kspace_read_mask(mr_kspace_source *src, float *out)
     return mr_fastmri_read_mask(src->fm, out);
 }
 
+mr_status mr_kspace_read_noise(mr_kspace_source *src, mr_array **out)
+{
+    const mr_array *n = src->have_ism ? src->ism.noise : NULL;
+    mr_status st;
+    *out = NULL;
+    if (!n)
+        return mr_error_set(MR_ERR_INPUT,
+                            "%s: no noise samples (expected ISMRMRD acquisitions flagged as noise "
+                            "measurements, flag 19)",
+                            src->path);
+    if ((st = mr_array_create(out, MR_COMPLEX64, n->ndim, n->dims)) != MR_OK) return st;
+    memcpy((*out)->data, n->data, mr_array_numel(n) * mr_dtype_size(n->dtype));
+    return MR_OK;
+}
+
 mr_fastmri_file *mr_kspace_fastmri(mr_kspace_source *src) { return src->fm; }
 
 void mr_kspace_close(mr_kspace_source *src)

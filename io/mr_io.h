@@ -256,6 +256,10 @@ mr_status mr_kspace_read_mask(mr_kspace_source *src, float *out);
  * in acquisition order); the caller destroys *out. MR_ERR_INPUT naming the file otherwise. */
 mr_status mr_kspace_read_noise(mr_kspace_source *src, mr_array **out);
 
+/* A copy of the noise samples (N, C) complex64 when has_noise (ISMRMRD noise acquisitions, flag 19,
+ * in acquisition order); the caller destroys *out. MR_ERR_INPUT naming the file otherwise. */
+mr_status mr_kspace_read_noise(mr_kspace_source *src, mr_array **out);
+
 /* The fastMRI file handle behind the source (NULL for other formats), e.g. to read a reference. */
 mr_fastmri_file *mr_kspace_fastmri(mr_kspace_source *src);
 

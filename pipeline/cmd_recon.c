@@ -7,6 +7,7 @@
 #include "mr_pipeline.h"
 #include "mr_recon.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,8 @@ static const char *USAGE =
     "  --accel R            acceleration for --mask  [4]\n"
     "  --center-fraction CF fully sampled centre fraction for --mask  [0.08]\n"
     "  --seed S             mask seed (same seed, same mask as fastMRI)  [0]\n"
+    "  --no-prewhiten       do not whiten coil noise with the file's noise scan (ISMRMRD noise\n"
+    "                       acquisitions; applied by default for methods other than zf)\n"
     "\n"
     "Output size: the header's reconSpace, else the shape of reconstruction_rss/_esc, else the\n"
     "k-space's (readout oversampling is removed by the centre crop; iterative methods remove it in\n"
@@ -40,6 +43,7 @@ typedef struct {
     double accel, cf, lambda;
     long seed, iters;
     int has_lambda;
+    int no_prewhiten;
 } recon_opts;
 
 static int parse(recon_opts *o, int argc, char **argv)
@@ -75,6 +79,10 @@ static int parse(recon_opts *o, int argc, char **argv)
             if ((st = mr_parse_long(&o->iters, "--iters", v, 1, 100000)) != MR_OK)
                 return mr_cli_fail("recon", st);
         } else if (mr_opt_value(&v, "--sens", argc, argv, &i)) o->sens = v;
+        else if (!strcmp(argv[i], "--no-prewhiten")) {
+            o->no_prewhiten = 1;
+            v = argv[i];
+        }
         else if (mr_opt_value(&v, "--seed", argc, argv, &i)) {
             if ((st = mr_parse_long(&o->seed, "--seed", v, 0, 4294967295L)) != MR_OK)
                 return mr_cli_fail("recon", st);
@@ -124,6 +132,48 @@ static int row_constant(const float *mask, size_t h, size_t w)
     return 1;
 }
 
+/* Noise pre-whitening (recon/noise.c) from the file's noise scan: *wt (C, C) or NULL when the
+ * file has none, the method is zf, or --no-prewhiten. */
+static mr_status prewhiten_setup(mr_cfloat **wt, mr_kspace_source *src, const recon_opts *o,
+                                 const char *method)
+{
+    const mr_kspace_info *in = mr_kspace_get_info(src);
+    mr_array *noise = NULL;
+    mr_status st;
+    double s2, rmax = 0;
+    size_t C = in->coils;
+    *wt = NULL;
+    if (!in->has_noise) return MR_OK;
+    if (o->no_prewhiten || !strcmp(method, "zf")) {
+        MR_INFO("noise scan present; pre-whitening off (%s)",
+                o->no_prewhiten ? "--no-prewhiten" : "method zf combines by RSS");
+        return MR_OK;
+    }
+    mr_cfloat *psi = mr_malloc(C * C * sizeof *psi);
+    *wt = mr_malloc(C * C * sizeof **wt);
+    if (!psi || !*wt) st = MR_ERR_NOMEM;
+    else st = mr_kspace_read_noise(src, &noise);
+    if (st == MR_OK) st = mr_noise_whitener(*wt, psi, &s2, mr_array_c64(noise), noise->dims[0], C);
+    if (st == MR_OK) {
+        for (size_t a = 0; a < C; a++)
+            for (size_t b = 0; b < a; b++) {
+                double r = cabsf(psi[a * C + b]) /
+                           sqrt((double)crealf(psi[a * C + a]) * crealf(psi[b * C + b]));
+                if (r > rmax) rmax = r;
+            }
+        MR_INFO("noise pre-whitening: %zu noise samples x %zu coils, mean noise std %.3g, largest "
+                "coil noise correlation %.2f",
+                noise->dims[0], C, sqrt(s2), rmax);
+    } else {
+        mr_error_prefix(st, "%s: ", o->input);
+        free(*wt);
+        *wt = NULL;
+    }
+    free(psi);
+    mr_array_destroy(noise);
+    return st;
+}
+
 /* Load --sens maps: (S or 1, C, gh, W) complex64 on the reconstruction grid. */
 static mr_status load_sens(mr_array **out, const char *path, const mr_kspace_info *in, size_t gh)
 {
@@ -152,6 +202,7 @@ int mr_cmd_recon(int argc, char **argv)
     void *state = NULL;
     mr_os_plan *os = NULL;
     mr_array *mag = NULL, *cplx = NULL, *sens = NULL;
+    mr_cfloat *wt = NULL; /* (C, C) noise whitening, or NULL */
     mr_cfloat *slice = NULL, *grid = NULL, *image = NULL;
     float *mask2d = NULL, *mask1d = NULL, *pattern = NULL;
     mr_status st;
@@ -194,6 +245,12 @@ int mr_cmd_recon(int argc, char **argv)
         st = mr_os_plan_create(&os, C, H, W, gh);
     }
     if (st == MR_OK && o.sens) st = load_sens(&sens, o.sens, in, gh);
+    if (st == MR_OK) st = prewhiten_setup(&wt, src, &o, method->name);
+    if (st == MR_OK && wt && sens) { /* the model's maps must see the same coil mixing */
+        for (size_t s = 0; s < sens->dims[0]; s++)
+            mr_noise_whiten(mr_array_c64(sens) + s * C * gh * W, wt, C, gh * W);
+        MR_INFO("--sens maps whitened with the noise scan's whitening matrix");
+    }
     if (st == MR_OK) {
         mr_recon_params rp;
         memset(&rp, 0, sizeof rp);
@@ -210,6 +267,7 @@ int mr_cmd_recon(int argc, char **argv)
         double frac;
         st = mr_kspace_read_slice(src, s, slice);
         if (st != MR_OK) break;
+        if (wt) mr_noise_whiten(slice, wt, C, H * W);
         if (mask2d)
             for (size_t i = 0; i < chw; i++)
                 if (mask2d[i % (H * W)] == 0.0f) slice[i] = 0.0f; /* +0.0, never -0.0 */
@@ -269,6 +327,7 @@ int mr_cmd_recon(int argc, char **argv)
     mr_array_destroy(mag);
     mr_array_destroy(cplx);
     mr_array_destroy(sens);
+    free(wt);
     mr_free_aligned(slice);
     mr_free_aligned(grid);
     mr_free_aligned(image);

@@ -41,12 +41,35 @@ void mr_cg_destroy(mr_cg *cg)
     free(cg);
 }
 
-/* q = (A^H A + lambda I) p */
-static mr_status apply(const mr_linop *A, double lambda, mr_cfloat *q, const mr_cfloat *p, size_t n)
+/* q = (A^H A + lambda I) p; returns Re <p, q> (fused: one pass, one parallel region) */
+static mr_status apply(double *pq, const mr_linop *A, double lambda, mr_cfloat *q,
+                       const mr_cfloat *p, size_t n)
 {
     mr_status st = mr_linop_normal(A, q, p);
-    if (st == MR_OK && lambda != 0) mr_vec_axpy(q, (mr_cfloat)lambda, p, n);
-    return st;
+    double acc = 0;
+    const float lam = (float)lambda;
+    if (st != MR_OK) return st;
+#pragma omp parallel for reduction(+ : acc) schedule(static)
+    for (long i = 0; i < (long)n; i++) {
+        q[i] += lam * p[i];
+        acc += (double)crealf(p[i]) * crealf(q[i]) + (double)cimagf(p[i]) * cimagf(q[i]);
+    }
+    *pq = acc;
+    return MR_OK;
+}
+
+/* x += alpha p; r -= alpha q; returns ||r||^2 */
+static double update(mr_cfloat *x, mr_cfloat *r, const mr_cfloat *p, const mr_cfloat *q,
+                     float alpha, size_t n)
+{
+    double acc = 0;
+#pragma omp parallel for reduction(+ : acc) schedule(static)
+    for (long i = 0; i < (long)n; i++) {
+        x[i] += alpha * p[i];
+        r[i] -= alpha * q[i];
+        acc += (double)crealf(r[i]) * crealf(r[i]) + (double)cimagf(r[i]) * cimagf(r[i]);
+    }
+    return acc;
 }
 
 mr_status mr_cg_solve(mr_cg *cg, mr_cfloat *x, mr_recon_stats *stats, const mr_linop *A,
@@ -55,7 +78,7 @@ mr_status mr_cg_solve(mr_cg *cg, mr_cfloat *x, mr_recon_stats *stats, const mr_l
 {
     const size_t n = cg->n;
     mr_status st;
-    double bnorm2, rr, rr_stop;
+    double bnorm2, rr, rr_stop, pq;
     long it = 0;
     int broke = 0;
     if (mr_linop_n_in(A) != n)
@@ -63,26 +86,18 @@ mr_status mr_cg_solve(mr_cg *cg, mr_cfloat *x, mr_recon_stats *stats, const mr_l
                             mr_linop_n_in(A));
     bnorm2 = mr_vec_norm2(b, n);
     /* r = b - (A^H A + lambda I) x; p = r */
-    if ((st = apply(A, lambda, cg->q, x, n)) != MR_OK) return st;
+    if ((st = apply(&pq, A, lambda, cg->q, x, n)) != MR_OK) return st;
     for (size_t i = 0; i < n; i++) cg->r[i] = b[i] - cg->q[i];
     mr_vec_copy(cg->p, cg->r, n);
     rr = mr_vec_norm2(cg->r, n);
     rr_stop = tol * tol * bnorm2;
-    if (bnorm2 == 0) { /* b = 0: the solution of the (positive definite) system is x with r = 0 */
-        rr_stop = 0;
-    }
     while (it < max_iters && rr > rr_stop) {
-        double pq;
-        if ((st = apply(A, lambda, cg->q, cg->p, n)) != MR_OK) return st;
-        pq = creal(mr_vec_dot(cg->p, cg->q, n));
-        if (!(pq > 0) || !isfinite(pq)) {
+        if ((st = apply(&pq, A, lambda, cg->q, cg->p, n)) != MR_OK) return st;
+        if (!(pq > 0) || !isfinite(pq)) { /* breakdown: singular system or NaN */
             broke = 1;
             break;
         }
-        const double alpha = rr / pq;
-        mr_vec_axpy(x, (mr_cfloat)alpha, cg->p, n);
-        mr_vec_axpy(cg->r, (mr_cfloat)(-alpha), cg->q, n);
-        const double rr_new = mr_vec_norm2(cg->r, n);
+        const double rr_new = update(x, cg->r, cg->p, cg->q, (float)(rr / pq), n);
         it++;
         if (!isfinite(rr_new)) {
             broke = 1;
