@@ -196,7 +196,6 @@ static mr_status recon_run(void *state, mr_scan *scan)
         mr_crop_c64(c, in->recon_h, in->recon_w, image, gh, W);
         for (size_t p = 0; p < hw_out; p++) m[p] = cabsf(c[p]);
     }
-    mr_fft_save_wisdom();
     {
         mr_scan_image *im = &scan->images[scan->n_images++];
         memset(im, 0, sizeof *im);
