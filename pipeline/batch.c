@@ -3,13 +3,13 @@
  * processes, shards, a progress bar, a log file, and the batch summary (JSON, CSV, HTML).
  *
  * Per scan (process_scan): the stages write into OUT/.ID.partial-PID/; when they all succeeded,
- * metrics.json and the marker mrpipe-done.yaml (input size, mtime, SHA-256; config hash; mrpipe and
+ * metrics.json and the marker mrpipe-done.yaml (input size, mtime, XXH64; config hash; mrpipe and
  * library versions; the resolved stages; metrics; timings) are written into it, and the directory is
  * renamed to OUT/ID in one rename(2) (an older OUT/ID is first moved aside and removed after). So at
  * any moment OUT/ID is either absent or one complete output set with its marker; `kill -9` leaves at
  * most a .partial/.old directory, which the next run of that scan removes. A re-run skips a scan
  * whose marker has the same config hash and mrpipe version and whose input has the same size and
- * mtime (or, when those changed, the same SHA-256). A failing scan leaves OUT/ID.failed.txt with the
+ * mtime (or, when those changed, the same XXH64 content hash). A failing scan leaves OUT/ID.failed.txt with the
  * reason; the batch goes on. With the flat layout (one scan, `mrpipe run`), the files are renamed
  * one by one into OUT after the old marker is removed, and the marker is written last.
  *
