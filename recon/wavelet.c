@@ -21,6 +21,9 @@
 #include <string.h>
 
 #define MR_WL_MAX_LEVELS 32
+/* blocks smaller than this run on one thread: fork/join costs more than the work, and much more
+ * on an oversubscribed machine */
+#define MR_WL_PAR_MIN 16384
 
 #define S3 1.7320508075688772
 #define R2 1.4142135623730951
@@ -158,7 +161,7 @@ static void inv1(mr_cfloat *restrict x, const mr_cfloat *restrict in, size_t n)
 static void rows_fwd(mr_wavelet *wt, mr_cfloat *c, size_t lh, size_t lw, int inverse)
 {
     size_t w = wt->w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (lh * lw >= MR_WL_PAR_MIN)
     for (long y = 0; y < (long)lh; y++) {
         mr_cfloat *row = c + (size_t)y * w, *buf = wt->tmp + (size_t)y * w;
         if (inverse) inv1(buf, row, lw);
@@ -174,7 +177,7 @@ static void cols_fwd(mr_wavelet *wt, mr_cfloat *c, size_t lh, size_t lw)
     float *tmp = (float *)wt->tmp;
     const float *cf = (const float *)c;
     size_t n2 = 2 * lw, s2 = 2 * w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (lh * lw >= MR_WL_PAR_MIN)
     for (long j = 0; j < (long)m; j++) {
         size_t i0 = 2 * (size_t)j, i1 = i0 + 1, i2 = (i0 + 2) % ne, i3 = (i0 + 3) % ne;
         const float *r0 = cf + i0 * s2, *r1 = cf + i1 * s2, *r2 = cf + i2 * s2, *r3 = cf + i3 * s2;
@@ -185,7 +188,7 @@ static void cols_fwd(mr_wavelet *wt, mr_cfloat *c, size_t lh, size_t lw)
         }
     }
     if (lh & 1) memcpy(tmp + m * s2, cf + (lh - 1) * s2, n2 * sizeof *tmp);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (lh * lw >= MR_WL_PAR_MIN)
     for (long y = 0; y < (long)lh; y++)
         memcpy(c + (size_t)y * w, wt->tmp + (size_t)y * w, lw * sizeof *c);
 }
@@ -196,7 +199,7 @@ static void cols_inv(mr_wavelet *wt, mr_cfloat *c, size_t lh, size_t lw)
     float *tmp = (float *)wt->tmp;
     const float *cf = (const float *)c;
     size_t n2 = 2 * lw, s2 = 2 * w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (lh * lw >= MR_WL_PAR_MIN)
     for (long p = 0; p < (long)m; p++) {
         size_t q = ((size_t)p + m - 1) % m;
         const float *ap = cf + (size_t)p * s2, *aq = cf + q * s2;
@@ -208,7 +211,7 @@ static void cols_inv(mr_wavelet *wt, mr_cfloat *c, size_t lh, size_t lw)
         }
     }
     if (lh & 1) memcpy(tmp + (lh - 1) * s2, cf + m * s2, n2 * sizeof *tmp);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (lh * lw >= MR_WL_PAR_MIN)
     for (long y = 0; y < (long)lh; y++)
         memcpy(c + (size_t)y * w, wt->tmp + (size_t)y * w, lw * sizeof *c);
 }
@@ -219,7 +222,7 @@ void mr_wavelet_forward(mr_wavelet *wt, mr_cfloat *coef, const mr_cfloat *img)
 {
     size_t h = wt->h, w = wt->w, dy = wt->dy, dx = wt->dx;
     /* coef = img circularly shifted by (dy, dx): coef[y][x] = img[(y + dy) % h][(x + dx) % w] */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (h * w >= MR_WL_PAR_MIN)
     for (long y = 0; y < (long)h; y++) {
         const mr_cfloat *src = img + (((size_t)y + dy) % h) * w;
         mr_cfloat *dst = coef + (size_t)y * w;
@@ -247,7 +250,7 @@ void mr_wavelet_inverse(mr_wavelet *wt, mr_cfloat *img, const mr_cfloat *coef)
     if (dy == 0 && dx == 0) return;
     /* undo the shift: img[(y + dy) % h][(x + dx) % w] = c[y][x], through tmp */
     memcpy(wt->tmp, c, h * w * sizeof *c);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (h * w >= MR_WL_PAR_MIN)
     for (long y = 0; y < (long)h; y++) {
         const mr_cfloat *src = wt->tmp + (size_t)y * w;
         mr_cfloat *dst = img + (((size_t)y + dy) % h) * w;
@@ -295,7 +298,7 @@ mr_status mr_linop_wavelet(mr_linop **out, size_t h, size_t w, size_t min_size, 
 
 void mr_soft_threshold(mr_cfloat *out, const mr_cfloat *in, float tau, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= MR_WL_PAR_MIN)
     for (long i = 0; i < (long)n; i++) {
         float re = crealf(in[i]), im = cimagf(in[i]);
         float mag = sqrtf(re * re + im * im);
@@ -353,10 +356,10 @@ static mr_status wprox_apply(void *d, mr_cfloat *out, const mr_cfloat *in, float
     wprox_one(p, sum, in, tau);
     for (int k = 1; k < p->shifts; k++) {
         wprox_one(p, one, in, tau);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= MR_WL_PAR_MIN)
         for (long i = 0; i < (long)n; i++) sum[i] += one[i];
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= MR_WL_PAR_MIN)
     for (long i = 0; i < (long)n; i++) out[i] = sum[i] * inv;
     return MR_OK;
 }
