@@ -124,6 +124,13 @@ int mr_dcm_send_files(const char *host, int port, const char *called_aet, const 
                       const char *sop_class, const char *const *files, size_t n, int timeout_s,
                       size_t *sent);
 
+/* Retrieve a series with C-GET (Study Root, SERIES level) into out_dir (an existing folder; DCMTK
+ * names the files after the SOP instance UIDs). *received = instances stored. Same kinds as
+ * mr_dcm_send_files; MR_DCM_NET_STORE also when the peer has no such series. */
+int mr_dcm_get_series(const char *host, int port, const char *called_aet, const char *calling_aet,
+                      const char *study_uid, const char *series_uid, const char *out_dir,
+                      int timeout_s, size_t *received);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,6 +16,7 @@
  */
 #include "dicom_priv.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -684,4 +685,82 @@ mr_status mr_dicom_send(const mr_dicom_peer *peer, const char *calling_aet,
     free(files);
     free(paths);
     return st;
+}
+
+/* ---------------------------------------------------------------- fetching (PS3.4 C-GET) */
+
+static void remove_folder(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[4400];
+    if (d) {
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+                unlink(path);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+mr_status mr_dicom_fetch(size_t *received, const mr_dicom_peer *peer, const char *calling_aet,
+                         const char *study_uid, const char *series_uid, const char *out_dir,
+                         int retries)
+{
+    char final_dir[4096], tmp_dir[4096];
+    size_t got = 0;
+    mr_status st = MR_OK;
+    static int counter;
+    if (received) *received = 0;
+    if (!calling_aet) calling_aet = "MRPIPE";
+    if (!aet_valid(calling_aet))
+        return mr_error_set(MR_ERR_USAGE, "calling AE title '%s' is not 1-16 printable characters",
+                            calling_aet);
+    if (!study_uid || !*study_uid || !series_uid || !*series_uid ||
+        strspn(series_uid, "0123456789.") != strlen(series_uid) || strlen(series_uid) > 64)
+        return mr_error_set(MR_ERR_USAGE,
+                            "fetch needs a study UID and a series UID (digits and "
+                            "dots, at most 64), found '%s' / '%s'",
+                            study_uid ? study_uid : "", series_uid ? series_uid : "");
+    if (!mr_path_is_dir(out_dir) && mkdir(out_dir, 0777) != 0 && errno != EEXIST)
+        return mr_error_set(MR_ERR_IO, "%s: cannot create the output folder: %s", out_dir,
+                            strerror(errno));
+    if (snprintf(final_dir, sizeof final_dir, "%s/%s", out_dir, series_uid) >=
+            (int)sizeof final_dir ||
+        snprintf(tmp_dir, sizeof tmp_dir, "%s/.%s.partial-%ld-%d", out_dir, series_uid,
+                 (long)getpid(),
+                 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED)) >= (int)sizeof tmp_dir)
+        return mr_error_set(MR_ERR_USAGE, "%s: output path too long", out_dir);
+    struct stat sb;
+    if (lstat(final_dir, &sb) == 0) return mr_error_set(MR_ERR_IO, "%s: exists already", final_dir);
+    for (int attempt = 0;; attempt++) {
+        if (mkdir(tmp_dir, 0777) != 0)
+            return mr_error_set(MR_ERR_IO, "%s: cannot create: %s", tmp_dir, strerror(errno));
+        int kind = mr_dcm_get_series(peer->host, peer->port, peer->aet, calling_aet, study_uid,
+                                     series_uid, tmp_dir, 30, &got);
+        if (kind == MR_DCM_NET_OK) {
+            st = MR_OK;
+            break;
+        }
+        remove_folder(tmp_dir);
+        st = strstr(mr_error_message(), "has no series") ? MR_ERR_INPUT : MR_ERR_IO;
+        if (kind != MR_DCM_NET_CONNECT || attempt >= retries) {
+            if (attempt) mr_error_prefix(st, "after %d attempts: ", attempt + 1);
+            return st;
+        }
+        MR_WARN("%s (attempt %d of %d; retrying)", mr_error_message(), attempt + 1, retries + 1);
+        sleep((unsigned)(attempt + 1));
+    }
+    if (rename(tmp_dir, final_dir) != 0) {
+        st = mr_error_set(MR_ERR_IO, "%s: cannot rename %s into place: %s", final_dir, tmp_dir,
+                          strerror(errno));
+        remove_folder(tmp_dir);
+        return st;
+    }
+    if (received) *received = got;
+    MR_INFO("fetched %zu instance(s) of series %s from %s@%s:%d into %s", got, series_uid,
+            peer->aet, peer->host, peer->port, final_dir);
+    return MR_OK;
 }

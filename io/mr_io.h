@@ -256,10 +256,6 @@ mr_status mr_kspace_read_mask(mr_kspace_source *src, float *out);
  * in acquisition order); the caller destroys *out. MR_ERR_INPUT naming the file otherwise. */
 mr_status mr_kspace_read_noise(mr_kspace_source *src, mr_array **out);
 
-/* A copy of the noise samples (N, C) complex64 when has_noise (ISMRMRD noise acquisitions, flag 19,
- * in acquisition order); the caller destroys *out. MR_ERR_INPUT naming the file otherwise. */
-mr_status mr_kspace_read_noise(mr_kspace_source *src, mr_array **out);
-
 /* The fastMRI file handle behind the source (NULL for other formats), e.g. to read a reference. */
 mr_fastmri_file *mr_kspace_fastmri(mr_kspace_source *src);
 
@@ -483,6 +479,15 @@ mr_status mr_dicom_peer_parse(mr_dicom_peer *out, const char *spec);
  * message naming the peer and what it answered. */
 mr_status mr_dicom_send(const mr_dicom_peer *peer, const char *calling_aet,
                         const mr_dicom_written *series, int retries);
+
+/* Fetch a series from the peer with C-GET (PS3.4 C.4.3, Study Root, SERIES level) into
+ * out_dir/<series_uid>/ (out_dir is created when missing; the series folder is filled under a
+ * temporary name and renamed when complete; MR_ERR_IO when it exists already). Retries as
+ * mr_dicom_send. *received (may be NULL) = instances stored. MR_ERR_INPUT when the peer has no such
+ * series, MR_ERR_IO for refusals and network failures. */
+mr_status mr_dicom_fetch(size_t *received, const mr_dicom_peer *peer, const char *calling_aet,
+                         const char *study_uid, const char *series_uid, const char *out_dir,
+                         int retries);
 
 #ifdef __cplusplus
 }

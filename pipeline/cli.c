@@ -12,6 +12,7 @@
 const mr_command mr_commands[] = {
     {"batch", mr_cmd_batch, "run a pipeline config over many scans: parallel, resumable, summary"},
     {"convert", mr_cmd_convert, "DICOM to NIfTI (geometry kept) or to a derived DICOM series"},
+    {"fetch", mr_cmd_fetch, "retrieve a series from a PACS (C-GET) into a folder"},
     {"info", mr_cmd_info, "show what a file holds (format, dims, dtype, attributes)"},
     {"mask", mr_cmd_mask, "make a fastMRI-style or Poisson-disc sampling mask"},
     {"metrics", mr_cmd_metrics, "fastMRI NMSE, PSNR, SSIM of a reconstruction vs a reference"},

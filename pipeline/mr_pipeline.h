@@ -29,6 +29,7 @@ int mr_cli_main(int argc, char **argv);
 
 int mr_cmd_batch(int argc, char **argv);
 int mr_cmd_convert(int argc, char **argv);
+int mr_cmd_fetch(int argc, char **argv);
 int mr_cmd_info(int argc, char **argv);
 int mr_cmd_mask(int argc, char **argv);
 int mr_cmd_metrics(int argc, char **argv);

@@ -528,8 +528,9 @@ static void test_linked_series(void)
 
 /* PACS round trip: a real Orthanc on loopback inside its own network namespace (unshare -n), with
  * its own temporary storage. Send a derived series with C-STORE, query it back through Orthanc's
- * REST API and check that every instance arrived with its UIDs; a wrong called AE title is refused
- * (no retry); a closed port is retried, then fails. */
+ * REST API and check that every instance arrived with its UIDs; fetch it back with C-GET and
+ * convert it (same data and affine as the original); a missing series, a wrong called AE title
+ * (refused, no retry) and a closed port (retried, then fails) give clear errors. */
 static void test_pacs_send_orthanc(void)
 {
     const char *dir = mr_test_path("pacs"), *script = mr_test_path("pacs.sh");
@@ -548,7 +549,8 @@ static void test_pacs_send_orthanc(void)
         "{ \"Name\": \"mrpipe-test\", \"StorageDirectory\": \"$D/store\", \"IndexDirectory\": "
         "\"$D/store\", \"HttpPort\": 18042, \"DicomPort\": 14242, \"DicomAet\": \"ORTHANC\", "
         "\"DicomCheckCalledAet\": true, \"RemoteAccessAllowed\": false, "
-        "\"AuthenticationEnabled\": false, \"Plugins\": [] }\n"
+        "\"AuthenticationEnabled\": false, \"Plugins\": [], "
+        "\"DicomModalities\": { \"mrpipe\": [ \"MRPIPETEST\", \"127.0.0.1\", 11112 ] } }\n"
         "J\n"
         "Orthanc $D/cfg.json > $D/orthanc.log 2>&1 & pid=$!\n"
         "for i in $(seq 150); do curl -sf http://127.0.0.1:18042/system >/dev/null && break; "
@@ -564,14 +566,23 @@ static void test_pacs_send_orthanc(void)
         "assert len(ours) == 5 and got == {d.SOPInstanceUID for d in ours}, (got, ours)\n"
         "assert [s['MainDicomTags']['SeriesInstanceUID'] for s in series] == "
         "[ours[0].SeriesInstanceUID]\n"
-        "print('arrived', len(got))\"\n"
+        "print('arrived', len(got))\n"
+        "open('$D/uids', 'w').write(ours[0].StudyInstanceUID + ' ' + ours[0].SeriesInstanceUID)\"\n"
+        "read T S < $D/uids\n"
+        "%s -q fetch --from ORTHANC@127.0.0.1:14242 --calling-aet MRPIPETEST --study $T "
+        "--series $S --output $D/fetched; echo \"fetch=$?\"\n"
+        "%s -q convert --input $D/fetched/$S --output $D/fetched.nii && %s %s check_nii "
+        "$D/fetched.nii %s >/dev/null; echo \"fetched_nii=$?\"\n"
+        "%s -q fetch --from ORTHANC@127.0.0.1:14242 --calling-aet MRPIPETEST --study $T "
+        "--series 1.2.3 --output $D/fetched; echo \"missing=$?\"\n"
         "%s -q convert --input %s --output $D/out2/ --send WRONG@127.0.0.1:14242; "
         "echo \"refused=$?\"\n"
         "%s -q convert --input %s --output $D/out3/ --send ORTHANC@127.0.0.1:14999 --retries 1; "
         "echo \"closed=$?\"\n"
         "kill $pid; wait $pid\n",
-        dir, mr_test_bin(), fx("series"), mr_test_python(), mr_test_bin(), fx("series"),
-        mr_test_bin(), fx("series"));
+        dir, mr_test_bin(), fx("series"), mr_test_python(), mr_test_bin(), mr_test_bin(),
+        mr_test_python(), mr_test_src("tests/dicom_fixtures.py"), fx("series"), mr_test_bin(),
+        mr_test_bin(), fx("series"), mr_test_bin(), fx("series"));
     fclose(f);
     int rc = mr_test_sh("unshare -n sh %s", script);
     const char *out = mr_test_output();
@@ -588,6 +599,11 @@ static void test_pacs_send_orthanc(void)
         CU_ASSERT(r && (!retry || retry > r));
     }
     CU_ASSERT(strstr(out, "closed=1") != NULL);
+    /* fetched back with C-GET: the same volume and geometry as the original series */
+    CU_ASSERT(strstr(out, "fetch=0") != NULL);
+    CU_ASSERT(strstr(out, "fetched_nii=0") != NULL);
+    CU_ASSERT(strstr(out, "missing=1") != NULL);
+    CU_ASSERT(strstr(out, "has no series 1.2.3") != NULL);
     CU_ASSERT(strstr(out, "after 2 attempts") != NULL);
     /* usage: a peer that is not AET@HOST:PORT */
     CU_ASSERT_EQUAL(mr_test_sh("%s convert --input %s --output %s/ --send localhost:4242",
@@ -629,7 +645,7 @@ int main(void)
         {"k-space recon to DICOM (new study, ISMRMRD geometry)", test_recon_kspace_to_dicom},
         {"uncertainty series linked to the image series", test_linked_series},
         {"info prints patient fields only when asked", test_info_privacy},
-        {"PACS: C-STORE to Orthanc, every instance arrives; refusals", test_pacs_send_orthanc},
+        {"PACS: C-STORE to Orthanc and C-GET back; refusals", test_pacs_send_orthanc},
         {NULL, NULL},
     };
     int rc = mr_test_run("dicom", cases);
