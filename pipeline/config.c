@@ -209,7 +209,7 @@ static mr_status node_repath(mr_cfg_node *n, const char *path, int line0)
     for (size_t i = 0; i < n->n; i++) {
         char idx[32];
         const char *k = n->keys ? n->keys[i] : (snprintf(idx, sizeof idx, "%zu", i), idx);
-        char *cp = child_path(path, k);
+        char *cp = child_path(n->path, k); /* `path` may be the old n->path, freed above */
         if (!cp) return MR_ERR_NOMEM;
         mr_status st = node_repath(n->items[i], cp, line0);
         free(cp);
