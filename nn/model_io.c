@@ -106,7 +106,9 @@ static herr_t put_dataset(hid_t loc, const char *name, int rank, const hsize_t *
     return r;
 }
 
-mr_status mr_nn_model_save(const mr_nn_model *m, const char *path)
+/* Write the model (and, when adam_m != NULL, the optimizer state of a checkpoint). */
+static mr_status save_file(const mr_nn_model *m, const char *path, const float *adam_m,
+                           const float *adam_v, long steps)
 {
     mr_atomic_file af;
     mr_status st;
@@ -166,6 +168,19 @@ mr_status mr_nn_model_save(const mr_nn_model *m, const char *path)
         }
         H5Gclose(g);
     }
+    if (ok && adam_m) {
+        hsize_t np = (hsize_t)m->nparams;
+        hid_t g = H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        long long s64 = steps;
+        if (g < 0) {
+            ok = 0;
+        } else {
+            ok &= put_dataset(g, "adam_m", 1, &np, adam_m) >= 0;
+            ok &= put_dataset(g, "adam_v", 1, &np, adam_v) >= 0;
+            ok &= put_num(g, "steps", H5T_STD_I64LE, H5T_NATIVE_LLONG, &s64, 0) >= 0;
+            H5Gclose(g);
+        }
+    }
     if (!ok) {
         st = mr_error_set(MR_ERR_IO, "%s: cannot write the model: %s", path, h5_detail());
         H5Fclose(f);
@@ -182,6 +197,17 @@ mr_status mr_nn_model_save(const mr_nn_model *m, const char *path)
         return st;
     }
     return MR_OK;
+}
+
+mr_status mr_nn_model_save(const mr_nn_model *m, const char *path)
+{
+    return save_file(m, path, NULL, NULL, 0);
+}
+
+mr_status mr_nn_checkpoint_save(mr_nn_trainer *t, const char *path)
+{
+    return save_file(mr_nn_trainer_model(t), path, mr_nn_trainer_adam_m(t),
+                     mr_nn_trainer_adam_v(t), *mr_nn_trainer_steps(t));
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -485,5 +511,61 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
 fail:
     mr_nn_model_destroy(m);
     H5Fclose(f);
+    return st;
+}
+
+mr_status mr_nn_checkpoint_load(mr_nn_trainer *t, const char *path)
+{
+    mr_nn_model *m = mr_nn_trainer_model(t), *c = NULL;
+    mr_status st;
+    hid_t f, g;
+    hsize_t np = (hsize_t)m->nparams;
+    double steps;
+    int count;
+    char want[256], found[256];
+    if ((st = mr_nn_model_load(&c, path, NULL)) != MR_OK) return st;
+    mr_nn_arch_describe(want, sizeof want, &m->arch);
+    mr_nn_arch_describe(found, sizeof found, &c->arch);
+    if (strcmp(want, found) || c->arch.bn_eps != m->arch.bn_eps) {
+        mr_nn_model_destroy(c);
+        return mr_error_set(MR_ERR_INPUT, "%s: checkpoint of another network: expected \"%s\", "
+                            "found \"%s\"", path, want, found);
+    }
+    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        mr_nn_model_destroy(c);
+        return mr_error_set(MR_ERR_INPUT, "%s: cannot open as HDF5: %s", path, h5_detail());
+    }
+    /* read into the trainer only when everything is valid: moments into the gradient block first
+     * would clobber it, so read m and v into the checkpoint model's spare copies */
+    {
+        float *mm = mr_malloc_aligned(m->nparams * sizeof(float));
+        float *vv = mr_malloc_aligned(m->nparams * sizeof(float));
+        if (!mm || !vv) {
+            st = MR_ERR_NOMEM;
+        } else if ((st = get_dataset(f, path, "optimizer", "adam_m", 1, &np, mm)) == MR_OK &&
+                   (st = get_dataset(f, path, "optimizer", "adam_v", 1, &np, vv)) == MR_OK) {
+            g = H5Gopen2(f, "optimizer", H5P_DEFAULT);
+            st = g < 0 ? mr_error_set(MR_ERR_INPUT, "%s: group 'optimizer': cannot open: %s",
+                                      path, h5_detail())
+                       : get_nums(g, path, "steps", &steps, 1, &count, 1);
+            if (g >= 0) H5Gclose(g);
+            if (st == MR_OK && !(steps >= 0 && steps == floor(steps)))
+                st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'optimizer/steps': expected a "
+                                  "count >= 0, found %g", path, steps);
+            if (st == MR_OK) {
+                memcpy(m->params, c->params, m->nparams * sizeof(float));
+                memcpy(m->buffers, c->buffers, m->nbuffers * sizeof(float));
+                m->meta = c->meta;
+                memcpy(mr_nn_trainer_adam_m(t), mm, m->nparams * sizeof(float));
+                memcpy(mr_nn_trainer_adam_v(t), vv, m->nparams * sizeof(float));
+                *mr_nn_trainer_steps(t) = (long)steps;
+            }
+        }
+        mr_free_aligned(mm);
+        mr_free_aligned(vv);
+    }
+    H5Fclose(f);
+    mr_nn_model_destroy(c);
     return st;
 }

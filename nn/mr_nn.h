@@ -305,6 +305,16 @@ float *mr_nn_trainer_grads(mr_nn_trainer *t);
 float *mr_nn_trainer_adam_m(mr_nn_trainer *t);
 float *mr_nn_trainer_adam_v(mr_nn_trainer *t);
 long *mr_nn_trainer_steps(mr_nn_trainer *t);
+mr_nn_model *mr_nn_trainer_model(mr_nn_trainer *t);
+
+/* Checkpoints: the model file plus a group "optimizer" with datasets adam_m, adam_v (nparams) and
+ * attribute steps. Saving is atomic. Loading validates the file like mr_nn_model_load, requires
+ * the trainer's architecture, and only then replaces the model's weights, running statistics and
+ * meta and the trainer's moments and step count, so that training resumes exactly where it was
+ * saved (the same batches then give bit-identical weights). A plain model file (no optimizer
+ * group) is an MR_ERR_INPUT naming the missing dataset. */
+mr_status mr_nn_checkpoint_save(mr_nn_trainer *t, const char *path);
+mr_status mr_nn_checkpoint_load(mr_nn_trainer *t, const char *path);
 
 #ifdef __cplusplus
 }

@@ -331,3 +331,4 @@ float *mr_nn_trainer_grads(mr_nn_trainer *t) { return t->grads; }
 float *mr_nn_trainer_adam_m(mr_nn_trainer *t) { return t->adam_m; }
 float *mr_nn_trainer_adam_v(mr_nn_trainer *t) { return t->adam_v; }
 long *mr_nn_trainer_steps(mr_nn_trainer *t) { return &t->steps; }
+mr_nn_model *mr_nn_trainer_model(mr_nn_trainer *t) { return t->m; }

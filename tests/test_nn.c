@@ -926,6 +926,88 @@ static void test_reproducible(void)
     free(p2);
 }
 
+/* Resume: 2 steps, checkpoint, a new trainer loads it, 2 more steps = 4 uninterrupted steps. */
+static void resume_batch(mr_rng *r, float *x, float *y, int n)
+{
+    for (int i = 0; i < n; i++) {
+        y[i] = (float)mr_rng_uniform(r);
+        x[i] = y[i] + 0.1f * (float)mr_rng_normal(r);
+    }
+}
+
+static void test_checkpoint_resume(void)
+{
+    mr_nn_arch a = mr_nn_arch_default(4, 6);
+    mr_nn_model *m1 = NULL, *m2 = NULL, *m3 = NULL;
+    mr_nn_trainer *t1 = NULL, *t2 = NULL, *t3 = NULL;
+    mr_nn_train_cfg cfg = mr_nn_train_cfg_default();
+    const int n = 2, h = 16, w = 16, ni = n * h * w;
+    float *x = malloc(ni * 4), *y = malloc(ni * 4);
+    const char *ck = mr_test_path("ck.h5");
+    mr_rng r;
+    cfg.weight_decay = 1e-3f;
+    cfg.sched = MR_NN_SCHED_COSINE;
+    cfg.total_steps = 4;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_create(&m1, &a), MR_OK);
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_create(&m2, &a), MR_OK);
+    mr_nn_model_init_he(m1, 5);
+    mr_nn_model_init_he(m2, 5);
+    CU_ASSERT_EQUAL_FATAL(mr_nn_trainer_create(&t1, m1, n, h, w, &cfg), MR_OK);
+    CU_ASSERT_EQUAL_FATAL(mr_nn_trainer_create(&t2, m2, n, h, w, &cfg), MR_OK);
+    mr_rng_seed(&r, 8);
+    for (int s = 0; s < 4; s++) {
+        resume_batch(&r, x, y, ni);
+        CU_ASSERT_EQUAL(mr_nn_trainer_step(t1, x, y, NULL), MR_OK);
+    }
+    mr_rng_seed(&r, 8);
+    for (int s = 0; s < 2; s++) {
+        resume_batch(&r, x, y, ni);
+        CU_ASSERT_EQUAL(mr_nn_trainer_step(t2, x, y, NULL), MR_OK);
+    }
+    CU_ASSERT_EQUAL_FATAL(mr_nn_checkpoint_save(t2, ck), MR_OK);
+    /* a fresh process would start from a freshly initialised model */
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_create(&m3, &a), MR_OK);
+    mr_nn_model_init_he(m3, 123);
+    CU_ASSERT_EQUAL_FATAL(mr_nn_trainer_create(&t3, m3, n, h, w, &cfg), MR_OK);
+    CU_ASSERT_EQUAL_FATAL(mr_nn_checkpoint_load(t3, ck), MR_OK);
+    CU_ASSERT_EQUAL(*mr_nn_trainer_steps(t3), 2);
+    for (int s = 0; s < 2; s++) {
+        resume_batch(&r, x, y, ni);
+        CU_ASSERT_EQUAL(mr_nn_trainer_step(t3, x, y, NULL), MR_OK);
+    }
+    CU_ASSERT(memcmp(m1->params, m3->params, m1->nparams * 4) == 0);
+    CU_ASSERT(memcmp(m1->buffers, m3->buffers, m1->nbuffers * 4) == 0);
+    /* a checkpoint is also a model file; a model file is not a checkpoint */
+    {
+        mr_nn_model *r2 = NULL;
+        CU_ASSERT_EQUAL(mr_nn_model_load(&r2, ck, "magnitude"), MR_OK);
+        mr_nn_model_destroy(r2);
+        CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m1, mr_test_path("plain.h5")), MR_OK);
+        CU_ASSERT_EQUAL(mr_nn_checkpoint_load(t3, mr_test_path("plain.h5")), MR_ERR_INPUT);
+        CU_ASSERT(strstr(mr_error_message(), "'optimizer/adam_m' missing") != NULL);
+    }
+    /* another architecture is refused */
+    {
+        mr_nn_arch b = mr_nn_arch_default(4, 7);
+        mr_nn_model *mb = NULL;
+        mr_nn_trainer *tb = NULL;
+        CU_ASSERT_EQUAL_FATAL(mr_nn_model_create(&mb, &b), MR_OK);
+        CU_ASSERT_EQUAL_FATAL(mr_nn_trainer_create(&tb, mb, n, h, w, &cfg), MR_OK);
+        CU_ASSERT_EQUAL(mr_nn_checkpoint_load(tb, ck), MR_ERR_INPUT);
+        CU_ASSERT(strstr(mr_error_message(), "checkpoint of another network") != NULL);
+        mr_nn_trainer_destroy(tb);
+        mr_nn_model_destroy(mb);
+    }
+    mr_nn_trainer_destroy(t1);
+    mr_nn_trainer_destroy(t2);
+    mr_nn_trainer_destroy(t3);
+    mr_nn_model_destroy(m1);
+    mr_nn_model_destroy(m2);
+    mr_nn_model_destroy(m3);
+    free(x);
+    free(y);
+}
+
 /* A loss that goes down: 30 steps on a fixed denoising batch. */
 static void test_training_decreases_loss(void)
 {
@@ -1089,6 +1171,7 @@ int main(void)
         {"model save/load bit-exact", test_save_load},
         {"bad model files", test_bad_model_files},
         {"training is reproducible", test_reproducible},
+        {"checkpoint resume = uninterrupted training", test_checkpoint_resume},
         {"training decreases the loss", test_training_decreases_loss},
         {"PyTorch equivalence", test_torch_golden},
         {NULL, NULL},
