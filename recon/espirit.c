@@ -71,21 +71,25 @@ static int block_sampled(const float *mask, size_t w, size_t y0, size_t x0, size
 
 void mr_calib_region_find(size_t *y0, size_t *x0, size_t *ch, size_t *cw, const float *mask,
                           const mr_cfloat *kspace, size_t coils, size_t h, size_t w, size_t max_h,
-                          size_t max_w)
+                          size_t max_w, int sampled_only)
 {
-    size_t n[2] = {h, w}, cap[2] = {max_h, max_w}, sz[2] = {1, 1};
+    /* BART first cuts a centred window of at most max_w phase-encode columns (offset rounded
+     * down) and grows the block centred in that window; for odd sizes this can differ by one
+     * column from centring in the whole axis, so the same arithmetic is kept here */
+    const size_t wx = w < max_w ? w : max_w, offx = (w - wx) / 2;
+    size_t n[2] = {h, wx}, cap[2] = {max_h, max_w}, sz[2] = {1, 1};
     int stop[2] = {0, 0};
     *ch = *cw = 0;
     *y0 = h / 2;
     *x0 = w / 2;
-    if (!block_sampled(mask, w, (h - 1) / 2, (w - 1) / 2, 1, 1)) return;
+    if (h == 0 || w == 0 || !block_sampled(mask, w, (h - 1) / 2, offx + (wx - 1) / 2, 1, 1)) return;
     /* grow each axis by one in turn while the centred block stays fully sampled */
     while (!(stop[0] && stop[1])) {
         for (int i = 0; i < 2; i++) {
             if (sz[i] >= n[i] || sz[i] >= cap[i]) stop[i] = 1;
             if (stop[i]) continue;
             sz[i]++;
-            if (!block_sampled(mask, w, (h - sz[0]) / 2, (w - sz[1]) / 2, sz[0], sz[1])) {
+            if (!block_sampled(mask, w, (h - sz[0]) / 2, offx + (wx - sz[1]) / 2, sz[0], sz[1])) {
                 sz[i]--;
                 stop[i] = 1;
             }
@@ -93,16 +97,17 @@ void mr_calib_region_find(size_t *y0, size_t *x0, size_t *ch, size_t *cw, const 
     }
     *ch = sz[0];
     *cw = sz[1];
-    *x0 = (w - sz[1]) / 2;
+    *x0 = offx + (wx - sz[1]) / 2;
     *y0 = (h - sz[0]) / 2;
-    /* along the readout (rows), the fully sampled position of maximum energy (BART moves the
-     * region the same way; its position search is not limited to sampled blocks) */
+    /* along the readout (rows), the position of maximum energy, as BART; BART searches every
+     * position (sampled_only = 0, for its data scaling), ESPIRiT here only fully sampled ones so
+     * that no unacquired zero enters the calibration matrix */
     if (kspace) {
         double best = -1;
         size_t best_y = *y0;
         for (size_t y = 0; y + sz[0] <= h; y++) {
             double e = 0;
-            if (!block_sampled(mask, w, y, *x0, sz[0], sz[1])) continue;
+            if (sampled_only && !block_sampled(mask, w, y, *x0, sz[0], sz[1])) continue;
             for (size_t c = 0; c < coils; c++)
                 for (size_t yy = y; yy < y + sz[0]; yy++) {
                     const mr_cfloat *row = kspace + (c * h + yy) * w + *x0;
@@ -437,7 +442,7 @@ mr_status mr_espirit_maps(mr_cfloat *maps, const mr_cfloat *kspace, const float 
     K = k * k;
     L = 2 * k - 1;
     cap = p->cal_size > 0 ? (size_t)p->cal_size : 24;
-    mr_calib_region_find(&y0, &x0, &ch, &cw, mask, kspace, coils, h, w, cap, cap);
+    mr_calib_region_find(&y0, &x0, &ch, &cw, mask, kspace, coils, h, w, cap, cap, 1);
     if (ch < k || cw < k)
         return mr_error_set(MR_ERR_INPUT,
                             "ESPIRiT: the fully sampled calibration region at the k-space centre is "

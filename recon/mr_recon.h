@@ -252,13 +252,15 @@ mr_status mr_espirit_maps(mr_cfloat *maps, const mr_cfloat *kspace, const float 
 double mr_recon_bart_scale(const mr_cfloat *kspace, size_t coils, size_t h, size_t w);
 
 /* The calibration region BART's calib_geom finds: starting from the centre sample, the centred
- * block (origin (h - ch) / 2, (w - cw) / 2) grows by one row, then one column, in turn while every
- * sample of it is acquired in mask (H, W), up to max_h x max_w; then, when kspace (C, H, W) is
- * given, it moves along the readout (rows) to the fully sampled position of maximum energy.
- * (*ch, *cw) = (0, 0) when the centre sample itself is not acquired. */
+ * block (origin (h - ch) / 2, o + (min(w, max_w) - cw) / 2 with o = (w - min(w, max_w)) / 2, as
+ * BART's window-then-grow) grows by one row, then one column, in turn while every sample of it is
+ * acquired in mask (H, W), up to max_h x max_w; then, when kspace (C, H, W) is given, it moves
+ * along the readout (rows) to the position of maximum energy: among all positions (sampled_only 0,
+ * as BART) or among fully sampled ones (1). (*ch, *cw) = (0, 0) when the centre sample itself is
+ * not acquired. */
 void mr_calib_region_find(size_t *y0, size_t *x0, size_t *ch, size_t *cw, const float *mask,
                           const mr_cfloat *kspace, size_t coils, size_t h, size_t w, size_t max_h,
-                          size_t max_w);
+                          size_t max_w, int sampled_only);
 
 /* ---- conjugate gradients (recon/cg.c) */
 

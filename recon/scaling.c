@@ -3,14 +3,16 @@
  * `mrpipe recon --lambda L` means what `bart pics -r L` means on the same k-space.
  *
  * BART finds the calibration region as for ESPIRiT but at most 32 x 32 (the largest fully sampled
- * block around the centre, grown one row/column at a time, moved along the readout to maximum
- * energy), takes the unitary inverse DFT of that block per coil, combines coils by root sum of
+ * block around the centre, grown one row/column at a time, then moved along the readout to the
+ * position of maximum energy, any position, even one that includes unacquired samples), takes the unitary inverse DFT of that block per coil, combines coils by root sum of
  * squares, divides by sqrt(H / ch) sqrt(W / cw) (so that the low-resolution image has the
  * full-resolution image's intensity) and sorts the magnitudes. With median m, 90th percentile
  * p90 (element trunc(0.9 n) of the sorted n values) and maximum M:
  *     s = p90 if (M - p90) < 2 (p90 - m), else M;
  * k-space is divided by s before the reconstruction and the image multiplied by s after it
- * (`pics -S`). The sampling pattern is the k-space's non-zero support (any coil), as BART's.
+ * (`pics -S`). The sampling pattern is the k-space's non-zero support (any coil), as BART's, and
+ * the block is taken from k-space multiplied by BART's fftmod phase (pics applies it first), which
+ * matters for blocks of odd size.
  */
 #include "mr_recon.h"
 
@@ -39,6 +41,17 @@ static void idft_strided(mr_cfloat *x, size_t n, size_t stride, const double com
     for (size_t r = 0; r < n; r++) x[r * stride] = (mr_cfloat)tmp[r];
 }
 
+/* BART's fftmod factor for index j of an axis of n samples (num/fft.c): exp(2 pi i (j - c/2) c / n),
+ * c = n / 2 (integer). BART's pics multiplies k-space by it (its centring of the FFT) before it
+ * estimates the scaling; on a calibration block of odd length this phase ramp moves the block's
+ * image by a non-integer shift and so changes the magnitudes that are sorted. */
+static double complex fftmod(size_t n, size_t j)
+{
+    const double c = (double)(n / 2);
+    const double ph = ((double)j - c / 2.0) * c / (double)n;
+    return cexp(2.0 * M_PI * I * (ph - floor(ph)));
+}
+
 double mr_recon_bart_scale(const mr_cfloat *kspace, size_t coils, size_t h, size_t w)
 {
     size_t y0, x0, ch, cw, n;
@@ -50,7 +63,7 @@ double mr_recon_bart_scale(const mr_cfloat *kspace, size_t coils, size_t h, size
     if (!pattern) return 1.0;
     mr_mask_infer(pattern, kspace, coils, h, w);
     mr_calib_region_find(&y0, &x0, &ch, &cw, pattern, kspace, coils, h, w, SCALE_CAL_MAX,
-                         SCALE_CAL_MAX);
+                         SCALE_CAL_MAX, 0);
     free(pattern);
     if (ch == 0 || cw == 0) { /* BART would use the (zero) centre sample: scale 0 -> 1 */
         return 1.0;
@@ -63,7 +76,9 @@ double mr_recon_bart_scale(const mr_cfloat *kspace, size_t coils, size_t h, size
     for (size_t i = 0; i < cw; i++) tw_x[i] = cexp(2.0 * M_PI * I * (double)i / (double)cw);
     for (size_t c = 0; c < coils; c++) {
         for (size_t y = 0; y < ch; y++)
-            memcpy(blk + y * cw, kspace + (c * h + y0 + y) * w + x0, cw * sizeof *blk);
+            for (size_t x = 0; x < cw; x++)
+                blk[y * cw + x] = kspace[(c * h + y0 + y) * w + x0 + x] *
+                                  (mr_cfloat)(fftmod(h, y0 + y) * fftmod(w, x0 + x));
         for (size_t y = 0; y < ch; y++) idft_strided(blk + y * cw, cw, 1, tw_x, tmp);
         for (size_t x = 0; x < cw; x++) idft_strided(blk + x, ch, cw, tw_y, tmp);
         for (size_t i = 0; i < n; i++) mag[i] += crealf(blk[i] * conjf(blk[i]));

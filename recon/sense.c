@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SENSE_DEFAULT_ITERS 30      /* bart pics -i default */
 #define SENSE_DEFAULT_LAMBDA 0.01   /* pics -l2 -r 0.01 */
@@ -104,8 +105,13 @@ static mr_status sense_run(void *state, mr_cfloat *image, mr_recon_stats *stats,
     mr_status st;
     double f;
     if (!maps) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         if ((st = mr_espirit_maps(s->maps, kspace, mask, s->coils, s->h, s->w, &s->ep)) != MR_OK)
             return st;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        MR_DEBUG("ESPIRiT: maps in %.3f s",
+                 (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
         maps = s->maps;
     }
     f = mr_recon_bart_scale(kspace, s->coils, s->h, s->w);
