@@ -10,8 +10,9 @@
  *     readout to the position of maximum energy among fully sampled positions.
  *  2. Calibration matrix A (section "Calibration matrix"): one row per k x k patch inside the
  *     region, columns (coil, ky, kx). The Gram matrix A^H A (cherk) and its eigen-decomposition
- *     (cheevd, single precision as BART) give the right singular vectors V and sigma_i^2. Vectors with
- *     sigma_i / sigma_1 > sqrt(threshold) span the signal subspace V_par (BART's rule).
+ *     (cheevd, single precision as BART) give the right singular vectors V and sigma_i^2.
+ *     Vectors with sigma_i / sigma_1 > sqrt(threshold) span the signal subspace V_par (BART's
+ *     rule).
  *  3. The k-space operator W = (1/k^2) sum_q R_q^H V_par V_par^H R_q (eq. 12) is a multi-coil
  *     convolution with the (2k-1)^2 kernel g_cc'[e] = (1/k^2) sum_u P[(c,u),(c',u+e)],
  *     P = conj(V_par V_par^H) (patches are rows of A, so as column vectors they lie in
@@ -180,7 +181,7 @@ typedef struct {
     float *g_re, *g_im;                         /* (npairs, W): one image row of G entries */
     float *m_re, *m_im;                         /* (C, C) */
     float *v_re, *v_im, *w_re, *w_im;           /* (C) */
-    float *prev_re, *prev_im, *cur_re, *cur_im; /* (W, C): eigenvectors of the previous/current row */
+    float *prev_re, *prev_im, *cur_re, *cur_im; /* (W, C): previous / current row's eigenvectors */
     unsigned char *prev_ok, *cur_ok;            /* (W) */
 } eig_work;
 
@@ -445,10 +446,11 @@ mr_status mr_espirit_maps(mr_cfloat *maps, const mr_cfloat *kspace, const float 
     mr_calib_region_find(&y0, &x0, &ch, &cw, mask, kspace, coils, h, w, cap, cap, 1);
     if (ch < k || cw < k)
         return mr_error_set(MR_ERR_INPUT,
-                            "ESPIRiT: the fully sampled calibration region at the k-space centre is "
+                            "ESPIRiT: the fully sampled calibration region at the k-space centre "
+                            "is "
                             "%zu x %zu, smaller than the %zu x %zu kernel; acquire a fully sampled "
-                            "centre of at least %zu x %zu (e.g. a larger --center-fraction) or give "
-                            "coil maps with --sens",
+                            "centre of at least %zu x %zu (e.g. a larger --center-fraction) or "
+                            "give coil maps with --sens",
                             ch, cw, k, k, k, k);
     MR_DEBUG("ESPIRiT: calibration region %zu x %zu at (%zu, %zu), kernel %zu", ch, cw, y0, x0, k);
 
@@ -478,7 +480,7 @@ mr_status mr_espirit_maps(mr_cfloat *maps, const mr_cfloat *kspace, const float 
         cherk_("U", "C", &n, &kk, &one, amat, &kk, &zero, gram, &n, 1, 1);
         if ((st = herm_eig(gram, eval, n)) != MR_OK) goto done;
     }
-    /* signal subspace: the last nk eigenvectors (eigenvalues ascending), sigma = sqrt(eigenvalue) */
+    /* signal subspace: the last nk eigenvectors (ascending eigenvalues, sigma^2) */
     {
         const double smax = sqrt(fmax(eval[nc - 1], 0));
         if (!(smax > 0)) {

@@ -57,10 +57,10 @@ mr_status mr_noise_whitener(mr_cfloat *wt, mr_cfloat *psi, double *sigma2, const
         for (size_t k = 0; k < j; k++) d -= creal(l[j * C + k] * conj(l[j * C + k]));
         if (!(d > 1e-12 * s2)) {
             st = mr_error_set(MR_ERR_INPUT,
-                              "noise pre-whitening: the noise covariance is not positive definite at "
-                              "coil %zu (variance %.3g left after removing its correlation with the "
-                              "previous coils; mean variance %.3g): a dead or duplicated channel? "
-                              "Use --no-prewhiten",
+                              "noise pre-whitening: the noise covariance is not positive "
+                              "definite at coil %zu (variance %.3g left after removing its "
+                              "correlation with the previous coils; mean variance %.3g): a dead "
+                              "or duplicated channel? Use --no-prewhiten",
                               j, d, s2);
             goto done;
         }

@@ -4,10 +4,11 @@
  *
  * BART finds the calibration region as for ESPIRiT but at most 32 x 32 (the largest fully sampled
  * block around the centre, grown one row/column at a time, then moved along the readout to the
- * position of maximum energy, any position, even one that includes unacquired samples), takes the unitary inverse DFT of that block per coil, combines coils by root sum of
- * squares, divides by sqrt(H / ch) sqrt(W / cw) (so that the low-resolution image has the
- * full-resolution image's intensity) and sorts the magnitudes. With median m, 90th percentile
- * p90 (element trunc(0.9 n) of the sorted n values) and maximum M:
+ * position of maximum energy, any position, even one that includes unacquired samples), takes the
+ * unitary inverse DFT of that block per coil, combines coils by root sum of squares, divides by
+ * sqrt(H / ch) sqrt(W / cw) (so that the low-resolution image has the full-resolution image's
+ * intensity) and sorts the magnitudes. With median m, 90th percentile p90 (element trunc(0.9 n) of
+ * the sorted n values) and maximum M:
  *     s = p90 if (M - p90) < 2 (p90 - m), else M;
  * k-space is divided by s before the reconstruction and the image multiplied by s after it
  * (`pics -S`). The sampling pattern is the k-space's non-zero support (any coil), as BART's, and
@@ -41,10 +42,11 @@ static void idft_strided(mr_cfloat *x, size_t n, size_t stride, const double com
     for (size_t r = 0; r < n; r++) x[r * stride] = (mr_cfloat)tmp[r];
 }
 
-/* BART's fftmod factor for index j of an axis of n samples (num/fft.c): exp(2 pi i (j - c/2) c / n),
- * c = n / 2 (integer). BART's pics multiplies k-space by it (its centring of the FFT) before it
- * estimates the scaling; on a calibration block of odd length this phase ramp moves the block's
- * image by a non-integer shift and so changes the magnitudes that are sorted. */
+/* BART's fftmod factor for index j of an axis of n samples (num/fft.c):
+ * exp(2 pi i (j - c/2) c / n), c = n / 2 (integer). BART's pics multiplies k-space by it (its
+ * centring of the FFT) before it estimates the scaling; on a calibration block of odd length this
+ * phase ramp moves the block's image by a non-integer shift and so changes the magnitudes that are
+ * sorted. */
 static double complex fftmod(size_t n, size_t j)
 {
     const double c = (double)(n / 2);
