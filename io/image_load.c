@@ -8,7 +8,7 @@
  *   file.h5:NAME   the dataset NAME of an HDF5 file
  *   file.nii[.gz]  NIfTI-1 (mr_nifti_read: slices are planes of constant k)
  *   file.cfl       BART (mr_cfl_read), (S, 1, H, W) only
- *   DICOM          recognised, refused until DICOM reading arrives (issue 7)
+ *   DICOM          a file, directory or DICOMDIR with one series (RescaleSlope/Intercept applied)
  *
  * Complex data (a BART .cfl, an HDF5 compound {r, i}) becomes its magnitude |z| (cabsf, which is
  * what numpy's abs of complex64 computes). A 2-D image becomes (1, H, W).
@@ -264,12 +264,21 @@ mr_status mr_image_load(mr_array **out, char *desc, size_t desc_size, const char
         }
         st = magnitude(&a, c);
         break;
-    case MR_FMT_DICOM:
-        st = mr_error_set(MR_ERR_INPUT,
-                          "%s: DICOM reading is not available yet (issue 7); convert "
-                          "the series to NIfTI (e.g. dcm2niix) and pass the .nii.gz",
-                          path);
+    case MR_FMT_DICOM: {
+        /* a file, directory or DICOMDIR holding exactly one series (else the UIDs are listed) */
+        mr_dicom_set *set = NULL;
+        mr_dicom_volume *vol = NULL;
+        size_t index = 0;
+        if ((st = mr_dicom_set_open(&set, path)) == MR_OK &&
+            (st = mr_dicom_set_select(&index, set, NULL)) == MR_OK &&
+            (st = mr_dicom_volume_read(&vol, set, index, 0)) == MR_OK) {
+            a = vol->data; /* (S, H, W) float32 in the stored units (rescale applied) */
+            vol->data = NULL;
+        }
+        mr_dicom_volume_destroy(vol);
+        mr_dicom_set_close(set);
         break;
+    }
     case MR_FMT_ISMRMRD:
         st = mr_error_set(MR_ERR_INPUT,
                           "%s: expected an image, found ISMRMRD raw k-space; "

@@ -860,11 +860,11 @@ static void test_cli_bad_inputs(void)
     expect_error(args, "junk.nii", NULL);
     snprintf(args, sizeof args, "--reference %s --input %s", p_ref, mr_test_path("junk.nii.gz"));
     expect_error(args, "junk.nii.gz", NULL);
-    /* DICOM: recognised, refused clearly */
+    /* DICOM: a broken file (DICM marker, no data set) is an error naming it */
     mr_test_sh("(head -c 128 /dev/zero; printf 'DICM'; head -c 64 /dev/zero) > %s",
                mr_test_path("img.dcm"));
     snprintf(args, sizeof args, "--reference %s --input %s", mr_test_path("img.dcm"), p_ref);
-    expect_error(args, "DICOM reading is not available yet (issue 7)", NULL);
+    expect_error(args, "img.dcm", NULL);
     /* an HDF5 dataset that does not exist */
     snprintf(args, sizeof args, "--reference %s:nothing --input %s", mr_test_path("h_both.h5"),
              p_ref);
@@ -1136,6 +1136,36 @@ static void test_end_to_end_fastmri(void)
     CU_ASSERT(mp > 15 && mp < 60 && ms > 0.3 && ms < 1);
 }
 
+/* DICOM inputs: the same pixels in two transfer syntaxes are identical (NMSE 0, PSNR inf, SSIM 1);
+ * a DICOM reference against its NIfTI conversion too; numbers equal those on the NIfTI copies. */
+static void test_cli_dicom(void)
+{
+    const char *dir = "/usr/lib/python3/dist-packages/pydicom/data/test_files";
+    char args[4096];
+    snprintf(args, sizeof args, "--reference %s/MR_small.dcm --input %s/MR_small_RLE.dcm", dir, dir);
+    CU_ASSERT_EQUAL(run_metrics(args, 1), 0);
+    CU_ASSERT_STRING_EQUAL(last_line(), "NMSE=0 PSNR=inf SSIM=1");
+    CU_ASSERT_FATAL(mr_test_sh("%s -q convert --input %s/MR_small.dcm --output %s", mr_test_bin(),
+                               dir, mr_test_path("mrs.nii.gz")) == 0);
+    CU_ASSERT_FATAL(mr_test_sh("%s - <<'EOF'\nimport nibabel as nb, numpy as np\n"
+                               "im = nb.load('%s'); d = im.get_fdata().astype(np.float32)\n"
+                               "rng = np.random.RandomState(0)\n"
+                               "n = d + rng.standard_normal(d.shape).astype(np.float32) * 50\n"
+                               "nb.save(nb.Nifti1Image(n, im.affine), '%s')\nEOF",
+                               mr_test_python(), mr_test_path("mrs.nii.gz"),
+                               mr_test_path("mrs_noisy.nii.gz")) == 0);
+    char dicom_line[256];
+    snprintf(args, sizeof args, "--reference %s/MR_small.dcm --input %s", dir,
+             mr_test_path("mrs_noisy.nii.gz"));
+    CU_ASSERT_EQUAL(run_metrics(args, 1), 0);
+    snprintf(dicom_line, sizeof dicom_line, "%s", last_line());
+    snprintf(args, sizeof args, "--reference %s --input %s", mr_test_path("mrs.nii.gz"),
+             mr_test_path("mrs_noisy.nii.gz"));
+    CU_ASSERT_EQUAL(run_metrics(args, 1), 0);
+    CU_ASSERT_STRING_EQUAL(last_line(), dicom_line);
+    CU_ASSERT(strstr(dicom_line, "PSNR=inf") == NULL);
+}
+
 int main(void)
 {
     static const mr_test_case cases[] = {
@@ -1148,6 +1178,7 @@ int main(void)
         {"library_errors", test_library_errors},
         {"cli_identical_and_outputs", test_cli_identical_and_outputs},
         {"cli_formats", test_cli_formats},
+        {"cli_dicom", test_cli_dicom},
         {"cli_bad_inputs", test_cli_bad_inputs},
         {"cli_crop", test_cli_crop},
         {"end_to_end_fastmri", test_end_to_end_fastmri},
