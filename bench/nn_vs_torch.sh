@@ -7,12 +7,13 @@
 # Each round runs mrpipe then torch; the table shows the median over rounds (the machine is shared,
 # so single runs are noisy). Ratios are mrpipe time / torch time (<= 1: mrpipe faster).
 #
-# usage: bench/nn_vs_torch.sh [--rounds N] [--threads T] [--arch DEPTHxCHANNELS ...]
+# usage: bench/nn_vs_torch.sh [--rounds N] [--threads T] [--arch DEPTHxCHANNELS ...] [--im2col]
 #        (default: --rounds 3 --threads 2 --arch 12x48; --size 320 --batch 16 --patch 48)
+#        --im2col also times mrpipe's im2col + OpenBLAS sgemm baseline (slow: minutes)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${MRPIPE_BUILD_DIR:-$src/build}
-rounds=3 threads=2 size=320 batch=16 patch=48 reps=5
+rounds=3 threads=2 size=320 batch=16 patch=48 reps=5 im2col=0
 archs=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,6 +24,7 @@ while [ $# -gt 0 ]; do
     --batch) batch=$2; shift 2 ;;
     --patch) patch=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
+    --im2col) im2col=1; shift ;;
     *) echo "usage: $0 [--rounds N] [--threads T] [--arch DxC ...] [--size S] [--batch B] [--patch P]" >&2; exit 1 ;;
   esac
 done
@@ -43,7 +45,7 @@ for arch in "${archs[@]}"; do
   for r in $(seq "$rounds"); do
     MRPIPE_THREADS=$threads OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads \
       "$build/nn_bench" --depth "$depth" --channels "$ch" --size "$size" --batch "$batch" \
-      --patch "$patch" --reps "$reps" > "$tmp/mr.$arch.$r"
+      --patch "$patch" --reps "$reps" --im2col "$im2col" > "$tmp/mr.$arch.$r"
     OMP_NUM_THREADS=$threads $py "$src/bench/nn_torch_bench.py" --depth "$depth" --channels "$ch" \
       --size "$size" --batch "$batch" --patch "$patch" --threads "$threads" --reps "$reps" \
       > "$tmp/pt.$arch.$r"
@@ -76,5 +78,5 @@ for arch in sys.argv[6:]:
     gt = lambda t: 3 * fpp * batch * patch * patch / t * 1e-9
     print(f"| {arch} | {mi*1e3:.0f} ms | {pi*1e3:.0f} ms | {mi/pi:.2f} | {gi(mi):.0f}/{gi(pi):.0f} | "
           f"{mt*1e3:.0f} ms | {ptt*1e3:.0f} ms | {mt/ptt:.2f} | {gt(mt):.0f}/{gt(ptt):.0f} | "
-          f"{med(mr, 'infer_im2col_s')*1e3:.0f} ms | {med(mr, 'sgemm_conv_gflops'):.0f}/{med(mr, 'sgemm_1024_gflops'):.0f} |")
+          f"{(str(round(med(mr, 'infer_im2col_s')*1e3)) + ' ms') if 'infer_im2col_s' in mr[0] else '-'} | {med(mr, 'sgemm_conv_gflops'):.0f}/{med(mr, 'sgemm_1024_gflops'):.0f} |")
 PY

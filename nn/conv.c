@@ -16,6 +16,7 @@
 #include "mr_nn.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
