@@ -442,11 +442,13 @@ static void test_losses_fd(void)
 
 /* ---------------------------------------------------------------- the network */
 
-static mr_nn_model *random_model(int depth, int channels, int bn, int residual, uint64_t seed)
+static mr_nn_model *random_model_ci(int depth, int channels, int bn, int residual, uint64_t seed,
+                                   int in_channels)
 {
     mr_nn_arch a = mr_nn_arch_default(depth, channels);
     mr_nn_model *m = NULL;
     mr_test_rng r;
+    a.in_channels = in_channels;
     a.batch_norm = bn;
     a.residual = residual;
     CU_ASSERT_EQUAL_FATAL(mr_nn_model_create(&m, &a), MR_OK);
@@ -467,6 +469,11 @@ static mr_nn_model *random_model(int depth, int channels, int bn, int residual, 
     return m;
 }
 
+static mr_nn_model *random_model(int depth, int channels, int bn, int residual, uint64_t seed)
+{
+    return random_model_ci(depth, channels, bn, residual, seed, 1);
+}
+
 typedef struct {
     mr_nn_trainer *t;
     const float *x, *target;
@@ -483,23 +490,30 @@ static void test_network_fd(void)
     /* Small images: the input gradient of one pixel is ~1/numel of the loss, and float32 rounding
      * of the loss must stay well below it. */
     mr_test_rng_init(&g_rng, 17);
-    for (int variant = 0; variant < 2; variant++) {
+    for (int variant = 0; variant < 3; variant++) {
         /* BN variant: one 4 x 5 image (BN statistics over 20 pixels per channel), see fd_h */
-        const int n = variant ? 2 : 1, h = variant ? 6 : 4, w = h + 1;
-        /* variant 0: BN + residual + MSE; 1: no BN, not residual, L1 */
-        mr_nn_model *m = random_model(4, 5, !variant, !variant, 21);
+        const int n = variant == 1 ? 2 : 1, h = variant ? 6 : 4, w = h + 1;
+        /* variant 0: BN + residual + MSE; 1: no BN, not residual, L1; 2: complex (2 channels),
+         * no BN, residual, MSE */
+        const int ci = variant == 2 ? 2 : 1;
+        mr_nn_model *m = random_model_ci(4, 5, !variant, variant != 1, 21, ci);
         mr_nn_train_cfg cfg = mr_nn_train_cfg_default();
         mr_nn_trainer *t = NULL;
-        const size_t ni = (size_t)n * h * w;
+        const size_t ni = (size_t)n * ci * h * w;
         float *x = malloc(ni * 4), *target = malloc(ni * 4), *dx = calloc(ni, 4);
+        const char *names[3][2] = {{"network params (BN, res, MSE)", "network input (BN, res, MSE)"},
+                                   {"network params (no BN, L1)", "network input (no BN, L1)"},
+                                   {"network params (2 channels)", "network input (2 channels)"}};
         net_ctx c;
         /* With batch norm every pixel moves by O(h / numel) when one value moves by h, and every
          * ReLU after a BN can cross its kink: float32 differences of a BN network are only
          * conclusive on few pixels with a larger step (PyTorch's float32 differences of the 2 x
          * 6 x 7 case are off by ~1 % as well; in double they agree with mrpipe's gradient to
-         * 1e-7). The PyTorch test below checks the gradients of a larger BN batch. */
-        const double fd_h = variant ? 1e-3 : 3e-3;
-        cfg.loss = variant ? MR_NN_LOSS_L1 : MR_NN_LOSS_MSE;
+         * 1e-7). The PyTorch test below checks the gradients of a larger BN batch. The 2-channel
+         * network, 1 x 2 x 6 x 7, needs the larger step as well (its gradients agree with
+         * PyTorch's to 2e-7). */
+        const double fd_h = variant == 1 ? 1e-3 : 3e-3;
+        cfg.loss = variant == 1 ? MR_NN_LOSS_L1 : MR_NN_LOSS_MSE;
         CU_ASSERT_EQUAL_FATAL(mr_nn_trainer_create(&t, m, n, h, w, &cfg), MR_OK);
         fill_randn(x, ni, 1.0);
         fill_randn(target, ni, 1.0);
@@ -509,10 +523,10 @@ static void test_network_fd(void)
         mr_nn_trainer_zero_grad(t);
         mr_nn_trainer_forward(t, x, target);
         mr_nn_trainer_backward(t, dx);
-        report(variant ? "network params (no BN, L1)" : "network params (BN, res, MSE)",
+        report(names[variant][0],
                fd_check(m->params, mr_nn_trainer_grads(t), m->nparams, NULL, NULL, 0, net_loss,
                         &c, fd_h));
-        report(variant ? "network input (no BN, L1)" : "network input (BN, res, MSE)",
+        report(names[variant][1],
                fd_check(x, dx, ni, NULL, NULL, 0, net_loss, &c, fd_h));
         mr_nn_trainer_destroy(t);
         mr_nn_model_destroy(m);
