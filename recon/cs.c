@@ -159,91 +159,6 @@ static mr_status model_create(mr_linop **out, model_data **md, size_t coils, siz
     return mr_linop_create(out, h * w, coils * h * w, &ops, m);
 }
 
-/* ---------------------------------------------------------------- calibration region, scaling */
-
-/* The largest centred fully sampled block of the pattern, grown one row/column at a time up to
- * max (BART's calibration-region search). */
-static void calib_region(size_t *ch, size_t *cw, const float *mask, size_t h, size_t w, size_t max)
-{
-    size_t lh = 0, lw = 0;
-    int grown = 1;
-    while (grown) {
-        grown = 0;
-        for (int axis = 0; axis < 2; axis++) {
-            size_t nh = lh + (axis == 0), nw = lw + (axis == 1);
-            size_t nhc = nh ? nh : 1, nwc = nw ? nw : 1;
-            if ((axis == 0 && (nh > h || nh > max)) || (axis == 1 && (nw > w || nw > max))) continue;
-            size_t y0 = h / 2 - nhc / 2, x0 = w / 2 - nwc / 2;
-            int full = 1;
-            for (size_t y = y0; y < y0 + nhc && full; y++)
-                for (size_t x = x0; x < x0 + nwc; x++)
-                    if (mask[y * w + x] == 0.0f) {
-                        full = 0;
-                        break;
-                    }
-            if (full) {
-                lh = nh;
-                lw = nw;
-                grown = 1;
-            }
-        }
-    }
-    *ch = lh;
-    *cw = lw;
-}
-
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-/* BART's pics data scaling (sense/optcom.c estimate_scaling): RSS image of the centred calibration
- * block (at most 32 x 32), its median, 90th percentile and maximum, scale = p90 unless the maximum
- * stands far out (max - p90 >= 2 (p90 - median)), divided by sqrt(H W / (ch cw)). Returns the
- * factor k-space is MULTIPLIED by (1 / BART's scale), 1 when the data are empty.
- * Kept here rather than mr_recon_bart_scale (scaling.c): on the 2-D Poisson test mask that one
- * returns 1/503 where bart pics uses 1/202 (it takes the maximum instead of the 90th percentile),
- * i.e. a 2.5x stronger lambda; this one gives 1/197 there and 1/641 (BART 1/664) on the 1-D mask.
- * Switch once the two agree with BART on both masks (docs/recon.md). */
-static mr_status cs_bart_scale(double *factor, const mr_cfloat *k, const float *mask, size_t coils,
-                               size_t h, size_t w)
-{
-    size_t ch, cw;
-    mr_fft_plan *plan = NULL;
-    mr_cfloat *cal = NULL;
-    float *mag = NULL;
-    mr_status st = MR_OK;
-    *factor = 1;
-    calib_region(&ch, &cw, mask, h, w, 32);
-    if (ch < 1 || cw < 1) return MR_OK;
-    cal = mr_malloc_aligned(coils * ch * cw * sizeof *cal);
-    mag = mr_malloc(ch * cw * sizeof *mag);
-    if (!cal || !mag) {
-        st = MR_ERR_NOMEM;
-        goto done;
-    }
-    size_t y0 = h / 2 - ch / 2, x0 = w / 2 - cw / 2;
-    for (size_t c = 0; c < coils; c++)
-        for (size_t y = 0; y < ch; y++)
-            memcpy(cal + (c * ch + y) * cw, k + (c * h + y0 + y) * w + x0, cw * sizeof *cal);
-    if ((st = mr_fft_plan_create(&plan, coils, ch, cw)) != MR_OK) goto done;
-    if ((st = mr_fft_execute(plan, MR_FFT_INVERSE, cal)) != MR_OK) goto done;
-    mr_rss(mag, cal, coils, ch * cw);
-    size_t n = ch * cw;
-    qsort(mag, n, sizeof *mag, cmp_float);
-    double rescale = sqrt((double)h / (double)ch * (double)w / (double)cw);
-    double med = mag[n / 2] / rescale, p90 = mag[(size_t)(n * 0.9)] / rescale,
-           mx = mag[n - 1] / rescale;
-    double scale = (mx - p90) < 2 * (p90 - med) ? p90 : mx;
-    if (scale > 0 && isfinite(scale)) *factor = 1.0 / scale;
-done:
-    mr_fft_plan_destroy(plan);
-    mr_free_aligned(cal);
-    free(mag);
-    return st;
-}
-
 /* ---------------------------------------------------------------- shared method state */
 
 typedef enum { CS_L1, CS_TV } cs_kind;
@@ -335,13 +250,13 @@ static mr_status cs_run(void *state, mr_cfloat *image, mr_recon_stats *stats,
                         const mr_cfloat *kspace, const float *mask, const mr_cfloat *sens)
 {
     cs_state *s = state;
-    size_t n = s->coils * s->hw, ch, cw;
+    size_t n = s->coils * s->hw, y0, x0, ch, cw;
     double factor, bound = 0;
     mr_status st;
     mr_recon_stats rs;
     memset(&rs, 0, sizeof rs);
     /* calibration region: no fully sampled centre means poor scaling (and no ESPIRiT) */
-    calib_region(&ch, &cw, mask, s->h, s->w, 32);
+    mr_calib_region_find(&y0, &x0, &ch, &cw, mask, NULL, s->coils, s->h, s->w, 32, 32, 0);
     if ((ch < 2 || cw < 2) && !s->warned_centre) {
         MR_WARN("the sampling pattern has no fully sampled centre (calibration region %zu x %zu): "
                 "data scaling and coil maps will be poor",
@@ -372,8 +287,8 @@ static mr_status cs_run(void *state, mr_cfloat *image, mr_recon_stats *stats,
         }
     } else bound = 1;
     if (!(bound > 0)) return mr_error_set(MR_ERR_INPUT, "coil maps are zero everywhere");
-    /* data scaling, as BART */
-    if ((st = cs_bart_scale(&factor, kspace, mask, s->coils, s->h, s->w)) != MR_OK) return st;
+    /* data scaling, as bart pics (recon/scaling.c) */
+    factor = mr_recon_bart_scale(kspace, s->coils, s->h, s->w);
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < (long)n; i++) s->y[i] = kspace[i] * (float)factor;
     mr_vec_zero(s->x, s->hw);
