@@ -9,9 +9,11 @@
  *
  * Forward and input gradient run the direct kernel (conv_kernel.inc; the default) or the baseline
  * im2col + OpenBLAS sgemm (chunks of positions copied to a (9 Cin, chunk) matrix). The padded
- * layout makes a tap a constant offset of the linear position, so the weight gradient is, per
- * tap, ONE sgemm (Cout x Q) x (Q x Cin)^T over all images of the batch at once (Q = every linear
- * position of a channel; border positions of dout are zero, so they add nothing).
+ * layout makes a tap a constant offset of the linear position, so the weight gradient is a
+ * reduction over ONE range of positions per channel covering all images of the batch (border
+ * positions of dout are zero, so they add nothing): dw_kernel.inc by default, or per tap one sgemm
+ * (Cout x Q) x (Q x Cin)^T in the baseline. The direct path uses OpenMP only: OpenBLAS's own
+ * threads and OpenMP's compete for the cores (see docs/nn.md).
  */
 #include "mr_nn.h"
 

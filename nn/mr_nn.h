@@ -23,9 +23,9 @@
  *    in every padded tensor between layers: elementwise layers only touch interior pixels.
  *
  * Threads: OpenMP loops with static schedules, each output element computed by one thread in a
- * fixed order, reductions per channel in double in a fixed order; the weight gradient uses
- * OpenBLAS sgemm, which partitions M/N (never K) between its threads. Results are bit-identical
- * for the same seed, inputs and thread count (mr_threads()).
+ * fixed order, per-channel sums as fixed-order partial sums added in double, the weight gradient
+ * summed per item in chunk order. Results are bit-identical for the same seed, inputs and thread
+ * count (mr_threads()). OpenBLAS is only used by the im2col baseline.
  */
 #ifndef MR_NN_H
 #define MR_NN_H
@@ -79,7 +79,7 @@ void mr_nn_conv_set_algo(mr_nn_conv_algo algo); /* process-wide; for benchmarks 
 mr_nn_conv_algo mr_nn_conv_get_algo(void);
 const char *mr_nn_conv_isa(void); /* "avx512", "avx2" or "sse" ($MRPIPE_NN_ISA forces a lower one) */
 
-/* Scratch floats a convolution with these channel counts and this spatial size needs. */
+/* Scratch floats a convolution with these channel counts needs (any image size). */
 size_t mr_nn_conv_scratch_floats(int cin, int cout);
 
 /* 3x3 convolution, zero padding, stride 1: out (N, Cout, H, W) = conv(in (N, Cin, H, W),
