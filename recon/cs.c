@@ -1,8 +1,9 @@
 /*
  * cs.c: compressed-sensing reconstruction methods of `mrpipe recon` (Lustig, Donoho, Pauly 2007,
  * "Sparse MRI", MRM 58:1182; with coil sensitivities as in BART's `pics`):
- *   cs-l1: min_x 1/2 ||E x - s y||^2 + lambda ||W x||_1   (FISTA, Daubechies-2 wavelets with a
- *          random cycle-spinning shift per iteration)
+ *   cs-l1: min_x 1/2 ||E x - s y||^2 + lambda ||W x||_1   (FISTA, Daubechies-2 wavelets, random
+ *          cycle spinning averaged over 4 shifts per prox; the last gradient point is returned,
+ *          as bart pics does)
  *   cs-tv: min_x 1/2 ||E x - s y||^2 + lambda TV_iso(x)   (ADMM, CG x-update)
  * with E = M F S (sampling mask, centred orthonormal 2-D FFT per coil, coil maps; S = identity for
  * one coil), s BART's data scaling (so that lambda means `bart pics -r lambda`), and the result
