@@ -447,6 +447,14 @@ static void test_bad_inputs(void)
                        "writecfl('nocentre', readcfl('ph') * m[None, :, None, None])\n") == 0);
     expect_failure("recon --input nocentre.cfl --output bad3.cfl --method sense", "bad3.cfl",
                    (const char *const[]){"calibration region", "0 x 0", "--sens", NULL});
+    /* a calibration region just big enough for the kernel but too thin to estimate maps (7 centre
+     * lines, as fastMRI's 8x / 0.04 on a narrow image): an error, never a near-zero image */
+    CU_ASSERT_FATAL(py("m = np.zeros(256); m[0::8] = 1; m[125:132] = 1\n"
+                       "writecfl('thincal', readcfl('ph') * m[None, :, None, None])\n") == 0);
+    expect_failure("recon --input thincal.cfl --output bad6.cfl --method sense", "bad6.cfl",
+                   (const char *const[]){"coil maps vanish", "calibration region", "--sens", NULL});
+    expect_failure("recon --input thincal.cfl --output bad7.cfl --method cs-l1", "bad7.cfl",
+                   (const char *const[]){"coil maps vanish", NULL});
     /* negative lambda (both spellings) */
     expect_failure("recon --input us1d.cfl --output bad4.cfl --method sense --lambda -1", "bad4.cfl",
                    (const char *const[]){"--lambda", "-1", NULL});
