@@ -12,6 +12,7 @@
 const mr_command mr_commands[] = {
     {"batch", mr_cmd_batch, "run a pipeline config over many scans: parallel, resumable, summary"},
     {"convert", mr_cmd_convert, "DICOM to NIfTI (geometry kept) or to a derived DICOM series"},
+    {"denoise", mr_cmd_denoise, "learned residual-CNN denoiser on a NIfTI, .h5 or DICOM volume"},
     {"fetch", mr_cmd_fetch, "retrieve a series from a PACS (C-GET) into a folder"},
     {"info", mr_cmd_info, "show what a file holds (format, dims, dtype, attributes)"},
     {"mask", mr_cmd_mask, "make a fastMRI-style or Poisson-disc sampling mask"},
@@ -21,6 +22,7 @@ const mr_command mr_commands[] = {
     {"run", mr_cmd_run, "run a pipeline config (YAML) on a scan or a list; no config: the demo"},
     {"simulate", mr_cmd_simulate, "simulate multi-coil k-space from a real magnitude volume"},
     {"stages", mr_cmd_stages, "list the pipeline stages and their config keys"},
+    {"train", mr_cmd_train, "train the residual-CNN denoiser from a config (resumable)"},
     {"version", mr_cmd_version, "print mrpipe's version and its libraries' versions"},
     {NULL, NULL, NULL},
 };

@@ -29,6 +29,7 @@ int mr_cli_main(int argc, char **argv);
 
 int mr_cmd_batch(int argc, char **argv);
 int mr_cmd_convert(int argc, char **argv);
+int mr_cmd_denoise(int argc, char **argv);
 int mr_cmd_fetch(int argc, char **argv);
 int mr_cmd_info(int argc, char **argv);
 int mr_cmd_mask(int argc, char **argv);
@@ -38,6 +39,7 @@ int mr_cmd_report(int argc, char **argv);
 int mr_cmd_run(int argc, char **argv);
 int mr_cmd_simulate(int argc, char **argv);
 int mr_cmd_stages(int argc, char **argv);
+int mr_cmd_train(int argc, char **argv);
 int mr_cmd_version(int argc, char **argv);
 
 /* Print "mrpipe <cmd>: error: <message>" for a failed status to stderr; returns its exit code. */

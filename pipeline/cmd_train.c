@@ -1,0 +1,849 @@
+/*
+ * cmd_train.c: `mrpipe train --config FILE.yaml [--resume] [--output DIR]`: trains the blind
+ * residual-CNN denoiser (DnCNN family, Zhang et al. 2017; ../shared/REFERENCE.md) on the clean MRI
+ * volumes of ../shared/DATA.md with Rician noise at random levels (one blind model).
+ *
+ * Data: training volumes split along world z into disjoint blocks (validation and calibration
+ * slabs, widened by a guard, are cut out of every training volume: ch2, ch2bet and ch2better are
+ * one subject); 2-D patches from the three orientations, dihedral augmentation, gamma/scale
+ * intensity remapping; quantised (integer-valued) volumes get a [1 2 1]/4 blur before serving as
+ * clean targets. Inputs are normalised by a percentile of the volume (recorded in the model).
+ *
+ * Reproducibility and resume: batch s is drawn from an rng seeded by (seed, s) only, so the data
+ * of every step is known without replaying earlier steps; a checkpoint (weights, BN statistics,
+ * Adam moments, step count) is written at the end of every epoch, and `--resume` continues from it
+ * to the same final weights as an uninterrupted run (same seed and thread count).
+ *
+ * Output DIR: checkpoint.h5, model.h5 (final), train_log.csv (one row per epoch), train_curve.png;
+ * `export:` keys copy the final three to their shipped places.
+ */
+#include "mr_config.h"
+#include "mr_io.h"
+#include "mr_nn.h"
+#include "mr_pipeline.h"
+#include "mr_train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *USAGE =
+    "usage: mrpipe train --config FILE.yaml [--resume] [--output DIR] [--stop-after-epochs N]\n"
+    "\n"
+    "  --config FILE   training configuration (configs/train_denoiser.yaml; docs/models.md)\n"
+    "  --output DIR    where checkpoint.h5, model.h5, train_log.csv and train_curve.png go\n"
+    "                  [the config's `output`]\n"
+    "  --resume        continue from DIR/checkpoint.h5 (same result as an uninterrupted run)\n"
+    "  --stop-after-epochs N  stop after epoch N's checkpoint, as if killed (for tests)\n";
+
+#define MAX_SETS 8
+#define MAX_EPOCHS 100000
+
+typedef struct {
+    char file[4096];
+    int has_z;
+    double z0, z1;
+} set_entry;
+
+typedef struct {
+    long seed;
+    int depth, channels;
+    double percentile;
+    char dir[4096];
+    int ntrain;
+    char train[MAX_SETS][4096];
+    int blur;
+    double guard_mm;
+    int nval, ncal;
+    set_entry val[MAX_SETS], cal[MAX_SETS];
+    int val_slices;
+    mr_train_sampler sampler;
+    double val_sigma;
+    int batch;
+    long epochs, steps_per_epoch, warmup;
+    double lr, lr_min, weight_decay;
+    int loss_l1;
+    char output[4096];
+    char export_model[4096], export_log[4096], export_curve[4096];
+} train_cfg;
+
+/* ---------------------------------------------------------------- config */
+
+static mr_status check_keys(const mr_config *c, const mr_cfg_node *map, const char *const *keys)
+{
+    if (map->kind != MR_CFG_MAP)
+        return mr_config_error(c, map, MR_ERR_USAGE, "expected a mapping");
+    for (size_t i = 0; i < map->n; i++) {
+        int ok = 0;
+        for (const char *const *k = keys; *k; k++)
+            if (!strcmp(*k, map->keys[i])) ok = 1;
+        if (!ok) {
+            char list[512] = "";
+            for (const char *const *k = keys; *k; k++) {
+                strncat(list, *k, sizeof list - strlen(list) - 1);
+                if (k[1]) strncat(list, ", ", sizeof list - strlen(list) - 1);
+            }
+            return mr_config_error(c, map->items[i], MR_ERR_USAGE,
+                                   "unknown key: expected one of %s", list);
+        }
+    }
+    return MR_OK;
+}
+
+static mr_status get_long(long *out, const mr_config *c, const mr_cfg_node *map, const char *key,
+                          long lo, long hi)
+{
+    const mr_cfg_node *n = map ? mr_cfg_child(map, key) : NULL;
+    return n ? mr_cfg_as_long(out, c, n, lo, hi) : MR_OK;
+}
+
+static mr_status get_double(double *out, const mr_config *c, const mr_cfg_node *map,
+                            const char *key, double lo, double hi)
+{
+    const mr_cfg_node *n = map ? mr_cfg_child(map, key) : NULL;
+    return n ? mr_cfg_as_double(out, c, n, lo, hi) : MR_OK;
+}
+
+static mr_status get_range(double *a, double *b, const mr_config *c, const mr_cfg_node *map,
+                           const char *key, double lo, double hi)
+{
+    const mr_cfg_node *n = map ? mr_cfg_child(map, key) : NULL;
+    if (!n) return MR_OK;
+    if (n->kind != MR_CFG_SEQ || n->n != 2)
+        return mr_config_error(c, n, MR_ERR_USAGE, "expected a pair [low, high]");
+    mr_status st = mr_cfg_as_double(a, c, n->items[0], lo, hi);
+    if (st == MR_OK) st = mr_cfg_as_double(b, c, n->items[1], lo, hi);
+    if (st == MR_OK && !(*a <= *b))
+        return mr_config_error(c, n, MR_ERR_USAGE, "expected low <= high, found [%g, %g]", *a, *b);
+    return st;
+}
+
+/* A path from the config: absolute, or relative to `base` (the data dir or the config's dir). */
+static mr_status get_path(char *out, size_t size, const mr_config *c, const mr_cfg_node *n,
+                          const char *base)
+{
+    const char *s;
+    mr_status st = mr_cfg_as_string(&s, c, n);
+    if (st != MR_OK) return st;
+    if (!s[0]) return mr_config_error(c, n, MR_ERR_USAGE, "expected a path, found an empty value");
+    int len = s[0] == '/' || !base[0] ? snprintf(out, size, "%s", s)
+                                       : snprintf(out, size, "%s/%s", base, s);
+    if (len < 0 || (size_t)len >= size)
+        return mr_config_error(c, n, MR_ERR_USAGE, "path too long");
+    return MR_OK;
+}
+
+static mr_status parse_sets(set_entry *out, int *count, const mr_config *c, const mr_cfg_node *n,
+                            const char *dir)
+{
+    static const char *const keys[] = {"file", "z_mm", NULL};
+    if (n->kind != MR_CFG_SEQ || n->n == 0 || n->n > MAX_SETS)
+        return mr_config_error(c, n, MR_ERR_USAGE, "expected a list of 1 to %d entries", MAX_SETS);
+    for (size_t i = 0; i < n->n; i++) {
+        const mr_cfg_node *e = n->items[i], *f;
+        mr_status st = check_keys(c, e, keys);
+        if (st != MR_OK) return st;
+        if (!(f = mr_cfg_child(e, "file")))
+            return mr_config_error(c, e, MR_ERR_USAGE, "missing key 'file'");
+        if ((st = get_path(out[i].file, sizeof out[i].file, c, f, dir)) != MR_OK) return st;
+        out[i].has_z = mr_cfg_child(e, "z_mm") != NULL;
+        if ((st = get_range(&out[i].z0, &out[i].z1, c, e, "z_mm", -1e4, 1e4)) != MR_OK) return st;
+    }
+    *count = (int)n->n;
+    return MR_OK;
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static mr_status parse_config(train_cfg *t, const mr_config *c)
+{
+    static const char *const top[] = {"seed", "model", "normalisation", "data", "noise",
+                                      "augment", "training", "output", "export", NULL};
+    static const char *const kmodel[] = {"depth", "channels", NULL};
+    static const char *const knorm[] = {"percentile", NULL};
+    static const char *const kdata[] = {"dir", "training", "blur_quantised", "guard_mm",
+                                       "validation", "calibration", "validation_slices", NULL};
+    static const char *const knoise[] = {"sigma", "validation_sigma", NULL};
+    static const char *const kaug[] = {"gamma", "scale", "min_mean", NULL};
+    static const char *const ktrain[] = {"patch", "batch", "epochs", "steps_per_epoch", "lr",
+                                        "lr_min", "warmup_steps", "weight_decay", "loss", NULL};
+    static const char *const kexp[] = {"model", "log", "curve", NULL};
+    const mr_cfg_node *r = c->root, *n, *sec;
+    mr_status st;
+    long v;
+    memset(t, 0, sizeof *t);
+    t->seed = 1;
+    t->depth = 10, t->channels = 32;
+    t->percentile = 99.5;
+    t->blur = 1;
+    t->guard_mm = 4;
+    t->val_slices = 3;
+    t->sampler = (mr_train_sampler){40, 0.01, 0.35, 0.7, 1.4, 0.75, 1.25, 0.05};
+    t->val_sigma = 0.05;
+    t->batch = 16;
+    t->epochs = 10, t->steps_per_epoch = 100, t->warmup = 0;
+    t->lr = 1e-3, t->lr_min = 1e-5, t->weight_decay = 1e-4;
+    if ((st = check_keys(c, r, top)) != MR_OK) return st;
+    if ((st = get_long(&t->seed, c, r, "seed", 0, 0x7fffffffL)) != MR_OK) return st;
+    if ((sec = mr_cfg_child(r, "model"))) {
+        if ((st = check_keys(c, sec, kmodel)) != MR_OK) return st;
+        v = t->depth;
+        if ((st = get_long(&v, c, sec, "depth", 2, MR_NN_MAX_DEPTH)) != MR_OK) return st;
+        t->depth = (int)v, v = t->channels;
+        if ((st = get_long(&v, c, sec, "channels", 1, 512)) != MR_OK) return st;
+        t->channels = (int)v;
+    }
+    if ((sec = mr_cfg_child(r, "normalisation"))) {
+        if ((st = check_keys(c, sec, knorm)) != MR_OK) return st;
+        if ((st = get_double(&t->percentile, c, sec, "percentile", 50, 100)) != MR_OK) return st;
+    }
+    if (!(sec = mr_cfg_child(r, "data")))
+        return mr_error_set(MR_ERR_USAGE, "%s: missing section 'data'", c->file);
+    if ((st = check_keys(c, sec, kdata)) != MR_OK) return st;
+    if ((n = mr_cfg_child(sec, "dir"))) {
+        if ((st = get_path(t->dir, sizeof t->dir, c, n, c->dir)) != MR_OK) return st;
+    } else
+        snprintf(t->dir, sizeof t->dir, "%s", c->dir);
+    if (!(n = mr_cfg_child(sec, "training")) || n->kind != MR_CFG_SEQ || n->n == 0 ||
+        n->n > MAX_SETS)
+        return n ? mr_config_error(c, n, MR_ERR_USAGE, "expected a list of 1 to %d files",
+                                   MAX_SETS)
+                 : mr_config_error(c, sec, MR_ERR_USAGE, "missing key 'training'");
+    for (size_t i = 0; i < n->n; i++)
+        if ((st = get_path(t->train[i], sizeof t->train[i], c, n->items[i], t->dir)) != MR_OK)
+            return st;
+    t->ntrain = (int)n->n;
+    if ((n = mr_cfg_child(sec, "blur_quantised")) && (st = mr_cfg_as_bool(&t->blur, c, n)))
+        return st;
+    if ((st = get_double(&t->guard_mm, c, sec, "guard_mm", 0, 1000)) != MR_OK) return st;
+    if (!(n = mr_cfg_child(sec, "validation")))
+        return mr_config_error(c, sec, MR_ERR_USAGE, "missing key 'validation'");
+    if ((st = parse_sets(t->val, &t->nval, c, n, t->dir)) != MR_OK) return st;
+    if ((n = mr_cfg_child(sec, "calibration")) &&
+        (st = parse_sets(t->cal, &t->ncal, c, n, t->dir)) != MR_OK)
+        return st;
+    v = t->val_slices;
+    if ((st = get_long(&v, c, sec, "validation_slices", 1, 64)) != MR_OK) return st;
+    t->val_slices = (int)v;
+    /* a held-out entry without a z range is a whole volume: it must not be a training file */
+    for (int pass = 0; pass < 2; pass++) {
+        const set_entry *e = pass ? t->cal : t->val;
+        int ne = pass ? t->ncal : t->nval;
+        for (int i = 0; i < ne; i++)
+            for (int j = 0; j < t->ntrain && !e[i].has_z; j++)
+                if (!strcmp(base_name(e[i].file), base_name(t->train[j])))
+                    return mr_config_error(c, mr_cfg_child(sec, pass ? "calibration" : "validation"),
+                                           MR_ERR_USAGE,
+                                           "'%s' is a training volume: a held-out entry of it "
+                                           "needs a z_mm slab", base_name(e[i].file));
+    }
+    if ((sec = mr_cfg_child(r, "noise"))) {
+        if ((st = check_keys(c, sec, knoise)) != MR_OK) return st;
+        if ((st = get_range(&t->sampler.sigma_min, &t->sampler.sigma_max, c, sec, "sigma", 1e-4,
+                            2)) != MR_OK)
+            return st;
+        if ((st = get_double(&t->val_sigma, c, sec, "validation_sigma", 0, 1)) != MR_OK) return st;
+    }
+    if ((sec = mr_cfg_child(r, "augment"))) {
+        if ((st = check_keys(c, sec, kaug)) != MR_OK) return st;
+        if ((st = get_range(&t->sampler.gamma_min, &t->sampler.gamma_max, c, sec, "gamma", 0.1,
+                            10)) != MR_OK ||
+            (st = get_range(&t->sampler.scale_min, &t->sampler.scale_max, c, sec, "scale", 0.01,
+                            100)) != MR_OK ||
+            (st = get_double(&t->sampler.min_mean, c, sec, "min_mean", 0, 10)) != MR_OK)
+            return st;
+    }
+    if ((sec = mr_cfg_child(r, "training"))) {
+        if ((st = check_keys(c, sec, ktrain)) != MR_OK) return st;
+        v = t->sampler.patch;
+        if ((st = get_long(&v, c, sec, "patch", 8, 512)) != MR_OK) return st;
+        t->sampler.patch = (int)v, v = t->batch;
+        if ((st = get_long(&v, c, sec, "batch", 1, 4096)) != MR_OK) return st;
+        t->batch = (int)v;
+        if ((st = get_long(&t->epochs, c, sec, "epochs", 1, MAX_EPOCHS)) != MR_OK ||
+            (st = get_long(&t->steps_per_epoch, c, sec, "steps_per_epoch", 1, 10000000)) != MR_OK ||
+            (st = get_long(&t->warmup, c, sec, "warmup_steps", 0, 100000000)) != MR_OK ||
+            (st = get_double(&t->lr, c, sec, "lr", 1e-8, 1)) != MR_OK ||
+            (st = get_double(&t->lr_min, c, sec, "lr_min", 0, 1)) != MR_OK ||
+            (st = get_double(&t->weight_decay, c, sec, "weight_decay", 0, 1)) != MR_OK)
+            return st;
+        if ((n = mr_cfg_child(sec, "loss"))) {
+            const char *s;
+            if ((st = mr_cfg_as_string(&s, c, n)) != MR_OK) return st;
+            if (!strcmp(s, "l1"))
+                t->loss_l1 = 1;
+            else if (strcmp(s, "mse"))
+                return mr_config_error(c, n, MR_ERR_USAGE, "expected mse or l1, found '%s'", s);
+        }
+    }
+    if (2 * t->depth + 1 > t->sampler.patch)
+        return mr_config_error(c, mr_cfg_child(r, "training") ? mr_cfg_child(r, "training") : r,
+                               MR_ERR_USAGE,
+                               "patch %d is smaller than the receptive field %d of depth %d",
+                               t->sampler.patch, 2 * t->depth + 1, t->depth);
+    if ((n = mr_cfg_child(r, "output")) &&
+        (st = get_path(t->output, sizeof t->output, c, n, c->dir)) != MR_OK)
+        return st;
+    if ((sec = mr_cfg_child(r, "export"))) {
+        if ((st = check_keys(c, sec, kexp)) != MR_OK) return st;
+        if ((n = mr_cfg_child(sec, "model")) &&
+            (st = get_path(t->export_model, sizeof t->export_model, c, n, c->dir)) != MR_OK)
+            return st;
+        if ((n = mr_cfg_child(sec, "log")) &&
+            (st = get_path(t->export_log, sizeof t->export_log, c, n, c->dir)) != MR_OK)
+            return st;
+        if ((n = mr_cfg_child(sec, "curve")) &&
+            (st = get_path(t->export_curve, sizeof t->export_curve, c, n, c->dir)) != MR_OK)
+            return st;
+    }
+    return MR_OK;
+}
+
+/* ---------------------------------------------------------------- data */
+
+typedef struct {
+    char name[256];
+    size_t S, H, W;
+    float *clean;  /* (S, H, W) selected slices, original units */
+    float *noisy;  /* the same with Rician noise at val_sigma x region max */
+    float *out;    /* denoised */
+    double maxval; /* the region's maximum */
+} val_set;
+
+/* Exclusion ranges in z (mm) from the held-out slabs, widened by the guard. */
+static void cut_blocks(mr_train_volume *tv, const mr_nifti_meta *meta, const train_cfg *t)
+{
+    int S = (int)tv->vol->dims[0];
+    tv->nblocks = 1, tv->k0[0] = 0, tv->k1[0] = S;
+    for (int pass = 0; pass < 2; pass++) {
+        const set_entry *e = pass ? t->cal : t->val;
+        int ne = pass ? t->ncal : t->nval;
+        for (int i = 0; i < ne; i++) {
+            if (!e[i].has_z) continue;
+            double ka = mr_train_k_of_z(meta, e[i].z0 - t->guard_mm),
+                   kb = mr_train_k_of_z(meta, e[i].z1 + t->guard_mm);
+            if (ka > kb) {
+                double tmp = ka;
+                ka = kb, kb = tmp;
+            }
+            int ex0 = (int)floor(ka), ex1 = (int)ceil(kb) + 1; /* excluded [ex0, ex1) */
+            int nb = 0, k0[MR_TRAIN_MAX_BLOCKS], k1[MR_TRAIN_MAX_BLOCKS];
+            for (int b = 0; b < tv->nblocks; b++) {
+                int a0 = tv->k0[b], a1 = tv->k1[b];
+                if (ex1 <= a0 || ex0 >= a1) {
+                    k0[nb] = a0, k1[nb++] = a1;
+                    continue;
+                }
+                if (ex0 > a0 && nb < MR_TRAIN_MAX_BLOCKS) k0[nb] = a0, k1[nb++] = ex0;
+                if (ex1 < a1 && nb < MR_TRAIN_MAX_BLOCKS) k0[nb] = ex1, k1[nb++] = a1;
+            }
+            tv->nblocks = nb;
+            memcpy(tv->k0, k0, sizeof k0);
+            memcpy(tv->k1, k1, sizeof k1);
+        }
+    }
+}
+
+static mr_status load_training(mr_train_volume *tv, const char *path, const train_cfg *t,
+                               FILE *info)
+{
+    mr_nifti_meta meta;
+    mr_status st = mr_nifti_read(&tv->vol, &meta, path);
+    if (st != MR_OK) return st;
+    snprintf(tv->name, sizeof tv->name, "%s", base_name(path));
+    if (tv->vol->ndim != 3 || tv->vol->dims[1] < (size_t)t->sampler.patch ||
+        tv->vol->dims[2] < (size_t)t->sampler.patch)
+        return mr_error_set(MR_ERR_INPUT, "%s: expected a 3-D volume with slices of at least %d x %d",
+                            path, t->sampler.patch, t->sampler.patch);
+    int quantised = mr_train_is_integer_valued(tv->vol);
+    if (t->blur && quantised && (st = mr_train_blur3(tv->vol)) != MR_OK) return st;
+    size_t n = mr_array_numel(tv->vol);
+    float *v = mr_array_f32(tv->vol);
+    if ((st = mr_train_percentile(&tv->level, v, n, t->percentile)) != MR_OK) return st;
+    if (!(tv->level > 0)) return mr_error_set(MR_ERR_INPUT, "%s: percentile level is 0", path);
+    for (size_t i = 0; i < n; i++) v[i] = (float)(v[i] / tv->level);
+    cut_blocks(tv, &meta, t);
+    fprintf(info, "mrpipe train: %s (%zu, %zu, %zu)%s, p%.1f = %g, training z blocks:", tv->name,
+            tv->vol->dims[0], tv->vol->dims[1], tv->vol->dims[2], quantised && t->blur ? " blurred" : "",
+            t->percentile, tv->level);
+    for (int b = 0; b < tv->nblocks; b++) fprintf(info, " [%d, %d)", tv->k0[b], tv->k1[b]);
+    fputc('\n', info);
+    if (tv->nblocks == 0) return mr_error_set(MR_ERR_INPUT, "%s: no training slices left", path);
+    return MR_OK;
+}
+
+static mr_status load_validation(val_set *vs, const set_entry *e, const train_cfg *t,
+                                 uint64_t seed)
+{
+    mr_array *a = NULL;
+    mr_nifti_meta meta;
+    mr_status st = mr_nifti_read(&a, &meta, e->file);
+    if (st != MR_OK) return st;
+    size_t S = a->ndim == 3 ? a->dims[0] : 1, H = a->dims[a->ndim - 2], W = a->dims[a->ndim - 1];
+    long k0 = (long)(S / 5), k1 = (long)(S - S / 5); /* whole volume: the middle 60 % */
+    if (e->has_z) {
+        k0 = (long)ceil(mr_train_k_of_z(&meta, e->z0));
+        k1 = (long)floor(mr_train_k_of_z(&meta, e->z1)) + 1;
+        if (k0 > k1) {
+            long tmp = k0;
+            k0 = k1, k1 = tmp;
+        }
+        if (k0 < 0) k0 = 0;
+        if (k1 > (long)S) k1 = (long)S;
+    }
+    if (k1 <= k0) {
+        mr_array_destroy(a);
+        return mr_error_set(MR_ERR_INPUT, "%s: validation slab [%g, %g] mm holds no slice", e->file,
+                            e->z0, e->z1);
+    }
+    const float *v = mr_array_f32(a);
+    vs->maxval = 0;
+    for (size_t i = (size_t)k0 * H * W; i < (size_t)k1 * H * W; i++)
+        if (v[i] > vs->maxval) vs->maxval = v[i];
+    size_t ns = (size_t)t->val_slices;
+    if (ns > (size_t)(k1 - k0)) ns = (size_t)(k1 - k0);
+    vs->S = ns, vs->H = H, vs->W = W;
+    snprintf(vs->name, sizeof vs->name, "%s", base_name(e->file));
+    vs->clean = malloc(ns * H * W * sizeof(float));
+    vs->noisy = malloc(ns * H * W * sizeof(float));
+    vs->out = malloc(ns * H * W * sizeof(float));
+    if (!vs->clean || !vs->noisy || !vs->out) {
+        mr_array_destroy(a);
+        return mr_error_set(MR_ERR_NOMEM, "validation: out of memory");
+    }
+    for (size_t i = 0; i < ns; i++) {
+        size_t k = (size_t)k0 + (size_t)((2 * i + 1) * (size_t)(k1 - k0) / (2 * ns));
+        memcpy(vs->clean + i * H * W, v + k * H * W, H * W * sizeof(float));
+    }
+    mr_array_destroy(a);
+    memcpy(vs->noisy, vs->clean, ns * H * W * sizeof(float));
+    mr_rng rng;
+    mr_rng_seed(&rng, seed);
+    mr_train_rician(vs->noisy, ns * H * W, t->val_sigma * vs->maxval, &rng);
+    return MR_OK;
+}
+
+static double psnr(const float *ref, const float *x, size_t n, double maxval)
+{
+    double mse = 0;
+    for (size_t i = 0; i < n; i++) mse += ((double)ref[i] - x[i]) * ((double)ref[i] - x[i]);
+    mse /= (double)n;
+    return 10 * log10(maxval * maxval / mse);
+}
+
+/* ---------------------------------------------------------------- log and curve */
+
+typedef struct {
+    long epoch, step;
+    double loss, psnr_noisy, psnr_val, lr, seconds;
+} log_row;
+
+static mr_status write_log(const char *path, const log_row *rows, long n)
+{
+    mr_text t = {0};
+    mr_text_puts(&t, "epoch,step,train_loss,val_psnr_noisy_db,val_psnr_db,lr,seconds\n");
+    for (long i = 0; i < n; i++)
+        mr_text_printf(&t, "%ld,%ld,%.9g,%.4f,%.4f,%.6g,%.1f\n", rows[i].epoch, rows[i].step,
+                       rows[i].loss, rows[i].psnr_noisy, rows[i].psnr_val, rows[i].lr,
+                       rows[i].seconds);
+    mr_status st = t.failed ? mr_error_set(MR_ERR_NOMEM, "log: out of memory")
+                            : mr_text_write_file(path, &t);
+    mr_text_free(&t);
+    return st;
+}
+
+/* Rows of an earlier run's log up to `epochs` (a resumed run continues its log). */
+static long read_log(const char *path, log_row *rows, long max, long epochs)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[512];
+    long n = 0;
+    if (!fgets(line, sizeof line, f)) {
+        fclose(f);
+        return 0;
+    }
+    while (n < max && fgets(line, sizeof line, f)) {
+        log_row r;
+        if (sscanf(line, "%ld,%ld,%lf,%lf,%lf,%lf,%lf", &r.epoch, &r.step, &r.loss, &r.psnr_noisy,
+                   &r.psnr_val, &r.lr, &r.seconds) == 7 &&
+            r.epoch <= epochs)
+            rows[n++] = r;
+    }
+    fclose(f);
+    return n;
+}
+
+static void plot_line(unsigned char *rgb, int W, int H, int x0, int y0, int x1, int y1,
+                      const unsigned char col[3])
+{
+    int dx = abs(x1 - x0), dy = -abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1;
+    int err = dx + dy;
+    for (;;) {
+        for (int oy = 0; oy < 2; oy++) /* 2-pixel-thick lines */
+            if (x0 >= 0 && x0 < W && y0 + oy >= 0 && y0 + oy < H)
+                memcpy(rgb + ((size_t)(y0 + oy) * W + x0) * 3, col, 3);
+        if (x0 == x1 && y0 == y1) break;
+        int e2 = 2 * err;
+        if (e2 >= dy) err += dy, x0 += sx;
+        if (e2 <= dx) err += dx, y0 += sy;
+    }
+}
+
+/* The curve: log10(train loss) in blue (left half of the vertical range scaled to its own
+ * min..max) and validation PSNR in red (own min..max), against the epoch; grey frame and a grey
+ * grid line per 10 % of the range. No text: the CSV holds the numbers. */
+static mr_status write_curve(const char *path, const log_row *rows, long n)
+{
+    const int W = 640, H = 360, L = 40, R = 600, T = 20, B = 330;
+    unsigned char *rgb = malloc((size_t)W * H * 3);
+    if (!rgb) return mr_error_set(MR_ERR_NOMEM, "curve: out of memory");
+    memset(rgb, 255, (size_t)W * H * 3);
+    const unsigned char grey[3] = {200, 200, 200}, black[3] = {60, 60, 60},
+                        blue[3] = {30, 80, 200}, red[3] = {200, 40, 40};
+    for (int i = 0; i <= 10; i++) {
+        int y = T + (B - T) * i / 10;
+        plot_line(rgb, W, H, L, y, R, y, grey);
+    }
+    plot_line(rgb, W, H, L, T, L, B, black);
+    plot_line(rgb, W, H, R, T, R, B, black);
+    plot_line(rgb, W, H, L, B, R, B, black);
+    if (n >= 1) {
+        double lmin = INFINITY, lmax = -INFINITY, pmin = INFINITY, pmax = -INFINITY;
+        for (long i = 0; i < n; i++) {
+            double l = log10(rows[i].loss > 0 ? rows[i].loss : 1e-30);
+            if (l < lmin) lmin = l;
+            if (l > lmax) lmax = l;
+            if (rows[i].psnr_val < pmin) pmin = rows[i].psnr_val;
+            if (rows[i].psnr_val > pmax) pmax = rows[i].psnr_val;
+        }
+        if (lmax - lmin < 1e-9) lmax = lmin + 1;
+        if (pmax - pmin < 1e-9) pmax = pmin + 1;
+        for (long i = 0; i + 1 < n || (n == 1 && i == 0); i++) {
+            long j = n == 1 ? 0 : i + 1;
+            int xa = L + (int)((R - L) * (n == 1 ? 0.5 : (double)i / (n - 1)));
+            int xb = L + (int)((R - L) * (n == 1 ? 0.5 : (double)j / (n - 1)));
+            double la = log10(rows[i].loss), lb = log10(rows[j].loss);
+            plot_line(rgb, W, H, xa, B - (int)((B - T) * (la - lmin) / (lmax - lmin)), xb,
+                      B - (int)((B - T) * (lb - lmin) / (lmax - lmin)), blue);
+            plot_line(rgb, W, H, xa, B - (int)((B - T) * (rows[i].psnr_val - pmin) / (pmax - pmin)),
+                      xb, B - (int)((B - T) * (rows[j].psnr_val - pmin) / (pmax - pmin)), red);
+            if (n == 1) break;
+        }
+    }
+    mr_status st = mr_png_write_rgb(path, rgb, (size_t)H, (size_t)W);
+    free(rgb);
+    return st;
+}
+
+static mr_status copy_file(const char *dst, const char *src)
+{
+    FILE *in = fopen(src, "rb");
+    if (!in) return mr_error_set(MR_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
+    mr_atomic_file af;
+    mr_status st = mr_atomic_begin(&af, dst);
+    if (st != MR_OK) {
+        fclose(in);
+        return st;
+    }
+    FILE *out = fopen(af.tmp_path, "wb");
+    if (!out) {
+        fclose(in);
+        return mr_error_set(MR_ERR_IO, "%s: cannot write: %s", dst, strerror(errno));
+    }
+    char buf[65536];
+    size_t k;
+    int bad = 0;
+    while ((k = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, k, out) != k) bad = 1;
+    fclose(in);
+    if (fclose(out) || bad) {
+        mr_atomic_abort(&af);
+        return mr_error_set(MR_ERR_IO, "%s: write failed", dst);
+    }
+    return mr_atomic_commit(&af);
+}
+
+/* ---------------------------------------------------------------- the run */
+
+static void fmt_time(char *buf, size_t n, double s)
+{
+    if (s < 0 || !isfinite(s)) s = 0;
+    long t = (long)(s + 0.5);
+    snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Validation: each set denoised as `mrpipe denoise` would (percentile of the noisy stack);
+ * returns the mean PSNR over sets, *noisy_psnr the same for the noisy inputs. */
+static mr_status validate(double *mean_psnr, double *noisy_psnr, val_set *vs, int nv,
+                          const mr_nn_model *m)
+{
+    double sp = 0, sn = 0;
+    for (int i = 0; i < nv; i++) {
+        size_t n = vs[i].S * vs[i].H * vs[i].W;
+        mr_status st = mr_train_denoise_volume(vs[i].out, vs[i].noisy, vs[i].S, vs[i].H, vs[i].W,
+                                               m, vs[i].name);
+        if (st != MR_OK) return st;
+        sp += psnr(vs[i].clean, vs[i].out, n, vs[i].maxval);
+        sn += psnr(vs[i].clean, vs[i].noisy, n, vs[i].maxval);
+    }
+    *mean_psnr = sp / nv;
+    *noisy_psnr = sn / nv;
+    return MR_OK;
+}
+
+static void describe(mr_nn_model *m, const train_cfg *t, long epochs, const char *val)
+{
+    mr_nn_meta *me = &m->meta;
+    snprintf(me->input_type, sizeof me->input_type, "magnitude");
+    snprintf(me->norm_method, sizeof me->norm_method, "percentile");
+    me->norm_params[0] = t->percentile;
+    me->n_norm_params = 1;
+    snprintf(me->noise_model, sizeof me->noise_model,
+             "rician: complex gaussian sigma log-uniform in [%g, %g] x p%g of the volume, then "
+             "magnitude; gamma [%g, %g], scale [%g, %g], dihedral, 3 orientations",
+             t->sampler.sigma_min, t->sampler.sigma_max, t->percentile, t->sampler.gamma_min,
+             t->sampler.gamma_max, t->sampler.scale_min, t->sampler.scale_max);
+    size_t off = 0;
+    off += (size_t)snprintf(me->training_data + off, sizeof me->training_data - off,
+                            "patches %dx%d batch %d steps %ld (seed %ld):", t->sampler.patch,
+                            t->sampler.patch, t->batch, epochs * t->steps_per_epoch, t->seed);
+    for (int i = 0; i < t->ntrain && off < sizeof me->training_data; i++)
+        off += (size_t)snprintf(me->training_data + off, sizeof me->training_data - off, " %s",
+                                base_name(t->train[i]));
+    off = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const set_entry *e = pass ? t->cal : t->val;
+        int ne = pass ? t->ncal : t->nval;
+        for (int i = 0; i < ne && off < sizeof me->split; i++) {
+            if (e[i].has_z)
+                off += (size_t)snprintf(me->split + off, sizeof me->split - off,
+                                        "%s%s %s z=[%g,%g]mm", off ? "; " : "",
+                                        pass ? "calibration" : "validation", base_name(e[i].file),
+                                        e[i].z0, e[i].z1);
+            else
+                off += (size_t)snprintf(me->split + off, sizeof me->split - off, "%s%s %s",
+                                        off ? "; " : "", pass ? "calibration" : "validation",
+                                        base_name(e[i].file));
+        }
+    }
+    if (off < sizeof me->split)
+        snprintf(me->split + off, sizeof me->split - off,
+                 "; training: the rest minus guard %g mm", t->guard_mm);
+    me->epochs = (int)epochs;
+    snprintf(me->validation, sizeof me->validation, "%s", val);
+}
+
+typedef struct {
+    const char *config, *output;
+    int resume;
+    long stop_after;
+} train_opts;
+
+static int run(const train_opts *o)
+{
+    mr_config *c = NULL;
+    train_cfg t;
+    mr_train_volume tv[MAX_SETS];
+    val_set vs[MAX_SETS];
+    mr_nn_model *m = NULL;
+    mr_nn_trainer *tr = NULL;
+    float *clean = NULL, *noisy = NULL;
+    log_row *rows = NULL;
+    long nrows = 0;
+    int rc = 1, tty = isatty(2);
+    char outdir[4096], ckpt[4200], model_path[4200], log_path[4200], curve_path[4200];
+    memset(tv, 0, sizeof tv);
+    memset(vs, 0, sizeof vs);
+    mr_status st = mr_config_load(&c, o->config);
+    if (st == MR_OK) st = parse_config(&t, c);
+    if (st != MR_OK) goto fail;
+    snprintf(outdir, sizeof outdir, "%s", o->output ? o->output : t.output);
+    if (!outdir[0]) {
+        st = mr_error_set(MR_ERR_USAGE, "%s: no output directory (--output or `output:`)",
+                          o->config);
+        goto fail;
+    }
+    if (mkdir(outdir, 0777) && errno != EEXIST) {
+        st = mr_error_set(MR_ERR_IO, "%s: cannot create: %s", outdir, strerror(errno));
+        goto fail;
+    }
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", outdir);
+    snprintf(model_path, sizeof model_path, "%s/model.h5", outdir);
+    snprintf(log_path, sizeof log_path, "%s/train_log.csv", outdir);
+    snprintf(curve_path, sizeof curve_path, "%s/train_curve.png", outdir);
+
+    for (int i = 0; i < t.ntrain; i++)
+        if ((st = load_training(&tv[i], t.train[i], &t, stderr)) != MR_OK) goto fail;
+    for (int i = 0; i < t.nval; i++)
+        if ((st = load_validation(&vs[i], &t.val[i], &t, (uint64_t)t.seed * 7919u + 17u + i)) !=
+            MR_OK)
+            goto fail;
+
+    mr_nn_arch arch = mr_nn_arch_default(t.depth, t.channels);
+    if ((st = mr_nn_model_create(&m, &arch)) != MR_OK) goto fail;
+    mr_nn_model_init_he(m, (uint64_t)t.seed);
+    describe(m, &t, t.epochs, "none yet"); /* normalisation first: validation reads it */
+    mr_nn_train_cfg tc = mr_nn_train_cfg_default();
+    long total = t.epochs * t.steps_per_epoch;
+    tc.loss = t.loss_l1 ? MR_NN_LOSS_L1 : MR_NN_LOSS_MSE;
+    tc.lr = (float)t.lr;
+    tc.lr_min = (float)t.lr_min;
+    tc.weight_decay = (float)t.weight_decay;
+    tc.sched = MR_NN_SCHED_COSINE;
+    tc.total_steps = total;
+    tc.warmup_steps = t.warmup;
+    int P = t.sampler.patch;
+    if ((st = mr_nn_trainer_create(&tr, m, t.batch, P, P, &tc)) != MR_OK) goto fail;
+    size_t per = (size_t)P * P;
+    clean = malloc((size_t)t.batch * per * sizeof *clean);
+    noisy = malloc((size_t)t.batch * per * sizeof *noisy);
+    rows = calloc((size_t)t.epochs + 1, sizeof *rows);
+    if (!clean || !noisy || !rows) {
+        st = mr_error_set(MR_ERR_NOMEM, "train: out of memory");
+        goto fail;
+    }
+    long start = 0;
+    if (o->resume && mr_path_is_file(ckpt)) {
+        if ((st = mr_nn_checkpoint_load(tr, ckpt)) != MR_OK) goto fail;
+        start = *mr_nn_trainer_steps(tr);
+        if (start % t.steps_per_epoch || start > total) {
+            st = mr_error_set(MR_ERR_INPUT,
+                              "%s: %ld steps is not an epoch end of this config (%ld steps per "
+                              "epoch, %ld in all)",
+                              ckpt, start, t.steps_per_epoch, total);
+            goto fail;
+        }
+        nrows = read_log(log_path, rows, t.epochs, start / t.steps_per_epoch);
+        fprintf(stderr, "mrpipe train: resuming from %s at epoch %ld (step %ld)\n", ckpt,
+                start / t.steps_per_epoch, start);
+    } else if (o->resume)
+        fprintf(stderr, "mrpipe train: no checkpoint in %s: starting from scratch\n", outdir);
+    char desc[256];
+    mr_nn_arch_describe(desc, sizeof desc, &arch);
+    fprintf(stderr, "mrpipe train: %s, %zu parameters, %d threads, %ld epochs x %ld steps, batch %d "
+            "x %dx%d\n", desc, m->nparams, mr_threads(), t.epochs, t.steps_per_epoch, t.batch, P, P);
+
+    double t0 = now_s(), prev_seconds = nrows ? rows[nrows - 1].seconds : 0;
+    double loss_sum = 0, vpsnr = nrows ? rows[nrows - 1].psnr_val : NAN, npsnr = 0;
+    for (long s = start; s < total; s++) {
+        mr_rng rng;
+        mr_rng_seed(&rng, (uint64_t)t.seed * 0x9E3779B97F4A7C15ull + (uint64_t)s);
+        for (int b = 0; b < t.batch; b++)
+            mr_train_sample(clean + b * per, noisy + b * per, tv, t.ntrain, &t.sampler, &rng);
+        double loss;
+        if ((st = mr_nn_trainer_step(tr, noisy, clean, &loss)) != MR_OK) goto fail;
+        loss_sum += loss;
+        long epoch = s / t.steps_per_epoch + 1, in_epoch = s % t.steps_per_epoch + 1;
+        double el = now_s() - t0, rate = (double)(s + 1 - start) / el;
+        if (tty || in_epoch % (t.steps_per_epoch / 5 > 0 ? t.steps_per_epoch / 5 : 1) == 0) {
+            char eta[32], spent[32];
+            fmt_time(eta, sizeof eta, (double)(total - s - 1) / rate);
+            fmt_time(spent, sizeof spent, prev_seconds + el);
+            int width = 24, fill = (int)(width * in_epoch / t.steps_per_epoch);
+            char bar[32];
+            for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+            bar[width] = 0;
+            fprintf(stderr, "%sepoch %ld/%ld [%s] step %ld/%ld loss %.3e val %.2f dB  %.1f step/s "
+                    "elapsed %s ETA %s%s", tty ? "\r" : "", epoch, t.epochs, bar, s + 1, total,
+                    loss_sum / in_epoch, vpsnr, rate, spent, eta, tty ? "  " : "\n");
+        }
+        if (in_epoch == t.steps_per_epoch) {
+            if ((st = validate(&vpsnr, &npsnr, vs, t.nval, m)) != MR_OK) goto fail;
+            log_row r = {epoch, s + 1, loss_sum / t.steps_per_epoch, npsnr, vpsnr,
+                         mr_nn_lr_at(&tc, s), prev_seconds + now_s() - t0};
+            rows[nrows++] = r;
+            loss_sum = 0;
+            if ((st = mr_nn_checkpoint_save(tr, ckpt)) != MR_OK ||
+                (st = write_log(log_path, rows, nrows)) != MR_OK ||
+                (st = write_curve(curve_path, rows, nrows)) != MR_OK)
+                goto fail;
+            fprintf(stderr, "%sepoch %ld: loss %.4e, validation PSNR %.2f dB (noisy %.2f dB), "
+                    "checkpoint %s\n", tty ? "\n" : "", epoch, r.loss, vpsnr, npsnr, ckpt);
+            if (o->stop_after > 0 && epoch >= o->stop_after && s + 1 < total) {
+                fprintf(stderr, "mrpipe train: stopped after epoch %ld (--stop-after-epochs)\n",
+                        epoch);
+                rc = 0;
+                goto done;
+            }
+        }
+    }
+    /* the final model: meta with the validation figures of the last epoch */
+    {
+        double vp = vpsnr, np = npsnr;
+        if ((st = validate(&vp, &np, vs, t.nval, m)) != MR_OK) goto fail;
+        char val[1024];
+        size_t off = (size_t)snprintf(val, sizeof val, "rician %g%% of max: mean psnr_db=%.2f "
+                                      "(noisy %.2f)", 100 * t.val_sigma, vp, np);
+        for (int i = 0; i < t.nval && off < sizeof val; i++) {
+            size_t n = vs[i].S * vs[i].H * vs[i].W;
+            off += (size_t)snprintf(val + off, sizeof val - off, "; %s %zu slices %.2f (noisy %.2f)",
+                                    vs[i].name, vs[i].S, psnr(vs[i].clean, vs[i].out, n, vs[i].maxval),
+                                    psnr(vs[i].clean, vs[i].noisy, n, vs[i].maxval));
+        }
+        describe(m, &t, t.epochs, val);
+        if ((st = mr_nn_model_save(m, model_path)) != MR_OK) goto fail;
+        fprintf(stderr, "mrpipe train: %s written (%s), %.0f s in all\n", model_path, val,
+                prev_seconds + now_s() - t0);
+        if (t.export_model[0] && (st = copy_file(t.export_model, model_path)) != MR_OK) goto fail;
+        if (t.export_log[0] && (st = copy_file(t.export_log, log_path)) != MR_OK) goto fail;
+        if (t.export_curve[0] && (st = copy_file(t.export_curve, curve_path)) != MR_OK) goto fail;
+    }
+    rc = 0;
+    goto done;
+fail:
+    rc = mr_cli_fail("train", st);
+done:
+    for (int i = 0; i < MAX_SETS; i++) {
+        mr_array_destroy(tv[i].vol);
+        free(vs[i].clean), free(vs[i].noisy), free(vs[i].out);
+    }
+    free(clean), free(noisy), free(rows);
+    mr_nn_trainer_destroy(tr);
+    mr_nn_model_destroy(m);
+    mr_config_destroy(c);
+    return rc;
+}
+
+int mr_cmd_train(int argc, char **argv)
+{
+    train_opts o = {0};
+    const char *v = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--resume")) {
+            o.resume = 1;
+            continue;
+        } else if (mr_opt_value(&v, "--config", argc, argv, &i))
+            o.config = v;
+        else if (mr_opt_value(&v, "--output", argc, argv, &i))
+            o.output = v;
+        else if (mr_opt_value(&v, "--stop-after-epochs", argc, argv, &i)) {
+            mr_status st = v ? mr_parse_long(&o.stop_after, "--stop-after-epochs", v, 1, MAX_EPOCHS)
+                             : MR_OK;
+            if (st != MR_OK) return mr_cli_fail("train", st);
+        } else
+            return mr_cli_usage_error("train", "unknown option '%s'", argv[i]);
+        if (!v) return mr_cli_usage_error("train", "%s needs a value", argv[i]);
+    }
+    if (!o.config) return mr_cli_usage_error("train", "--config is required");
+    return run(&o);
+}
