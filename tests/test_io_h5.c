@@ -548,9 +548,10 @@ static void check_slice_speed(const char *path, size_t s, mr_cfloat *slice)
     free(raw);
     /* per byte: the slice is n * 8 bytes of a `size`-byte file */
     t_raw *= (double)(n * 8) / (double)size;
+    /* Reported, not asserted: speed is shown by bench/ (zf_vs_bart.sh), never by a timed test
+     * (a sanitizer build or a busy machine would fail it for no fault of the code). */
     fprintf(stderr, "\n  %s: 15x640x368 slice in %.1f ms (%.0f MB/s; fread %.1f ms) ", path,
             1e3 * t_h5, (double)n * 8 / 1e6 / t_h5, 1e3 * t_raw);
-    CU_ASSERT(t_h5 < 4 * t_raw + 0.02);
 }
 
 static void test_fastmri_streaming(void)
