@@ -9,7 +9,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 (cd "$src/${MRPIPE_BUILD_DIR:-build}" && ctest --output-on-failure -j"$(nproc)")
 if [ "${MRPIPE_NO_SANITIZE:-0}" != 1 ]; then
   echo "== the same suite under ASan + UBSan"
-  cmake -S "$src" -B "$src/build-asan" -DCMAKE_BUILD_TYPE=Debug -DMRPIPE_SANITIZE=ON >/dev/null
+  cmake -S "$src" -B "$src/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMRPIPE_SANITIZE=ON >/dev/null
   cmake --build "$src/build-asan" -j"$(nproc)"
   (cd "$src/build-asan" && ctest --output-on-failure -j"$(nproc)")
 fi
