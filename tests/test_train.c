@@ -412,6 +412,32 @@ static void test_denoise_bad_input(void)
     expect_fail(img, m4, "layer01/conv_weight");
 }
 
+static void test_denoise_dicom(void)
+{
+    const char *src = "/usr/lib/python3/dist-packages/pydicom/data/test_files/MR_small.dcm";
+    if (!g_tiny_model[0] || !mr_path_is_file(src)) return;
+    const char *dir = mr_test_path("dcm_out");
+    CU_ASSERT_EQUAL(mr_test_sh("%s denoise --input %s --output %s/ --model %s", mr_test_bin(), src,
+                               dir, g_tiny_model),
+                    0);
+    mr_dicom_set *in = NULL, *out = NULL;
+    mr_dicom_volume *vi = NULL, *vo = NULL;
+    size_t k;
+    CU_ASSERT_EQUAL_FATAL(mr_dicom_set_open(&in, src), MR_OK);
+    CU_ASSERT_EQUAL_FATAL(mr_dicom_set_open(&out, dir), MR_OK);
+    CU_ASSERT_EQUAL_FATAL(mr_dicom_set_select(&k, out, NULL), MR_OK);
+    CU_ASSERT_EQUAL_FATAL(mr_dicom_volume_read(&vo, out, k, 1), MR_OK);
+    CU_ASSERT_EQUAL_FATAL(mr_dicom_volume_read(&vi, in, 0, 1), MR_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(vo->src.series.description, "mrpipe denoise"));
+    for (int i = 0; i < 3; i++) CU_ASSERT_EQUAL(vo->data->dims[i], vi->data->dims[i]);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_DOUBLE_EQUAL(vo->src.geom.origin[i], vi->src.geom.origin[i], 1e-3);
+    mr_dicom_volume_destroy(vi);
+    mr_dicom_volume_destroy(vo);
+    mr_dicom_set_close(in);
+    mr_dicom_set_close(out);
+}
+
 int main(void)
 {
     static const mr_test_case cases[] = {
@@ -422,6 +448,7 @@ int main(void)
         {"denoise: shipped model improves PSNR on held-out ch2, geometry kept",
          test_denoise_quality},
         {"denoise: bad inputs", test_denoise_bad_input},
+        {"denoise: DICOM in, derived DICOM series out", test_denoise_dicom},
         {NULL, NULL},
     };
     return mr_test_run("train", cases);
