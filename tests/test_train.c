@@ -8,6 +8,7 @@
  *  - config errors name the key and its line;
  *  - denoise with the shipped model on a held-out validation slab of ch2 (z 20-40 mm, never
  *    trained on) at 5 % Rician noise improves PSNR; shape, affine and units kept; .h5 output;
+ *  - DICOM in (pydicom's MR_small.dcm), a derived DICOM series out;
  *  - bad inputs (missing / mis-shaped layer, NaN weights, a complex-input model, an image smaller
  *    than the receptive field, NaN pixels) fail with a clear message, exit 1, nothing written.
  */
