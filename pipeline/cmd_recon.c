@@ -15,6 +15,7 @@
 static const char *USAGE =
     "usage: mrpipe recon --input K --output OUT [--method M] [--lambda L] [--iters N]\n"
     "                    [--sens MAPS.cfl] [--mask TYPE --accel R --center-fraction CF [--seed S]]\n"
+    "                    [--uncertainty none|replica [--replicas N] [--uncertainty-output PATH]]\n"
     "\n"
     "  --input K            k-space: fastMRI .h5 (kspace (S,C,H,W) or (S,H,W)), ISMRMRD .h5 or BART\n"
     "                       .cfl (d0=H readout, d1=W, d3=coils, d13=slices)\n"
@@ -32,6 +33,13 @@ static const char *USAGE =
     "  --seed S             mask seed (same seed, same mask as fastMRI)  [0]\n"
     "  --no-prewhiten       do not whiten coil noise with the file's noise scan (ISMRMRD noise\n"
     "                       acquisitions; applied by default for methods other than zf)\n"
+    "  --uncertainty U      none | replica: a per-pixel SD map of the magnitude image by pseudo-\n"
+    "                       multiple replicas (docs/uncertainty.md; cost: N extra reconstructions)\n"
+    "                       [none]\n"
+    "  --replicas N         replicas for --uncertainty replica (N >= 2)  [16]\n"
+    "  --uncertainty-output PATH  the SD map (any output format; .png: inferno with a colour bar)\n"
+    "                       [OUT with _sd before the extension]; .h5 outputs also get an\n"
+    "                       `uncertainty` dataset\n"
     "\n"
     "Output size: the header's reconSpace, else the shape of reconstruction_rss/_esc, else the\n"
     "k-space's (readout oversampling is removed by the centre crop; iterative methods remove it in\n"
@@ -44,6 +52,10 @@ typedef struct {
     long seed, iters;
     int has_lambda;
     int no_prewhiten;
+    /* uncertainty (issue 6) */
+    const char *uncertainty, *unc_output;
+    long replicas;
+    int unc_replica;
 } recon_opts;
 
 static int parse(recon_opts *o, int argc, char **argv)
@@ -54,6 +66,8 @@ static int parse(recon_opts *o, int argc, char **argv)
     o->accel = 4;
     o->cf = 0.08;
     o->seed = 0;
+    o->uncertainty = "none";
+    o->replicas = 16;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(USAGE, stdout);
@@ -79,7 +93,16 @@ static int parse(recon_opts *o, int argc, char **argv)
             if ((st = mr_parse_long(&o->iters, "--iters", v, 1, 100000)) != MR_OK)
                 return mr_cli_fail("recon", st);
         } else if (mr_opt_value(&v, "--sens", argc, argv, &i)) o->sens = v;
-        else if (!strcmp(argv[i], "--no-prewhiten")) {
+        else if (mr_opt_value(&v, "--uncertainty", argc, argv, &i)) o->uncertainty = v;
+        else if (mr_opt_value(&v, "--uncertainty-output", argc, argv, &i)) o->unc_output = v;
+        else if (mr_opt_value(&v, "--replicas", argc, argv, &i)) {
+            if ((st = mr_parse_long(&o->replicas, "--replicas", v, -1000000, 1000000)) != MR_OK)
+                return mr_cli_fail("recon", st);
+            if (o->replicas < 2)
+                return mr_cli_usage_error("recon", "--replicas: expected at least 2 (a standard "
+                                                   "deviation needs two replicas), found %ld",
+                                          o->replicas);
+        } else if (!strcmp(argv[i], "--no-prewhiten")) {
             o->no_prewhiten = 1;
             v = argv[i];
         }
@@ -89,6 +112,17 @@ static int parse(recon_opts *o, int argc, char **argv)
         } else return mr_cli_usage_error("recon", "unknown option '%s'", argv[i]);
         if (!v) return mr_cli_usage_error("recon", "%s needs a value", argv[i]);
     }
+    if (!strcmp(o->uncertainty, "model") || !strcmp(o->uncertainty, "both"))
+        return mr_cli_usage_error("recon", "--uncertainty %s: not available yet: needs the "
+                                           "denoiser's model uncertainty (issue 6); use replica",
+                                  o->uncertainty);
+    if (strcmp(o->uncertainty, "none") != 0 && strcmp(o->uncertainty, "replica") != 0)
+        return mr_cli_usage_error("recon", "--uncertainty: expected none, replica, model or both, "
+                                           "found '%s'",
+                                  o->uncertainty);
+    o->unc_replica = !strcmp(o->uncertainty, "replica");
+    if (o->unc_output && !o->unc_replica)
+        return mr_cli_usage_error("recon", "--uncertainty-output needs --uncertainty replica");
     if (!o->input) return mr_cli_usage_error("recon", "--input is required");
     if (!o->output) return mr_cli_usage_error("recon", "--output is required");
     if (!mr_recon_method_find(o->method)) {
@@ -174,6 +208,67 @@ static mr_status prewhiten_setup(mr_cfloat **wt, mr_kspace_source *src, const re
     return st;
 }
 
+/* Noise for --uncertainty replica: *chol (C, C), the Cholesky factor of the coil noise covariance
+ * of the data the method sees (the noise scan's Psi, or Wt Psi Wt^H after pre-whitening), or NULL
+ * when the file has no noise scan (then estimated per slice from the k-space). */
+static mr_status replica_noise_setup(mr_cfloat **chol, mr_kspace_source *src, const recon_opts *o,
+                                     const mr_cfloat *wt)
+{
+    const mr_kspace_info *in = mr_kspace_get_info(src);
+    const size_t C = in->coils;
+    mr_array *noise = NULL;
+    mr_cfloat *psi = NULL, *tmp = NULL;
+    mr_status st;
+    *chol = NULL;
+    if (!in->has_noise) {
+        MR_INFO("--uncertainty replica: no noise scan; coil noise estimated per slice from the "
+                "outer k-space (docs/uncertainty.md)");
+        return MR_OK;
+    }
+    psi = mr_calloc(C * C, sizeof *psi);
+    tmp = mr_calloc(C * C, sizeof *tmp);
+    *chol = mr_malloc(C * C * sizeof **chol);
+    if (!psi || !tmp || !*chol) st = MR_ERR_NOMEM;
+    else st = mr_kspace_read_noise(src, &noise);
+    if (st == MR_OK) {
+        const mr_cfloat *x = mr_array_c64(noise);
+        const size_t n = noise->dims[0];
+        for (size_t a = 0; a < C; a++) /* Psi[a][b] = sum_n x_na conj(x_nb) / N, as noise.c */
+            for (size_t b = 0; b < C; b++) {
+                double complex acc = 0;
+                for (size_t s = 0; s < n; s++)
+                    acc += (double complex)x[s * C + a] * conj((double complex)x[s * C + b]);
+                psi[a * C + b] = (mr_cfloat)(acc / (double)(n ? n : 1));
+            }
+        if (wt) { /* the whitened data's noise: Wt Psi Wt^H */
+            for (size_t a = 0; a < C; a++)
+                for (size_t b = 0; b < C; b++) {
+                    double complex acc = 0;
+                    for (size_t k = 0; k < C; k++) acc += (double complex)wt[a * C + k] * psi[k * C + b];
+                    tmp[a * C + b] = (mr_cfloat)acc;
+                }
+            for (size_t a = 0; a < C; a++)
+                for (size_t b = 0; b < C; b++) {
+                    double complex acc = 0;
+                    for (size_t k = 0; k < C; k++) acc += (double complex)tmp[a * C + k] * conjf(wt[b * C + k]);
+                    psi[a * C + b] = (mr_cfloat)acc;
+                }
+        }
+        st = mr_noise_cov_cholesky(*chol, psi, C);
+    }
+    if (st != MR_OK) {
+        mr_error_prefix(st, "%s: --uncertainty replica: ", o->input);
+        free(*chol);
+        *chol = NULL;
+    } else
+        MR_INFO("--uncertainty replica: noise covariance from the noise scan (%zu samples)%s",
+                noise->dims[0], wt ? ", whitened" : "");
+    mr_array_destroy(noise);
+    free(psi);
+    free(tmp);
+    return st;
+}
+
 /* Load --sens maps: (S or 1, C, gh, W) complex64 on the reconstruction grid. */
 static mr_status load_sens(mr_array **out, const char *path, const mr_kspace_info *in, size_t gh)
 {
@@ -205,6 +300,10 @@ int mr_cmd_recon(int argc, char **argv)
     mr_cfloat *wt = NULL; /* (C, C) noise whitening, or NULL */
     mr_cfloat *slice = NULL, *grid = NULL, *image = NULL;
     float *mask2d = NULL, *mask1d = NULL, *pattern = NULL;
+    /* --uncertainty replica: SD volume, per-slice SD on the grid, noise Cholesky factor, maps */
+    mr_array *unc = NULL;
+    float *sd_grid = NULL;
+    mr_cfloat *chol = NULL, *slice_chol = NULL, *psi_est = NULL, *umaps = NULL;
     mr_status st;
     mr_format ofmt;
     int rc;
@@ -223,6 +322,23 @@ int mr_cmd_recon(int argc, char **argv)
             method->name);
     st = mr_array_create(&mag, MR_FLOAT32, 3, dims);
     if (st == MR_OK && ofmt == MR_FMT_CFL) st = mr_array_create(&cplx, MR_COMPLEX64, 3, dims);
+    if (st == MR_OK && o.unc_replica) {
+        mr_format ufmt;
+        char upath[4096];
+        if (o.unc_output) st = mr_output_detect(&ufmt, o.unc_output);
+        else if ((st = mr_output_sd_path(upath, sizeof upath, o.output)) == MR_OK)
+            st = mr_output_detect(&ufmt, upath);
+        if (st == MR_OK) st = mr_array_create(&unc, MR_FLOAT32, 3, dims);
+        if (st == MR_OK) {
+            sd_grid = mr_malloc(H * W * sizeof *sd_grid);
+            slice_chol = mr_malloc(C * C * sizeof *slice_chol);
+            psi_est = mr_malloc(C * C * sizeof *psi_est);
+            umaps = strcmp(method->name, "zf") != 0 ? mr_malloc_aligned(chw * sizeof *umaps) : NULL;
+            if (!sd_grid || !slice_chol || !psi_est ||
+                (!umaps && strcmp(method->name, "zf") != 0))
+                st = MR_ERR_NOMEM;
+        }
+    }
     if (st == MR_OK) {
         slice = mr_malloc_aligned(chw * sizeof *slice);
         grid = mr_malloc_aligned(chw * sizeof *grid);
@@ -246,6 +362,7 @@ int mr_cmd_recon(int argc, char **argv)
     }
     if (st == MR_OK && o.sens) st = load_sens(&sens, o.sens, in, gh);
     if (st == MR_OK) st = prewhiten_setup(&wt, src, &o, method->name);
+    if (st == MR_OK && o.unc_replica) st = replica_noise_setup(&chol, src, &o, wt);
     if (st == MR_OK && wt && sens) { /* the model's maps must see the same coil mixing */
         for (size_t s = 0; s < sens->dims[0]; s++)
             mr_noise_whiten(mr_array_c64(sens) + s * C * gh * W, wt, C, gh * W);
@@ -278,12 +395,23 @@ int mr_cmd_recon(int argc, char **argv)
         if (mask2d && !os) memcpy(pattern, mask2d, H * W * sizeof *pattern);
         else if (mask2d) memcpy(pattern, mask2d, gh * W * sizeof *pattern); /* row-constant */
         /* zf ignores the pattern: infer it once, for the log */
-        int need_pattern = !mask2d && (s == 0 || strcmp(method->name, "zf") != 0);
+        int need_pattern = !mask2d && (s == 0 || strcmp(method->name, "zf") != 0 || o.unc_replica);
         frac = need_pattern ? mr_mask_infer(pattern, k, C, gh, W) : 0;
         if (!mask2d && s == 0) MR_INFO("sampling pattern inferred from the k-space: %.1f %% acquired",
                                        100.0 * frac);
         const mr_cfloat *maps =
             sens ? mr_array_c64(sens) + (sens->dims[0] == 1 ? 0 : s) * C * gh * W : NULL;
+        if (o.unc_replica && !maps && umaps) {
+            /* maps estimated once from the original data and given to every replica, so that
+             * replicas differ by noise only (the methods' own ESPIRiT defaults) */
+            mr_espirit_params ep;
+            mr_espirit_params_default(&ep);
+            if ((st = mr_espirit_maps(umaps, k, pattern, C, gh, W, &ep)) != MR_OK) {
+                mr_error_prefix(st, "slice %zu: ", s);
+                break;
+            }
+            maps = umaps;
+        }
         if ((st = method->run(state, image, &stats, k, pattern, maps)) != MR_OK) {
             mr_error_prefix(st, "slice %zu: ", s);
             break;
@@ -294,6 +422,22 @@ int mr_cmd_recon(int argc, char **argv)
         else if (stats.iterations)
             MR_DEBUG("slice %zu: %ld iterations, residual %.3g", s, stats.iterations,
                      stats.residual);
+        if (o.unc_replica) { /* pseudo-multiple replicas (recon/replica.c) */
+            mr_replica_params rpp = {o.replicas, (uint32_t)o.seed, (uint32_t)s, 0};
+            const mr_cfloat *ch = chol;
+            if (!ch) {
+                st = mr_noise_cov_estimate(psi_est, k, pattern, C, gh, W);
+                if (st == MR_OK) st = mr_noise_cov_cholesky(slice_chol, psi_est, C);
+                ch = slice_chol;
+            }
+            if (st == MR_OK)
+                st = mr_replica_sd(sd_grid, method, state, k, pattern, maps, ch, C, gh, W, &rpp);
+            if (st != MR_OK) {
+                mr_error_prefix(st, "slice %zu: --uncertainty replica: ", s);
+                break;
+            }
+            mr_crop_f32(mr_array_f32(unc) + s * hw_out, in->recon_h, in->recon_w, sd_grid, gh, W);
+        }
         if (cplx) mr_crop_c64(mr_array_c64(cplx) + s * hw_out, in->recon_h, in->recon_w, image, gh, W);
         /* magnitude of the cropped complex image */
         {
@@ -317,7 +461,17 @@ int mr_cmd_recon(int argc, char **argv)
             extra.mask = mask1d;
             extra.mask_len = in->width;
         }
+        extra.uncertainty = unc;
         st = mr_output_write_volume(o.output, mag, cplx, &extra);
+        if (st == MR_OK && unc) {
+            char upath[4096];
+            const char *up = o.unc_output;
+            if (!up && (st = mr_output_sd_path(upath, sizeof upath, o.output)) == MR_OK) up = upath;
+            extra.uncertainty = NULL;
+            if (st == MR_OK) st = mr_output_write_uncertainty(up, unc, "replica", &extra);
+            if (st == MR_OK)
+                MR_INFO("wrote %s (replica SD, %ld replicas)", up, o.replicas);
+        }
     }
     rc = st == MR_OK ? 0 : mr_cli_fail("recon", st);
     if (st == MR_OK) MR_INFO("wrote %s", o.output);
@@ -327,6 +481,12 @@ int mr_cmd_recon(int argc, char **argv)
     mr_array_destroy(mag);
     mr_array_destroy(cplx);
     mr_array_destroy(sens);
+    mr_array_destroy(unc);
+    free(sd_grid);
+    free(chol);
+    free(slice_chol);
+    free(psi_est);
+    mr_free_aligned(umaps);
     free(wt);
     mr_free_aligned(slice);
     mr_free_aligned(grid);

@@ -23,6 +23,9 @@ typedef struct {
     long series_number;        /* 0: the source's + 1000 */
     int anonymize;             /* PS3.15 basic profile de-identification */
     mr_dicom_written *written; /* receives the written series (caller frees), or NULL */
+    /* Uncertainty (issue 6, docs/uncertainty.md): */
+    const mr_array *uncertainty; /* float32 SD map of mag's shape: an `uncertainty` dataset next to
+                                    `reconstruction` in .h5 outputs; NULL: none */
 } mr_output_extra;
 
 /* Format of an output path: a folder (a path ending in '/' or an existing folder) is a derived DICOM
@@ -34,5 +37,20 @@ mr_status mr_output_detect(mr_format *fmt, const char *path);
  * path/<SeriesNumber>_<description>/. */
 mr_status mr_output_write_volume(const char *path, const mr_array *mag, const mr_array *cplx,
                                  const mr_output_extra *extra);
+
+/* ---- uncertainty maps (issue 6) */
+
+/* The default path of the separate SD map: out with `_sd` before the extension (recon.h5 ->
+ * recon_sd.h5, a.nii.gz -> a_sd.nii.gz, a DICOM folder dir/ -> dir_sd/). MR_ERR_USAGE when it
+ * does not fit in n bytes. */
+mr_status mr_output_sd_path(char *buf, size_t n, const char *out);
+
+/* Write an SD map sd (float32 (S,H,W)) to path, any output format, atomically: .h5 (dataset
+ * `uncertainty`, attribute mrpipe_uncertainty = kind), .cfl (zero imaginary part), NIfTI (extra's
+ * geometry), a DICOM series (description "<method> uncertainty SD"), or a PNG: the slices' montage
+ * in the inferno colour map from 0 to the map's 99.5th percentile, with a colour bar on the right
+ * (bottom 0, top the window's maximum, which is logged). kind: e.g. "replica". */
+mr_status mr_output_write_uncertainty(const char *path, const mr_array *sd, const char *kind,
+                                      const mr_output_extra *extra);
 
 #endif

@@ -408,6 +408,60 @@ mr_status mr_admm_solve(mr_cfloat *x, mr_recon_stats *stats, const mr_linop *A, 
  * E = M F S, BART data scaling, output in input units. */
 extern const mr_recon_method mr_method_cs_l1, mr_method_cs_tv;
 
+/* ================================================================ uncertainty (issue 6)
+ * Measurement-noise uncertainty: pseudo-multiple-replica Monte Carlo (Robson PM et al., MRM 60:895,
+ * 2008) through any method of the table (recon/replica.c), and the analytic SENSE g-factor
+ * (Pruessmann et al., MRM 42:952, 1999) as its cross-check (recon/gfactor.c). docs/uncertainty.md.
+ * Covariances follow recon/noise.c: Psi[a][b] = E[x_a conj(x_b)] (C, C), row-major, k-space units. */
+
+/* Cholesky factor Psi = L L^H (lower, row-major (C, C)) of a noise covariance. MR_ERR_INPUT when
+ * Psi is not Hermitian positive definite (the message names the coil) or holds NaN/Inf. */
+mr_status mr_noise_cov_cholesky(mr_cfloat *chol, const mr_cfloat *psi, size_t coils);
+
+/* Noise covariance from the k-space itself, for data without a noise scan: the acquired samples
+ * (mask (H, W) != 0, value != 0) of the outer k-space, max(|ky| / (H/2), |kx| / (W/2)) >= 0.75
+ * (falling back to >= 0.5, then all acquired samples, when fewer than 64 are there), a robust
+ * per-coil variance sigma_c^2 = (1.4826 MAD(re))^2 + (1.4826 MAD(im))^2. Diagonal: psi (C, C) gets
+ * sigma_c^2 on the diagonal and zeros elsewhere. Signal left at the edge of k-space makes this an
+ * over-estimate (documented). MR_ERR_INPUT when no sample is acquired or a coil's estimate is 0. */
+mr_status mr_noise_cov_estimate(mr_cfloat *psi, const mr_cfloat *kspace, const float *mask,
+                                size_t coils, size_t h, size_t w);
+
+/* Add complex Gaussian noise of covariance L L^H to kspace (C, H, W) at the acquired samples only
+ * (mask (H, W) != 0; mask NULL: everywhere): k[:, p] += L z, z ~ CN(0, I) (each real and imaginary
+ * part of z with variance 1/2) drawn from rng. */
+void mr_replica_add_noise(mr_cfloat *kspace, const mr_cfloat *chol, const float *mask, size_t coils,
+                          size_t h, size_t w, mr_mt19937 *rng);
+
+typedef struct {
+    long replicas;     /* N >= 2 */
+    uint32_t seed;     /* replica r of stream s draws from MT19937 init_by_array {seed, s, r} */
+    uint32_t stream;   /* e.g. the slice index */
+    int complex_sd;    /* 0: std of the magnitude |x| (what users compare with |error|);
+                          1: sqrt(E |x - E x|^2) of the complex image */
+} mr_replica_params;
+
+/* Pseudo-multiple-replica standard deviation: for r = 0..N-1, run method (with state, made by the
+ * caller for (coils, h, w)) on kspace + noise (mr_replica_add_noise with chol) with the same mask
+ * and coil maps sens (C, H, W) or NULL, and write the per-pixel sample std (N - 1 denominator) of
+ * the output images to sd (H, W). Pass the maps the original reconstruction used, so that the
+ * replicas differ by noise only. Replicas run one after another (a method state is not
+ * thread-safe); each uses the method's own threads. Deterministic for (seed, stream).
+ * MR_ERR_USAGE for N < 2; errors of the method. */
+mr_status mr_replica_sd(float *sd, const mr_recon_method *method, void *state,
+                        const mr_cfloat *kspace, const float *mask, const mr_cfloat *sens,
+                        const mr_cfloat *chol, size_t coils, size_t h, size_t w,
+                        const mr_replica_params *p);
+
+/* Analytic SENSE g-factor map g (H, W) for a Cartesian R-fold equispaced undersampling of the
+ * columns (x, the phase-encode axis of mrpipe's masks; W % R == 0): pixel (y, x) aliases with
+ * (y, x + k W / R), and over each aliased set of pixels with a non-zero map,
+ * g_p = sqrt([(S^H Psi^-1 S)^-1]_pp [S^H Psi^-1 S]_pp). maps (C, H, W); psi (C, C) or NULL for
+ * the identity. Pixels whose maps are all zero get g = 0. MR_ERR_INPUT for W % R != 0, a
+ * non-positive-definite Psi or a singular aliasing set (the message names the pixel). */
+mr_status mr_sense_gfactor(float *g, const mr_cfloat *maps, const mr_cfloat *psi, size_t coils,
+                           size_t h, size_t w, size_t accel);
+
 /* ================================================================ simulation from real images */
 
 /* Smooth synthetic coil sensitivities (C, h, w): coils evenly spaced on an ellipse around the field
