@@ -606,54 +606,13 @@ static void putf(unsigned char *h, int off, float v)
 void mr_dicom_geometry_nifti(mr_nifti_meta *meta, const mr_dicom_geometry *g)
 {
     unsigned char *h = meta->raw;
-    double A[4][4], R[3][3], qfac = 1, a, b, c, d;
+    double A[4][4], q[3], qfac, b, c, d;
     double pix[3] = {g->pixel_spacing[1], g->pixel_spacing[0], g->slice_spacing};
     memset(meta, 0, sizeof *meta);
     mr_dicom_geometry_affine(A, g);
-    /* rotation: the affine's columns over the voxel sizes; a left-handed frame has qfac -1 */
-    for (int r = 0; r < 3; r++)
-        for (int k = 0; k < 3; k++)
-            R[r][k] = A[r][k] / (pix[k] > 0 ? pix[k] : 1);
-    double det = R[0][0] * (R[1][1] * R[2][2] - R[1][2] * R[2][1]) -
-                 R[0][1] * (R[1][0] * R[2][2] - R[1][2] * R[2][0]) +
-                 R[0][2] * (R[1][0] * R[2][1] - R[1][1] * R[2][0]);
-    if (det < 0) {
-        qfac = -1;
-        for (int r = 0; r < 3; r++)
-            R[r][2] = -R[r][2];
-    }
-    /* quaternion of a rotation matrix (as nifti1_io's mat44_to_quatern) */
-    a = R[0][0] + R[1][1] + R[2][2] + 1;
-    if (a > 0.5) {
-        a = 0.5 * sqrt(a);
-        b = 0.25 * (R[2][1] - R[1][2]) / a;
-        c = 0.25 * (R[0][2] - R[2][0]) / a;
-        d = 0.25 * (R[1][0] - R[0][1]) / a;
-    } else {
-        double xd = 1 + R[0][0] - (R[1][1] + R[2][2]), yd = 1 + R[1][1] - (R[0][0] + R[2][2]),
-               zd = 1 + R[2][2] - (R[0][0] + R[1][1]);
-        if (xd > 1) {
-            b = 0.5 * sqrt(xd);
-            c = 0.25 * (R[0][1] + R[1][0]) / b;
-            d = 0.25 * (R[0][2] + R[2][0]) / b;
-            a = 0.25 * (R[2][1] - R[1][2]) / b;
-        } else if (yd > 1) {
-            c = 0.5 * sqrt(yd);
-            b = 0.25 * (R[0][1] + R[1][0]) / c;
-            d = 0.25 * (R[1][2] + R[2][1]) / c;
-            a = 0.25 * (R[0][2] - R[2][0]) / c;
-        } else {
-            d = 0.5 * sqrt(zd);
-            b = 0.25 * (R[0][2] + R[2][0]) / d;
-            c = 0.25 * (R[1][2] + R[2][1]) / d;
-            a = 0.25 * (R[1][0] - R[0][1]) / d;
-        }
-        if (a < 0) {
-            b = -b;
-            c = -c;
-            d = -d;
-        }
-    }
+    /* rotation quaternion; a left-handed frame has qfac -1 */
+    mr_nifti_quatern_from_affine(q, &qfac, A);
+    b = q[0], c = q[1], d = q[2];
     /* NIfTI-1 header fields (nifti1.h offsets) */
     put32(h, 0, 348);
     h[38] = 'r';

@@ -205,6 +205,10 @@ typedef struct {
  * datatype into float32 (S, H, W) = (k, j, i), scl_slope/scl_inter applied. meta may be NULL. */
 mr_status mr_nifti_read(mr_array **out, mr_nifti_meta *meta, const char *path);
 
+/* Quaternion (b, c, d) and qfac (+1, or -1 for a left-handed frame) of an affine's rotation, its
+ * columns normalised by their lengths (NIfTI-1 method 2 inverted). */
+void mr_nifti_quatern_from_affine(double quat[3], double *qfac, const double A[4][4]);
+
 /* Write a float32 (S,H,W) or (H,W) array as NIfTI-1 float32 (gzip when the name ends in .gz),
  * keeping meta's affine and pixdim when meta->valid and its in-plane size matches. */
 mr_status mr_nifti_write(const char *path, const mr_array *a, const mr_nifti_meta *meta);

@@ -204,9 +204,10 @@ static void nii_affine(double A[4][4], const unsigned char *h)
     A[2][2] = pz > 0 ? pz : 1;
 }
 
-/* Quaternion (b, c, d), qfac and offsets of an affine's rotation part (inverse of method 2),
- * assuming orthogonal columns (true of scanner geometry). */
-static void nii_affine_to_quatern(unsigned char *h, const double A[4][4])
+/* Quaternion (b, c, d) and qfac of an affine's rotation part (the inverse of NIfTI-1 method 2, as
+ * nifti1_io's mat44_to_quatern), assuming orthogonal columns (true of scanner geometry); the columns
+ * are normalised by their lengths (the voxel sizes). Shared by the NIfTI writer and DICOM -> NIfTI. */
+void mr_nifti_quatern_from_affine(double quat[3], double *qfac_out, const double A[4][4])
 {
     double R[3][3], len[3], qfac = 1, a, b, c, d, tr;
     for (int col = 0; col < 3; col++) {
@@ -252,6 +253,18 @@ static void nii_affine_to_quatern(unsigned char *h, const double A[4][4])
             d = -d;
         }
     }
+    quat[0] = b;
+    quat[1] = c;
+    quat[2] = d;
+    *qfac_out = qfac;
+}
+
+/* Quaternion, qfac and offsets of an affine into a header. */
+static void nii_affine_to_quatern(unsigned char *h, const double A[4][4])
+{
+    double q[3], qfac, b, c, d;
+    mr_nifti_quatern_from_affine(q, &qfac, A);
+    b = q[0], c = q[1], d = q[2];
     put_f32(h, OFF_QUATERN_B, (float)b);
     put_f32(h, OFF_QUATERN_B + 4, (float)c);
     put_f32(h, OFF_QUATERN_B + 8, (float)d);
