@@ -30,7 +30,7 @@ from skimage.restoration import denoise_nl_means
 
 TEMPLATES = "/usr/share/mricron/templates"
 LEVELS = [0.03, 0.05, 0.10]
-NLM_H = [0.4, 0.55, 0.7, 0.85, 1.0]                # x sigma
+NLM_H = [0.25, 0.4, 0.55, 0.7, 0.85, 1.0]          # x sigma
 ROF_LAMBDA = [0.01, 0.02, 0.03, 0.045, 0.065, 0.09, 0.13]  # images scaled to max 1
 
 
