@@ -37,6 +37,7 @@ static const char *USAGE =
     "                       multiple replicas (docs/uncertainty.md; cost: N extra reconstructions)\n"
     "                       [none]\n"
     "  --replicas N         replicas for --uncertainty replica (N >= 2)  [16]\n"
+    "  --replica-threads T  replicas run at once, each in its own method state  [1]\n"
     "  --uncertainty-output PATH  the SD map (any output format; .png: inferno with a colour bar)\n"
     "                       [OUT with _sd before the extension]; .h5 outputs also get an\n"
     "                       `uncertainty` dataset\n"
@@ -54,7 +55,7 @@ typedef struct {
     int no_prewhiten;
     /* uncertainty (issue 6) */
     const char *uncertainty, *unc_output;
-    long replicas;
+    long replicas, replica_threads;
     int unc_replica;
 } recon_opts;
 
@@ -68,6 +69,7 @@ static int parse(recon_opts *o, int argc, char **argv)
     o->seed = 0;
     o->uncertainty = "none";
     o->replicas = 16;
+    o->replica_threads = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(USAGE, stdout);
@@ -102,6 +104,9 @@ static int parse(recon_opts *o, int argc, char **argv)
                 return mr_cli_usage_error("recon", "--replicas: expected at least 2 (a standard "
                                                    "deviation needs two replicas), found %ld",
                                           o->replicas);
+        } else if (mr_opt_value(&v, "--replica-threads", argc, argv, &i)) {
+            if ((st = mr_parse_long(&o->replica_threads, "--replica-threads", v, 1, 256)) != MR_OK)
+                return mr_cli_fail("recon", st);
         } else if (!strcmp(argv[i], "--no-prewhiten")) {
             o->no_prewhiten = 1;
             v = argv[i];
@@ -368,9 +373,9 @@ int mr_cmd_recon(int argc, char **argv)
             mr_noise_whiten(mr_array_c64(sens) + s * C * gh * W, wt, C, gh * W);
         MR_INFO("--sens maps whitened with the noise scan's whitening matrix");
     }
+    mr_recon_params rp;
+    memset(&rp, 0, sizeof rp);
     if (st == MR_OK) {
-        mr_recon_params rp;
-        memset(&rp, 0, sizeof rp);
         rp.lambda = o.lambda;
         rp.has_lambda = o.has_lambda;
         rp.iters = o.iters;
@@ -423,7 +428,9 @@ int mr_cmd_recon(int argc, char **argv)
             MR_DEBUG("slice %zu: %ld iterations, residual %.3g", s, stats.iterations,
                      stats.residual);
         if (o.unc_replica) { /* pseudo-multiple replicas (recon/replica.c) */
-            mr_replica_params rpp = {o.replicas, (uint32_t)o.seed, (uint32_t)s, 0};
+            mr_replica_params rpp = {.replicas = o.replicas, .seed = (uint32_t)o.seed,
+                                     .stream = (uint32_t)s, .threads = (int)o.replica_threads,
+                                     .rp = &rp};
             const mr_cfloat *ch = chol;
             if (!ch) {
                 st = mr_noise_cov_estimate(psi_est, k, pattern, C, gh, W);

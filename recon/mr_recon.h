@@ -439,14 +439,21 @@ typedef struct {
     uint32_t stream;   /* e.g. the slice index */
     int complex_sd;    /* 0: std of the magnitude |x| (what users compare with |error|);
                           1: sqrt(E |x - E x|^2) of the complex image */
+    int threads;       /* > 1 (with rp): up to this many replicas at once; <= 1: one at a time */
+    const mr_recon_params *rp; /* given: every replica runs in a fresh state made from rp (states
+                                  are not thread-safe, and stateful methods such as cs-l1's random
+                                  shifts then repeat their sequence in each replica); NULL: all
+                                  replicas run in `state`, one after another */
 } mr_replica_params;
 
 /* Pseudo-multiple-replica standard deviation: for r = 0..N-1, run method (with state, made by the
  * caller for (coils, h, w)) on kspace + noise (mr_replica_add_noise with chol) with the same mask
  * and coil maps sens (C, H, W) or NULL, and write the per-pixel sample std (N - 1 denominator) of
  * the output images to sd (H, W). Pass the maps the original reconstruction used, so that the
- * replicas differ by noise only. Replicas run one after another (a method state is not
- * thread-safe); each uses the method's own threads. Deterministic for (seed, stream).
+ * replicas differ by noise only. With p->rp and p->threads > 1, batches of replicas run
+ * concurrently (the methods' inner OpenMP loops then run single-threaded); otherwise one after
+ * another with the methods' own threads. Results are accumulated in replica order: deterministic
+ * for (seed, stream) (and the thread count, through the methods' own reductions).
  * MR_ERR_USAGE for N < 2; errors of the method. */
 mr_status mr_replica_sd(float *sd, const mr_recon_method *method, void *state,
                         const mr_cfloat *kspace, const float *mask, const mr_cfloat *sens,

@@ -14,6 +14,7 @@
 #include "mr_recon.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,57 +173,115 @@ void mr_replica_add_noise(mr_cfloat *kspace, const mr_cfloat *chol, const float 
     if (z != zb) free(z);
 }
 
+/* Welford's running mean and sum of squared deviations, per pixel, adding replica r's image. */
+static void accumulate(double *mean, double *m2, const mr_cfloat *img, size_t hw, long r,
+                       int complex_sd)
+{
+    const double inv = 1.0 / (double)(r + 1);
+    for (size_t q = 0; q < hw; q++) {
+        if (complex_sd) {
+            double xr = crealf(img[q]), xi = cimagf(img[q]);
+            double dr = xr - mean[2 * q], di = xi - mean[2 * q + 1];
+            mean[2 * q] += dr * inv;
+            mean[2 * q + 1] += di * inv;
+            m2[q] += dr * (xr - mean[2 * q]) + di * (xi - mean[2 * q + 1]);
+        } else {
+            double x = cabsf(img[q]), d = x - mean[2 * q];
+            mean[2 * q] += d * inv;
+            m2[q] += d * (x - mean[2 * q]);
+        }
+    }
+}
+
+/* One replica: k = kspace + noise of stream (seed, stream, r); img = method(k). */
+static mr_status run_replica(mr_cfloat *img, mr_cfloat *k, const mr_recon_method *method,
+                             void *state, const mr_cfloat *kspace, const float *mask,
+                             const mr_cfloat *sens, const mr_cfloat *chol, size_t coils, size_t h,
+                             size_t w, const mr_replica_params *p, long r)
+{
+    mr_mt19937 rng;
+    mr_recon_stats stats;
+    uint32_t key[3] = {p->seed, p->stream, (uint32_t)r};
+    mr_status st = MR_OK;
+    void *fresh = NULL;
+    mr_mt_seed_array(&rng, key, 3);
+    memcpy(k, kspace, coils * h * w * sizeof *k);
+    mr_replica_add_noise(k, chol, mask, coils, h, w, &rng);
+    /* a fresh state per replica when rp is given: stateful methods (cs-l1's random wavelet
+     * shifts) then see the same sequence in every replica, whatever the thread count */
+    if (p->rp) st = method->create(&fresh, p->rp, coils, h, w);
+    if (st == MR_OK) st = method->run(fresh ? fresh : state, img, &stats, k, mask, sens);
+    if (fresh) method->destroy(fresh);
+    if (st != MR_OK) mr_error_prefix(st, "replica %ld: ", r);
+    return st;
+}
+
 mr_status mr_replica_sd(float *sd, const mr_recon_method *method, void *state,
                         const mr_cfloat *kspace, const float *mask, const mr_cfloat *sens,
                         const mr_cfloat *chol, size_t coils, size_t h, size_t w,
                         const mr_replica_params *p)
 {
     const size_t hw = h * w, n = coils * hw;
-    mr_cfloat *k = NULL, *img = NULL;
+    size_t T = p->threads > 1 && p->rp ? (size_t)p->threads : 1;
+    mr_cfloat **k = NULL, **img = NULL;
+    mr_status *sts = NULL;
+    char(*msgs)[512] = NULL;
     double *mean = NULL, *m2 = NULL;
     mr_status st = MR_OK;
     if (p->replicas < 2)
         return mr_error_set(MR_ERR_USAGE, "--replicas: expected at least 2, found %ld",
                             p->replicas);
-    k = mr_malloc_aligned(n * sizeof *k);
-    img = mr_malloc_aligned(hw * sizeof *img);
+    if ((long)T > p->replicas) T = (size_t)p->replicas;
+    k = mr_calloc(T, sizeof *k);
+    img = mr_calloc(T, sizeof *img);
+    sts = mr_calloc(T, sizeof *sts);
+    msgs = mr_calloc(T, sizeof *msgs);
     mean = mr_calloc(2 * hw, sizeof *mean); /* (re, im) or (|x|, unused) */
     m2 = mr_calloc(hw, sizeof *m2);
-    if (!k || !img || !mean || !m2) {
+    if (!k || !img || !sts || !msgs || !mean || !m2) {
         st = MR_ERR_NOMEM;
         goto done;
     }
-    for (long r = 0; r < p->replicas; r++) {
-        mr_mt19937 rng;
-        mr_recon_stats stats;
-        uint32_t key[3] = {p->seed, p->stream, (uint32_t)r};
-        mr_mt_seed_array(&rng, key, 3);
-        memcpy(k, kspace, n * sizeof *k);
-        mr_replica_add_noise(k, chol, mask, coils, h, w, &rng);
-        if ((st = method->run(state, img, &stats, k, mask, sens)) != MR_OK) {
-            mr_error_prefix(st, "replica %ld: ", r);
+    for (size_t t = 0; t < T; t++) {
+        k[t] = mr_malloc_aligned(n * sizeof **k);
+        img[t] = mr_malloc_aligned(hw * sizeof **img);
+        if (!k[t] || !img[t]) {
+            st = MR_ERR_NOMEM;
             goto done;
         }
-        /* Welford's running mean and sum of squared deviations, per pixel */
-        const double inv = 1.0 / (double)(r + 1);
-        for (size_t q = 0; q < hw; q++) {
-            if (p->complex_sd) {
-                double xr = crealf(img[q]), xi = cimagf(img[q]);
-                double dr = xr - mean[2 * q], di = xi - mean[2 * q + 1];
-                mean[2 * q] += dr * inv;
-                mean[2 * q + 1] += di * inv;
-                m2[q] += dr * (xr - mean[2 * q]) + di * (xi - mean[2 * q + 1]);
-            } else {
-                double x = cabsf(img[q]), d = x - mean[2 * q];
-                mean[2 * q] += d * inv;
-                m2[q] += d * (x - mean[2 * q]);
+    }
+    for (long b0 = 0; b0 < p->replicas; b0 += (long)T) {
+        const long nb = p->replicas - b0 < (long)T ? p->replicas - b0 : (long)T;
+        if (T == 1)
+            sts[0] = run_replica(img[0], k[0], method, state, kspace, mask, sens, chol, coils, h,
+                                 w, p, b0);
+        else {
+#pragma omp parallel for num_threads((int)T) schedule(static, 1)
+            for (long j = 0; j < nb; j++) {
+                sts[j] = run_replica(img[j], k[j], method, NULL, kspace, mask, sens, chol,
+                                     coils, h, w, p, b0 + j);
+                if (sts[j] != MR_OK) /* messages are thread-local: carry them over */
+                    snprintf(msgs[j], sizeof msgs[j], "%s", mr_error_message());
             }
+        }
+        for (long j = 0; j < nb; j++) {
+            if (sts[j] != MR_OK) {
+                st = T == 1 ? sts[j] : mr_error_set(sts[j], "%s", msgs[j]);
+                goto done;
+            }
+            accumulate(mean, m2, img[j], hw, b0 + j, p->complex_sd);
         }
     }
     for (size_t q = 0; q < hw; q++) sd[q] = (float)sqrt(m2[q] / (double)(p->replicas - 1));
 done:
-    mr_free_aligned(k);
-    mr_free_aligned(img);
+    for (size_t t = 0; t < T; t++) {
+        if (k) mr_free_aligned(k[t]);
+        if (img) mr_free_aligned(img[t]);
+    }
+    free(k);
+    free(img);
+    free(sts);
+    free(msgs);
     free(mean);
     free(m2);
     return st;
