@@ -20,9 +20,11 @@
 static int invert(double complex *a, double complex *work, size_t m)
 {
     double complex *inv = work;
-    for (size_t i = 0; i < m * m; i++) inv[i] = (i / m == i % m) ? 1.0 : 0.0;
+    for (size_t i = 0; i < m * m; i++)
+        inv[i] = (i / m == i % m) ? 1.0 : 0.0;
     double scale = 0;
-    for (size_t i = 0; i < m; i++) scale = fmax(scale, cabs(a[i * m + i]));
+    for (size_t i = 0; i < m; i++)
+        scale = fmax(scale, cabs(a[i * m + i]));
     for (size_t c = 0; c < m; c++) {
         size_t piv = c;
         for (size_t r = c + 1; r < m; r++)
@@ -84,11 +86,13 @@ mr_status mr_sense_gfactor(float *g, const mr_cfloat *maps, const mr_cfloat *psi
         for (size_t j = 0; j < C; j++)
             for (size_t i = j; i < C; i++) {
                 double complex acc = i == j ? 1.0 : 0.0;
-                for (size_t k = j; k < i; k++) acc -= (double complex)chol[i * C + k] * linv[k * C + j];
+                for (size_t k = j; k < i; k++)
+                    acc -= (double complex)chol[i * C + k] * linv[k * C + j];
                 linv[i * C + j] = acc / (double complex)chol[i * C + i];
             }
     } else
-        for (size_t i = 0; i < C; i++) linv[i * C + i] = 1.0;
+        for (size_t i = 0; i < C; i++)
+            linv[i * C + i] = 1.0;
     memset(g, 0, hw * sizeof *g);
     const size_t step = w / R;
     for (size_t y = 0; y < h; y++)
@@ -107,17 +111,20 @@ mr_status mr_sense_gfactor(float *g, const mr_cfloat *maps, const mr_cfloat *psi
             for (size_t i = 0; i < C; i++)
                 for (size_t j = 0; j < m; j++) {
                     double complex acc = 0;
-                    for (size_t k = 0; k <= i; k++) acc += linv[i * C + k] * maps[k * hw + pix[j]];
+                    for (size_t k = 0; k <= i; k++)
+                        acc += linv[i * C + k] * maps[k * hw + pix[j]];
                     ws[i * m + j] = acc;
                 }
             for (size_t i = 0; i < m; i++)
                 for (size_t j = 0; j < m; j++) {
                     double complex acc = 0;
-                    for (size_t c = 0; c < C; c++) acc += conj(ws[c * m + i]) * ws[c * m + j];
+                    for (size_t c = 0; c < C; c++)
+                        acc += conj(ws[c * m + i]) * ws[c * m + j];
                     a[i * m + j] = acc;
                 }
             double diag[64];
-            for (size_t i = 0; i < m && i < 64; i++) diag[i] = creal(a[i * m + i]);
+            for (size_t i = 0; i < m && i < 64; i++)
+                diag[i] = creal(a[i * m + i]);
             if (m > 64 || !invert(a, work, m)) {
                 st = mr_error_set(MR_ERR_INPUT,
                                   "g-factor: the aliasing set of pixel (%zu, %zu) is singular "
@@ -125,7 +132,8 @@ mr_status mr_sense_gfactor(float *g, const mr_cfloat *maps, const mr_cfloat *psi
                                   y, x0);
                 goto done;
             }
-            for (size_t i = 0; i < m; i++) g[pix[i]] = (float)sqrt(fmax(0.0, creal(a[i * m + i]) * diag[i]));
+            for (size_t i = 0; i < m; i++)
+                g[pix[i]] = (float)sqrt(fmax(0.0, creal(a[i * m + i]) * diag[i]));
         }
 done:
     free(chol);

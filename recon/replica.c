@@ -31,20 +31,22 @@ mr_status mr_noise_cov_cholesky(mr_cfloat *chol, const mr_cfloat *psi, size_t co
                               i / C, i % C);
             goto done;
         }
-    for (size_t a = 0; a < C; a++) tr += crealf(psi[a * C + a]);
+    for (size_t a = 0; a < C; a++)
+        tr += crealf(psi[a * C + a]);
     for (size_t a = 0; a < C && st == MR_OK; a++)
         for (size_t b = 0; b < a; b++) {
             mr_cfloat d = psi[a * C + b] - conjf(psi[b * C + a]);
             if (cabsf(d) > 1e-4f * (float)(tr / (double)C) + 1e-30f) {
-                st = mr_error_set(MR_ERR_INPUT,
-                                  "noise covariance: not Hermitian at (%zu, %zu)", a, b);
+                st = mr_error_set(MR_ERR_INPUT, "noise covariance: not Hermitian at (%zu, %zu)", a,
+                                  b);
                 break;
             }
         }
     /* Psi = L L^H, row-major lower L, in double */
     for (size_t j = 0; j < C && st == MR_OK; j++) {
         double d = crealf(psi[j * C + j]);
-        for (size_t k = 0; k < j; k++) d -= creal(l[j * C + k] * conj(l[j * C + k]));
+        for (size_t k = 0; k < j; k++)
+            d -= creal(l[j * C + k] * conj(l[j * C + k]));
         if (!(d > 1e-12 * fabs(tr) / (double)C) || !(tr > 0)) {
             st = mr_error_set(MR_ERR_INPUT,
                               "noise covariance is not positive definite at coil %zu (variance "
@@ -56,12 +58,14 @@ mr_status mr_noise_cov_cholesky(mr_cfloat *chol, const mr_cfloat *psi, size_t co
         l[j * C + j] = sqrt(d);
         for (size_t i = j + 1; i < C; i++) {
             double complex acc = psi[i * C + j];
-            for (size_t k = 0; k < j; k++) acc -= l[i * C + k] * conj(l[j * C + k]);
+            for (size_t k = 0; k < j; k++)
+                acc -= l[i * C + k] * conj(l[j * C + k]);
             l[i * C + j] = acc / creal(l[j * C + j]);
         }
     }
     if (st == MR_OK)
-        for (size_t i = 0; i < C * C; i++) chol[i] = (mr_cfloat)l[i];
+        for (size_t i = 0; i < C * C; i++)
+            chol[i] = (mr_cfloat)l[i];
 done:
     free(l);
     return st;
@@ -85,7 +89,8 @@ static double mad_sigma(const float *x, float *buf, size_t n)
 {
     memcpy(buf, x, n * sizeof *buf);
     double med = median_f(buf, n);
-    for (size_t i = 0; i < n; i++) buf[i] = fabsf(x[i] - (float)med);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = fabsf(x[i] - (float)med);
     return 1.4826 * median_f(buf, n);
 }
 
@@ -111,14 +116,16 @@ mr_status mr_noise_cov_estimate(mr_cfloat *psi, const mr_cfloat *kspace, const f
                 double ry = fabs((double)y - (double)(h / 2)) / (0.5 * (double)h);
                 double rx = fabs((double)x - (double)(w / 2)) / (0.5 * (double)w);
                 int any = 0;
-                for (size_t c = 0; c < C && !any; c++) any = kspace[c * hw + p] != 0.0f;
+                for (size_t c = 0; c < C && !any; c++)
+                    any = kspace[c * hw + p] != 0.0f;
                 use[p] = (!mask || mask[p] != 0.0f) && any && (ry > rx ? ry : rx) >= thresholds[t];
                 n += use[p];
             }
     }
     if (n < 2) {
-        st = mr_error_set(MR_ERR_INPUT, "noise estimate from k-space: %zu acquired sample(s); "
-                                        "need a noise scan or acquired k-space",
+        st = mr_error_set(MR_ERR_INPUT,
+                          "noise estimate from k-space: %zu acquired sample(s); "
+                          "need a noise scan or acquired k-space",
                           n);
         goto done;
     }
@@ -134,10 +141,11 @@ mr_status mr_noise_cov_estimate(mr_cfloat *psi, const mr_cfloat *kspace, const f
         double sr = mad_sigma(re, buf, m), si = mad_sigma(im, buf, m);
         double v = sr * sr + si * si;
         if (!(v > 0) || !isfinite(v)) {
-            st = mr_error_set(MR_ERR_INPUT,
-                              "noise estimate from k-space: coil %zu has zero noise variance on "
-                              "the outer k-space (noise-free or synthetic data?); give a noise scan",
-                              c);
+            st =
+                mr_error_set(MR_ERR_INPUT,
+                             "noise estimate from k-space: coil %zu has zero noise variance on "
+                             "the outer k-space (noise-free or synthetic data?); give a noise scan",
+                             c);
             goto done;
         }
         psi[c * C + c] = (float)v;
@@ -166,7 +174,8 @@ void mr_replica_add_noise(mr_cfloat *kspace, const mr_cfloat *chol, const float 
         }
         for (size_t i = 0; i < C; i++) { /* L is lower triangular */
             mr_cfloat acc = 0;
-            for (size_t k = 0; k <= i; k++) acc += chol[i * C + k] * z[k];
+            for (size_t k = 0; k <= i; k++)
+                acc += chol[i * C + k] * z[k];
             kspace[i * hw + p] += acc;
         }
     }
@@ -253,13 +262,13 @@ mr_status mr_replica_sd(float *sd, const mr_recon_method *method, void *state,
     for (long b0 = 0; b0 < p->replicas; b0 += (long)T) {
         const long nb = p->replicas - b0 < (long)T ? p->replicas - b0 : (long)T;
         if (T == 1)
-            sts[0] = run_replica(img[0], k[0], method, state, kspace, mask, sens, chol, coils, h,
-                                 w, p, b0);
+            sts[0] = run_replica(img[0], k[0], method, state, kspace, mask, sens, chol, coils, h, w,
+                                 p, b0);
         else {
 #pragma omp parallel for num_threads((int)T) schedule(static, 1)
             for (long j = 0; j < nb; j++) {
-                sts[j] = run_replica(img[j], k[j], method, NULL, kspace, mask, sens, chol,
-                                     coils, h, w, p, b0 + j);
+                sts[j] = run_replica(img[j], k[j], method, NULL, kspace, mask, sens, chol, coils, h,
+                                     w, p, b0 + j);
                 if (sts[j] != MR_OK) /* messages are thread-local: carry them over */
                     snprintf(msgs[j], sizeof msgs[j], "%s", mr_error_message());
             }
@@ -272,7 +281,8 @@ mr_status mr_replica_sd(float *sd, const mr_recon_method *method, void *state,
             accumulate(mean, m2, img[j], hw, b0 + j, p->complex_sd);
         }
     }
-    for (size_t q = 0; q < hw; q++) sd[q] = (float)sqrt(m2[q] / (double)(p->replicas - 1));
+    for (size_t q = 0; q < hw; q++)
+        sd[q] = (float)sqrt(m2[q] / (double)(p->replicas - 1));
 done:
     for (size_t t = 0; t < T; t++) {
         if (k) mr_free_aligned(k[t]);

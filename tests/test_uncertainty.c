@@ -25,7 +25,8 @@ static double median(double *v, size_t n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* BART's 8-coil phantom k-space (128 x 128), its ESPIRiT maps from the full data, and a noisy copy. */
+/* BART's 8-coil phantom k-space (128 x 128), its ESPIRiT maps from the full data, and a noisy copy.
+ */
 static void make_phantom(void)
 {
     static int done;
@@ -48,18 +49,21 @@ static void test_zf_theory(void)
     mr_cfloat *k = calloc(C * hw, sizeof *k), chol[16] = {0};
     float *mask = malloc(hw * sizeof *mask), *sd = malloc(hw * sizeof *sd);
     CU_ASSERT_FATAL(m && k && mask && sd);
-    for (size_t i = 0; i < hw; i++) mask[i] = 1;
-    for (size_t c = 0; c < C; c++) chol[c * C + c] = (float)sigma;
+    for (size_t i = 0; i < hw; i++)
+        mask[i] = 1;
+    for (size_t c = 0; c < C; c++)
+        chol[c * C + c] = (float)sigma;
     memset(&rp, 0, sizeof rp);
     CU_ASSERT_FATAL(m->create(&state, &rp, C, H, W) == MR_OK);
     mr_replica_params p = {.replicas = 32, .seed = 7};
     CU_ASSERT_FATAL(mr_replica_sd(sd, m, state, k, mask, NULL, chol, C, H, W, &p) == MR_OK);
     double v = 0;
-    for (size_t i = 0; i < hw; i++) v += (double)sd[i] * sd[i];
+    for (size_t i = 0; i < hw; i++)
+        v += (double)sd[i] * sd[i];
     double r = exp(lgamma(C + 0.5) - lgamma((double)C));
     double theory = sigma * sqrt((double)C - r * r);
-    fprintf(stderr, "  zf of white noise: replica SD %.4f, theory %.4f (%+.2f %%)\n",
-            sqrt(v / hw), theory, 100.0 * (sqrt(v / hw) / theory - 1));
+    fprintf(stderr, "  zf of white noise: replica SD %.4f, theory %.4f (%+.2f %%)\n", sqrt(v / hw),
+            theory, 100.0 * (sqrt(v / hw) / theory - 1));
     CU_ASSERT(fabs(sqrt(v / hw) / theory - 1) < 0.03);
     /* complex SD of the (real) RSS is the same here */
     m->destroy(state);
@@ -77,8 +81,10 @@ static void test_deterministic(void)
     void *state = NULL;
     mr_cfloat k[2 * 256], chol[4] = {1, 0, 0.3f, 0.8f};
     float mask[256], a[256], b[256], c[256];
-    for (size_t i = 0; i < C * hw; i++) k[i] = (float)(i % 7) + I * (float)(i % 3);
-    for (size_t i = 0; i < hw; i++) mask[i] = (i % W) % 2 == 0;
+    for (size_t i = 0; i < C * hw; i++)
+        k[i] = (float)(i % 7) + I * (float)(i % 3);
+    for (size_t i = 0; i < hw; i++)
+        mask[i] = (i % W) % 2 == 0;
     for (size_t i = 0; i < C * hw; i++)
         if (!mask[i % hw]) k[i] = 0;
     memset(&rp, 0, sizeof rp);
@@ -133,9 +139,11 @@ static void test_gfactor(void)
     double *ratio = malloc(hw * sizeof *ratio), *gmc = malloc(hw * sizeof *gmc);
     CU_ASSERT_FATAL(ks && chol && img && full && us && ga && m1 && m2 && ratio && gmc);
     double e = 0;
-    for (size_t i = 0; i < C * hw; i++) e += (double)cabsf(mr_array_c64(k)[i]) * cabsf(mr_array_c64(k)[i]);
+    for (size_t i = 0; i < C * hw; i++)
+        e += (double)cabsf(mr_array_c64(k)[i]) * cabsf(mr_array_c64(k)[i]);
     const double sigma = 0.05 * sqrt(e / (double)(C * hw)); /* the SD scales out of g */
-    for (size_t c = 0; c < C; c++) chol[c * C + c] = (float)sigma;
+    for (size_t c = 0; c < C; c++)
+        chol[c * C + c] = (float)sigma;
     for (size_t i = 0; i < hw; i++) {
         m1[i] = 1;
         m2[i] = (i % W) % R == 0;
@@ -152,7 +160,8 @@ static void test_gfactor(void)
     mr_replica_params p = {.replicas = 24, .seed = 1, .complex_sd = 1};
     CU_ASSERT_FATAL(mr_replica_sd(full, m, state_full, mr_array_c64(k), m1, mr_array_c64(maps),
                                   chol, C, H, W, &p) == MR_OK);
-    for (size_t i = 0; i < C * hw; i++) ks[i] = m2[i % hw] != 0 ? mr_array_c64(k)[i] : 0;
+    for (size_t i = 0; i < C * hw; i++)
+        ks[i] = m2[i % hw] != 0 ? mr_array_c64(k)[i] : 0;
     p.stream = 1;
     CU_ASSERT_FATAL(mr_replica_sd(us, m, state, ks, m2, mr_array_c64(maps), chol, C, H, W, &p) ==
                     MR_OK);
@@ -162,7 +171,8 @@ static void test_gfactor(void)
     CU_ASSERT_FATAL(m->run(state_full, img, &stats, mr_array_c64(k), m1, mr_array_c64(maps)) ==
                     MR_OK);
     double mx = 0;
-    for (size_t i = 0; i < hw; i++) mx = fmax(mx, cabsf(img[i]));
+    for (size_t i = 0; i < hw; i++)
+        mx = fmax(mx, cabsf(img[i]));
     size_t n = 0;
     double gmax = 0;
     for (size_t i = 0; i < hw; i++)
@@ -182,10 +192,12 @@ static void test_gfactor(void)
     /* Psi given: a scaled identity changes nothing */
     mr_cfloat *psi = calloc(C * C, sizeof *psi);
     float *gb = malloc(hw * sizeof *gb);
-    for (size_t c = 0; c < C; c++) psi[c * C + c] = 4.0f;
+    for (size_t c = 0; c < C; c++)
+        psi[c * C + c] = 4.0f;
     CU_ASSERT(mr_sense_gfactor(gb, mr_array_c64(maps), psi, C, H, W, R) == MR_OK);
     double dmax = 0;
-    for (size_t i = 0; i < hw; i++) dmax = fmax(dmax, fabs(gb[i] - ga[i]));
+    for (size_t i = 0; i < hw; i++)
+        dmax = fmax(dmax, fabs(gb[i] - ga[i]));
     CU_ASSERT(dmax < 1e-3);
     CU_ASSERT(mr_sense_gfactor(gb, mr_array_c64(maps), NULL, C, H, W, 3) == MR_ERR_INPUT);
     m->destroy(state);
@@ -205,7 +217,6 @@ static void test_gfactor(void)
     mr_array_destroy(k);
     mr_array_destroy(maps);
 }
-
 
 /* Pseudo-replicas against true multiple replicas: an ISMRMRD Shepp-Logan (4 coils, 64 x 64,
  * readout oversampling) with correlated noise n = M z and a noise scan of the same kind; 12
@@ -233,12 +244,14 @@ static const char *PY_TRUE =
 static const char *PY_CMP =
     "import h5py, numpy as np, sys\n"
     "m = sys.argv[1]\n"
-    "x = np.stack([h5py.File('tr_%s_%d.h5' % (m, k))['reconstruction'][()] for k in range(1, 13)])\n"
+    "x = np.stack([h5py.File('tr_%s_%d.h5' % (m, k))['reconstruction'][()] for k in range(1, "
+    "13)])\n"
     "true = x.std(0, ddof=1)\n"
     "f = h5py.File('tr_%s_0.h5' % m); u = f['uncertainty'][()]; r = f['reconstruction'][()]\n"
     "obj = r > 0.1 * r.max()\n"
     "q = np.median(u[obj] / true[obj])\n"
-    "print('%s: pixels %d, median replica SD / true SD %.3f, median true SD %.4g' % (m, obj.sum(), q,\n"
+    "print('%s: pixels %d, median replica SD / true SD %.3f, median true SD %.4g' % (m, obj.sum(), "
+    "q,\n"
     "      np.median(true[obj])))\n"
     "sys.exit(0 if abs(q - 1) < 0.1 else 1)\n";
 
@@ -274,7 +287,8 @@ static void test_bad_input(void)
     void *state = NULL;
     mr_cfloat k[2 * 16] = {0}, chol[4] = {1, 0, 0, 1};
     float mask[16], sd[16];
-    for (int i = 0; i < 16; i++) mask[i] = 1;
+    for (int i = 0; i < 16; i++)
+        mask[i] = 1;
     memset(&rp, 0, sizeof rp);
     CU_ASSERT_FATAL(m->create(&state, &rp, 2, 4, 4) == MR_OK);
     mr_replica_params p = {.replicas = 1};
@@ -302,6 +316,25 @@ static void test_bad_input(void)
     rc = mr_test_sh("%s recon --input %s --output %s --uncertainty maybe", mr_test_bin(),
                     mr_test_path("phn.cfl"), mr_test_path("bad.h5"));
     CU_ASSERT(rc != 0 && strstr(mr_test_output(), "expected none, replica") != NULL);
+    /* a noise scan with a duplicated channel (the ISMRMRD file of test_true_replicas) */
+    CU_ASSERT_FATAL(mr_test_sh("cd %s && %s - <<'EOF'\n"
+                               "import h5py, numpy as np, shutil\n"
+                               "shutil.copy('tr_1.h5', 'dup.h5')\n"
+                               "f = h5py.File('dup.h5', 'r+'); d = f['dataset/data'][:]\n"
+                               "for a in d:\n"
+                               "    if int(a['head']['flags']) & (1 << 18):\n"
+                               "        x = a['data'].view(np.complex64).reshape(4, -1)\n"
+                               "        x[3] = x[2]\n"
+                               "        a['data'] = x.view(np.float32).ravel()\n"
+                               "f['dataset/data'][:] = d; f.close()\n"
+                               "EOF",
+                               mr_test_tmpdir(), mr_test_python()) == 0);
+    rc = mr_test_sh("%s recon --input %s --output %s --uncertainty replica --replicas 3",
+                    mr_test_bin(), mr_test_path("dup.h5"), mr_test_path("bad_dup.h5"));
+    CU_ASSERT(rc != 0 && strstr(mr_test_output(), "not positive definite") != NULL &&
+              strstr(mr_test_output(), "coil 3") != NULL);
+    if (rc == 0 || !strstr(mr_test_output(), "not positive definite"))
+        fprintf(stderr, "%s\n", mr_test_output());
     CU_ASSERT(mr_test_count_files(mr_test_tmpdir(), "bad") == 0);
 }
 
@@ -330,16 +363,18 @@ static void test_noise_estimate(void)
 static void test_cli_outputs(void)
 {
     make_phantom();
-    int rc = mr_test_sh("%s recon --input %s --output %s --method sense --mask equispaced --accel 2 "
-                        "--uncertainty replica --replicas 4",
-                        mr_test_bin(), mr_test_path("phn.cfl"), mr_test_path("rs.h5"));
+    int rc =
+        mr_test_sh("%s recon --input %s --output %s --method sense --mask equispaced --accel 2 "
+                   "--uncertainty replica --replicas 4",
+                   mr_test_bin(), mr_test_path("phn.cfl"), mr_test_path("rs.h5"));
     CU_ASSERT_FATAL(rc == 0);
-    rc = mr_test_sh("cd %s && %s -c \"import h5py; f = h5py.File('rs.h5'); g = h5py.File('rs_sd.h5'); "
-                    "r = f['reconstruction']; u = f['uncertainty']; "
-                    "assert r.shape == u.shape == g['uncertainty'].shape, (r.shape, u.shape); "
-                    "assert (u[()] >= 0).all() and u[()].max() > 0; "
-                    "assert g.attrs['mrpipe_uncertainty'] == 'replica'\"",
-                    mr_test_tmpdir(), mr_test_python());
+    rc = mr_test_sh(
+        "cd %s && %s -c \"import h5py; f = h5py.File('rs.h5'); g = h5py.File('rs_sd.h5'); "
+        "r = f['reconstruction']; u = f['uncertainty']; "
+        "assert r.shape == u.shape == g['uncertainty'].shape, (r.shape, u.shape); "
+        "assert (u[()] >= 0).all() and u[()].max() > 0; "
+        "assert g.attrs['mrpipe_uncertainty'] == 'replica'\"",
+        mr_test_tmpdir(), mr_test_python());
     CU_ASSERT(rc == 0);
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
     rc = mr_test_sh("%s recon --input %s --output %s --uncertainty replica --replicas 3 "
@@ -369,7 +404,8 @@ int main(void)
         {"replica g-factor of SENSE vs analytic within 5 % (phantom, R = 2)", test_gfactor},
         {"pseudo-replicas vs true replicas (ISMRMRD noise scan; zf and whitened SENSE)",
          test_true_replicas},
-        {"bad input: N < 2, non-PD covariance, model/both not yet", test_bad_input},
+        {"bad input: N < 2, non-PD covariance (also a noise scan), model/both not yet",
+         test_bad_input},
         {"CLI outputs: .h5 dataset, _sd file, PNG, report smoke", test_cli_outputs},
         {NULL, NULL},
     };
