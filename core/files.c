@@ -5,7 +5,9 @@
 #include "mr_core.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +58,28 @@ mr_status mr_atomic_commit(mr_atomic_file *af)
 void mr_atomic_abort(mr_atomic_file *af)
 {
     if (af->tmp_path[0]) unlink(af->tmp_path);
+}
+
+int mr_atomic_cleanup_stale(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int removed = 0;
+    if (!d) return 0;
+    while ((e = readdir(d))) {
+        const char *tag = e->d_name[0] == '.' ? strstr(e->d_name, ".partial-") : NULL;
+        char path[4600];
+        char *end;
+        long pid;
+        if (!tag) continue;
+        pid = strtol(tag + 9, &end, 10);
+        if (end == tag + 9 || *end != '-' || pid <= 0) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
+        if (unlink(path) == 0) removed++;
+    }
+    closedir(d);
+    return removed;
 }
 
 int mr_path_is_file(const char *path)

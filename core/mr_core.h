@@ -142,6 +142,11 @@ mr_status mr_atomic_commit(mr_atomic_file *af);
 /* Remove the temporary file if it exists. Never fails. */
 void mr_atomic_abort(mr_atomic_file *af);
 
+/* Remove temporaries that a killed process left in `dir` (".NAME.partial-PID-N" files whose PID is
+ * no longer running), e.g. before a resumed run writes there again. Returns how many were removed;
+ * never fails (unreadable directories are skipped). */
+int mr_atomic_cleanup_stale(const char *dir);
+
 /* ---------------------------------------------------------------- files and paths */
 
 /* 1 if path exists and is a regular file, 0 otherwise. */

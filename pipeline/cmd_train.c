@@ -720,6 +720,9 @@ static int run(const train_opts *o)
         goto fail;
     }
     long start = 0;
+    /* a killed run may have left a checkpoint or log half-written under a temporary name */
+    int stale = mr_atomic_cleanup_stale(outdir);
+    if (stale) fprintf(stderr, "mrpipe train: removed %d unfinished file(s) of a killed run\n", stale);
     if (o->resume && mr_path_is_file(ckpt)) {
         if ((st = mr_nn_checkpoint_load(tr, ckpt)) != MR_OK) goto fail;
         start = *mr_nn_trainer_steps(tr);
