@@ -11,6 +11,24 @@
 
 #include "dcmtk_shim.h"
 
+/* The association settings both services use: explicit then implicit little-endian transfer
+ * syntaxes (filled into ts), peer address and AE titles, the same timeout for connection, ACSE and
+ * DIMSE, non-blocking DIMSE. */
+static void scu_configure(DcmSCU &scu, OFList<OFString> &ts, const char *host, int port,
+                          const char *called_aet, const char *calling_aet, int timeout_s)
+{
+    ts.push_back(UID_LittleEndianExplicitTransferSyntax);
+    ts.push_back(UID_LittleEndianImplicitTransferSyntax);
+    scu.setAETitle(calling_aet);
+    scu.setPeerHostName(host);
+    scu.setPeerPort((Uint16)port);
+    scu.setPeerAETitle(called_aet);
+    scu.setConnectionTimeout(timeout_s);
+    scu.setACSETimeout((Uint32)timeout_s);
+    scu.setDIMSETimeout((Uint32)timeout_s);
+    scu.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
+}
+
 extern "C" int mr_dcm_send_files(const char *host, int port, const char *called_aet,
                                  const char *calling_aet, const char *sop_class,
                                  const char *const *files, size_t n, int timeout_s, size_t *sent)
@@ -20,16 +38,7 @@ extern "C" int mr_dcm_send_files(const char *host, int port, const char *called_
         mr_dcm_init();
         DcmSCU scu;
         OFList<OFString> ts;
-        ts.push_back(UID_LittleEndianExplicitTransferSyntax);
-        ts.push_back(UID_LittleEndianImplicitTransferSyntax);
-        scu.setAETitle(calling_aet);
-        scu.setPeerHostName(host);
-        scu.setPeerPort((Uint16)port);
-        scu.setPeerAETitle(called_aet);
-        scu.setConnectionTimeout(timeout_s);
-        scu.setACSETimeout((Uint32)timeout_s);
-        scu.setDIMSETimeout((Uint32)timeout_s);
-        scu.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
+        scu_configure(scu, ts, host, port, called_aet, calling_aet, timeout_s);
         scu.addPresentationContext(sop_class, ts);
         OFCondition c = scu.initNetwork();
         if (c.bad()) {
@@ -98,16 +107,7 @@ extern "C" int mr_dcm_get_series(const char *host, int port, const char *called_
         mr_dcm_init();
         DcmSCU scu;
         OFList<OFString> ts;
-        ts.push_back(UID_LittleEndianExplicitTransferSyntax);
-        ts.push_back(UID_LittleEndianImplicitTransferSyntax);
-        scu.setAETitle(calling_aet);
-        scu.setPeerHostName(host);
-        scu.setPeerPort((Uint16)port);
-        scu.setPeerAETitle(called_aet);
-        scu.setConnectionTimeout(timeout_s);
-        scu.setACSETimeout((Uint32)timeout_s);
-        scu.setDIMSETimeout((Uint32)timeout_s);
-        scu.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
+        scu_configure(scu, ts, host, port, called_aet, calling_aet, timeout_s);
         scu.setStorageMode(DCMSCU_STORAGE_DISK);
         scu.setStorageDir(out_dir);
         scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel, ts);
