@@ -79,6 +79,78 @@ double mr_ssim_plan_execute(const mr_ssim_plan *plan, const float *ref, const fl
 /* NULL is a no-op. */
 void mr_ssim_plan_destroy(mr_ssim_plan *plan);
 
+/* ================================================================ uncertainty maps
+ * (validation/uncertainty.c; docs/validation.md "Uncertainty maps"): how honest a per-pixel
+ * standard-deviation map is, judged against the actual error of the estimate on data with a known
+ * reference. Every figure is over the foreground, reference > fg_fraction x max(reference volume). */
+
+#define MR_UQ_N_LEVELS 3       /* the intervals +-z SD, z = 1, 1.645, 1.96 (68.27 / 90.00 / 95.00 %) */
+#define MR_UQ_N_RELIABILITY 20 /* the reliability curve's nominal levels: 5, 10, ..., 95, 99 % */
+
+typedef struct {
+    double fg_fraction;  /* foreground: reference > fg_fraction x the reference volume's max;
+                            [0, 1), default 0.05 */
+    double fg_threshold; /* when finite: this absolute threshold instead (the per-slice figures
+                            use the volume's); default NAN */
+    int radius;          /* local RMS error over a (2 radius + 1)^2 window in each slice; 2 (5x5) */
+    size_t n_bins;       /* UCE: equal-count bins of predicted variance; 20 (at most N) */
+    size_t n_fractions;  /* sparsification at fractions k / n_fractions, k = 0 .. n_fractions - 1;
+                            100 (0 .. 0.99 in 1 % steps) */
+    uint64_t seed;       /* the oracle ceiling's synthetic draws (core mr_rng); 1 */
+    const char *reference_name, *estimate_name, *sd_name; /* named in error messages; NULL:
+                            "reference", "estimate", "uncertainty (SD)" */
+} mr_uq_params;
+
+/* The defaults above. */
+void mr_uq_params_default(mr_uq_params *p);
+
+typedef struct {
+    size_t n_pixels;      /* S x H x W */
+    size_t n_foreground;  /* N, the pixels every figure is over */
+    double threshold;     /* the foreground threshold in image units */
+    double z[MR_UQ_N_LEVELS];        /* 1, 1.645, 1.96 */
+    double nominal[MR_UQ_N_LEVELS];  /* erf(z / sqrt 2): 0.6827, 0.9000, 0.9500 */
+    double coverage[MR_UQ_N_LEVELS]; /* fraction of N with |error| <= z SD */
+    double reliability_nominal[MR_UQ_N_RELIABILITY];  /* 0.05 .. 0.95, 0.99 */
+    double reliability_z[MR_UQ_N_RELIABILITY];        /* sqrt 2 erfinv(nominal) */
+    double reliability_coverage[MR_UQ_N_RELIABILITY]; /* fraction with |error| <= z SD */
+    double spearman;        /* Spearman rho of SD with the local RMS error; NaN if either is
+                               constant over the foreground */
+    double spearman_oracle; /* the same with errors drawn from N(0, SD^2): the ceiling */
+    double uce;             /* sum_b N_b / N |MSE_b - meanVar_b| (image units^2) */
+    double uce_relative;    /* uce / MSE */
+    size_t n_bins;          /* bins used: min(n_bins, N) */
+    double *bin_mean_var;   /* (n_bins) owned: mean SD^2 in each bin */
+    double *bin_mse;        /* (n_bins) owned: mean error^2 in each bin */
+    size_t *bin_count;      /* (n_bins) owned */
+    double ause;            /* area between the two sparsification curves; NaN when RMSE is 0 */
+    size_t n_fractions;
+    double *fraction;          /* (n_fractions) owned: k / n_fractions */
+    double *sparse_uncertainty; /* (n_fractions) owned: RMSE left after dropping the largest-SD
+                                   fraction, / full RMSE */
+    double *sparse_oracle;      /* (n_fractions) owned: the same dropping the largest |error| */
+    double mean_sd, rms_sd;     /* mean and root-mean-square SD */
+    double mse, rmse;           /* of the error over the foreground */
+    double rmse_over_rms_sd;    /* RMSE / RMS(SD): 1 when calibrated on average */
+} mr_uq_result;
+
+/* Judge the SD map `sd` of the estimate `est` against the reference `ref`: float32 (S, H, W) each,
+ * the same shape. p NULL: defaults. MR_ERR_INPUT naming the input (p's names) on a shape mismatch,
+ * a NaN/Inf (slice and pixel), a negative SD, no foreground (reference max <= 0, or fewer than 2
+ * pixels above the threshold); MR_ERR_USAGE on bad parameters; MR_ERR_NOMEM. Memory: O(N) extra
+ * (about 48 bytes per foreground pixel), sort-based. Free with mr_uq_result_free. */
+mr_status mr_uq_metrics(mr_uq_result *out, const mr_array *ref, const mr_array *est,
+                        const mr_array *sd, const mr_uq_params *p);
+
+/* The same per slice, out (S): every slice judged alone with the VOLUME's foreground threshold
+ * and the same seed; a slice with fewer than 2 foreground pixels gets NaN figures (n_foreground
+ * says how many it had). The same errors as mr_uq_metrics. Free each with mr_uq_result_free. */
+mr_status mr_uq_metrics_slices(mr_uq_result *out, const mr_array *ref, const mr_array *est,
+                               const mr_array *sd, const mr_uq_params *p);
+
+/* Frees the owned arrays; NULL is a no-op. */
+void mr_uq_result_free(mr_uq_result *r);
+
 /* ================================================================ reports
  * (validation/report.c, html.c, sha256.c, colormap.c; docs/reports.md) */
 
