@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # slurm_array.sh: an mrpipe batch as a SLURM job array, one shard per array task, then the summary.
 #
-#   scripts/slurm_array.sh --submit CONFIG.yaml N   submit N array tasks and a gather job after them
+#   scripts/slurm_array.sh --submit CONFIG.yaml N [SBATCH_OPTION ...]
+#                                   submit N array tasks and a gather job after them; the options
+#                                   (e.g. --partition=P --time=1:00:00 --cpus-per-task=4) go to both
+#                                   sbatch calls and override the #SBATCH lines below; prints the
+#                                   two job ids (array, gather), one per line
 #   sbatch --array=0-$((N-1)) scripts/slurm_array.sh CONFIG.yaml N   (what --submit does)
 #   scripts/slurm_array.sh --gather CONFIG.yaml      the summary over all scans (OUT/summary.*)
 #
@@ -17,11 +21,16 @@ set -uo pipefail
 mrpipe=${MRPIPE:-mrpipe}
 
 if [ "${1:-}" = "--submit" ]; then
-  config=$2 n=$3
-  jid=$(sbatch --parsable --array=0-$((n - 1)) --export=ALL "$0" "$config" "$n") || exit 1
-  sbatch --parsable --dependency=afterany:"$jid" --export=ALL --job-name=mrpipe-gather \
-    --output=mrpipe-gather-%j.out --wrap "$mrpipe batch '$config' --gather"
-  exit $?
+  config=${2:?usage: slurm_array.sh --submit CONFIG.yaml N [SBATCH_OPTION ...]}
+  n=${3:?usage: slurm_array.sh --submit CONFIG.yaml N [SBATCH_OPTION ...]}
+  shift 3
+  jid=$(sbatch --parsable "$@" --array=0-$((n - 1)) --export=ALL "$0" "$config" "$n") || exit 1
+  jid=${jid%%;*} # --parsable prints "id;cluster" on multi-cluster set-ups
+  echo "$jid"
+  gid=$(sbatch --parsable "$@" --dependency=afterany:"$jid" --export=ALL --job-name=mrpipe-gather \
+    --output=mrpipe-gather-%j.out --wrap "'$mrpipe' batch '$config' --gather") || exit 1
+  echo "${gid%%;*}"
+  exit 0
 fi
 if [ "${1:-}" = "--gather" ]; then
   exec "$mrpipe" batch "$2" --gather
