@@ -5,7 +5,7 @@
 set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libfftw3-dev libhdf5-dev libopenblas-dev libcunit1-dev
             libdcmtk-dev libpng-dev libyaml-dev libismrmrd-dev libxml2-dev zlib1g-dev mricron-data)
-test_pkgs=(bart ismrmrd-tools python3-numpy python3-h5py python3-skimage python3-nibabel hdf5-tools libxml2-utils ismrmrd-schema time bc python3-pydicom dicom3tools dcmtk orthanc iproute2 chromium snakemake)
+test_pkgs=(bart ismrmrd-tools python3-numpy python3-h5py python3-skimage python3-nibabel hdf5-tools libxml2-utils ismrmrd-schema time bc python3-pydicom dicom3tools dcmtk orthanc iproute2 chromium snakemake slurm-wlm munge)
 pkgs=("${build_pkgs[@]}")
 [ "${1:-}" = "--test" ] && pkgs+=("${test_pkgs[@]}")
 missing=()
