@@ -148,7 +148,11 @@ typedef struct {
     double ipp[3], iop[6], spacing[2];
     double thickness, between; /* SliceThickness, SpacingBetweenSlices (0 when absent) */
     double slope, intercept;
-    double d; /* position along the series normal (set when reading) */
+    double d;      /* position along the series normal (set when reading) */
+    size_t series; /* index into set->series: the volume this image belongs to */
+    long echo;     /* EchoNumbers (first value), -1 when absent */
+    double te;     /* EchoTime / EffectiveEchoTime (ms), -1 when absent */
+    long tpos;     /* TemporalPositionIdentifier / TemporalPositionIndex, -1 when absent */
 } dicom_image;
 
 struct mr_dicom_set {
@@ -216,6 +220,27 @@ static void image_fill(dicom_image *im, const mr_dcm_item *plane_pos, const mr_d
             im->slope = 1;
         mr_dcm_get_number(transform, T_RESCALE_INTERCEPT, 0, &im->intercept);
     }
+}
+
+/* Echo and time point of an image: from the dataset (single-frame) or from the per-frame / shared
+ * MR Echo and Frame Content functional groups (Enhanced MR, PS3.3 C.8.13.5.2, C.7.6.16.2.2). */
+static void echo_fill(dicom_image *im, const mr_dcm_item *ds, const mr_dcm_item *frame_fg,
+                      const mr_dcm_item *shared_fg)
+{
+    double v;
+    im->echo = -1;
+    im->te = -1;
+    im->tpos = -1;
+    if (ds) {
+        if (mr_dcm_get_number(ds, T_ECHO_NUMBERS, 0, &v)) im->echo = (long)v;
+        if (mr_dcm_get_number(ds, T_ECHO_TIME, 0, &v) && v >= 0) im->te = v;
+        if (mr_dcm_get_number(ds, T_TEMPORAL_POSITION_ID, 0, &v)) im->tpos = (long)v;
+        return;
+    }
+    const mr_dcm_item *it = fg_find(frame_fg, shared_fg, T_MR_ECHO_SEQ, T_EFFECTIVE_ECHO_TIME);
+    if (it && mr_dcm_get_number(it, T_EFFECTIVE_ECHO_TIME, 0, &v) && v >= 0) im->te = v;
+    it = fg_find(frame_fg, NULL, T_FRAME_CONTENT_SEQ, T_TEMPORAL_POSITION_INDEX);
+    if (it && mr_dcm_get_number(it, T_TEMPORAL_POSITION_INDEX, 0, &v)) im->tpos = (long)v;
 }
 
 static mr_status series_index(size_t *out, mr_dicom_set *set, const mr_dcm_item *ds,
@@ -350,6 +375,10 @@ static mr_status scan_file(mr_dicom_set *set, const char *path, int strict)
         im->file = set->nfiles;
         im->rows = rows;
         im->cols = cols;
+        im->series = sidx;
+        echo_fill(im, enhanced ? NULL : ds, enhanced ? mr_dcm_seq_item(ds, T_PER_FRAME_FG_SEQ, k)
+                                                     : NULL,
+                  enhanced ? mr_dcm_seq_item(ds, T_SHARED_FG_SEQ, 0) : NULL);
         if (enhanced) {
             const mr_dcm_item *pf = mr_dcm_seq_item(ds, T_PER_FRAME_FG_SEQ, k);
             const mr_dcm_item *sh = mr_dcm_seq_item(ds, T_SHARED_FG_SEQ, 0);
@@ -458,6 +487,139 @@ static mr_status scan_dicomdir(mr_dicom_set *set, const char *path)
     return st;
 }
 
+/* ---------------------------------------------------------------- multi-echo / multi-volume */
+
+/* What tells volumes of one series apart (PS3.3 C.8.3.1, C.7.6.2): time point, echo number, echo
+ * time. Two images with equal keys belong to one volume. */
+typedef struct {
+    long tpos, echo;
+    double te;
+} volume_key;
+
+static int key_cmp(const volume_key *a, const volume_key *b)
+{
+    if (a->tpos != b->tpos) return a->tpos < b->tpos ? -1 : 1;
+    if (a->echo != b->echo) return a->echo < b->echo ? -1 : 1;
+    if (fabs(a->te - b->te) > 1e-3) return a->te < b->te ? -1 : 1;
+    return 0;
+}
+
+static int key_qsort(const void *a, const void *b)
+{
+    return key_cmp(a, b);
+}
+
+static volume_key key_of(const dicom_image *im)
+{
+    volume_key k = {im->tpos, im->echo, im->te};
+    return k;
+}
+
+/* Split every series whose images have more than one volume key into one entry per key (as
+ * dcm2niix does for echoes: _e1, _e2), in key order, and count files and images per entry. */
+static mr_status split_volumes(mr_dicom_set *set)
+{
+    mr_dicom_series_info *out = NULL;
+    size_t nout = 0, cap = 0, *remap = NULL;
+    volume_key *keys = NULL;
+    mr_status st = MR_OK;
+    if (!set->nimages) return MR_OK;
+    if (!(remap = mr_malloc(set->nimages * sizeof *remap)) ||
+        !(keys = mr_malloc(set->nimages * sizeof *keys))) {
+        st = MR_ERR_NOMEM;
+        goto done;
+    }
+    for (size_t s = 0; s < set->nseries && st == MR_OK; s++) {
+        size_t nk = 0;
+        for (size_t i = 0; i < set->nimages; i++) {
+            if (set->images[i].series != s) continue;
+            volume_key k = key_of(&set->images[i]);
+            size_t j = 0;
+            while (j < nk && key_cmp(&keys[j], &k))
+                j++;
+            if (j == nk) keys[nk++] = k;
+        }
+        if (nk == 0) nk = 1; /* (a series always has images) */
+        qsort(keys, nk, sizeof *keys, key_qsort);
+        if ((st = grow((void **)&out, &cap, nout + nk, sizeof *out)) != MR_OK) break;
+        for (size_t v = 0; v < nk; v++) {
+            mr_dicom_series_info *e = &out[nout + v];
+            *e = set->series[s];
+            e->volume = nk > 1 ? v + 1 : 0;
+            e->volumes = nk;
+            e->label[0] = '\0';
+            e->echo_number = keys[v].echo;
+            e->echo_time = keys[v].te;
+            e->temporal_position = keys[v].tpos;
+            if (nk == 1) continue; /* one volume: the scan's counts stand */
+            e->files = e->images = 0;
+            /* the volumes of this time point (keys are sorted by time point first) */
+            size_t g0 = v, g1 = v;
+            while (g0 > 0 && keys[g0 - 1].tpos == keys[v].tpos)
+                g0--;
+            while (g1 + 1 < nk && keys[g1 + 1].tpos == keys[v].tpos)
+                g1++;
+            int echo_distinct = 1, any_time = keys[0].tpos != keys[nk - 1].tpos;
+            for (size_t a = g0; a <= g1; a++)
+                for (size_t b = a + 1; b <= g1; b++)
+                    echo_distinct &= keys[a].echo != keys[b].echo;
+            for (size_t a = g0; a <= g1; a++)
+                echo_distinct &= keys[a].echo >= 0;
+            long echo_label = echo_distinct ? keys[v].echo : (long)(v - g0 + 1);
+            long time_label = keys[v].tpos;
+            if (any_time && keys[0].tpos < 0) { /* some images lack the time point: rank them */
+                time_label = 1;
+                for (size_t a = 1; a <= v; a++)
+                    time_label += keys[a].tpos != keys[a - 1].tpos;
+            }
+            if (any_time && g1 > g0)
+                snprintf(e->label, sizeof e->label, "time%ld_echo%ld", time_label, echo_label);
+            else if (any_time)
+                snprintf(e->label, sizeof e->label, "time%ld", time_label);
+            else
+                snprintf(e->label, sizeof e->label, "echo%ld", echo_label);
+        }
+        for (size_t i = 0; i < set->nimages; i++) {
+            if (set->images[i].series != s) continue;
+            volume_key k = key_of(&set->images[i]);
+            size_t v = 0;
+            while (v + 1 < nk && key_cmp(&keys[v], &k))
+                v++;
+            remap[i] = nout + v;
+            if (nk == 1) continue;
+            mr_dicom_series_info *e = &out[nout + v];
+            e->images++;
+            /* files: count each file once per volume */
+            int seen = 0;
+            for (size_t j = 0; j < i && !seen; j++)
+                seen = set->images[j].file == set->images[i].file &&
+                       set->images[j].series == s && remap[j] == remap[i];
+            if (!seen) e->files++;
+        }
+        nout += nk;
+    }
+    if (st == MR_OK) {
+        for (size_t i = 0; i < set->nimages; i++)
+            set->images[i].series = remap[i];
+        free(set->series);
+        set->series = out;
+        set->nseries = nout;
+        set->cap_series = cap;
+        out = NULL;
+    }
+done:
+    free(out);
+    free(remap);
+    free(keys);
+    return st;
+}
+
+const char *mr_dicom_series_spec(char buf[MR_DICOM_SPEC_SIZE], const mr_dicom_series_info *s)
+{
+    snprintf(buf, MR_DICOM_SPEC_SIZE, "%s%s%s", s->series_uid, s->label[0] ? ":" : "", s->label);
+    return buf;
+}
+
 static int is_dicomdir_name(const char *path)
 {
     const char *b = strrchr(path, '/');
@@ -485,6 +647,7 @@ mr_status mr_dicom_set_open(mr_dicom_set **out, const char *path)
     } else {
         st = scan_file(set, path, 1);
     }
+    if (st == MR_OK) st = split_volumes(set);
     if (st == MR_OK && set->nseries == 0)
         st = mr_error_set(MR_ERR_INPUT,
                           "%s: no DICOM images found (%zu file(s) skipped: not DICOM "
@@ -512,31 +675,69 @@ const mr_dicom_series_info *mr_dicom_set_series(const mr_dicom_set *set, size_t 
     return index < set->nseries ? &set->series[index] : NULL;
 }
 
+/* One line per entry for the "choose one" messages (only entries of `uid` when it is not NULL). */
+static void list_entries(char *list, size_t size, const mr_dicom_set *set, const char *uid)
+{
+    char spec[MR_DICOM_SPEC_SIZE], te[48];
+    size_t used = 0;
+    list[0] = '\0';
+    for (size_t i = 0; i < set->nseries && used < size; i++) {
+        const mr_dicom_series_info *s = &set->series[i];
+        if (uid && strcmp(uid, s->series_uid)) continue;
+        te[0] = '\0';
+        if (s->volume && s->echo_time >= 0) snprintf(te, sizeof te, ", TE %g ms", s->echo_time);
+        int n = snprintf(list + used, size - used, "\n  %s  (#%ld %s, %s, %zu image(s) %zux%zu%s)",
+                         mr_dicom_series_spec(spec, s), s->series_number,
+                         s->description[0] ? s->description : "-",
+                         s->modality[0] ? s->modality : "?", s->images, s->rows, s->cols, te);
+        if (n > 0) used += (size_t)n;
+    }
+}
+
 mr_status mr_dicom_set_select(size_t *index, const mr_dicom_set *set, const char *series_uid)
 {
-    char list[4096] = "";
-    size_t used = 0;
+    char list[4096], uid[MR_DICOM_SPEC_SIZE] = "";
+    const char *label = NULL;
+    size_t matches = 0, first = 0;
+    if (series_uid) {
+        snprintf(uid, sizeof uid, "%s", series_uid);
+        char *colon = strchr(uid, ':');
+        if (colon) {
+            *colon = '\0';
+            label = colon + 1;
+        }
+    }
     for (size_t i = 0; i < set->nseries; i++) {
         const mr_dicom_series_info *s = &set->series[i];
-        if (series_uid && !strcmp(series_uid, s->series_uid)) {
-            *index = i;
-            return MR_OK;
-        }
-        if (used < sizeof list) {
-            int n = snprintf(list + used, sizeof list - used,
-                             "\n  %s  (#%ld %s, %s, %zu image(s) %zux%zu)", s->series_uid,
-                             s->series_number, s->description[0] ? s->description : "-",
-                             s->modality[0] ? s->modality : "?", s->images, s->rows, s->cols);
-            if (n > 0) used += (size_t)n;
-        }
+        if (series_uid && strcmp(uid, s->series_uid)) continue;
+        if (label && strcmp(label, s->label)) continue;
+        if (!matches++) first = i;
+    }
+    if (series_uid && matches == 1) {
+        *index = first;
+        return MR_OK;
     }
     if (!series_uid && set->nseries == 1) {
         *index = 0;
         return MR_OK;
     }
+    if (series_uid && matches > 1) { /* a bare UID of a series split into volumes */
+        list_entries(list, sizeof list, set, uid);
+        return mr_error_set(MR_ERR_INPUT,
+                            "series %s holds %zu volumes (echoes or time points with images at "
+                            "the same positions); choose one (--series UID:LABEL):%s",
+                            uid, matches, list);
+    }
+    list_entries(list, sizeof list, set, NULL);
     if (series_uid)
         return mr_error_set(MR_ERR_INPUT, "series %s not found; the series found are:%s",
                             series_uid, list);
+    if (set->nseries > 1 && set->series[0].volumes == set->nseries)
+        return mr_error_set(MR_ERR_INPUT,
+                            "series %s holds %zu volumes (echoes or time points with images at "
+                            "the same positions) where one volume is needed; choose one "
+                            "(--series UID:LABEL):%s",
+                            set->series[0].series_uid, set->nseries, list);
     return mr_error_set(MR_ERR_INPUT,
                         "found %zu series where one volume is needed; choose one with its UID "
                         "(--series UID):%s",
@@ -877,7 +1078,7 @@ mr_status mr_dicom_volume_read(mr_dicom_volume **out, const mr_dicom_set *set, s
     const mr_dicom_series_info *info = &set->series[index];
     if (!(ims = mr_malloc(info->images * sizeof *ims))) return MR_ERR_NOMEM;
     for (size_t i = 0; i < set->nimages; i++)
-        if (set->files[set->images[i].file].series == index) ims[n++] = &set->images[i];
+        if (set->images[i].series == index) ims[n++] = &set->images[i];
     if (require_mr)
         for (size_t i = 0; i < n; i++) {
             const dicom_file *f = &set->files[ims[i]->file];

@@ -325,7 +325,26 @@ typedef struct {
     int enhanced;                          /* a multi-frame (functional groups) object */
     /* identifying: print only when asked (mrpipe info --show-patient) */
     char patient_name[65], patient_id[65], patient_birth_date[9], patient_sex[17];
+    /* Multi-echo / multi-volume series: when the images of one SeriesInstanceUID differ by
+     * EchoNumbers (0018,0086), TemporalPositionIdentifier (0020,0100) or EchoTime (0018,0081)
+     * (Enhanced MR: per-frame EffectiveEchoTime (0018,9082), TemporalPositionIndex (0020,9128)),
+     * the set lists one entry per volume (same series_uid, files/images counted per volume), in
+     * the order time point then echo; select one with "UID:<label>" (mr_dicom_series_spec). */
+    size_t volume;          /* 1-based volume within its series; 0 when the series is one volume */
+    size_t volumes;         /* volumes the series was split into (1: not split) */
+    char label[32];         /* "echo2", "time3", "time3_echo2" ("" when not split): the echo
+                               label is EchoNumbers when present, else the rank by EchoTime */
+    long echo_number;       /* EchoNumbers of the volume's first image, -1 when absent */
+    double echo_time;       /* EchoTime in ms of the volume's first image, -1 when absent */
+    long temporal_position; /* TemporalPositionIdentifier (or index), -1 when absent */
 } mr_dicom_series_info;
+
+/* Longest selection spec: a UID, ':' and a label. */
+#define MR_DICOM_SPEC_SIZE (MR_DICOM_UID_SIZE + 33)
+
+/* How to name this entry for mr_dicom_set_select / --series: "UID" for a series that is one volume,
+ * "UID:<label>" (e.g. "1.2.3:echo2") for one volume of a split series. Returns buf. */
+const char *mr_dicom_series_spec(char buf[MR_DICOM_SPEC_SIZE], const mr_dicom_series_info *s);
 
 /* What a path holds: the series found in a file, a directory (searched recursively; a DICOMDIR in
  * it is used when present) or a DICOMDIR. */
@@ -344,7 +363,9 @@ size_t mr_dicom_set_skipped(const mr_dicom_set *set);
 
 /* Pick a series: by UID (MR_ERR_INPUT naming the UIDs found when it is not there), or, with
  * series_uid NULL, the only one (MR_ERR_INPUT "found N series; choose one with its UID:" + each
- * UID, number, description and size when there are several). */
+ * UID, number, description and size when there are several). A series split into volumes (echoes,
+ * time points) is picked with "UID:<label>" (mr_dicom_series_spec, e.g. "UID:echo2"); its bare UID
+ * (or NULL when it is the only series) is MR_ERR_INPUT listing each "UID:<label>" to choose from. */
 mr_status mr_dicom_set_select(size_t *index, const mr_dicom_set *set, const char *series_uid);
 
 /* Free the set; NULL is a no-op. */
@@ -483,6 +504,11 @@ mr_status mr_dicom_peer_parse(mr_dicom_peer *out, const char *spec);
  * message naming the peer and what it answered. */
 mr_status mr_dicom_send(const mr_dicom_peer *peer, const char *calling_aet,
                         const mr_dicom_written *series, int retries);
+
+/* mr_dicom_send with the connection, association and DIMSE timeout in seconds (mr_dicom_send: 30;
+ * <= 0: 30). */
+mr_status mr_dicom_send_timeout(const mr_dicom_peer *peer, const char *calling_aet,
+                                const mr_dicom_written *series, int retries, int timeout_s);
 
 /* Fetch a series from the peer with C-GET (PS3.4 C.4.3, Study Root, SERIES level) into
  * out_dir/<series_uid>/ (out_dir is created when missing; the series folder is filled under a

@@ -24,7 +24,10 @@ static const char *USAGE =
     "                      series per input series, "
     "OUT/<SeriesNumber>_<description>/IM_<nnnn>.dcm\n"
     "  --series UID        the series to convert when the input holds several (mrpipe info lists\n"
-    "                      them); a folder output converts every MR series without it\n"
+    "                      them); a folder output converts every MR series without it. A series\n"
+    "                      whose images differ by echo or time point is one volume per echo:\n"
+    "                      each is written (OUT_echo1.nii.gz, OUT_echo2.nii.gz, ...; a folder\n"
+    "                      output gets one series per echo), or UID:echo2 picks one\n"
     "  --anonymize         folder output: de-identify (PS3.15 basic profile: patient name and ID\n"
     "                      replaced, birth date and other identifiers removed, new study UID)\n"
     "  --description TEXT  folder output: SeriesDescription  [<source description> mrpipe "
@@ -85,9 +88,27 @@ static int parse(convert_opts *o, int argc, char **argv)
     return 0;
 }
 
+/* OUT with "_<label>" before its extension (vol.nii.gz -> vol_echo2.nii.gz); folders unchanged. */
+static void output_name(char *buf, size_t size, const char *out, const char *label, mr_format ofmt)
+{
+    size_t n = strlen(out), cut = n;
+    const char *base = strrchr(out, '/');
+    base = base ? base + 1 : out;
+    if (!label[0] || ofmt == MR_FMT_DICOM) {
+        snprintf(buf, size, "%s", out);
+        return;
+    }
+    if (n > 7 && !strcmp(out + n - 7, ".nii.gz"))
+        cut = n - 7;
+    else if (strrchr(base, '.'))
+        cut = (size_t)(strrchr(base, '.') - out);
+    snprintf(buf, size, "%.*s_%s%s", (int)cut, out, label, out + cut);
+}
+
 static mr_status convert_one(const convert_opts *o, const mr_dicom_set *set, size_t index,
                              mr_format ofmt)
 {
+    char output[4200];
     mr_dicom_volume *vol = NULL;
     mr_output_extra extra;
     mr_nifti_meta meta;
@@ -100,10 +121,16 @@ static mr_status convert_one(const convert_opts *o, const mr_dicom_set *set, siz
         mr_dicom_geometry_nifti(&meta, &vol->src.geom);
         extra.nifti = &meta;
     }
-    snprintf(desc, sizeof desc, "%s%smrpipe convert", vol->src.series.description,
-             vol->src.series.description[0] ? " " : "");
+    const char *label = mr_dicom_set_series(set, index)->label; /* "echo2" of a split series */
+    output_name(output, sizeof output, o->output, label, ofmt);
+    snprintf(desc, sizeof desc, "%s%s%s%smrpipe convert", vol->src.series.description,
+             vol->src.series.description[0] ? " " : "", label, label[0] ? " " : "");
     extra.dicom = &vol->src;
     extra.description = o->description ? o->description : o->anonymize ? "mrpipe anonymized" : desc;
+    if (label[0] && (o->description || o->anonymize)) { /* one folder per volume */
+        snprintf(desc, sizeof desc, "%s %s", extra.description, label);
+        extra.description = desc;
+    }
     extra.derivation = o->anonymize ? "mrpipe convert --anonymize (PS3.15 basic profile)"
                                     : "mrpipe convert (16-bit copy of the source series)";
     extra.series_number = o->series_number;
@@ -111,13 +138,13 @@ static mr_status convert_one(const convert_opts *o, const mr_dicom_set *set, siz
     extra.method = "convert";
     extra.written = &written;
     memset(&written, 0, sizeof written);
-    st = mr_output_write_volume(o->output, vol->data, NULL, &extra);
+    st = mr_output_write_volume(output, vol->data, NULL, &extra);
     if (st == MR_OK && o->send && ofmt == MR_FMT_DICOM)
         st = mr_dicom_send(&o->peer, o->calling_aet, &written, (int)o->retries);
     mr_dicom_written_free(&written);
     if (st == MR_OK)
         MR_INFO("%s: series %s, %zu x %zu x %zu -> %s", o->input, vol->src.series.series_uid,
-                vol->data->dims[0], vol->data->dims[1], vol->data->dims[2], o->output);
+                vol->data->dims[0], vol->data->dims[1], vol->data->dims[2], output);
     mr_dicom_volume_destroy(vol);
     return st;
 }
@@ -161,8 +188,25 @@ int mr_cmd_convert(int argc, char **argv)
         }
         if (st == MR_OK && done == 0)
             st = mr_error_set(MR_ERR_INPUT, "%s: no MR series to convert", o.input);
-    } else if ((st = mr_dicom_set_select(&index, set, o.series)) == MR_OK) {
-        st = convert_one(&o, set, index, ofmt);
+    } else {
+        /* a series split into volumes (echoes, time points), named by its UID or the only series:
+         * every volume, one output each (OUT_echo1.nii.gz, ...; UID:LABEL picks one) */
+        const mr_dicom_series_info *s0 = mr_dicom_set_series(set, 0);
+        const char *group = NULL;
+        if (!o.series && s0->volumes > 1 && s0->volumes == mr_dicom_set_count(set))
+            group = s0->series_uid;
+        for (size_t i = 0; o.series && !strchr(o.series, ':') && i < mr_dicom_set_count(set); i++)
+            if (!strcmp(mr_dicom_set_series(set, i)->series_uid, o.series) &&
+                mr_dicom_set_series(set, i)->volumes > 1)
+                group = o.series;
+        if (group && o.series_number)
+            st = mr_error_set(MR_ERR_USAGE, "--series-number with several volumes (echoes): add "
+                                            "--series UID:LABEL");
+        for (size_t i = 0; group && st == MR_OK && i < mr_dicom_set_count(set); i++)
+            if (!strcmp(mr_dicom_set_series(set, i)->series_uid, group))
+                st = convert_one(&o, set, i, ofmt);
+        if (!group && (st = mr_dicom_set_select(&index, set, o.series)) == MR_OK)
+            st = convert_one(&o, set, index, ofmt);
     }
     mr_dicom_set_close(set);
     return st == MR_OK ? 0 : mr_cli_fail("convert", st);

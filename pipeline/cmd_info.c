@@ -120,8 +120,11 @@ static mr_status info_dicom(const char *path, int show_patient)
     char buf[256];
     mr_status st = mr_dicom_set_open(&set, path);
     if (st != MR_OK) return st;
-    size_t n = mr_dicom_set_count(set);
-    printf("%s: DICOM, %zu series", path, n);
+    size_t n = mr_dicom_set_count(set), uids = 0;
+    for (size_t i = 0; i < n; i++)
+        uids += mr_dicom_set_series(set, i)->volume <= 1; /* volumes of a split series: once */
+    printf("%s: DICOM, %zu series", path, uids);
+    if (uids != n) printf(", %zu volumes (multi-echo / multi-volume series split)", n);
     if (mr_dicom_set_skipped(set))
         printf(" (%zu file(s) skipped: not DICOM images)", mr_dicom_set_skipped(set));
     printf("\n");
@@ -129,6 +132,13 @@ static mr_status info_dicom(const char *path, int show_patient)
         const mr_dicom_series_info *s = mr_dicom_set_series(set, i);
         mr_dicom_volume *vol = NULL;
         printf("  series %zu: %s\n", i + 1, s->series_uid);
+        if (s->volume) {
+            char spec[MR_DICOM_SPEC_SIZE];
+            printf("    volume %zu of %zu (echoes / time points): --series %s, echo number %ld, "
+                   "TE %g ms, time point %ld\n",
+                   s->volume, s->volumes, mr_dicom_series_spec(spec, s), s->echo_number,
+                   s->echo_time, s->temporal_position);
+        }
         printf("    number %ld, description \"%s\", modality %s, %s\n", s->series_number,
                s->description, s->modality[0] ? s->modality : "-",
                s->enhanced ? "multi-frame (enhanced)" : "single-frame");
@@ -159,7 +169,9 @@ static mr_status info_dicom(const char *path, int show_patient)
             printf("      %10.4f %10.4f %10.4f %10.4f\n", A[r][0], A[r][1], A[r][2], A[r][3]);
         mr_dicom_volume_destroy(vol);
     }
-    if (n > 1) printf("  (a command that needs one volume takes --series UID)\n");
+    if (n > 1)
+        printf("  (a command that needs one volume takes --series UID, or UID:LABEL for one volume "
+               "of a multi-echo series)\n");
     mr_dicom_set_close(set);
     return MR_OK;
 }

@@ -10,6 +10,11 @@
   check_nii NII DIR exit 0 when the NIfTI's data and affine match the DICOM series in DIR
   check_written DIR SOURCE_DIR  check a derived series: pydicom reads it, UIDs 2.25 and new, identity
                     copied from the source, values within the recorded scaling of the source's
+  make_net OUT      the fixtures of tests/test_dicom_net.c: `series` (as make), `echo2` (a 2-echo
+                    series: 4 positions x EchoNumbers 1, 2, TE 12 / 30 ms, shuffled files),
+                    `echo_te` (2 echoes told apart by EchoTime only), `echo_dup` (two images of
+                    echo 1 at one position: still an error)
+  check_nii_echo NII DIR ECHO  as check_nii for the images of DIR with EchoNumbers == ECHO
 Only pydicom's own test files are used (DATA.md), never held-out data.
 """
 import copy
@@ -181,9 +186,45 @@ def make(out):
     write(small, os.path.join(sz, "z_small.dcm"))
 
 
-def read_series(d):
+def make_multiecho(out, base, n=4, spacing=3.0, tes=(12.0, 30.0), echo_numbers=True, dup=False):
+    """One series, n positions x len(tes) echoes at the same positions (as a multi-echo GRE):
+    EchoNumbers 1.. (or none: told apart by EchoTime only), file names shuffled over echoes."""
+    os.makedirs(out, exist_ok=True)
+    row, col, nrm = rotation()
+    origin = np.array([-40.0, 12.5, 30.0])
+    uid = generate_uid()
+    items = [(e, k) for e in range(len(tes)) for k in range(n)]
+    if dup:
+        items.append((0, 1))
+    random.Random(11).shuffle(items)
+    for rank, (e, k) in enumerate(items):
+        px = (slice_pixels(base.pixel_array, k).astype(np.int32) // (e + 1) + 100 * e).astype(np.int16)
+        ds = single(base, px, uid, origin + k * spacing * nrm, list(row) + list(col), rank + 1)
+        ds.SeriesDescription = "fixture multi-echo"
+        ds.SeriesNumber = 12
+        ds.EchoTime = tes[e]
+        if echo_numbers:
+            ds.EchoNumbers = e + 1
+        elif "EchoNumbers" in ds:
+            del ds.EchoNumbers
+        write(ds, os.path.join(out, "m_%03d.dcm" % ((rank * 13 + 5) % 97)))
+    return uid
+
+
+def make_net(out):
+    base = pydicom.dcmread(MR_SMALL)
+    os.makedirs(out, exist_ok=True)
+    make_series(os.path.join(out, "series"), base)
+    make_multiecho(os.path.join(out, "echo2"), base)
+    make_multiecho(os.path.join(out, "echo_te"), base, n=3, echo_numbers=False)
+    make_multiecho(os.path.join(out, "echo_dup"), base, n=3, dup=True)
+
+
+def read_series(d, echo=None):
     files = sorted(glob.glob(os.path.join(d, "*"))) if os.path.isdir(d) else [d]
     dss = [pydicom.dcmread(f) for f in files]
+    if echo is not None:
+        dss = [x for x in dss if int(x.EchoNumbers) == echo]
     if len(dss) == 1 and "PerFrameFunctionalGroupsSequence" in dss[0]:
         ds = dss[0]
         iop = np.array(ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
@@ -213,11 +254,11 @@ def read_series(d):
     return vol, A
 
 
-def check_nii(nii, d):
+def check_nii(nii, d, echo=None):
     import nibabel as nib
     img = nib.load(nii)
     data = np.asarray(img.dataobj, dtype=np.float32).transpose(2, 1, 0)  # (i,j,k) -> (S,H,W)
-    vol, A = read_series(d)
+    vol, A = read_series(d, echo)
     ok = True
     if data.shape != vol.shape or not np.array_equal(data, vol):
         print("data differ", data.shape, vol.shape)
@@ -289,6 +330,11 @@ def main():
     if cmd == "affine":
         print(read_series(sys.argv[2])[1])
         return 0
+    if cmd == "make_net":
+        make_net(sys.argv[2])
+        return 0
+    if cmd == "check_nii_echo":
+        return 0 if check_nii(sys.argv[2], sys.argv[3], int(sys.argv[4])) else 1
     if cmd == "check_nii":
         return 0 if check_nii(sys.argv[2], sys.argv[3]) else 1
     if cmd == "check_written":
