@@ -839,6 +839,25 @@ static mr_status write_summary(const mr_pipeline *p, const size_t *idx, size_t n
         if (!strcmp(status[k], "ok")) {
             mr_text_puts(&js, ", \"seconds\": ");
             mr_text_json_num(&js, mk[k].seconds_total);
+            /* the stages' own times (the marker's seconds: map without total and stages); the
+             * overhead of a scan is seconds - stage_seconds_total (bench/batch_throughput.sh) */
+            mr_text_puts(&js, ", \"stage_seconds_total\": ");
+            mr_text_json_num(&js, mk[k].seconds_stages);
+            mr_text_puts(&js, ", \"stage_seconds\": {");
+            const mr_cfg_node *secs = mr_cfg_child(mk[k].doc->root, "seconds");
+            int first_sec = 1;
+            for (size_t j = 0; secs && secs->kind == MR_CFG_MAP && j < secs->n; j++) {
+                const mr_cfg_node *v = secs->items[j];
+                if (!strcmp(secs->keys[j], "total") || !strcmp(secs->keys[j], "stages") ||
+                    v->kind != MR_CFG_SCALAR)
+                    continue;
+                mr_text_puts(&js, first_sec ? "" : ", ");
+                first_sec = 0;
+                mr_text_json_str(&js, secs->keys[j]);
+                mr_text_puts(&js, ": ");
+                mr_text_json_num(&js, atof(v->value));
+            }
+            mr_text_puts(&js, "}");
             mr_text_puts(&js, ", \"input_xxh64\": ");
             mr_text_json_str(&js, mk[k].hash);
             mr_text_puts(&js, ", \"metrics\": {");
@@ -1099,7 +1118,7 @@ static void pool_read_result(pool *pl)
         log_line("%s: skipped (same input bytes)", pl->p->ids[r.index]);
     } else {
         pl->counts->done++;
-        log_line("%s: done in %.2f s (stages %.2f s)", pl->p->ids[r.index], r.wall, r.stages);
+        log_line("%s: done in %.4f s (stages %.4f s)", pl->p->ids[r.index], r.wall, r.stages);
     }
     pl->pg->done++;
     pl->pg->processed++;
@@ -1239,7 +1258,7 @@ mr_status mr_batch_run(const mr_pipeline *p, const mr_batch_options *o, mr_batch
                 fprintf(stderr, "mrpipe: error: %s: %s\n", p->ids[todo[k]], r.message);
                 log_line("%s: FAILED after %.2f s: %s", p->ids[todo[k]], r.wall, r.message);
             } else {
-                log_line("%s: %s in %.2f s (stages %.2f s)", p->ids[todo[k]],
+                log_line("%s: %s in %.4f s (stages %.4f s)", p->ids[todo[k]],
                          r.skipped ? "skipped (same input bytes)" : "done", r.wall, r.stages);
             }
         }
