@@ -8,6 +8,11 @@
  * slice count, is an error naming both shapes. The last line printed is
  * `NMSE=%.9g PSNR=%.9g SSIM=%.9g` (PSNR `inf` for identical images; `null` in JSON). Outputs are
  * written under temporary names and renamed only when both are complete.
+ *
+ * With --uncertainty SD (a per-pixel standard-deviation map of the input, cropped like it), the
+ * uncertainty figures of validation/uncertainty.c (mr_uq_metrics: coverage, Spearman with the local
+ * RMS error and its oracle ceiling, UCE, AUSE) follow on one more line, `UQ ...`, and go into the
+ * JSON (`uncertainty`, and `uq` per slice) and the CSV (extra columns, MR_UQ_CSV_COLUMNS).
  */
 #include "mr_io.h"
 #include "mr_pipeline.h"
@@ -22,7 +27,7 @@
 
 static const char *USAGE =
     "usage: mrpipe metrics --reference REF --input REC [--json OUT.json] [--csv OUT.csv]\n"
-    "                      [--ssim uniform|gaussian]\n"
+    "                      [--ssim uniform|gaussian] [--uncertainty SD [--foreground F]]\n"
     "\n"
     "  --reference REF  the ground truth: .h5 (reconstruction_rss, else reconstruction_esc, else\n"
     "                   reconstruction; FILE.h5:NAME picks a dataset), .nii/.nii.gz, .cfl\n"
@@ -35,21 +40,29 @@ static const char *USAGE =
     "  --ssim W         uniform: fastMRI / skimage default, 7x7 box, sample covariance;\n"
     "                   gaussian: Wang et al.'s MATLAB SSIM, Gaussian sigma 1.5 (11x11),\n"
     "                   population covariance  [uniform]\n"
+    "  --uncertainty SD the input's per-pixel standard-deviation map (any readable format; .h5:\n"
+    "                   FILE.h5:uncertainty for mrpipe recon's dataset), cropped like the input:\n"
+    "                   adds coverage of the +-1/1.645/1.96 SD intervals (68/90/95 %), Spearman of\n"
+    "                   SD with the 5x5 local RMS error and the oracle ceiling, UCE, AUSE (docs/\n"
+    "                   validation.md), as one more line `UQ ...` and in the JSON and CSV\n"
+    "  --foreground F   those figures over reference > F x max(reference)  [0.05]\n"
     "\n"
     "fastMRI's definitions (fastmri/evaluate.py): both volumes centre-cropped to the reference's\n"
     "in-plane size (offset (n - crop) // 2); NMSE = ||ref - rec||^2 / ||ref||^2 and PSNR =\n"
     "10 log10(max^2 / MSE) over the volume; SSIM = mean over slices; max = the reference volume's\n"
     "maximum, used as the data range of every slice. Per-slice lines come first; the last line is\n"
-    "NMSE=... PSNR=... SSIM=...\n";
+    "NMSE=... PSNR=... SSIM=... (then the UQ line with --uncertainty)\n";
 
 typedef struct {
-    const char *reference, *input, *json, *csv;
+    const char *reference, *input, *json, *csv, *uncertainty;
     mr_ssim_window window;
+    double fg_fraction;
 } metrics_opts;
 
 static int parse(metrics_opts *o, int argc, char **argv)
 {
-    const char *v = NULL, *ssim = "uniform";
+    const char *v = NULL, *ssim = "uniform", *fg = NULL;
+    o->fg_fraction = 0.05;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(USAGE, stdout);
@@ -64,12 +77,25 @@ static int parse(metrics_opts *o, int argc, char **argv)
             o->csv = v;
         else if (mr_opt_value(&v, "--ssim", argc, argv, &i))
             ssim = v;
+        else if (mr_opt_value(&v, "--uncertainty", argc, argv, &i))
+            o->uncertainty = v;
+        else if (mr_opt_value(&v, "--foreground", argc, argv, &i))
+            fg = v;
         else
             return mr_cli_usage_error("metrics", "unknown option '%s'", argv[i]);
         if (!v) return mr_cli_usage_error("metrics", "%s needs a value", argv[i]);
     }
     if (!o->reference) return mr_cli_usage_error("metrics", "--reference is required");
     if (!o->input) return mr_cli_usage_error("metrics", "--input is required");
+    if (fg) {
+        char *end;
+        o->fg_fraction = strtod(fg, &end);
+        if (*end || end == fg || !(o->fg_fraction >= 0 && o->fg_fraction < 1))
+            return mr_cli_usage_error("metrics", "--foreground: expected a fraction 0 <= F < 1, "
+                                      "found '%s'", fg);
+        if (!o->uncertainty)
+            return mr_cli_usage_error("metrics", "--foreground needs --uncertainty");
+    }
     if (!strcmp(ssim, "uniform"))
         o->window = MR_SSIM_UNIFORM;
     else if (!strcmp(ssim, "gaussian"))
@@ -134,6 +160,12 @@ typedef struct {
     const char *ref_desc, *in_desc;
     const mr_array *ref, *in, *cropped;
     const mr_metrics_result *r;
+    const char *sd_desc;
+    const mr_array *sd;           /* as loaded, or NULL */
+    const mr_uq_result *uq;       /* volume figures, or NULL */
+    const mr_uq_result *uq_slice; /* (slices) */
+    char *uq_json;                /* mr_uq_result_json of uq */
+    char **uq_sjson, **uq_scsv;   /* (slices) per-slice JSON objects and CSV values */
 } report_data;
 
 static void write_json(FILE *f, const report_data *d)
@@ -173,7 +205,19 @@ static void write_json(FILE *f, const report_data *d)
     fputs("  \"definitions\": \"fastmri/evaluate.py: NMSE and PSNR over the volume, SSIM mean over "
           "slices, data_range = reference volume max (also for per-slice values)\",\n",
           f);
-    fprintf(f, "  \"mrpipe_version\": \"%s\",\n  \"slices\": [", MR_VERSION_STRING);
+    fprintf(f, "  \"mrpipe_version\": \"%s\",\n", MR_VERSION_STRING);
+    if (d->uq) {
+        fputs("  \"uncertainty\": {\"path\": ", f);
+        json_string(f, d->o->uncertainty);
+        fputs(", \"source\": ", f);
+        json_string(f, d->sd_desc);
+        fputs(", \"shape\": ", f);
+        json_shape(f, d->sd);
+        fprintf(f, ", \"foreground_fraction\": %.17g, \"local_window\": 5, \"uce_bins\": 20, "
+                   "\"sparsification_steps\": 100, \"oracle_seed\": 1,\n    \"figures\": %s},\n",
+                d->o->fg_fraction, d->uq_json);
+    }
+    fputs("  \"slices\": [", f);
     for (size_t s = 0; s < r->slices; s++) {
         const mr_metric_values *v = &r->per_slice[s];
         fprintf(f, "%s\n    {\"slice\": %zu, \"nmse\": ", s ? "," : "", s);
@@ -182,6 +226,7 @@ static void write_json(FILE *f, const report_data *d)
         json_number(f, v->psnr);
         fputs(", \"ssim\": ", f);
         json_number(f, v->ssim);
+        if (d->uq) fprintf(f, ", \"uq\": %s", d->uq_sjson[s]);
         fputc('}', f);
     }
     fputs("\n  ]\n}\n", f);
@@ -189,10 +234,12 @@ static void write_json(FILE *f, const report_data *d)
 
 static void write_csv(FILE *f, const report_data *d)
 {
-    fputs("slice,nmse,psnr,ssim\n", f);
+    fputs(d->uq ? "slice,nmse,psnr,ssim," MR_UQ_CSV_COLUMNS "\n" : "slice,nmse,psnr,ssim\n", f);
     for (size_t s = 0; s < d->r->slices; s++) {
         const mr_metric_values *v = &d->r->per_slice[s];
-        fprintf(f, "%zu,%.17g,%.17g,%.17g\n", s, v->nmse, v->psnr, v->ssim);
+        fprintf(f, "%zu,%.17g,%.17g,%.17g", s, v->nmse, v->psnr, v->ssim);
+        if (d->uq) fprintf(f, ",%s", d->uq_scsv[s]);
+        fputc('\n', f);
     }
 }
 
@@ -225,8 +272,12 @@ static double ms_between(const struct timespec *a, const struct timespec *b)
 int mr_cmd_metrics(int argc, char **argv)
 {
     metrics_opts o;
-    mr_array *ref = NULL, *in = NULL, *in_c = NULL;
+    mr_array *ref = NULL, *in = NULL, *in_c = NULL, *sd = NULL, *sd_c = NULL;
     mr_metrics_result r;
+    mr_uq_result uq, *uq_slice = NULL;
+    mr_uq_params up;
+    char *uq_json = NULL, **uq_sjson = NULL, **uq_scsv = NULL, sd_desc[4200] = "";
+    int have_uq = 0;
     mr_atomic_file af_json, af_csv;
     char ref_desc[4200], in_desc[4200], a[128], b[128];
     mr_status st;
@@ -244,6 +295,10 @@ int mr_cmd_metrics(int argc, char **argv)
 
     st = mr_image_load(&ref, ref_desc, sizeof ref_desc, o.reference, 1);
     if (st == MR_OK) st = mr_image_load(&in, in_desc, sizeof in_desc, o.input, 0);
+    if (st == MR_OK && o.uncertainty) {
+        st = mr_image_load(&sd, sd_desc, sizeof sd_desc, o.uncertainty, 0);
+        if (st != MR_OK) st = mr_error_prefix(st, "--uncertainty: ");
+    }
     if (st == MR_OK) {
         size_t S = ref->dims[0], H = ref->dims[1], W = ref->dims[2];
         mr_dims_format(a, sizeof a, 3, ref->dims);
@@ -263,6 +318,20 @@ int mr_cmd_metrics(int argc, char **argv)
             MR_INFO("centre-cropping the input %s to the reference's %zu x %zu", b, H, W);
             st = crop_volume(&in_c, in, H, W);
         }
+        if (st == MR_OK && sd) {
+            mr_dims_format(b, sizeof b, 3, sd->dims);
+            if (sd->dims[0] != in->dims[0] || sd->dims[1] != in->dims[1] ||
+                sd->dims[2] != in->dims[2]) {
+                char c[128];
+                mr_dims_format(c, sizeof c, 3, in->dims);
+                st = mr_error_set(MR_ERR_INPUT,
+                                  "the uncertainty map %s has shape %s; expected the input's "
+                                  "shape %s (%s)",
+                                  sd_desc, b, c, in_desc);
+            } else if (sd->dims[1] != H || sd->dims[2] != W) {
+                st = crop_volume(&sd_c, sd, H, W);
+            }
+        }
         /* the reference is at its own in-plane size already: its crop is the identity */
     }
     if (st == MR_OK) {
@@ -279,9 +348,44 @@ int mr_cmd_metrics(int argc, char **argv)
         if (have_result)
             MR_DEBUG("metrics of %zu slice(s) computed in %.3f ms (cpu %.3f ms, %d thread(s))",
                      r.slices, ms_between(&t0, &t1), ms_between(&c0, &c1), mr_threads());
+        if (st == MR_OK && sd) {
+            const mr_array *cmp_sd = sd_c ? sd_c : sd;
+            mr_uq_params_default(&up);
+            up.fg_fraction = o.fg_fraction;
+            up.reference_name = ref_desc;
+            up.estimate_name = in_desc;
+            up.sd_name = sd_desc;
+            uq_slice = calloc(ref->dims[0], sizeof *uq_slice);
+            uq_sjson = calloc(ref->dims[0], sizeof *uq_sjson);
+            uq_scsv = calloc(ref->dims[0], sizeof *uq_scsv);
+            if (!uq_slice || !uq_sjson || !uq_scsv)
+                st = mr_error_set(MR_ERR_NOMEM, "metrics: out of memory");
+            if (st == MR_OK) st = mr_uq_metrics(&uq, ref, cmp_in, cmp_sd, &up);
+            if (st == MR_OK) {
+                have_uq = 1;
+                st = mr_uq_metrics_slices(uq_slice, ref, cmp_in, cmp_sd, &up);
+                if (st != MR_OK) {
+                    mr_uq_result_free(&uq);
+                    have_uq = 0;
+                }
+            }
+            if (st == MR_OK) {
+                uq_json = mr_uq_result_json(&uq, 1, "    ");
+                for (size_t s = 0; s < ref->dims[0]; s++) {
+                    uq_sjson[s] = mr_uq_result_json(&uq_slice[s], 0, "    ");
+                    uq_scsv[s] = mr_uq_result_csv(&uq_slice[s]);
+                    if (!uq_sjson[s] || !uq_scsv[s]) st = MR_ERR_NOMEM;
+                }
+                if (!uq_json) st = MR_ERR_NOMEM;
+                if (st == MR_ERR_NOMEM)
+                    st = mr_error_set(MR_ERR_NOMEM, "metrics: out of memory formatting the "
+                                                    "uncertainty figures");
+            }
+        }
     }
     if (st == MR_OK) {
-        report_data d = {&o, ref_desc, in_desc, ref, in, ref, &r};
+        report_data d = {&o, ref_desc, in_desc, ref, in, ref, &r, sd_desc, sd,
+                         have_uq ? &uq : NULL, uq_slice, uq_json, uq_sjson, uq_scsv};
         if (o.json) st = write_temp(&af_json, write_json, &d);
         if (st == MR_OK && o.csv) st = write_temp(&af_csv, write_csv, &d);
         if (st == MR_OK && o.json) st = mr_atomic_commit(&af_json);
@@ -292,6 +396,13 @@ int mr_cmd_metrics(int argc, char **argv)
             printf("slice %zu: NMSE=%.9g PSNR=%.9g SSIM=%.9g\n", s, r.per_slice[s].nmse,
                    r.per_slice[s].psnr, r.per_slice[s].ssim);
         printf("NMSE=%.9g PSNR=%.9g SSIM=%.9g\n", r.volume.nmse, r.volume.psnr, r.volume.ssim);
+        if (have_uq)
+            printf("UQ COVERAGE68=%.6f COVERAGE90=%.6f COVERAGE95=%.6f SPEARMAN=%.6f "
+                   "SPEARMAN_ORACLE=%.6f UCE=%.9g UCE_REL=%.6f AUSE=%.6f MEAN_SD=%.9g RMSE=%.9g "
+                   "RMSE_OVER_RMS_SD=%.6f FOREGROUND=%zu\n",
+                   uq.coverage[0], uq.coverage[1], uq.coverage[2], uq.spearman,
+                   uq.spearman_oracle, uq.uce, uq.uce_relative, uq.ause, uq.mean_sd, uq.rmse,
+                   uq.rmse_over_rms_sd, uq.n_foreground);
         rc = 0;
     } else {
         if (o.json) mr_atomic_abort(&af_json);
@@ -299,6 +410,19 @@ int mr_cmd_metrics(int argc, char **argv)
         rc = mr_cli_fail("metrics", st);
     }
     if (have_result) mr_metrics_result_free(&r);
+    if (have_uq) {
+        mr_uq_result_free(&uq);
+        for (size_t s = 0; s < ref->dims[0]; s++)
+            mr_uq_result_free(&uq_slice[s]);
+    }
+    for (size_t s = 0; uq_sjson && s < ref->dims[0]; s++)
+        free(uq_sjson[s]), free(uq_scsv ? uq_scsv[s] : NULL);
+    free(uq_slice);
+    free(uq_sjson);
+    free(uq_scsv);
+    free(uq_json);
+    mr_array_destroy(sd);
+    mr_array_destroy(sd_c);
     mr_array_destroy(ref);
     mr_array_destroy(in);
     mr_array_destroy(in_c);

@@ -151,6 +151,19 @@ mr_status mr_uq_metrics_slices(mr_uq_result *out, const mr_array *ref, const mr_
 /* Frees the owned arrays; NULL is a no-op. */
 void mr_uq_result_free(mr_uq_result *r);
 
+/* The figures as one JSON object (the field names docs/validation.md lists; 17 significant
+ * digits, NaN/inf as null); `full` 0 leaves out the curves and bins (per-slice entries). Lines
+ * after the first are prefixed by `indent`. Returns a malloc'ed string (free()), NULL when out of
+ * memory. */
+char *mr_uq_result_json(const mr_uq_result *r, int full, const char *indent);
+
+/* The CSV columns (appended after a row's other columns) and one row's values (malloc'ed, free();
+ * NULL when out of memory; nan / inf spelled so). */
+#define MR_UQ_CSV_COLUMNS                                                                         \
+    "coverage_68,coverage_90,coverage_95,spearman,spearman_oracle,uce,uce_relative,ause,"     \
+    "rmse_over_rms_sd,n_foreground"
+char *mr_uq_result_csv(const mr_uq_result *r);
+
 /* ================================================================ reports
  * (validation/report.c, html.c, sha256.c, colormap.c; docs/reports.md) */
 

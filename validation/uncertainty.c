@@ -21,7 +21,7 @@
  *                 drops the largest |e|; AUSE = trapezoid integral of (curve - oracle) over f.
  * Everything is sort-based, O(N log N) time and O(N) memory; sums in double.
  */
-#include "mr_validation.h"
+#include "report_priv.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -120,7 +120,7 @@ static double z_of_level(double p)
 
 /* ================================================================ local RMS */
 
-/* Local mean square of the values err2 of one (h, w) slice over the (2r+1)^2 window truncated at
+/* Local RMS of the values err2 (squared errors) of one (h, w) slice over the (2r+1)^2 window truncated at
  * the border, at the foreground pixels only (fg mask, in C order), appended to out; vbuf is an
  * (h, w) workspace. The vertical sums come first, then the horizontal ones, each in increasing
  * index order (docs/validation.md; the test's numpy oracle adds in the same order, so ties match). */
@@ -146,7 +146,7 @@ static size_t local_ms(double *out, const double *err2, const unsigned char *fg,
             double s = 0;
             for (size_t xx = x0; xx <= x1; xx++)
                 s += vbuf[y * w + xx];
-            out[n++] = s / (double)((y1 - y0 + 1) * (x1 - x0 + 1));
+            out[n++] = sqrt(s / (double)((y1 - y0 + 1) * (x1 - x0 + 1)));
         }
     }
     return n;
@@ -336,7 +336,7 @@ static mr_status uq_compute(mr_uq_result *r, const float *ref, const float *est,
         r->rmse_over_rms_sd = r->rms_sd > 0 ? r->rmse / r->rms_sd : r->rmse > 0 ? INFINITY : NAN;
     }
 
-    /* Spearman of s with the local RMS (the sqrt is monotone: ranks of the mean square) */
+    /* Spearman of s with the local RMS */
     average_ranks(rs, s, N, kv);
     average_ranks(l, l, N, kv);
     r->spearman = pearson(rs, l, N);
@@ -520,4 +520,109 @@ mr_status mr_uq_metrics_slices(mr_uq_result *out, const mr_array *ref, const mr_
         }
     }
     return MR_OK;
+}
+
+/* ================================================================ JSON and CSV */
+
+static void csv_num(mr_strbuf *b, double v)
+{
+    if (isnan(v))
+        mr_strbuf_puts(b, "nan");
+    else if (isinf(v))
+        mr_strbuf_puts(b, v > 0 ? "inf" : "-inf");
+    else
+        mr_strbuf_printf(b, "%.17g", v);
+}
+
+static void json_array(mr_strbuf *b, const double *v, size_t n)
+{
+    mr_strbuf_puts(b, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) mr_strbuf_puts(b, ", ");
+        mr_strbuf_json_num(b, v[i]);
+    }
+    mr_strbuf_puts(b, "]");
+}
+
+static void json_field(mr_strbuf *b, const char *indent, const char *key, double v)
+{
+    mr_strbuf_printf(b, ",\n%s  \"%s\": ", indent, key);
+    mr_strbuf_json_num(b, v);
+}
+
+char *mr_uq_result_json(const mr_uq_result *r, int full, const char *indent)
+{
+    mr_strbuf b = {0};
+    const char *in = indent ? indent : "";
+    mr_strbuf_printf(&b, "{\n%s  \"n_foreground\": %zu", in, r->n_foreground);
+    mr_strbuf_printf(&b, ",\n%s  \"n_pixels\": %zu", in, r->n_pixels);
+    json_field(&b, in, "threshold", r->threshold);
+    mr_strbuf_printf(&b, ",\n%s  \"coverage\": [", in);
+    for (int k = 0; k < MR_UQ_N_LEVELS; k++) {
+        mr_strbuf_printf(&b, "%s{\"z\": %.17g, \"nominal\": ", k ? ", " : "", r->z[k]);
+        mr_strbuf_json_num(&b, r->nominal[k]);
+        mr_strbuf_puts(&b, ", \"coverage\": ");
+        mr_strbuf_json_num(&b, r->coverage[k]);
+        mr_strbuf_puts(&b, "}");
+    }
+    mr_strbuf_puts(&b, "]");
+    json_field(&b, in, "coverage_68", r->coverage[0]);
+    json_field(&b, in, "coverage_90", r->coverage[1]);
+    json_field(&b, in, "coverage_95", r->coverage[2]);
+    json_field(&b, in, "spearman", r->spearman);
+    json_field(&b, in, "spearman_oracle", r->spearman_oracle);
+    json_field(&b, in, "uce", r->uce);
+    json_field(&b, in, "uce_relative", r->uce_relative);
+    json_field(&b, in, "ause", r->ause);
+    json_field(&b, in, "mean_sd", r->mean_sd);
+    json_field(&b, in, "rms_sd", r->rms_sd);
+    json_field(&b, in, "mse", r->mse);
+    json_field(&b, in, "rmse", r->rmse);
+    json_field(&b, in, "rmse_over_rms_sd", r->rmse_over_rms_sd);
+    if (full) {
+        mr_strbuf_printf(&b, ",\n%s  \"reliability\": {\"nominal\": ", in);
+        json_array(&b, r->reliability_nominal, MR_UQ_N_RELIABILITY);
+        mr_strbuf_puts(&b, ", \"z\": ");
+        json_array(&b, r->reliability_z, MR_UQ_N_RELIABILITY);
+        mr_strbuf_puts(&b, ", \"coverage\": ");
+        json_array(&b, r->reliability_coverage, MR_UQ_N_RELIABILITY);
+        mr_strbuf_printf(&b, "},\n%s  \"uce_bins\": {\"mean_var\": ", in);
+        json_array(&b, r->bin_mean_var, r->n_bins);
+        mr_strbuf_puts(&b, ", \"mse\": ");
+        json_array(&b, r->bin_mse, r->n_bins);
+        mr_strbuf_puts(&b, ", \"count\": [");
+        for (size_t i = 0; i < r->n_bins; i++)
+            mr_strbuf_printf(&b, "%s%zu", i ? ", " : "", r->bin_count[i]);
+        mr_strbuf_printf(&b, "]},\n%s  \"sparsification\": {\"fraction\": ", in);
+        json_array(&b, r->fraction, r->n_fractions);
+        mr_strbuf_printf(&b, ",\n%s    \"by_uncertainty\": ", in);
+        json_array(&b, r->sparse_uncertainty, r->n_fractions);
+        mr_strbuf_printf(&b, ",\n%s    \"by_error\": ", in);
+        json_array(&b, r->sparse_oracle, r->n_fractions);
+        mr_strbuf_puts(&b, "}");
+    }
+    mr_strbuf_printf(&b, "\n%s}", in);
+    if (b.failed) {
+        mr_strbuf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+char *mr_uq_result_csv(const mr_uq_result *r)
+{
+    mr_strbuf b = {0};
+    const double v[] = {r->coverage[0], r->coverage[1], r->coverage[2], r->spearman,
+                        r->spearman_oracle, r->uce, r->uce_relative, r->ause,
+                        r->rmse_over_rms_sd};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        csv_num(&b, v[i]);
+        mr_strbuf_puts(&b, ",");
+    }
+    mr_strbuf_printf(&b, "%zu", r->n_foreground);
+    if (b.failed) {
+        mr_strbuf_free(&b);
+        return NULL;
+    }
+    return b.data;
 }
