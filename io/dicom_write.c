@@ -603,6 +603,53 @@ fail:
     return st;
 }
 
+/* ---------------------------------------------------------------- uncertainty series */
+
+mr_status mr_dicom_uncertainty_write(mr_dicom_written *out, const char *out_dir, const mr_array *sd,
+                                     const mr_dicom_source *src, const mr_dicom_written *image,
+                                     const char *derivation, const char *config_hash)
+{
+    mr_dicom_series_params p;
+    char desc[65], shape[128];
+    const char *study = mr_dicom_attrs_get(&src->identity, T_STUDY_UID);
+    memset(out, 0, sizeof *out);
+    if (!image || !image->sop_uids || !image->count)
+        return mr_error_set(MR_ERR_USAGE, "%s: an uncertainty series needs the image series it "
+                                          "describes (written first)",
+                            out_dir);
+    if (!sd || sd->dtype != MR_FLOAT32 || sd->ndim != 3 || sd->dims[0] != image->count)
+        return mr_error_set(MR_ERR_INPUT,
+                            "%s: SD map: expected float32 (S, H, W) with S = %zu (the images of "
+                            "series %s), found %s",
+                            out_dir, image->count, image->series_uid,
+                            sd ? mr_dims_format(shape, sizeof shape, sd->ndim, sd->dims) : "none");
+    if (!study || strcmp(study, image->study_uid))
+        return mr_error_set(MR_ERR_INPUT,
+                            "%s: SD map: the source's (0020,000D) StudyInstanceUID %s is not the "
+                            "image series' %s (write both from the same source)",
+                            out_dir, study ? study : "(none)", image->study_uid);
+    const float *x = mr_array_f32(sd);
+    for (size_t i = 0, n = mr_array_numel(sd); i < n; i++)
+        if (!(x[i] >= 0) || !isfinite(x[i]))
+            return mr_error_set(MR_ERR_INPUT,
+                                "%s: SD map: value %zu is %g: a standard deviation is finite and "
+                                ">= 0",
+                                out_dir, i, x[i]);
+    snprintf(desc, sizeof desc, "%.38s%smrpipe uncertainty (SD)", src->series.description,
+             src->series.description[0] ? " " : "");
+    memset(&p, 0, sizeof p);
+    p.description = desc;
+    p.derivation = derivation && *derivation
+                       ? derivation
+                       : "mrpipe: voxel-wise standard deviation of the linked image series, in "
+                         "its units";
+    p.series_number = image->series_number + 1;
+    p.config_hash = config_hash;
+    p.image_type = "UNCERTAINTY";
+    p.linked = image;
+    return mr_dicom_series_write(out, out_dir, sd, src, &p);
+}
+
 /* ---------------------------------------------------------------- sending (PS3.4 C-STORE) */
 
 static int aet_valid(const char *a)
@@ -646,6 +693,12 @@ mr_status mr_dicom_peer_parse(mr_dicom_peer *out, const char *spec)
 mr_status mr_dicom_send(const mr_dicom_peer *peer, const char *calling_aet,
                         const mr_dicom_written *series, int retries)
 {
+    return mr_dicom_send_timeout(peer, calling_aet, series, retries, 30);
+}
+
+mr_status mr_dicom_send_timeout(const mr_dicom_peer *peer, const char *calling_aet,
+                                const mr_dicom_written *series, int retries, int timeout_s)
+{
     const char **files = NULL;
     char *paths = NULL;
     mr_status st = MR_OK;
@@ -666,7 +719,8 @@ mr_status mr_dicom_send(const mr_dicom_peer *peer, const char *calling_aet,
     }
     for (int attempt = 0;; attempt++) {
         int kind = mr_dcm_send_files(peer->host, peer->port, peer->aet, calling_aet,
-                                     series->sop_class_uid, files, series->count, 30, &sent);
+                                     series->sop_class_uid, files, series->count,
+                                     timeout_s > 0 ? timeout_s : 30, &sent);
         if (kind == MR_DCM_NET_OK) {
             st = MR_OK;
             break;

@@ -510,6 +510,11 @@ mr_status mr_dicom_send(const mr_dicom_peer *peer, const char *calling_aet,
 mr_status mr_dicom_send_timeout(const mr_dicom_peer *peer, const char *calling_aet,
                                 const mr_dicom_written *series, int retries, int timeout_s);
 
+/* mr_dicom_send with the connection, association and DIMSE timeout in seconds (mr_dicom_send: 30;
+ * <= 0: 30). */
+mr_status mr_dicom_send_timeout(const mr_dicom_peer *peer, const char *calling_aet,
+                                const mr_dicom_written *series, int retries, int timeout_s);
+
 /* Fetch a series from the peer with C-GET (PS3.4 C.4.3, Study Root, SERIES level) into
  * out_dir/<series_uid>/ (out_dir is created when missing; the series folder is filled under a
  * temporary name and renamed when complete; MR_ERR_IO when it exists already). Retries as

@@ -110,12 +110,77 @@ typedef struct {
     long long size, mtime_ns;
 } file_stamp;
 
+static mr_status content_hash(char hex[17], const char *path);
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A folder input (a DICOM series): its files, recursively in sorted order, stand for its bytes:
+ * size = their total, mtime = the latest, and with `lines` one "relpath xxh64\n" line per file
+ * (hashed by content_hash). -1 when the folder cannot be read. */
+static int stamp_dir(file_stamp *s, mr_text *lines, const char *root, const char *rel)
+{
+    char dir[8400], path[8400], sub[8400], hex[17];
+    struct dirent *e;
+    struct stat sb;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    snprintf(dir, sizeof dir, "%s%s%s", root, rel[0] ? "/" : "", rel);
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (n == cap) {
+            char **g = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
+            if (!g) {
+                rc = -1;
+                break;
+            }
+            names = g;
+        }
+        if (!(names[n] = strdup(e->d_name))) {
+            rc = -1;
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(names, n, sizeof *names, cmp_names);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", names[i]);
+        if (stat(path, &sb) != 0) continue;
+        long long t = (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+        if (t > s->mtime_ns) s->mtime_ns = t;
+        if (S_ISDIR(sb.st_mode)) {
+            rc = stamp_dir(s, lines, root, sub);
+        } else if (S_ISREG(sb.st_mode)) {
+            s->size += (long long)sb.st_size;
+            if (lines) {
+                if (content_hash(hex, path) != MR_OK) rc = -1;
+                else mr_text_printf(lines, "%s %s\n", sub, hex);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return rc;
+}
+
 static int stamp_file(file_stamp *s, const char *input)
 {
     char f[4200];
     struct stat sb;
     input_file(f, sizeof f, input);
     if (stat(f, &sb) != 0) return -1;
+    if (S_ISDIR(sb.st_mode)) { /* a DICOM folder */
+        s->size = 0;
+        s->mtime_ns = 0;
+        return stamp_dir(s, NULL, f, "");
+    }
     s->size = (long long)sb.st_size;
     s->mtime_ns = (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
     return 0;
@@ -337,6 +402,19 @@ static mr_status content_hash(char hex[17], const char *path)
         if (fd >= 0) close(fd);
         return mr_error_set(MR_ERR_INPUT, "%s: cannot read the input: %s", path, strerror(errno));
     }
+    if (S_ISDIR(sb.st_mode)) { /* a DICOM folder: the hash of its files' names and hashes */
+        mr_text lines = {0};
+        file_stamp fs = {0, 0};
+        close(fd);
+        if (stamp_dir(&fs, &lines, path, "") != 0 || lines.failed) {
+            mr_text_free(&lines);
+            return mr_error_set(MR_ERR_INPUT, "%s: cannot read the folder's files", path);
+        }
+        h = mr_batch_xxh64(lines.len ? mr_text_str(&lines) : "", lines.len);
+        mr_text_free(&lines);
+        snprintf(hex, 17, "%016llx", (unsigned long long)h);
+        return MR_OK;
+    }
     if (sb.st_size == 0) {
         h = mr_batch_xxh64("", 0);
     } else {
@@ -418,6 +496,8 @@ static mr_status commit_set(const mr_pipeline *p, const scan_paths *sp, const ch
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         snprintf(path, sizeof path, "%s/%s", tmp, e->d_name);
         snprintf(dst, sizeof dst, "%s/%s", sp->final, e->d_name);
+        if (mr_path_is_dir(dst)) remove_tree(dst); /* a folder output (DICOM series) of a former run:
+                                                      rename(2) does not replace a non-empty one */
         if (rename(path, dst) != 0)
             st = mr_error_set(MR_ERR_IO, "%s: cannot move into place: %s", dst, strerror(errno));
     }

@@ -23,6 +23,8 @@ typedef struct {
     long series_number;        /* 0: the source's + 1000 */
     int anonymize;             /* PS3.15 basic profile de-identification */
     mr_dicom_written *written; /* receives the written series (caller frees), or NULL */
+    const mr_dicom_written *linked; /* the image series an SD series belongs to (referenced per
+                                       slice), or NULL */
     /* Uncertainty (issue 6, docs/uncertainty.md): */
     const mr_array *uncertainty; /* float32 SD map of mag's shape: an `uncertainty` dataset next to
                                     `reconstruction` in .h5 outputs; NULL: none */

@@ -55,24 +55,42 @@ typedef struct {
 extern const mr_stage *const mr_stages[];
 const mr_stage *mr_stage_find(const char *name);
 
-extern const mr_stage mr_stage_simulate, mr_stage_read, mr_stage_recon, mr_stage_validate,
-    mr_stage_write, mr_stage_report;
+extern const mr_stage mr_stage_simulate, mr_stage_read, mr_stage_recon, mr_stage_denoise,
+    mr_stage_validate, mr_stage_write, mr_stage_dicom_send, mr_stage_report;
 
-/* A list key of recon stage names (write.images, ...): each must name a recon stage of the pipeline
- * (error naming the entry and its line). *out (n_out labels) is NULL for an empty list. */
+/* A list key of image labels (write.images, validate.images, denoise.images): each must name an
+ * image made before this stage: a recon stage's name, a denoise stage's output (`<image>_<suffix>`)
+ * or `input` (the image of a DICOM / NIfTI input). Error naming the entry and its line (and the
+ * labels known). *out (n_out labels) is NULL for an empty list. */
 mr_status mr_stage_check_images(char (**out)[64], size_t *n_out, const mr_stage_ctx *x,
                                 const mr_cfg_node *list);
+
+/* Is `label` an image made before the stage instance `before` (index in p->stages)? */
+int mr_pipeline_image_known(const mr_pipeline *p, size_t before, const char *label);
+
+/* Index of the stage instance whose mapping is ctx->node (the stage being created). */
+size_t mr_stage_ctx_index(const mr_stage_ctx *x);
+
+/* 1 when a write stage's mapping lists the dicom format (dicom_send's check). */
+int mr_stage_write_has_dicom(const mr_cfg_node *write_node);
+
+/* The labels a denoise stage's state makes (for mr_pipeline_image_known). */
+size_t mr_stage_denoise_labels(const void *state, const char (**labels)[64]);
 
 /* ---------------------------------------------------------------- one scan */
 
 #define MR_SCAN_MAX_IMAGES 32
 #define MR_PIPELINE_MAX_STAGES 32
 
-/* An image volume a stage produced (a reconstruction). */
+/* An image volume a stage produced (a reconstruction, a denoised image) or read (`input`). */
 typedef struct {
-    char label[64];           /* the stage instance's name, used for file names */
-    char method[32];          /* reconstruction method */
+    char label[64];           /* the stage instance's name (recon), `<image>_<suffix>` (denoise) or
+                                 `input`; names output files */
+    char method[32];          /* reconstruction method, "denoise", or "input" */
     mr_array *image;          /* float32 (S, H, W) magnitude, owned */
+    mr_array *uncertainty;    /* float32 (S, H, W) per-pixel SD of image, owned, or NULL (written
+                                 as <label>_sd.* by write, shown by report) */
+    char uncertainty_kind[16];  /* what the SD is: "model", "replica", ... ("" when none) */
     mr_array *cplx;           /* complex64 (S, H, W), owned, or NULL */
     float *mask1d;            /* (mask_len) 1-D column mask applied, owned, or NULL */
     size_t mask_len;
@@ -80,10 +98,25 @@ typedef struct {
     mr_metrics_result metrics; /* against the scan's reference (validate) */
 } mr_scan_image;
 
+/* What an input is (decided when the pipeline is built, mr_pipeline.input_kinds). */
+typedef enum {
+    MR_INPUT_KSPACE = 0, /* fastMRI / ISMRMRD .h5, BART .cfl (or NIfTI made k-space by simulate) */
+    MR_INPUT_NIFTI,      /* a NIfTI magnitude volume, read as the image `input` */
+    MR_INPUT_DICOM,      /* a DICOM series (a file or a folder holding one series), image `input` */
+} mr_input_kind;
+
 struct mr_scan {
     size_t index;                  /* position in the pipeline's input list */
     const char *id;                /* output name (the input's base name without extension) */
     const char *input;             /* the input as resolved */
+    mr_input_kind kind;            /* what the input is */
+    int image_loaded;              /* 1: an image input has been read into images[] as `input` */
+    mr_dicom_source *dicom;        /* DICOM input: its source (patient, study, geometry, refs) for
+                                      derived series; owned (mr_dicom_source_free + free), or NULL */
+    mr_nifti_meta *nifti;          /* image input: its geometry for NIfTI outputs; owned, or NULL */
+    mr_dicom_written *series;      /* (n_series) DICOM series the write stage made (dicom_send
+                                      sends them); owned */
+    size_t n_series;
     char kspace_path[4096];        /* the k-space read: the input, or the simulated file */
     char work_dir[4096];           /* where stages write (a temporary directory) */
     mr_kspace_source *src;         /* opened by read (or by the first stage that needs it) */
@@ -97,8 +130,13 @@ struct mr_scan {
     double stage_seconds[MR_PIPELINE_MAX_STAGES];
 };
 
-/* Open scan->kspace_path if not yet open (slices default to all). */
+/* Open scan->kspace_path if not yet open (slices default to all). MR_ERR_USAGE for an image input
+ * (DICOM, NIfTI): nothing to reconstruct. */
 mr_status mr_scan_open_kspace(mr_scan *scan);
+
+/* Read an image input (DICOM series, NIfTI volume) into images[] as `input` if not yet read (its
+ * DICOM source and NIfTI geometry kept in scan->dicom / scan->nifti); a no-op for k-space inputs. */
+mr_status mr_scan_load_image(mr_scan *scan);
 
 /* Free what the scan holds (not the struct). */
 void mr_scan_clear(mr_scan *scan);
@@ -118,6 +156,7 @@ struct mr_pipeline {
     size_t n_stages;
     char **inputs;                 /* (n_inputs) resolved input paths, in order */
     char **ids;                    /* (n_inputs) output names, unique */
+    mr_input_kind *input_kinds;    /* (n_inputs) what each input is */
     size_t n_inputs;
     char out_dir[4096];
     int flat;                      /* 1: one scan's outputs directly in out_dir */

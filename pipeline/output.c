@@ -58,6 +58,7 @@ static mr_status write_dicom(const char *dir, const mr_array *mag, const mr_outp
     p.derivation = extra && extra->derivation ? extra->derivation : deriv;
     p.config_hash = extra ? extra->config_hash : NULL;
     p.series_number = extra ? extra->series_number : 0;
+    p.linked = extra ? extra->linked : NULL;
     st = mr_dicom_series_write(&w, dir, mag, &src, &p);
     mr_dicom_source_free(&src);
     if (st != MR_OK) return st;
@@ -202,7 +203,7 @@ mr_status mr_output_write_uncertainty(const char *path, const mr_array *sd, cons
         snprintf(desc, sizeof desc, "mrpipe %s uncertainty SD (%s)", e.method ? e.method : "",
                  kind ? kind : "");
         e.description = desc;
-        e.written = NULL;
+        if (!e.linked) e.written = NULL; /* a linked SD series may be reported to the caller */
         return write_dicom(path, sd, &e);
     }
     default:

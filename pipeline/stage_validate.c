@@ -31,7 +31,7 @@ static const mr_stage_key validate_keys[] = {
      "auto (the input's reconstruction_rss/_esc) or a file per scan: a pattern with {id} (output "
      "name), {dir} (input's folder), {name} (input's file name); FILE.h5:DATASET picks a dataset"},
     {"window", MR_KEY_STRING, "uniform", 0, "SSIM window: uniform (fastMRI, 7x7) or gaussian"},
-    {"images", MR_KEY_LIST, "[]", 0, "recon stage names to score; [] = all"},
+    {"images", MR_KEY_LIST, "[]", 0, "images to score (recon / denoise outputs, input); [] = all"},
     {NULL, 0, NULL, 0, NULL},
 };
 
@@ -233,7 +233,7 @@ static const mr_stage_key report_keys[] = {
     {"slices", MR_KEY_LIST, "[]", 0, "slices shown (0-based); [] = 3 evenly spread"},
     {"window", MR_KEY_STRING, "uniform", 0, "SSIM window: uniform or gaussian"},
     {"zero_filled", MR_KEY_STRING, "none", 0,
-     "recon stage name shown as the zero-filled baseline, or none"},
+     "image (recon stage name) shown as the zero-filled baseline, or none"},
     {"patient_info", MR_KEY_BOOL, "false", 0, "include patient-identifying fields"},
     {NULL, 0, NULL, 0, NULL},
 };
@@ -266,14 +266,9 @@ static mr_status report_create(void **state, const mr_stage_ctx *x)
                                   "'%s'", w->value);
     }
     if (st == MR_OK && strcmp(zf->value, "none") != 0) {
-        int found = 0;
-        for (size_t j = 0; j < x->pipeline->n_stages; j++)
-            if (x->pipeline->stages[j].stage == &mr_stage_recon &&
-                !strcmp(x->pipeline->stages[j].label, zf->value))
-                found = 1;
-        if (!found)
-            st = mr_config_error(x->config, zf, MR_ERR_USAGE, "no recon stage named '%s'",
-                                 zf->value);
+        if (!mr_pipeline_image_known(x->pipeline, mr_stage_ctx_index(x), zf->value))
+            st = mr_config_error(x->config, zf, MR_ERR_USAGE, "no recon stage (or image) named "
+                                 "'%s'", zf->value);
         snprintf(s->zero_filled, sizeof s->zero_filled, "%s", zf->value);
     }
     if (st == MR_OK)
@@ -289,13 +284,14 @@ static mr_status report_create(void **state, const mr_stage_ctx *x)
 static mr_status report_run(void *state, mr_scan *scan)
 {
     report_state *s = state;
-    mr_report_volume methods[MR_SCAN_MAX_IMAGES], zf;
-    mr_array *cropped[MR_SCAN_MAX_IMAGES] = {0};
+    mr_report_volume methods[MR_SCAN_MAX_IMAGES], zf, unc;
+    mr_array *cropped[MR_SCAN_MAX_IMAGES] = {0}, *unc_cropped = NULL;
     mr_version_entry ver[MR_VERSIONS_MAX];
     mr_report_field fields[MR_VERSIONS_MAX];
     mr_report_spec spec;
     size_t n = 0, nv = mr_versions_collect(ver);
     int has_zf = 0;
+    char unc_label[128];
     mr_status st = MR_OK;
     const mr_array *ref = scan->reference;
     if (!ref) return mr_error_set(MR_ERR_INPUT, "no reference (the validate stage loads it)");
@@ -320,6 +316,18 @@ static mr_status report_run(void *state, mr_scan *scan)
         } else {
             methods[n++] = v;
         }
+        /* the report shows one SD map: the first image's that has one */
+        if (im->uncertainty && !unc_cropped &&
+            (st = crop_volume(&unc_cropped, im->uncertainty, ref->dims[1], ref->dims[2])) == MR_OK) {
+            char *lbl = unc_label;
+            snprintf(lbl, sizeof unc_label, "%s SD (%s)", im->label,
+                     im->uncertainty_kind[0] ? im->uncertainty_kind : "uncertainty");
+            memset(&unc, 0, sizeof unc);
+            unc.label = lbl;
+            unc.source = lbl;
+            unc.image = unc_cropped;
+            memcpy(unc.dims_loaded, im->uncertainty->dims, sizeof unc.dims_loaded);
+        }
     }
     if (st == MR_OK && n == 0)
         st = mr_error_set(MR_ERR_INPUT, "no reconstruction to report (besides the zero-filled one)");
@@ -331,6 +339,7 @@ static mr_status report_run(void *state, mr_scan *scan)
         spec.methods = methods;
         spec.n_methods = n;
         spec.zero_filled = has_zf ? &zf : NULL;
+        spec.uncertainty = unc_cropped ? &unc : NULL;
         spec.slices = s->slices;
         spec.n_slices = s->n_slices;
         spec.window = s->window;
@@ -340,6 +349,7 @@ static mr_status report_run(void *state, mr_scan *scan)
         st = mr_report_write(scan->work_dir, &spec);
     }
     for (size_t i = 0; i < scan->n_images; i++) mr_array_destroy(cropped[i]);
+    mr_array_destroy(unc_cropped);
     return st;
 }
 

@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 const mr_stage *const mr_stages[] = {
-    &mr_stage_simulate, &mr_stage_read, &mr_stage_recon, &mr_stage_validate,
-    &mr_stage_write,    &mr_stage_report, NULL,
+    &mr_stage_simulate, &mr_stage_read,       &mr_stage_recon,  &mr_stage_denoise,
+    &mr_stage_validate, &mr_stage_write,      &mr_stage_dicom_send, &mr_stage_report, NULL,
 };
 
 const mr_stage *mr_stage_find(const char *name)
@@ -107,7 +107,8 @@ static mr_status check_stage_keys(const mr_config *c, mr_cfg_node *node, const m
 
 /* ================================================================ inputs */
 
-static const char *const g_exts[] = {".nii.gz", ".nii", ".h5", ".hdf5", ".cfl", ".hdr", NULL};
+static const char *const g_exts[] = {".nii.gz", ".nii", ".h5", ".hdf5", ".cfl", ".hdr", ".dcm",
+                                     NULL};
 
 static int is_nifti(const char *p)
 {
@@ -117,8 +118,11 @@ static int is_nifti(const char *p)
 /* Input name without directory and known extension. */
 static void input_id(char *out, size_t size, const char *path)
 {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
+    char trimmed[4096];
+    size_t n = (size_t)snprintf(trimmed, sizeof trimmed, "%s", path);
+    while (n > 1 && trimmed[n - 1] == '/') trimmed[--n] = '\0'; /* a DICOM folder "dir/" */
+    const char *base = strrchr(trimmed, '/');
+    base = base ? base + 1 : trimmed;
     if (snprintf(out, size, "%s", base) >= (int)size) out[size - 1] = '\0';
     for (const char *const *e = g_exts; *e; e++)
         if (mr_path_has_suffix(out, *e) && strlen(out) > strlen(*e)) {
@@ -274,6 +278,105 @@ static mr_status resolve_inputs(mr_pipeline *p, const mr_config *c, const mr_cfg
     return st;
 }
 
+/* 1: "DICM" at byte 128 (a DICOM PS3.10 file). */
+static int has_dicm_magic(const char *path)
+{
+    unsigned char b[132];
+    FILE *f = fopen(path, "rb");
+    int ok = f && fread(b, 1, sizeof b, f) == sizeof b && !memcmp(b + 128, "DICM", 4);
+    if (f) fclose(f);
+    return ok;
+}
+
+/* What each input is: with a simulate stage every input becomes k-space; otherwise a NIfTI volume
+ * or a DICOM series (a folder, or a file with the DICM magic) is an image input; anything else is
+ * k-space (its reader says what is wrong with it when the scan runs). */
+static mr_status classify_inputs(mr_pipeline *p)
+{
+    int sim = mr_pipeline_has_stage(p, "simulate");
+    if (!(p->input_kinds = mr_calloc(p->n_inputs ? p->n_inputs : 1, sizeof *p->input_kinds)))
+        return MR_ERR_NOMEM;
+    for (size_t i = 0; i < p->n_inputs; i++) {
+        const char *in = p->inputs[i];
+        if (sim) p->input_kinds[i] = MR_INPUT_KSPACE;
+        else if (is_nifti(in)) p->input_kinds[i] = MR_INPUT_NIFTI;
+        else if (mr_path_is_dir(in) || has_dicm_magic(in)) p->input_kinds[i] = MR_INPUT_DICOM;
+        else p->input_kinds[i] = MR_INPUT_KSPACE;
+    }
+    return MR_OK;
+}
+
+static const char *kind_text(mr_input_kind k)
+{
+    return k == MR_INPUT_DICOM ? "a DICOM series" : k == MR_INPUT_NIFTI ? "a NIfTI volume" : "k-space";
+}
+
+/* The checks that need both the stages and the inputs: recon needs k-space; stages that work on
+ * images need a recon before them or image inputs; validate's automatic reference is the k-space
+ * file's reconstruction_rss. */
+static mr_status check_input_kinds(const mr_pipeline *p, const mr_config *c)
+{
+    size_t first_image = p->n_inputs, first_kspace = p->n_inputs;
+    for (size_t i = p->n_inputs; i-- > 0;) {
+        if (p->input_kinds[i] == MR_INPUT_KSPACE) first_kspace = i;
+        else first_image = i;
+    }
+    int has_recon = 0;
+    for (size_t i = 0; i < p->n_stages; i++) {
+        const mr_stage_instance *in = &p->stages[i];
+        const mr_stage *s = in->stage;
+        if (s == &mr_stage_recon) {
+            if (first_image < p->n_inputs)
+                return mr_config_error(c, in->node, MR_ERR_USAGE,
+                                       "stage '%s' (recon) needs k-space, but input %s is %s (an "
+                                       "image: use denoise, validate, write; a NIfTI volume becomes "
+                                       "k-space with a simulate stage)",
+                                       in->label, p->inputs[first_image],
+                                       kind_text(p->input_kinds[first_image]));
+            has_recon = 1;
+        }
+        if ((s == &mr_stage_validate || s == &mr_stage_write || s == &mr_stage_report ||
+             s == &mr_stage_denoise) && !has_recon && first_kspace < p->n_inputs)
+            return mr_config_error(c, in->node, MR_ERR_USAGE, "'%s' needs a recon stage before it "
+                                   "(input %s is k-space)", s->name, p->inputs[first_kspace]);
+        if (s == &mr_stage_validate && first_image < p->n_inputs) {
+            const mr_cfg_node *r = mr_cfg_child(in->node, "reference");
+            if (r && r->value && !strcmp(r->value, "auto"))
+                return mr_config_error(c, r, MR_ERR_USAGE,
+                                       "auto takes the reference from a k-space file, but input %s "
+                                       "is %s: give a file pattern (e.g. '{dir}/{id}_ref.nii.gz')",
+                                       p->inputs[first_image],
+                                       kind_text(p->input_kinds[first_image]));
+        }
+    }
+    return MR_OK;
+}
+
+size_t mr_stage_ctx_index(const mr_stage_ctx *x)
+{
+    for (size_t i = 0; i < x->pipeline->n_stages; i++)
+        if (x->pipeline->stages[i].node == x->node) return i;
+    return x->pipeline->n_stages;
+}
+
+int mr_pipeline_image_known(const mr_pipeline *p, size_t before, const char *label)
+{
+    if (!strcmp(label, "input"))
+        for (size_t i = 0; i < p->n_inputs; i++)
+            if (p->input_kinds && p->input_kinds[i] != MR_INPUT_KSPACE) return 1;
+    for (size_t j = 0; j < before && j < p->n_stages; j++) {
+        const mr_stage_instance *in = &p->stages[j];
+        if (in->stage == &mr_stage_recon && !strcmp(in->label, label)) return 1;
+        if (in->stage == &mr_stage_denoise && in->state) {
+            const char (*labels)[64];
+            size_t n = mr_stage_denoise_labels(in->state, &labels);
+            for (size_t k = 0; k < n; k++)
+                if (!strcmp(labels[k], label)) return 1;
+        }
+    }
+    return 0;
+}
+
 /* ================================================================ the pipeline */
 
 int mr_pipeline_has_stage(const mr_pipeline *p, const char *name)
@@ -338,12 +441,13 @@ static mr_status build_stages(mr_pipeline *p, mr_config *c, mr_cfg_node *stages)
         int has_recon = mr_pipeline_has_stage(p, "recon");
         if (s == &mr_stage_simulate && i != 0)
             return mr_config_error(c, node, MR_ERR_USAGE, "simulate must be the first stage");
-        if (s != &mr_stage_recon && mr_pipeline_has_stage(p, s->name))
-            return mr_config_error(c, node, MR_ERR_USAGE, "a second '%s' stage (only recon may "
-                                   "appear more than once)", s->name);
-        if ((s == &mr_stage_validate || s == &mr_stage_write || s == &mr_stage_report) && !has_recon)
-            return mr_config_error(c, node, MR_ERR_USAGE, "'%s' needs a recon stage before it",
-                                   s->name);
+        if (s != &mr_stage_recon && s != &mr_stage_denoise && mr_pipeline_has_stage(p, s->name))
+            return mr_config_error(c, node, MR_ERR_USAGE, "a second '%s' stage (only recon and "
+                                   "denoise may appear more than once)", s->name);
+        /* stages on images need a recon or image inputs: check_input_kinds, once inputs are known */
+        if (s == &mr_stage_dicom_send && !mr_pipeline_has_stage(p, "write"))
+            return mr_config_error(c, node, MR_ERR_USAGE, "dicom_send needs a write stage with "
+                                   "format dicom before it (it sends what write made)");
         if (s == &mr_stage_read && has_recon)
             return mr_config_error(c, node, MR_ERR_USAGE, "read must come before recon");
         if (s == &mr_stage_report && !mr_pipeline_has_stage(p, "validate"))
@@ -424,15 +528,14 @@ mr_status mr_pipeline_create(mr_pipeline **out, mr_config *c)
     if (st == MR_OK) st = build_stages(p, c, mr_cfg_child(c->root, "stages"));
     if (st == MR_OK) st = resolve_inputs(p, c, mr_cfg_child(c->root, "inputs"));
     if (st == MR_OK) st = check_output(p, c);
-    /* a NIfTI input is an image: it needs the simulate stage, and simulate needs NIfTI */
-    for (size_t i = 0; st == MR_OK && i < p->n_inputs; i++) {
-        int sim = mr_pipeline_has_stage(p, "simulate");
-        if (sim != is_nifti(p->inputs[i]))
+    /* simulate needs NIfTI; without it, NIfTI volumes and DICOM series are image inputs */
+    for (size_t i = 0; st == MR_OK && i < p->n_inputs; i++)
+        if (mr_pipeline_has_stage(p, "simulate") && !is_nifti(p->inputs[i]))
             st = mr_config_error(c, mr_cfg_child(c->root, "inputs"), MR_ERR_USAGE,
-                                 sim ? "%s: the simulate stage needs NIfTI volumes (.nii, .nii.gz)"
-                                     : "%s is an image volume: add a simulate stage to make k-space "
-                                       "from it", p->inputs[i]);
-    }
+                                 "%s: the simulate stage needs NIfTI volumes (.nii, .nii.gz)",
+                                 p->inputs[i]);
+    if (st == MR_OK) st = classify_inputs(p);
+    if (st == MR_OK) st = check_input_kinds(p, c);
     for (size_t i = 0; st == MR_OK && i < p->n_stages; i++) {
         mr_stage_instance *in = &p->stages[i];
         mr_stage_ctx ctx = {c, in->node, in->label, p};
@@ -475,6 +578,7 @@ void mr_pipeline_destroy(mr_pipeline *p)
     }
     free(p->inputs);
     free(p->ids);
+    free(p->input_kinds);
     mr_text_free(&p->resolved);
     mr_config_destroy(p->config);
     free(p);
@@ -486,6 +590,9 @@ mr_status mr_scan_open_kspace(mr_scan *scan)
 {
     mr_status st;
     if (scan->src) return MR_OK;
+    if (scan->kind != MR_INPUT_KSPACE)
+        return mr_error_set(MR_ERR_USAGE, "%s is %s, not k-space: nothing to reconstruct",
+                            scan->input, kind_text(scan->kind));
     if ((st = mr_kspace_open(&scan->src, scan->kspace_path)) != MR_OK) return st;
     scan->slice_a = 0;
     scan->slice_b = mr_kspace_get_info(scan->src)->slices;
@@ -499,10 +606,16 @@ void mr_scan_clear(mr_scan *scan)
     for (size_t i = 0; i < scan->n_images; i++) {
         mr_scan_image *im = &scan->images[i];
         mr_array_destroy(im->image);
+        mr_array_destroy(im->uncertainty);
         mr_array_destroy(im->cplx);
         free(im->mask1d);
         if (im->has_metrics) mr_metrics_result_free(&im->metrics);
     }
+    if (scan->dicom) mr_dicom_source_free(scan->dicom);
+    free(scan->dicom);
+    free(scan->nifti);
+    for (size_t i = 0; i < scan->n_series; i++) mr_dicom_written_free(&scan->series[i]);
+    free(scan->series);
     memset(scan, 0, sizeof *scan);
 }
 
@@ -521,6 +634,7 @@ mr_status mr_pipeline_scan_run(const mr_pipeline *p, size_t index, const char *w
     scan->index = index;
     scan->id = p->ids[index];
     scan->input = p->inputs[index];
+    scan->kind = p->input_kinds[index];
     snprintf(scan->kspace_path, sizeof scan->kspace_path, "%s", p->inputs[index]);
     snprintf(scan->work_dir, sizeof scan->work_dir, "%s", work_dir);
     for (size_t i = 0; i < p->n_stages && st == MR_OK; i++) {

@@ -65,9 +65,9 @@ static void test_config_errors(void)
     mr_error_clear();
     CU_ASSERT_EQUAL(build(yaml, NULL, 0), MR_OK);
     /* unknown stage */
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  recon: {}\n  denoise:\n"
+    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  recon: {}\n  sharpen:\n"
              "    model: x\n", h5);
-    expect_error(yaml, "t.yaml line 5: stages.denoise: unknown stage 'denoise'");
+    expect_error(yaml, "t.yaml line 5: stages.sharpen: unknown stage 'sharpen'");
     /* unknown key */
     snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  recon:\n    method: zf\n"
              "    lamda: 0.01\n", h5);
