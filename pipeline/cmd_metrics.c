@@ -40,8 +40,9 @@ static const char *USAGE =
     "  --ssim W         uniform: fastMRI / skimage default, 7x7 box, sample covariance;\n"
     "                   gaussian: Wang et al.'s MATLAB SSIM, Gaussian sigma 1.5 (11x11),\n"
     "                   population covariance  [uniform]\n"
-    "  --uncertainty SD the input's per-pixel standard-deviation map (any readable format; .h5:\n"
-    "                   FILE.h5:uncertainty for mrpipe recon's dataset), cropped like the input:\n"
+    "  --uncertainty SD the input's per-pixel standard-deviation map, any readable format (a .h5\n"
+    "                   named without :NAME: its `uncertainty` dataset if any), cropped like the\n"
+    "                   input:\n"
     "                   adds coverage of the +-1/1.645/1.96 SD intervals (68/90/95 %), Spearman of\n"
     "                   SD with the 5x5 local RMS error and the oracle ceiling, UCE, AUSE (docs/\n"
     "                   validation.md), as one more line `UQ ...` and in the JSON and CSV\n"
@@ -296,7 +297,17 @@ int mr_cmd_metrics(int argc, char **argv)
     st = mr_image_load(&ref, ref_desc, sizeof ref_desc, o.reference, 1);
     if (st == MR_OK) st = mr_image_load(&in, in_desc, sizeof in_desc, o.input, 0);
     if (st == MR_OK && o.uncertainty) {
-        st = mr_image_load(&sd, sd_desc, sizeof sd_desc, o.uncertainty, 0);
+        /* an HDF5 file named without a dataset: its `uncertainty` dataset when it has one (mrpipe
+         * recon's outputs), never silently its reconstruction */
+        st = MR_ERR_INPUT;
+        if (!strchr(o.uncertainty, ':') && (mr_path_has_suffix(o.uncertainty, ".h5") ||
+                                            mr_path_has_suffix(o.uncertainty, ".hdf5"))) {
+            char spec[4200];
+            snprintf(spec, sizeof spec, "%s:uncertainty", o.uncertainty);
+            st = mr_image_load(&sd, sd_desc, sizeof sd_desc, spec, 0);
+            if (st != MR_OK) mr_error_clear();
+        }
+        if (st != MR_OK) st = mr_image_load(&sd, sd_desc, sizeof sd_desc, o.uncertainty, 0);
         if (st != MR_OK) st = mr_error_prefix(st, "--uncertainty: ");
     }
     if (st == MR_OK) {
