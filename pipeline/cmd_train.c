@@ -70,6 +70,9 @@ typedef struct {
     int loss_l1;
     char output[4096];
     char export_model[4096], export_log[4096], export_curve[4096];
+    int us;          /* degradation: undersampling artefacts (else Rician noise) */
+    mr_train_us u;
+    char init[4096]; /* start from this model's weights (same architecture) */
 } train_cfg;
 
 /* ---------------------------------------------------------------- config */
@@ -164,10 +167,76 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
+/* degradation: {type: rician|undersampling, accel: [..], center_fraction: [..], masks: [..],
+ * methods: [..], coils, noise: [lo, hi], matrix, bank_slices} */
+static mr_status parse_degradation(train_cfg *t, const mr_config *c, const mr_cfg_node *sec)
+{
+    static const char *const keys[] = {"type", "accel", "center_fraction", "masks", "methods",
+                                       "coils", "noise", "matrix", "bank_slices", NULL};
+    mr_status st = check_keys(c, sec, keys);
+    const mr_cfg_node *n;
+    const char *s;
+    long v;
+    if (st != MR_OK) return st;
+    if (!(n = mr_cfg_child(sec, "type")))
+        return mr_config_error(c, sec, MR_ERR_USAGE, "missing key 'type' (rician or undersampling)");
+    if ((st = mr_cfg_as_string(&s, c, n)) != MR_OK) return st;
+    if (!strcmp(s, "rician")) return MR_OK;
+    if (strcmp(s, "undersampling"))
+        return mr_config_error(c, n, MR_ERR_USAGE, "expected rician or undersampling, found '%s'", s);
+    mr_train_us *u = &t->u;
+    t->us = 1;
+    *u = (mr_train_us){1, {4}, {0.08}, 1, {MR_MASK_EQUISPACED}, 1, {"zf"}, 8, 0.002, 0.02, 256, 400};
+    const char *lists[4] = {"accel", "center_fraction", "masks", "methods"};
+    for (int li = 0; li < 4; li++) {
+        if (!(n = mr_cfg_child(sec, lists[li]))) continue;
+        if (n->kind != MR_CFG_SEQ || n->n < 1 || n->n > MR_TRAIN_US_MAX)
+            return mr_config_error(c, n, MR_ERR_USAGE, "expected a list of 1 to %d values",
+                                   MR_TRAIN_US_MAX);
+        for (size_t i = 0; i < n->n; i++) {
+            const mr_cfg_node *e = n->items[i];
+            if (li == 0) st = mr_cfg_as_double(&u->accel[i], c, e, 1.0001, 64);
+            else if (li == 1) st = mr_cfg_as_double(&u->cf[i], c, e, 0, 0.9);
+            else {
+                if ((st = mr_cfg_as_string(&s, c, e)) != MR_OK) return st;
+                if (li == 2) {
+                    if (mr_mask_type_parse(&u->masks[i], s) != MR_OK || u->masks[i] == MR_MASK_POISSON)
+                        return mr_config_error(c, e, MR_ERR_USAGE, "expected a 1-D fastMRI mask "
+                                               "(random, equispaced, equispaced-fraction), found '%s'", s);
+                } else {
+                    if (!mr_recon_method_find(s))
+                        return mr_config_error(c, e, MR_ERR_USAGE, "unknown reconstruction method "
+                                               "'%s' (mrpipe recon --help lists them)", s);
+                    snprintf(u->methods[i], sizeof u->methods[i], "%s", s);
+                }
+            }
+            if (st != MR_OK) return st;
+        }
+        if (li == 0) u->n_accel = (int)n->n;
+        else if (li == 1 && (int)n->n != u->n_accel)
+            return mr_config_error(c, n, MR_ERR_USAGE, "expected one centre fraction per "
+                                   "acceleration (%d), found %zu", u->n_accel, n->n);
+        else if (li == 2) u->n_masks = (int)n->n;
+        else if (li == 3) u->n_methods = (int)n->n;
+    }
+    if (mr_cfg_child(sec, "accel") && !mr_cfg_child(sec, "center_fraction"))
+        return mr_config_error(c, mr_cfg_child(sec, "accel"), MR_ERR_USAGE,
+                               "accel needs center_fraction (one per acceleration)");
+    v = u->coils;
+    if ((st = get_long(&v, c, sec, "coils", 1, 64)) != MR_OK) return st;
+    u->coils = (int)v, v = u->matrix;
+    if ((st = get_long(&v, c, sec, "matrix", 32, 1024)) != MR_OK) return st;
+    u->matrix = (int)v, v = u->bank_slices;
+    if ((st = get_long(&v, c, sec, "bank_slices", 1, 100000)) != MR_OK) return st;
+    u->bank_slices = (int)v;
+    return get_range(&u->noise_min, &u->noise_max, c, sec, "noise", 1e-6, 1);
+}
+
 static mr_status parse_config(train_cfg *t, const mr_config *c)
 {
     static const char *const top[] = {"seed", "model", "normalisation", "data", "noise",
-                                      "augment", "training", "output", "export", NULL};
+                                      "augment", "training", "output", "export",
+                                      "degradation", "init", NULL};
     static const char *const kmodel[] = {"depth", "channels", NULL};
     static const char *const knorm[] = {"percentile", NULL};
     static const char *const kdata[] = {"dir", "training", "blur_quantised", "guard_mm",
@@ -253,6 +322,11 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
             return st;
         if ((st = get_double(&t->val_sigma, c, sec, "validation_sigma", 0, 1)) != MR_OK) return st;
     }
+    if ((sec = mr_cfg_child(r, "degradation")) && (st = parse_degradation(t, c, sec)) != MR_OK)
+        return st;
+    if ((n = mr_cfg_child(r, "init")) &&
+        (st = get_path(t->init, sizeof t->init, c, n, c->dir)) != MR_OK)
+        return st;
     if ((sec = mr_cfg_child(r, "augment"))) {
         if ((st = check_keys(c, sec, kaug)) != MR_OK) return st;
         if ((st = get_range(&t->sampler.gamma_min, &t->sampler.gamma_max, c, sec, "gamma", 0.1,
@@ -290,6 +364,10 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
                                MR_ERR_USAGE,
                                "patch %d is smaller than the receptive field %d of depth %d",
                                t->sampler.patch, 2 * t->depth + 1, t->depth);
+    if (t->us && t->sampler.patch > t->u.matrix)
+        return mr_config_error(c, mr_cfg_child(r, "degradation"), MR_ERR_USAGE,
+                               "matrix %d is smaller than the patch %d", t->u.matrix,
+                               t->sampler.patch);
     if ((n = mr_cfg_child(r, "output")) &&
         (st = get_path(t->output, sizeof t->output, c, n, c->dir)) != MR_OK)
         return st;
@@ -381,8 +459,50 @@ static mr_status load_training(mr_train_volume *tv, const char *path, const trai
     return MR_OK;
 }
 
+/* Undersampling validation: each slice (original units) placed centred on the M x M matrix and
+ * degraded as training does, with a fixed cycle of (method, acceleration) and equispaced masks at
+ * the middle of the noise range; clean becomes the fully sampled RSS. */
+static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_degrader *dg,
+                                    uint64_t seed)
+{
+    size_t M = (size_t)t->u.matrix, ns = vs->S, hw = M * M;
+    float *ref = malloc(ns * hw * sizeof *ref), *deg = malloc(ns * hw * sizeof *deg),
+          *img = malloc(hw * sizeof *img), *out = malloc(ns * hw * sizeof *out);
+    mr_status st = MR_OK;
+    double level = 0;
+    if (!ref || !deg || !img || !out) st = mr_error_set(MR_ERR_NOMEM, "validation: out of memory");
+    if (st == MR_OK)
+        st = mr_train_percentile(&level, vs->clean, ns * vs->H * vs->W, t->percentile);
+    if (st == MR_OK && !(level > 0))
+        st = mr_error_set(MR_ERR_INPUT, "%s: validation slices are empty", vs->name);
+    for (size_t i = 0; i < ns && st == MR_OK; i++) {
+        float *src = vs->clean + i * vs->H * vs->W;
+        for (size_t k = 0; k < vs->H * vs->W; k++) src[k] = (float)(src[k] / level);
+        mr_crop_f32(img, M, M, src, vs->H, vs->W);
+        int combo = (int)(i % (size_t)(t->u.n_methods * t->u.n_accel));
+        mr_train_degradation g = {t->u.accel[combo % t->u.n_accel],
+                                  t->u.cf[combo % t->u.n_accel], MR_MASK_EQUISPACED,
+                                  combo / t->u.n_accel % t->u.n_methods,
+                                  sqrt(t->u.noise_min * t->u.noise_max), seed + i};
+        st = mr_train_degrade(dg, ref + i * hw, deg + i * hw, img, &g);
+    }
+    if (st == MR_OK) {
+        vs->maxval = 0;
+        for (size_t k = 0; k < ns * hw; k++) {
+            ref[k] = (float)(ref[k] * level), deg[k] = (float)(deg[k] * level);
+            if (ref[k] > vs->maxval) vs->maxval = ref[k];
+        }
+        free(vs->clean), free(vs->noisy), free(vs->out);
+        vs->clean = ref, vs->noisy = deg, vs->out = out;
+        vs->H = vs->W = M;
+        ref = deg = out = NULL;
+    }
+    free(ref), free(deg), free(img), free(out);
+    return st;
+}
+
 static mr_status load_validation(val_set *vs, const set_entry *e, const train_cfg *t,
-                                 uint64_t seed)
+                                 uint64_t seed, mr_train_degrader *dg)
 {
     mr_array *a = NULL;
     mr_nifti_meta meta;
@@ -425,6 +545,7 @@ static mr_status load_validation(val_set *vs, const set_entry *e, const train_cf
         memcpy(vs->clean + i * H * W, v + k * H * W, H * W * sizeof(float));
     }
     mr_array_destroy(a);
+    if (dg) return degrade_validation(vs, t, dg, seed);
     memcpy(vs->noisy, vs->clean, ns * H * W * sizeof(float));
     mr_rng rng;
     mr_rng_seed(&rng, seed);
@@ -615,6 +736,26 @@ static void describe(mr_nn_model *m, const train_cfg *t, long epochs, const char
     snprintf(me->norm_method, sizeof me->norm_method, "percentile");
     me->norm_params[0] = t->percentile;
     me->n_norm_params = 1;
+    if (t->us) {
+        const mr_train_us *u = &t->u;
+        size_t o = (size_t)snprintf(me->noise_model, sizeof me->noise_model,
+                                    "undersampling artefacts: %d-coil k-space simulated on %dx%d "
+                                    "(noise %g-%g x p%g), masks", u->coils, u->matrix, u->matrix,
+                                    u->noise_min, u->noise_max, t->percentile);
+        for (int i = 0; i < u->n_masks && o < sizeof me->noise_model; i++)
+            o += (size_t)snprintf(me->noise_model + o, sizeof me->noise_model - o, " %s",
+                                  mr_mask_type_name(u->masks[i]));
+        for (int i = 0; i < u->n_accel && o < sizeof me->noise_model; i++)
+            o += (size_t)snprintf(me->noise_model + o, sizeof me->noise_model - o, "%s%gx/cf%g",
+                                  i ? " " : ", R ", u->accel[i], u->cf[i]);
+        for (int i = 0; i < u->n_methods && o < sizeof me->noise_model; i++)
+            o += (size_t)snprintf(me->noise_model + o, sizeof me->noise_model - o, "%s%s",
+                                  i ? " " : ", methods ", u->methods[i]);
+        if (o < sizeof me->noise_model)
+            snprintf(me->noise_model + o, sizeof me->noise_model - o,
+                     "; target RSS of the fully sampled coil images%s%.64s", t->init[0] ? "; from " : "",
+                     t->init[0] ? base_name(t->init) : "");
+    } else
     snprintf(me->noise_model, sizeof me->noise_model,
              "rician: complex gaussian sigma log-uniform in [%g, %g] x p%g of the volume, then "
              "magnitude; gamma [%g, %g], scale [%g, %g], dihedral, 3 orientations",
@@ -664,6 +805,8 @@ static int run(const train_opts *o)
     val_set vs[MAX_SETS];
     mr_nn_model *m = NULL;
     mr_nn_trainer *tr = NULL;
+    mr_train_degrader *dg = NULL;
+    mr_train_bank bank = {0};
     float *clean = NULL, *noisy = NULL;
     log_row *rows = NULL;
     long nrows = 0;
@@ -691,14 +834,53 @@ static int run(const train_opts *o)
 
     for (int i = 0; i < t.ntrain; i++)
         if ((st = load_training(&tv[i], t.train[i], &t, stderr)) != MR_OK) goto fail;
+    if (t.us) {
+        if ((st = mr_train_degrader_create(&dg, &t.u)) != MR_OK) goto fail;
+        fprintf(stderr, "mrpipe train: building the artefact bank: %d planes of %d x %d, %d coils\n",
+                t.u.bank_slices, t.u.matrix, t.u.matrix, t.u.coils);
+        double tb = now_s();
+        if ((st = mr_train_bank_build(&bank, tv, t.ntrain, &t.u, &t.sampler, t.percentile,
+                                      (uint64_t)t.seed, stderr)) != MR_OK)
+            goto fail;
+        fprintf(stderr, "mrpipe train: artefact bank built in %.0f s\n", now_s() - tb);
+        const char *pv = getenv("MRPIPE_TRAIN_PREVIEW"); /* look at the data: input | target */
+        for (int i = 0; pv && i < bank.n && i < 8; i++) {
+            size_t M = (size_t)bank.m, hw = M * M;
+            float *pair = malloc(2 * hw * sizeof *pair);
+            if (!pair) break;
+            for (size_t y = 0; y < M; y++) {
+                memcpy(pair + y * 2 * M, bank.deg + i * hw + y * M, M * sizeof *pair);
+                memcpy(pair + y * 2 * M + M, bank.ref + i * hw + y * M, M * sizeof *pair);
+            }
+            char path[4200];
+            snprintf(path, sizeof path, "%s/bank_%02d_kind%d.png", pv, i, bank.kind[i]);
+            mr_png_write_gray(path, pair, M, 2 * M, 0, 1.2f);
+            free(pair);
+        }
+    }
     for (int i = 0; i < t.nval; i++)
-        if ((st = load_validation(&vs[i], &t.val[i], &t, (uint64_t)t.seed * 7919u + 17u + i)) !=
-            MR_OK)
+        if ((st = load_validation(&vs[i], &t.val[i], &t, (uint64_t)t.seed * 7919u + 17u + i,
+                                  dg)) != MR_OK)
             goto fail;
 
     mr_nn_arch arch = mr_nn_arch_default(t.depth, t.channels);
     if ((st = mr_nn_model_create(&m, &arch)) != MR_OK) goto fail;
     mr_nn_model_init_he(m, (uint64_t)t.seed);
+    if (t.init[0]) { /* fine-tuning: start from a trained model of the same architecture */
+        mr_nn_model *im = NULL;
+        if ((st = mr_nn_model_load(&im, t.init, "magnitude")) != MR_OK) goto fail;
+        if (im->arch.depth != arch.depth || im->arch.channels != arch.channels ||
+            im->nparams != m->nparams || im->nbuffers != m->nbuffers) {
+            mr_nn_model_destroy(im);
+            st = mr_error_set(MR_ERR_INPUT, "%s: init model has another architecture than the "
+                              "config's depth %d channels %d", t.init, arch.depth, arch.channels);
+            goto fail;
+        }
+        memcpy(m->params, im->params, m->nparams * sizeof *m->params);
+        memcpy(m->buffers, im->buffers, m->nbuffers * sizeof *m->buffers);
+        mr_nn_model_destroy(im);
+        fprintf(stderr, "mrpipe train: starting from the weights of %s\n", t.init);
+    }
     describe(m, &t, t.epochs, "none yet"); /* normalisation first: validation reads it */
     mr_nn_train_cfg tc = mr_nn_train_cfg_default();
     long total = t.epochs * t.steps_per_epoch;
@@ -749,7 +931,10 @@ static int run(const train_opts *o)
         mr_rng rng;
         mr_rng_seed(&rng, (uint64_t)t.seed * 0x9E3779B97F4A7C15ull + (uint64_t)s);
         for (int b = 0; b < t.batch; b++)
-            mr_train_sample(clean + b * per, noisy + b * per, tv, t.ntrain, &t.sampler, &rng);
+            if (t.us)
+                mr_train_bank_sample(clean + b * per, noisy + b * per, &bank, &t.sampler, &rng);
+            else
+                mr_train_sample(clean + b * per, noisy + b * per, tv, t.ntrain, &t.sampler, &rng);
         double loss;
         if ((st = mr_nn_trainer_step(tr, noisy, clean, &loss)) != MR_OK) goto fail;
         loss_sum += loss;
@@ -792,8 +977,11 @@ static int run(const train_opts *o)
         double vp = vpsnr, np = npsnr;
         if ((st = validate(&vp, &np, vs, t.nval, m)) != MR_OK) goto fail;
         char val[1024];
-        size_t off = (size_t)snprintf(val, sizeof val, "rician %g%% of max: mean psnr_db=%.2f "
-                                      "(noisy %.2f)", 100 * t.val_sigma, vp, np);
+        size_t off = t.us ? (size_t)snprintf(val, sizeof val, "undersampled (equispaced, methods x "
+                                             "accelerations cycled): mean psnr_db=%.2f (input %.2f)",
+                                             vp, np)
+                          : (size_t)snprintf(val, sizeof val, "rician %g%% of max: mean psnr_db=%.2f "
+                                             "(noisy %.2f)", 100 * t.val_sigma, vp, np);
         for (int i = 0; i < t.nval && off < sizeof val; i++) {
             size_t n = vs[i].S * vs[i].H * vs[i].W;
             off += (size_t)snprintf(val + off, sizeof val - off, "; %s %zu slices %.2f (noisy %.2f)",
@@ -820,6 +1008,8 @@ done:
     free(clean), free(noisy), free(rows);
     mr_nn_trainer_destroy(tr);
     mr_nn_model_destroy(m);
+    mr_train_degrader_destroy(dg);
+    mr_train_bank_free(&bank);
     mr_config_destroy(c);
     return rc;
 }

@@ -8,9 +8,12 @@
 #define MR_TRAIN_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "mr_core.h"
 #include "mr_io.h"
+#include "mr_recon.h"
 
 /* The p-th percentile (0..100) of n values with numpy's default linear interpolation; non-finite
  * values must have been rejected by the caller. Works on a copy (MR_ERR_NOMEM). */
@@ -58,6 +61,61 @@ typedef struct {
  * Everything drawn from rng, so a batch is a pure function of the rng's state. */
 void mr_train_sample(float *clean, float *noisy, const mr_train_volume *vols, int nvols,
                      const mr_train_sampler *s, mr_rng *rng);
+
+/* ---------------------------------------------------------------- undersampling artefacts
+ * (train_artefact.c): clean planes -> simulated multi-coil k-space -> fastMRI mask -> a real mrpipe
+ * reconstruction (zf or cs-l1); the target is the RSS of the fully sampled coil images. */
+
+#define MR_TRAIN_US_MAX 4
+typedef struct {
+    int n_accel;
+    double accel[MR_TRAIN_US_MAX], cf[MR_TRAIN_US_MAX]; /* accelerations and their centre fractions */
+    int n_masks;
+    mr_mask_type masks[MR_TRAIN_US_MAX];                /* random, equispaced, ... */
+    int n_methods;
+    char methods[MR_TRAIN_US_MAX][32];                  /* mrpipe recon methods: zf, cs-l1, ... */
+    int coils;                                          /* receive coils */
+    double noise_min, noise_max; /* k-space noise std per real/imag part, x the volume's level */
+    int matrix;                  /* planes placed on an M x M matrix (pad or crop) */
+    int bank_slices;             /* degraded planes made before training */
+} mr_train_us;
+
+/* One degradation: mask, acceleration, method (index into mr_train_us.methods), noise, seed. */
+typedef struct {
+    double accel, center_fraction;
+    mr_mask_type mask;
+    int method;
+    double noise;
+    uint64_t seed;
+} mr_train_degradation;
+
+typedef struct mr_train_degrader mr_train_degrader;
+mr_status mr_train_degrader_create(mr_train_degrader **out, const mr_train_us *u);
+void mr_train_degrader_destroy(mr_train_degrader *d);
+
+/* Degrade one clean (M, M) image: ref = RSS of the fully sampled simulated coil images,
+ * deg = the magnitude of the method's reconstruction of the undersampled k-space. */
+mr_status mr_train_degrade(mr_train_degrader *d, float *ref, float *deg, const float *img,
+                           const mr_train_degradation *g);
+
+/* Divide ref and deg (n values) by the percentile of deg (its maximum when that is 0). */
+mr_status mr_train_normalise_pair(float *ref, float *deg, size_t n, double percentile);
+
+/* The degraded planes made once before training: (n, M, M) targets and inputs, normalised. */
+typedef struct {
+    int n, m;
+    float *ref, *deg;
+    unsigned char *kind; /* method * 16 + acceleration index, per plane */
+} mr_train_bank;
+
+mr_status mr_train_bank_build(mr_train_bank *b, const mr_train_volume *vols, int nvols,
+                              const mr_train_us *u, const mr_train_sampler *s, double percentile,
+                              uint64_t seed, FILE *log);
+void mr_train_bank_free(mr_train_bank *b);
+
+/* One (P, P) training pair from a random plane of the bank, dihedral augmentation. */
+void mr_train_bank_sample(float *clean, float *deg, const mr_train_bank *b,
+                          const mr_train_sampler *s, mr_rng *rng);
 
 /* Denoise a float32 volume (S, H, W) slice by slice with a loaded model, whole slices, one plan:
  * the model's normalisation (norm_method "percentile", norm_params[0] = p) divides the input by
