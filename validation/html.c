@@ -595,6 +595,256 @@ static void put_plot(mr_strbuf *b, const mr_report_data *d, plot_kind kind)
 #undef PY
 }
 
+/* ================================================================ uncertainty figures */
+
+/* A percentage with one decimal, or "n/a". */
+static void put_pct(mr_strbuf *b, double v)
+{
+    if (isfinite(v))
+        mr_strbuf_printf(b, "%.1f&thinsp;%%", 100 * v);
+    else
+        mr_strbuf_puts(b, "n/a");
+}
+
+static void put_num(mr_strbuf *b, const char *fmt, double v)
+{
+    if (isfinite(v))
+        mr_strbuf_printf(b, fmt, v);
+    else
+        mr_strbuf_puts(b, "n/a");
+}
+
+typedef enum { UQPLOT_SPARSE, UQPLOT_RELIABILITY } uqplot_kind;
+
+/* An SVG plot over [0, 1] x [0, ymax] of every method with figures: the sparsification curves
+ * (RMSE left / full RMSE vs fraction removed; solid: by predicted SD, dashed: by the true error,
+ * the oracle) or the reliability curve (observed vs nominal coverage, with the diagonal). */
+static void put_uq_plot(mr_strbuf *b, const mr_report_data *d, uqplot_kind kind)
+{
+    const mr_report_spec *sp = d->spec;
+    const double W = 560, ML = 62, MR = 18, MT = 34, PH = 240;
+    const int sparse = kind == UQPLOT_SPARSE;
+    double ymax = 1, ystep;
+    size_t n_leg = 0, shown = 0;
+
+    if (sparse)
+        for (size_t i = 0; i < sp->n_methods; i++)
+            if (d->method_sd[i])
+                for (size_t k = 0; k < d->uq[i].n_fractions; k++)
+                    if (isfinite(d->uq[i].sparse_uncertainty[k]) &&
+                        d->uq[i].sparse_uncertainty[k] > ymax)
+                        ymax = d->uq[i].sparse_uncertainty[k];
+    ystep = nice_step(ymax, 5);
+    ymax = ceil(ymax / ystep - 1e-9) * ystep;
+    for (size_t i = 0; i < sp->n_methods; i++)
+        n_leg += d->method_sd[i] != NULL;
+    if (sparse) n_leg *= 2;
+    else n_leg += 1;
+    const double H = MT + PH + 50 + 17.0 * (double)n_leg;
+#define QX(x) (ML + (x) * (W - ML - MR))
+#define QY(y) (MT + PH - (y) / ymax * PH)
+    mr_strbuf_printf(b,
+                     "<svg class=\"plot uq\" viewBox=\"0 0 %g %g\" role=\"img\" aria-label=\"%s\">"
+                     "<text x=\"%g\" y=\"20\" class=\"title\">%s</text>",
+                     W, H, sparse ? "sparsification curves" : "reliability curve", ML,
+                     sparse ? "Sparsification: RMSE left after removing the most uncertain pixels"
+                            : "Reliability: observed vs nominal coverage of &#177;z SD");
+    for (double y = 0; y <= ymax + ystep * 1e-6; y += ystep) {
+        mr_strbuf_printf(b,
+                         "<line x1=\"%g\" y1=\"%.2f\" x2=\"%g\" y2=\"%.2f\" class=\"grid\"/>"
+                         "<text x=\"%g\" y=\"%.2f\" text-anchor=\"end\">",
+                         ML, QY(y), W - MR, QY(y), ML - 6, QY(y) + 4);
+        put_tick(b, y, ystep);
+        mr_strbuf_puts(b, "</text>");
+    }
+    for (int k = 0; k <= 5; k++) {
+        double x = k / 5.0;
+        mr_strbuf_printf(b,
+                         "<line x1=\"%.2f\" y1=\"%g\" x2=\"%.2f\" y2=\"%g\" class=\"axis\"/>"
+                         "<text x=\"%.2f\" y=\"%g\" text-anchor=\"middle\">%g</text>",
+                         QX(x), MT + PH, QX(x), MT + PH + 5, QX(x), MT + PH + 18, x);
+    }
+    mr_strbuf_printf(b,
+                     "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" class=\"axis\"/>"
+                     "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" class=\"axis\"/>"
+                     "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%s</text>"
+                     "<text transform=\"translate(14 %g) rotate(-90)\" text-anchor=\"middle\">%s"
+                     "</text>",
+                     ML, MT, ML, MT + PH, ML, MT + PH, W - MR, MT + PH, (ML + W - MR) / 2,
+                     MT + PH + 34, sparse ? "fraction of foreground pixels removed"
+                                          : "nominal coverage",
+                     MT + PH / 2, sparse ? "RMSE / full RMSE" : "observed coverage");
+    if (!sparse)
+        mr_strbuf_printf(b,
+                         "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#999\" "
+                         "stroke-width=\"1.2\" stroke-dasharray=\"4 3\"/>",
+                         QX(0), QY(0), QX(1), QY(1));
+    for (size_t i = 0; i < sp->n_methods; i++) {
+        const mr_uq_result *u = &d->uq[i];
+        const char *colour = PALETTE[i % N_PALETTE];
+        if (!d->method_sd[i]) continue;
+        for (int pass = 0; pass < (sparse ? 2 : 1); pass++) {
+            const double *yv = sparse ? (pass ? u->sparse_oracle : u->sparse_uncertainty)
+                                      : u->reliability_coverage;
+            const double *xv = sparse ? u->fraction : u->reliability_nominal;
+            size_t n = sparse ? u->n_fractions : MR_UQ_N_RELIABILITY, run = 0;
+            double ly = MT + PH + 58 + 17.0 * (double)shown;
+            for (size_t k = 0; k <= n; k++) {
+                double y = k < n ? yv[k] : NAN;
+                if (isfinite(y)) {
+                    if (run == 0)
+                        mr_strbuf_printf(b,
+                                         "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\""
+                                         "%s points=\"",
+                                         colour, pass ? " stroke-dasharray=\"5 3\"" : "");
+                    mr_strbuf_printf(b, "%.2f,%.2f ", QX(xv[k]), QY(y));
+                    run++;
+                } else {
+                    if (run > 0) mr_strbuf_puts(b, "\"/>");
+                    run = 0;
+                }
+            }
+            if (!sparse)
+                for (size_t k = 0; k < n; k++)
+                    if (isfinite(yv[k]))
+                        mr_strbuf_printf(b,
+                                         "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"2.4\" fill=\"%s\">"
+                                         "<title>nominal %.0f %%: observed %.1f %%</title>"
+                                         "</circle>",
+                                         QX(xv[k]), QY(yv[k]), colour, 100 * xv[k], 100 * yv[k]);
+            mr_strbuf_printf(b,
+                             "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" "
+                             "stroke-width=\"2.5\"%s/><text x=\"%g\" y=\"%g\">",
+                             ML, ly - 4, ML + 22, ly - 4, colour,
+                             pass ? " stroke-dasharray=\"5 3\"" : "", ML + 28, ly);
+            mr_strbuf_html(b, d->labels[i]);
+            if (sparse) {
+                mr_strbuf_puts(b, pass ? ": removing by true |error| (oracle)"
+                                       : ": removing by predicted SD (AUSE ");
+                if (!pass) {
+                    put_num(b, "%.3f", u->ause);
+                    mr_strbuf_puts(b, ")");
+                }
+            }
+            mr_strbuf_puts(b, "</text>");
+            shown++;
+        }
+    }
+    if (!sparse) {
+        double ly = MT + PH + 58 + 17.0 * (double)shown;
+        mr_strbuf_printf(b,
+                         "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#999\" "
+                         "stroke-width=\"1.5\" stroke-dasharray=\"4 3\"/><text x=\"%g\" y=\"%g\">"
+                         "calibrated (observed = nominal)</text>",
+                         ML, ly - 4, ML + 22, ly - 4, ML + 28, ly);
+    }
+    mr_strbuf_puts(b, "</svg>\n");
+#undef QX
+#undef QY
+}
+
+/* The uncertainty section: what the intervals promise, the figures table, the two plots. */
+static void put_uncertainty(mr_strbuf *b, const mr_report_data *d)
+{
+    const mr_report_spec *sp = d->spec;
+    const mr_uq_result *u0 = NULL;
+    static const char *const cov_rows[MR_UQ_N_LEVELS] = {"&#177;1 SD", "&#177;1.645 SD",
+                                                         "&#177;1.96 SD"};
+    for (size_t i = 0; i < sp->n_methods && !u0; i++)
+        if (d->method_sd[i]) u0 = &d->uq[i];
+    if (!u0) return;
+    mr_strbuf_printf(b,
+                     "<section><h2>Uncertainty</h2>\n<p>The SD map promises that the intervals "
+                     "&#177;1, &#177;1.645 and &#177;1.96 SD around each pixel hold the true "
+                     "value in 68.3&thinsp;%%, 90&thinsp;%% and 95&thinsp;%% of pixels; the table "
+                     "shows how often they did over the foreground (reference &gt; %g&thinsp;%% of "
+                     "its maximum).</p>\n<table class=\"summary uq\"><thead><tr><th>figure</th>"
+                     "<th>ideal</th>",
+                     100 * d->uq_fg_fraction);
+    for (size_t i = 0; i < sp->n_methods; i++) {
+        if (!d->method_sd[i]) continue;
+        mr_strbuf_puts(b, "<th>");
+        mr_strbuf_html(b, d->labels[i]);
+        mr_strbuf_puts(b, "</th>");
+    }
+    mr_strbuf_puts(b, "</tr></thead><tbody>\n");
+    for (int k = 0; k < MR_UQ_N_LEVELS; k++) {
+        mr_strbuf_printf(b, "<tr><td>coverage of %s</td><td>", cov_rows[k]);
+        put_pct(b, u0->nominal[k]);
+        mr_strbuf_puts(b, "</td>");
+        for (size_t i = 0; i < sp->n_methods; i++) {
+            if (!d->method_sd[i]) continue;
+            mr_strbuf_puts(b, "<td>");
+            put_pct(b, d->uq[i].coverage[k]);
+            mr_strbuf_puts(b, "</td>");
+        }
+        mr_strbuf_puts(b, "</tr>\n");
+    }
+    mr_strbuf_puts(b, "<tr><td title=\"Spearman rank correlation of the SD with the RMS error over "
+                      "each pixel's 5x5 neighbourhood; the ceiling is what a perfectly calibrated "
+                      "map with this spatial pattern reaches (errors drawn from N(0, SD&#178;))\">"
+                      "Spearman &rho;(SD, local RMS error) (oracle ceiling)</td><td>ceiling</td>");
+    for (size_t i = 0; i < sp->n_methods; i++) {
+        if (!d->method_sd[i]) continue;
+        mr_strbuf_puts(b, "<td>");
+        put_num(b, "%.3f", d->uq[i].spearman);
+        mr_strbuf_puts(b, " <span class=\"small\">(");
+        put_num(b, "%.3f", d->uq[i].spearman_oracle);
+        mr_strbuf_puts(b, ")</span></td>");
+    }
+    mr_strbuf_puts(b, "</tr>\n<tr><td title=\"sum over 20 equal-count bins of predicted variance "
+                      "of N_b/N |MSE_b - mean variance_b|\">UCE (relative to the MSE)</td>"
+                      "<td>0</td>");
+    for (size_t i = 0; i < sp->n_methods; i++) {
+        if (!d->method_sd[i]) continue;
+        mr_strbuf_puts(b, "<td>");
+        put_num(b, "%.4g", d->uq[i].uce);
+        mr_strbuf_puts(b, " <span class=\"small\">(");
+        put_num(b, "%.3f", d->uq[i].uce_relative);
+        mr_strbuf_puts(b, ")</span></td>");
+    }
+    mr_strbuf_puts(b, "</tr>\n<tr><td title=\"area between the sparsification curves below\">"
+                      "AUSE</td><td>0</td>");
+    for (size_t i = 0; i < sp->n_methods; i++) {
+        if (!d->method_sd[i]) continue;
+        mr_strbuf_puts(b, "<td>");
+        put_num(b, "%.4f", d->uq[i].ause);
+        mr_strbuf_puts(b, "</td>");
+    }
+    mr_strbuf_puts(b, "</tr>\n<tr><td>RMSE / RMS(SD)</td><td>1</td>");
+    for (size_t i = 0; i < sp->n_methods; i++) {
+        if (!d->method_sd[i]) continue;
+        mr_strbuf_puts(b, "<td>");
+        put_num(b, "%.3f", d->uq[i].rmse_over_rms_sd);
+        mr_strbuf_puts(b, " <span class=\"small\">(");
+        put_num(b, "%.4g", d->uq[i].rmse);
+        mr_strbuf_puts(b, " / ");
+        put_num(b, "%.4g", d->uq[i].rms_sd);
+        mr_strbuf_puts(b, ")</span></td>");
+    }
+    mr_strbuf_puts(b, "</tr>\n<tr><td>SD map</td><td></td>");
+    for (size_t i = 0; i < sp->n_methods; i++) {
+        if (!d->method_sd[i]) continue;
+        mr_strbuf_puts(b, "<td><code>");
+        mr_strbuf_html(b, d->method_sd_src[i]);
+        mr_strbuf_printf(b, "</code> <span class=\"small\">(%zu px)</span></td>",
+                         d->uq[i].n_foreground);
+    }
+    mr_strbuf_puts(b, "</tr>\n</tbody></table>\n<div class=\"plots\">");
+    put_uq_plot(b, d, UQPLOT_SPARSE);
+    put_uq_plot(b, d, UQPLOT_RELIABILITY);
+    mr_strbuf_puts(b, "</div>\n<p class=\"small\">Definitions (docs/validation.md): coverage = "
+                      "fraction of foreground pixels with |error| &le; z&thinsp;SD; Spearman "
+                      "with the RMS error over the pixel's 5&times;5 neighbourhood (one |error| "
+                      "is a single draw and caps any correlation), beside the ceiling an honest "
+                      "map would reach; UCE = &sum;<sub>b</sub> N<sub>b</sub>/N |MSE<sub>b</sub> "
+                      "&minus; mean&thinsp;SD&#178;<sub>b</sub>| over 20 equal-count bins of "
+                      "SD; AUSE = area between the sparsification curves (RMSE of the pixels "
+                      "kept, divided by the full RMSE, removing pixels by decreasing SD vs by "
+                      "decreasing true error). Per-slice values are in report.json and "
+                      "report.csv.</p></section>\n");
+}
+
 /* ================================================================ the page */
 
 static const char CSS[] =
@@ -857,6 +1107,25 @@ static mr_status put_slices(mr_strbuf *b, const mr_report_data *d)
                                 fscratch)) != MR_OK)
                 goto done;
         }
+        if (sp->uncertainty) mr_strbuf_puts(b, "<div></div>");
+        /* row 3: a method's own SD map under it */
+        if (d->own_sd) {
+            mr_strbuf_puts(b, "<div></div>");
+            if (d->has_zf) mr_strbuf_puts(b, "<div></div>");
+            for (size_t i = 0; i < sp->n_methods; i++) {
+                if (!sp->methods[i].uncertainty) {
+                    mr_strbuf_puts(b, "<div></div>");
+                    continue;
+                }
+                snprintf(title, sizeof title, "%s SD", d->labels[i]);
+                snprintf(tip, sizeof tip, "%s, slice %zu", d->method_sd_src[i], s);
+                if ((st = put_panel(b, &bar_id, d, PANEL_SD, title, tip,
+                                    mr_array_f32(sp->methods[i].uncertainty) + s * n, NULL,
+                                    scratch, fscratch)) != MR_OK)
+                    goto done;
+            }
+            if (sp->uncertainty) mr_strbuf_puts(b, "<div></div>");
+        }
         mr_strbuf_puts(b, "</div>\n");
     }
     mr_strbuf_puts(b, "</section>\n");
@@ -945,6 +1214,7 @@ mr_status mr_report_html_render(mr_strbuf *b, const mr_report_data *d)
     put_header(b, d);
     put_summary(b, d);
     put_plots(b, d);
+    put_uncertainty(b, d);
     if ((st = put_slices(b, d)) != MR_OK) return st;
     put_inputs(b, d);
     mr_strbuf_puts(b, "</body>\n</html>\n");

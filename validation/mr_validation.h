@@ -204,6 +204,11 @@ typedef struct {
     const char *dataset;    /* HDF5 dataset read, or NULL */
     const mr_array *image;  /* float32 (S, H, W), already centre-cropped to the reference's (H, W) */
     size_t dims_loaded[3];  /* (S, H, W) as loaded, before the crop */
+    /* methods only (ignored elsewhere): this reconstruction's own per-pixel SD map, float32 of the
+     * compared shape (cropped like image), or NULL: then spec->uncertainty, if any, is judged
+     * against this method. Zero-initialised callers keep the old behaviour. */
+    const mr_array *uncertainty;
+    const char *uncertainty_source; /* shown and recorded for it; NULL: "<label> SD" */
 } mr_report_volume;
 
 /* A key/value text pair (library versions, patient fields). */
@@ -232,10 +237,12 @@ typedef struct {
                                              when include_patient_info */
     size_t n_patient;
     const char *created;                  /* timestamp shown; NULL: now, UTC, ISO 8601 */
+    const mr_uq_params *uq_params;        /* uncertainty figures' parameters; NULL: defaults */
 } mr_report_spec;
 
 /* Compute fastMRI metrics (mr_metrics_volume) of every method and of the zero-filled input against
- * the reference, and write DIR/report.json, DIR/report.csv and DIR/report.html (created if missing).
+ * the reference and, for every method with an SD map (its own, else spec->uncertainty), the
+ * uncertainty figures (mr_uq_metrics, per volume and per slice), and write DIR/report.json, DIR/report.csv and DIR/report.html (created if missing).
  * Every check and every computation happens before anything is written; the three files are written
  * under temporary names and renamed when all three are complete, so a failure leaves no report file
  * (and no DIR when it was created here). MR_ERR_INPUT naming the source on a shape mismatch, NaN/Inf,

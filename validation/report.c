@@ -239,6 +239,51 @@ static mr_status report_compute(mr_report_data *d, const mr_report_spec *sp, cha
     }
     free(scratch);
 
+    /* uncertainty figures: each method with its own SD map, else the report's */
+    {
+        mr_uq_params up;
+        float sd_hi_own = 0;
+        if (sp->uq_params)
+            up = *sp->uq_params;
+        else
+            mr_uq_params_default(&up);
+        d->uq_fg_fraction = up.fg_fraction;
+        up.reference_name = sp->reference.source;
+        for (size_t i = 0; i < sp->n_methods; i++) {
+            const mr_array *sdi = sp->methods[i].uncertainty;
+            if (sdi) {
+                mr_report_volume tmp = sp->methods[i];
+                tmp.image = sdi;
+                tmp.source = sp->methods[i].uncertainty_source ? sp->methods[i].uncertainty_source
+                                                                : labels[i];
+                if ((st = check_volume(sp, &tmp)) != MR_OK) return st;
+                d->own_sd = 1;
+                d->method_sd_src[i] = tmp.source;
+                sd_hi_own = fmaxf(sd_hi_own, robust_max(mr_array_f32(sdi), n, 0));
+            } else if (sp->uncertainty) {
+                sdi = sp->uncertainty->image;
+                d->method_sd_src[i] = sp->uncertainty->source;
+            }
+            d->method_sd[i] = sdi;
+            if (!sdi) continue;
+            up.estimate_name = sp->methods[i].source;
+            up.sd_name = d->method_sd_src[i];
+            if ((st = mr_uq_metrics(&d->uq[i], ref, sp->methods[i].image, sdi, &up)) != MR_OK)
+                return st;
+            st = mr_uq_metrics_slices(d->uq_slices + i * d->S, ref, sp->methods[i].image, sdi, &up);
+            if (st != MR_OK) {
+                mr_uq_result_free(&d->uq[i]);
+                d->method_sd[i] = NULL;
+                return st;
+            }
+            d->n_uq++;
+        }
+        if (d->own_sd) {
+            if (sd_hi_own > d->sd_hi) d->sd_hi = sd_hi_own;
+            if (!(d->sd_hi > 0)) d->sd_hi = 1;
+        }
+    }
+
     /* timestamp */
     if (sp->created) {
         snprintf(d->created, sizeof d->created, "%s", sp->created);
@@ -297,8 +342,9 @@ static void json_input_fields(mr_strbuf *b, const mr_report_volume *v, const cha
 
 /* A method's block (also the zero-filled baseline's): inputs, volume numbers, per-slice numbers. */
 static void json_method(mr_strbuf *b, const char *label, const mr_report_volume *v, const char *sha,
-                        const mr_metrics_result *m, const mr_report_data *d)
+                        const mr_metrics_result *m, const mr_report_data *d, long i)
 {
+    const int has_uq = i >= 0 && d->method_sd[i];
     mr_strbuf_puts(b, "{\n      \"label\": ");
     mr_strbuf_json_str(b, label);
     mr_strbuf_puts(b, ",\n");
@@ -313,9 +359,29 @@ static void json_method(mr_strbuf *b, const char *label, const mr_report_volume 
         mr_strbuf_json_num(b, m->per_slice[s].psnr);
         mr_strbuf_puts(b, ", \"ssim\": ");
         mr_strbuf_json_num(b, m->per_slice[s].ssim);
+        if (has_uq) {
+            char *u = mr_uq_result_json(&d->uq_slices[(size_t)i * d->S + s], 0, "        ");
+            if (!u) b->failed = 1;
+            mr_strbuf_printf(b, ", \"uq\": %s", u ? u : "null");
+            free(u);
+        }
         mr_strbuf_puts(b, "}");
     }
-    mr_strbuf_puts(b, "\n      ]\n    }");
+    mr_strbuf_puts(b, "\n      ]");
+    if (i >= 0) {
+        mr_strbuf_puts(b, ",\n      \"uncertainty_source\": ");
+        mr_strbuf_json_str(b, has_uq ? d->method_sd_src[i] : NULL);
+        mr_strbuf_puts(b, ",\n      \"uncertainty_metrics\": ");
+        if (has_uq) {
+            char *u = mr_uq_result_json(&d->uq[i], 1, "      ");
+            if (!u) b->failed = 1;
+            mr_strbuf_puts(b, u ? u : "null");
+            free(u);
+        } else {
+            mr_strbuf_puts(b, "null");
+        }
+    }
+    mr_strbuf_puts(b, "\n    }");
 }
 
 static void report_json(mr_strbuf *b, const mr_report_data *d)
@@ -373,19 +439,36 @@ static void report_json(mr_strbuf *b, const mr_report_data *d)
         ",\n    \"data_range_source\": \"maximum of the reference volume (also for "
         "per-slice PSNR and SSIM)\",\n"
         "    \"ssim\": {\"window\": \"%s\", \"size\": %d, \"sigma\": %s, \"k1\": 0.01, "
-        "\"k2\": 0.03, \"sample_covariance\": %s, \"border_crop\": %d}\n  },\n",
+        "\"k2\": 0.03, \"sample_covariance\": %s, \"border_crop\": %d},\n",
         gauss ? "gaussian" : "uniform", gauss ? 11 : 7, gauss ? "1.5" : "null",
         gauss ? "false" : "true", gauss ? 5 : 3);
+    {
+        mr_uq_params up;
+        if (sp->uq_params)
+            up = *sp->uq_params;
+        else
+            mr_uq_params_default(&up);
+        mr_strbuf_printf(b,
+                         "    \"uncertainty\": {\"definition\": \"docs/validation.md: over the "
+                         "foreground (reference > foreground_fraction x max): coverage of +-z SD, "
+                         "Spearman of SD with the local RMS error and the oracle ceiling (errors "
+                         "drawn from N(0, SD^2)), UCE, AUSE\", \"foreground_fraction\": %.17g, "
+                         "\"local_window\": %d, \"uce_bins\": %zu, \"sparsification_steps\": "
+                         "%zu, \"oracle_seed\": %llu}\n  },\n",
+                         up.fg_fraction, 2 * up.radius + 1, up.n_bins, up.n_fractions,
+                         (unsigned long long)up.seed);
+    }
     mr_strbuf_printf(b, "  \"shape\": [%zu, %zu, %zu],\n  \"reference\": {\n", d->S, d->H, d->W);
     json_input_fields(b, &sp->reference, d->ref_sha, d, "    ");
     mr_strbuf_puts(b, "\n  },\n  \"methods\": [");
     for (size_t i = 0; i < sp->n_methods; i++) {
         mr_strbuf_puts(b, i ? ", " : "\n    ");
-        json_method(b, d->labels[i], &sp->methods[i], d->method_sha[i], &d->metrics[i], d);
+        json_method(b, d->labels[i], &sp->methods[i], d->method_sha[i], &d->metrics[i], d,
+                    (long)i);
     }
     mr_strbuf_puts(b, "\n  ],\n  \"zero_filled\": ");
     if (d->has_zf)
-        json_method(b, "zero-filled", sp->zero_filled, d->zf_sha, &d->zf_metrics, d);
+        json_method(b, "zero-filled", sp->zero_filled, d->zf_sha, &d->zf_metrics, d, -1);
     else
         mr_strbuf_puts(b, "null");
     mr_strbuf_puts(b, ",\n  \"uncertainty\": ");
@@ -462,7 +545,8 @@ static void csv_number(mr_strbuf *b, double v)
         mr_strbuf_printf(b, "%.17g", v);
 }
 
-static void csv_rows(mr_strbuf *b, const char *label, const mr_metrics_result *m)
+static void csv_rows(mr_strbuf *b, const char *label, const mr_metrics_result *m,
+                     const mr_report_data *d, long i)
 {
     for (size_t s = 0; s < m->slices; s++) {
         csv_field(b, label);
@@ -472,16 +556,27 @@ static void csv_rows(mr_strbuf *b, const char *label, const mr_metrics_result *m
         csv_number(b, m->per_slice[s].psnr);
         mr_strbuf_puts(b, ",");
         csv_number(b, m->per_slice[s].ssim);
+        if (d->n_uq > 0) {
+            if (i >= 0 && d->method_sd[i]) {
+                char *u = mr_uq_result_csv(&d->uq_slices[(size_t)i * d->S + s]);
+                if (!u) b->failed = 1;
+                mr_strbuf_printf(b, ",%s", u ? u : "");
+                free(u);
+            } else {
+                mr_strbuf_puts(b, ",,,,,,,,,"); /* the MR_UQ_CSV_COLUMNS, empty */
+            }
+        }
         mr_strbuf_puts(b, "\n");
     }
 }
 
 static void report_csv(mr_strbuf *b, const mr_report_data *d)
 {
-    mr_strbuf_puts(b, "method,slice,nmse,psnr,ssim\n");
+    mr_strbuf_puts(b, d->n_uq ? "method,slice,nmse,psnr,ssim," MR_UQ_CSV_COLUMNS "\n"
+                              : "method,slice,nmse,psnr,ssim\n");
     for (size_t i = 0; i < d->spec->n_methods; i++)
-        csv_rows(b, d->labels[i], &d->metrics[i]);
-    if (d->has_zf) csv_rows(b, "zero-filled", &d->zf_metrics);
+        csv_rows(b, d->labels[i], &d->metrics[i], d, (long)i);
+    if (d->has_zf) csv_rows(b, "zero-filled", &d->zf_metrics, d, -1);
 }
 
 /* ================================================================ output */
@@ -593,9 +688,17 @@ mr_status mr_report_write(const char *dir, const mr_report_spec *sp)
     d.metrics = calloc(nm, sizeof *d.metrics);
     d.method_sha = calloc(nm, sizeof *d.method_sha);
     d.sd_corr = calloc(nm, sizeof *d.sd_corr);
+    d.method_sd = calloc(nm, sizeof *d.method_sd);
+    d.method_sd_src = calloc(nm, sizeof *d.method_sd_src);
+    d.uq = calloc(nm, sizeof *d.uq);
+    d.uq_slices = calloc(nm * (sp->reference.image && sp->reference.image->ndim == 3
+                                   ? sp->reference.image->dims[0]
+                                   : 1),
+                         sizeof *d.uq_slices);
     d.shown = calloc(sp->n_slices > 3 ? sp->n_slices : 3, sizeof *d.shown);
     labels = calloc(nm, sizeof *labels);
-    if (!d.labels || !d.metrics || !d.method_sha || !d.sd_corr || !d.shown || !labels) {
+    if (!d.labels || !d.metrics || !d.method_sha || !d.sd_corr || !d.shown || !labels ||
+        !d.method_sd || !d.method_sd_src || !d.uq || !d.uq_slices) {
         st = mr_error_set(MR_ERR_NOMEM, "report: out of memory");
         goto done;
     }
@@ -612,6 +715,16 @@ done:
     for (size_t i = 0; d.metrics && i < nm; i++)
         mr_metrics_result_free(&d.metrics[i]);
     if (d.has_zf) mr_metrics_result_free(&d.zf_metrics);
+    for (size_t i = 0; d.method_sd && i < nm; i++)
+        if (d.method_sd[i]) {
+            mr_uq_result_free(&d.uq[i]);
+            for (size_t s = 0; s < d.S; s++)
+                mr_uq_result_free(&d.uq_slices[i * d.S + s]);
+        }
+    free(d.method_sd);
+    free(d.method_sd_src);
+    free(d.uq);
+    free(d.uq_slices);
     free(d.labels);
     free(d.metrics);
     free(d.method_sha);

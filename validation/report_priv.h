@@ -60,6 +60,13 @@ typedef struct {
     float sd_hi;            /* uncertainty maps: [0, 99.5th percentile of the SD volume] */
     double sd_mean, sd_max; /* uncertainty volume statistics */
     double *sd_corr;        /* (n_methods) Pearson r of SD with |error|, NaN if undefined */
+    const mr_array **method_sd;  /* (n_methods) the SD map judged with each method, or NULL */
+    const char **method_sd_src;  /* (n_methods) its source as shown */
+    mr_uq_result *uq;            /* (n_methods) figures when method_sd[i] */
+    mr_uq_result *uq_slices;     /* (n_methods * S) per-slice figures when method_sd[i] */
+    size_t n_uq;                 /* methods with figures */
+    int own_sd;                  /* some method has its own SD map (shown in a third row) */
+    double uq_fg_fraction;       /* the foreground fraction used */
     char created[40];       /* UTC, ISO 8601 */
     const char *ssim_desc;  /* human-readable SSIM definition */
 } mr_report_data;
