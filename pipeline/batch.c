@@ -128,7 +128,8 @@ static int stamp_dir(file_stamp *s, mr_text *lines, const char *root, const char
     char **names = NULL;
     size_t n = 0, cap = 0;
     int rc = 0;
-    snprintf(dir, sizeof dir, "%s%s%s", root, rel[0] ? "/" : "", rel);
+    if (snprintf(dir, sizeof dir, "%s%s%s", root, rel[0] ? "/" : "", rel) >= (int)sizeof dir)
+        return -1;
     DIR *d = opendir(dir);
     if (!d) return -1;
     while ((e = readdir(d))) {
@@ -150,8 +151,11 @@ static int stamp_dir(file_stamp *s, mr_text *lines, const char *root, const char
     closedir(d);
     if (n) qsort(names, n, sizeof *names, cmp_names);
     for (size_t i = 0; i < n && rc == 0; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", names[i]);
+        if (snprintf(path, sizeof path, "%s/%s", dir, names[i]) >= (int)sizeof path ||
+            snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", names[i]) >= (int)sizeof sub) {
+            rc = -1;
+            break;
+        }
         if (stat(path, &sb) != 0) continue;
         long long t = (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
         if (t > s->mtime_ns) s->mtime_ns = t;

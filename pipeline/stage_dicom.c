@@ -84,9 +84,8 @@ static mr_status send_run(void *state, mr_scan *scan)
         const mr_dicom_written *w = &scan->series[i];
         st = mr_dicom_send_timeout(&s->peer, s->calling, w, s->retries, s->timeout);
         if (st != MR_OK)
-            return mr_error_prefix(st, "sending series %ld (%zu of %zu, %zu instance(s)) to "
-                                   "%s@%s:%d as %s: ", w->series_number, i + 1, scan->n_series,
-                                   w->count, s->peer.aet, s->peer.host, s->peer.port, s->calling);
+            return mr_error_prefix(st, "sending series %ld (%zu of %zu, %zu instance(s), %s): ",
+                                   w->series_number, i + 1, scan->n_series, w->count, w->dir);
         instances += w->count;
     }
     MR_INFO("%s: sent %zu series (%zu instance(s)) to %s@%s:%d", scan->id, scan->n_series,
