@@ -82,10 +82,12 @@ static mr_status send_run(void *state, mr_scan *scan)
                             "for %s (check write.images)", scan->id);
     for (size_t i = 0; i < scan->n_series; i++) {
         const mr_dicom_written *w = &scan->series[i];
+        const char *name = strrchr(w->dir, '/'); /* the folder's name, not the work directory */
         st = mr_dicom_send_timeout(&s->peer, s->calling, w, s->retries, s->timeout);
         if (st != MR_OK)
             return mr_error_prefix(st, "sending series %ld (%zu of %zu, %zu instance(s), %s): ",
-                                   w->series_number, i + 1, scan->n_series, w->count, w->dir);
+                                   w->series_number, i + 1, scan->n_series, w->count,
+                                   name ? name + 1 : w->dir);
         instances += w->count;
     }
     MR_INFO("%s: sent %zu series (%zu instance(s)) to %s@%s:%d", scan->id, scan->n_series,
