@@ -505,6 +505,143 @@ static void test_cli_metrics(void)
     CU_ASSERT(mr_test_count_files(d, "partial") == 0);
 }
 
+/* ================================================================ the report */
+
+/* mr_report_write with a per-method SD map (method "a"), the report's SD map judged against the
+ * other method ("b"), and a zero-filled baseline: the figures in the JSON equal mr_uq_metrics,
+ * per-slice objects, CSV columns (empty for the baseline), the HTML table, sentence and plots. */
+static void test_report_uq(void)
+{
+    const size_t S = 3, H = 40, W = 36;
+    mr_array *ref = vol(S, H, W), *a = vol(S, H, W), *b = vol(S, H, W), *sda = vol(S, H, W),
+             *sdb = vol(S, H, W);
+    mr_report_volume m[2], zf;
+    mr_report_spec sp;
+    mr_uq_result ua, ub;
+    const char *out = mr_test_path("rep_uq"), *out0 = mr_test_path("rep_plain");
+    char args[1024];
+
+    synthetic(ref, a, sda, 1.0, 21);
+    synthetic(ref, b, sdb, 2.0, 22);
+    memset(&sp, 0, sizeof sp);
+    memset(m, 0, sizeof m);
+    memset(&zf, 0, sizeof zf);
+    sp.reference.source = "ref.nii";
+    sp.reference.image = ref;
+    memcpy(sp.reference.dims_loaded, ref->dims, sizeof sp.reference.dims_loaded);
+    m[0].source = "a.nii", m[0].label = "a", m[0].image = a;
+    m[1].source = "b.nii", m[1].label = "b", m[1].image = b;
+    memcpy(m[0].dims_loaded, ref->dims, sizeof m[0].dims_loaded);
+    memcpy(m[1].dims_loaded, ref->dims, sizeof m[1].dims_loaded);
+    zf = m[1];
+    zf.source = "zf.nii";
+    sp.methods = m;
+    sp.n_methods = 2;
+    sp.zero_filled = &zf;
+    sp.created = "2000-01-01T00:00:00Z";
+
+    /* without any SD map: no figures, the CSV header as before */
+    CU_ASSERT_FATAL(mr_report_write(out0, &sp) == MR_OK);
+    CU_ASSERT(run_python("import json, sys\n"
+                         "r = json.load(open(sys.argv[1] + '/report.json'))\n"
+                         "assert all(m['uncertainty_metrics'] is None for m in r['methods'])\n"
+                         "assert open(sys.argv[1] + '/report.csv').readline() == "
+                         "'method,slice,nmse,psnr,ssim\\n'\n"
+                         "assert 'class=\"plot uq\"' not in open(sys.argv[1] + '/report.html').read()\n"
+                         "print('plain ok')\n",
+                         out0) == 0);
+    expect_in_output("plain ok");
+
+    /* method a: its own map; method b: the report's map (sdb) */
+    m[0].uncertainty = sda;
+    m[0].uncertainty_source = "a_sd.nii";
+    {
+        mr_report_volume g = m[1];
+        g.source = "b_sd.nii", g.label = NULL, g.image = sdb;
+        sp.uncertainty = &g;
+        CU_ASSERT_FATAL(mr_report_write(out, &sp) == MR_OK);
+        sp.uncertainty = NULL;
+    }
+    CU_ASSERT_FATAL(mr_uq_metrics(&ua, ref, a, sda, NULL) == MR_OK);
+    CU_ASSERT_FATAL(mr_uq_metrics(&ub, ref, b, sdb, NULL) == MR_OK);
+    snprintf(args, sizeof args, "%s %.17g %.17g %.17g %.17g %.17g %.17g", out, ua.coverage[0],
+             ua.spearman, ua.ause, ub.coverage[2], ub.spearman_oracle, ub.uce);
+    CU_ASSERT(run_python(
+                  "import json, sys, csv\n"
+                  "d = sys.argv[1]; v = [float(x) for x in sys.argv[2:]]\n"
+                  "r = json.load(open(d + '/report.json'))\n"
+                  "ma, mb = r['methods']\n"
+                  "ua, ub = ma['uncertainty_metrics'], mb['uncertainty_metrics']\n"
+                  "assert ma['uncertainty_source'] == 'a_sd.nii' and mb['uncertainty_source'] == "
+                  "'b_sd.nii'\n"
+                  "assert ua['coverage_68'] == v[0] and ua['spearman'] == v[1] and ua['ause'] == "
+                  "v[2]\n"
+                  "assert ub['coverage_95'] == v[3] and ub['spearman_oracle'] == v[4] and "
+                  "ub['uce'] == v[5]\n"
+                  "assert len(ua['sparsification']['by_error']) == 100\n"
+                  "assert all('uq' in s for s in ma['slices'] + mb['slices'])\n"
+                  "assert 'uq' not in r['zero_filled']['slices'][0]\n"
+                  "assert r['metrics']['uncertainty']['local_window'] == 5\n"
+                  "rows = list(csv.reader(open(d + '/report.csv')))\n"
+                  "assert rows[0][5:] == ['coverage_68', 'coverage_90', 'coverage_95', "
+                  "'spearman', 'spearman_oracle', 'uce', 'uce_relative', 'ause', "
+                  "'rmse_over_rms_sd', 'n_foreground'], rows[0]\n"
+                  "assert all(len(x) == 15 for x in rows)\n"
+                  "assert float(rows[1][5]) == ma['slices'][0]['uq']['coverage_68']\n"
+                  "assert rows[-1][0] == 'zero-filled' and rows[-1][5:] == [''] * 10, rows[-1]\n"
+                  "h = open(d + '/report.html').read()\n"
+                  "assert h.count('<svg class=\"plot uq\"') == 2\n"
+                  "assert 'Sparsification' in h and 'Reliability' in h\n"
+                  "assert 'hold the true value in 68.3' in h and 'oracle ceiling' in h\n"
+                  "assert h.count('>a SD<') == 3  # a's own map under it, every shown slice\n"
+                  "print('report ok')\n",
+                  args) == 0);
+    expect_in_output("report ok");
+
+    /* a per-method SD map of the wrong shape: an error naming it, nothing written */
+    {
+        mr_array *bad = vol(S, H, W - 1);
+        const char *none = mr_test_path("rep_uq_bad");
+        m[0].uncertainty = bad;
+        CU_ASSERT(mr_report_write(none, &sp) == MR_ERR_INPUT);
+        CU_ASSERT(strstr(mr_error_message(), "a_sd.nii") != NULL);
+        CU_ASSERT(!mr_path_is_dir(none));
+        m[0].uncertainty = sda;
+        mr_array_destroy(bad);
+    }
+    mr_uq_result_free(&ua);
+    mr_uq_result_free(&ub);
+    mr_array_destroy(ref);
+    mr_array_destroy(a);
+    mr_array_destroy(b);
+    mr_array_destroy(sda);
+    mr_array_destroy(sdb);
+}
+
+/* `mrpipe report --uncertainty` gives the numbers of `mrpipe metrics --uncertainty` */
+static void test_cli_report(void)
+{
+    const char *d = mr_test_tmpdir();
+    CU_ASSERT_FATAL(run_python(MAKE_FILES, NULL) == 0);
+    CU_ASSERT_FATAL(mr_test_sh("cd %s && %s -q metrics --reference ref.h5 --input rec.h5 "
+                               "--uncertainty rec.h5 --json m2.json && %s -q report --reference "
+                               "ref.h5 --input rec.h5 --uncertainty rec.h5:uncertainty --output "
+                               "rep_cli",
+                               d, mr_test_bin(), mr_test_bin()) == 0);
+    CU_ASSERT(run_python("import json\n"
+                         "f = json.load(open('m2.json'))['uncertainty']\n"
+                         "assert f['source'] == 'rec.h5:uncertainty', f['source']\n"
+                         "f = f['figures']\n"
+                         "u = json.load(open('rep_cli/report.json'))['methods'][0]"
+                         "['uncertainty_metrics']\n"
+                         "for k in ('coverage_68', 'coverage_95', 'spearman', 'spearman_oracle', "
+                         "'uce', 'ause', 'rmse_over_rms_sd'): assert u[k] == f[k], (k, u[k], f[k])\n"
+                         "print('cli report ok', u['coverage_68'], u['spearman'], "
+                         "u['spearman_oracle'])\n",
+                         NULL) == 0);
+    expect_in_output("cli report ok");
+}
+
 int main(void)
 {
     static const mr_test_case cases[] = {
@@ -513,6 +650,8 @@ int main(void)
         {"calibrated, over-confident, constant and unrelated SD maps", test_calibrated},
         {"bad input: shapes, NaN, negative SD, no foreground", test_bad_input},
         {"mrpipe metrics --uncertainty: line, JSON, CSV, errors", test_cli_metrics},
+        {"mr_report_write: per-method and report SD maps, JSON, CSV, HTML", test_report_uq},
+        {"mrpipe report --uncertainty = mrpipe metrics --uncertainty", test_cli_report},
         {NULL, NULL},
     };
     return mr_test_run("uq_metrics", cases);
