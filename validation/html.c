@@ -1214,8 +1214,8 @@ mr_status mr_report_html_render(mr_strbuf *b, const mr_report_data *d)
     put_header(b, d);
     put_summary(b, d);
     put_plots(b, d);
-    put_uncertainty(b, d);
     if ((st = put_slices(b, d)) != MR_OK) return st;
+    put_uncertainty(b, d); /* after the images, so the first screen still shows them */
     put_inputs(b, d);
     mr_strbuf_puts(b, "</body>\n</html>\n");
     if (b->failed)
