@@ -2,8 +2,11 @@
  * layers.c: the elementwise and per-channel layers over padded tensors (interior pixels only, so
  * borders stay zero): ReLU; batch norm (Ioffe & Szegedy 2015, "Batch normalization: accelerating
  * deep network training by reducing internal covariate shift", ICML, Algorithm 1 and its
- * backward), optionally fused with the ReLU that follows it; the MSE and L1 losses; the residual
- * output of DnCNN (Zhang et al. 2017, eq. 1: x = y - R(y)).
+ * backward), optionally fused with the ReLU that follows it; the MSE and L1 losses; the Gaussian
+ * negative log-likelihood with a predicted log-variance (Nix & Weigend 1994, "Estimating the mean
+ * and variance of the target probability distribution", ICNN; Kendall & Gal 2017, "What
+ * uncertainties do we need in Bayesian deep learning for computer vision?", NeurIPS, eq. 8); the
+ * residual output of DnCNN (Zhang et al. 2017, eq. 1: x = y - R(y)).
  *
  * Batch-norm backward, with xhat = (x - mean) invstd over M = N H W values per channel and g the
  * incoming gradient (masked by the ReLU when fused):
@@ -275,6 +278,33 @@ void mr_nn_l1_backward(float *dpred, const float *pred, const float *target, siz
     for (size_t i = 0; i < n; i++) {
         float d = pred[i] - target[i];
         dpred[i] += d > 0.0f ? k : (d < 0.0f ? -k : 0.0f);
+    }
+}
+
+/* Gaussian NLL with predicted log-variance s and observed error t, constant dropped:
+ * 0.5 (s + t^2 e^-s); d/ds = 0.5 (1 - t^2 e^-s). s is clamped to +-MR_NN_GAUSS_NLL_CLAMP (no
+ * gradient outside), in double, so e^-s and t^2 e^-s stay finite for any finite float t. */
+double mr_nn_gauss_nll_forward(const float *pred, const float *target, size_t n, size_t count)
+{
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double t = target[i];
+        double s = pred[i]; /* comparisons, not fmin/fmax: a NaN must reach the sum */
+        if (s < -MR_NN_GAUSS_NLL_CLAMP) s = -MR_NN_GAUSS_NLL_CLAMP;
+        if (s > MR_NN_GAUSS_NLL_CLAMP) s = MR_NN_GAUSS_NLL_CLAMP;
+        sum += 0.5 * (s + t * t * exp(-s));
+    }
+    return sum / (double)count;
+}
+
+void mr_nn_gauss_nll_backward(float *dpred, const float *pred, const float *target, size_t n,
+                              size_t count, float scale)
+{
+    const double k = 0.5 * scale / (double)count;
+    for (size_t i = 0; i < n; i++) {
+        const double s = pred[i], t = target[i];
+        if (!(s >= -MR_NN_GAUSS_NLL_CLAMP && s <= MR_NN_GAUSS_NLL_CLAMP)) continue; /* clamped */
+        dpred[i] += (float)(k * (1.0 - t * t * exp(-s)));
     }
 }
 

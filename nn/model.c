@@ -29,16 +29,21 @@ mr_nn_arch mr_nn_arch_default(int depth, int channels)
 
 int mr_nn_receptive_field(const mr_nn_arch *arch) { return 2 * arch->depth + 1; }
 
+/* out_channels 0 means "same as in_channels" in a caller's struct */
+static int out_ch(const mr_nn_arch *a) { return a->out_channels ? a->out_channels : a->in_channels; }
+
 void mr_nn_arch_describe(char *buf, size_t size, const mr_nn_arch *a)
 {
-    snprintf(buf, size, "dncnn depth=%d channels=%d kernel=3 in_channels=%d bn=%d residual=%d",
-             a->depth, a->channels, a->in_channels, a->batch_norm ? 1 : 0, a->residual ? 1 : 0);
+    snprintf(buf, size,
+             "dncnn depth=%d channels=%d kernel=3 in_channels=%d out_channels=%d bn=%d residual=%d",
+             a->depth, a->channels, a->in_channels, out_ch(a), a->batch_norm ? 1 : 0,
+             a->residual ? 1 : 0);
 }
 
 double mr_nn_flops_per_pixel(const mr_nn_arch *a)
 {
-    double c = a->channels, ci = a->in_channels;
-    return 2.0 * 9.0 * (ci * c + (a->depth - 2) * c * c + c * ci);
+    double c = a->channels, ci = a->in_channels, co = out_ch(a);
+    return 2.0 * 9.0 * (ci * c + (a->depth - 2) * c * c + c * co);
 }
 
 mr_status mr_nn_model_create(mr_nn_model **out, const mr_nn_arch *arch)
@@ -54,6 +59,13 @@ mr_status mr_nn_model_create(mr_nn_model **out, const mr_nn_arch *arch)
     if (arch->in_channels < 1 || arch->in_channels > 16)
         return mr_error_set(MR_ERR_USAGE, "network input channels %d outside 1..16",
                             arch->in_channels);
+    if (arch->out_channels < 0 || arch->out_channels > 16)
+        return mr_error_set(MR_ERR_USAGE, "network out_channels %d outside 1..16 (0: same as "
+                            "in_channels)", arch->out_channels);
+    if (arch->residual && out_ch(arch) != arch->in_channels)
+        return mr_error_set(MR_ERR_USAGE, "a residual network (output = input - net(input)) needs "
+                            "out_channels = in_channels, found out_channels %d, in_channels %d "
+                            "(set residual = 0)", out_ch(arch), arch->in_channels);
     if (arch->batch_norm && !(arch->bn_eps > 0.0f))
         return mr_error_set(MR_ERR_USAGE, "batch-norm epsilon must be positive, found %g",
                             (double)arch->bn_eps);
@@ -62,13 +74,14 @@ mr_status mr_nn_model_create(mr_nn_model **out, const mr_nn_arch *arch)
     m->arch = *arch;
     m->arch.batch_norm = arch->batch_norm ? 1 : 0;
     m->arch.residual = arch->residual ? 1 : 0;
+    m->arch.out_channels = out_ch(arch);
     snprintf(m->meta.input_type, sizeof m->meta.input_type, "%s",
              arch->in_channels == 2 ? "complex" : "magnitude");
     for (int l = 0; l < arch->depth; l++) {
         mr_nn_layer *L = &m->layers[l];
         const int first = l == 0, last = l == arch->depth - 1;
         L->cin = first ? arch->in_channels : arch->channels;
-        L->cout = last ? arch->in_channels : arch->channels;
+        L->cout = last ? m->arch.out_channels : arch->channels;
         L->bn = m->arch.batch_norm && !first && !last;
         L->relu = !last;
         L->weight = np;

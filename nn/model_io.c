@@ -3,14 +3,21 @@
  * into PyTorch).
  *
  *   /                      attributes: format = "mrpipe-nn", format_version = 1,
- *                          architecture = "dncnn depth=D channels=C kernel=3 in_channels=I bn=B
- *                          residual=R" and the same numbers as int attributes depth, channels,
- *                          kernel, in_channels, batch_norm, residual; bn_eps (float);
+ *                          architecture = "dncnn depth=D channels=C kernel=3 in_channels=I
+ *                          out_channels=O bn=B residual=R" and the same numbers as int
+ *                          attributes depth, channels, kernel, in_channels, out_channels,
+ *                          batch_norm, residual; bn_eps (float);
  *                          input_type, norm_method, norm_params (float64 array), noise_model,
  *                          training_data, split, epochs, validation, mrpipe_version
  *   /layerNN/conv_weight   float32 (Cout, Cin, 3, 3)   (PyTorch Conv2d.weight)
  *   /layerNN/conv_bias     float32 (Cout)              layers without batch norm
  *   /layerNN/bn_weight, bn_bias, bn_running_mean, bn_running_var   float32 (Cout)   BN layers
+ *
+ * Files written before out_channels existed (models/denoiser_blind.h5, tests/data/nn_golden_model.h5)
+ * lack the attribute and its word in the architecture string: they load with out_channels =
+ * in_channels and are checked against the string of that time. The format version stays 1: an
+ * old file means exactly what it meant; an older mrpipe refuses a new file with a clear message
+ * (its architecture-string check does not know "out_channels=").
  *
  * Loading validates everything it reads and keeps a message naming the file, the dataset or
  * attribute, what was expected and what was found. HDF5's automatic error printing is switched off
@@ -133,6 +140,7 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
     ok &= put_int(f, "channels", A->channels) >= 0;
     ok &= put_int(f, "kernel", 3) >= 0;
     ok &= put_int(f, "in_channels", A->in_channels) >= 0;
+    ok &= put_int(f, "out_channels", A->out_channels ? A->out_channels : A->in_channels) >= 0;
     ok &= put_int(f, "batch_norm", A->batch_norm) >= 0;
     ok &= put_int(f, "residual", A->residual) >= 0;
     ok &= put_num(f, "bn_eps", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &A->bn_eps, 0) >= 0;
@@ -401,7 +409,7 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
     mr_nn_arch A;
     mr_nn_model *m = NULL;
     char buf[1024], arch[256];
-    int v, kernel, count;
+    int v, kernel, count, has_out;
     double d[4];
     *out = NULL;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -431,6 +439,16 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
     TRY(get_int(f, path, "channels", &A.channels));
     TRY(get_int(f, path, "kernel", &kernel));
     TRY(get_int(f, path, "in_channels", &A.in_channels));
+    has_out = H5Aexists(f, "out_channels") > 0;
+    H5Eclear2(H5E_DEFAULT);
+    if (has_out) {
+        TRY(get_int(f, path, "out_channels", &A.out_channels));
+        if (A.out_channels < 1 || A.out_channels > 16) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'out_channels': expected 1..16, found "
+                              "%d", path, A.out_channels);
+            goto fail;
+        }
+    }
     TRY(get_int(f, path, "batch_norm", &A.batch_norm));
     TRY(get_int(f, path, "residual", &A.residual));
     TRY(get_nums(f, path, "bn_eps", d, 1, &count, 1));
@@ -450,7 +468,12 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
         goto fail;
     }
     TRY(get_str(f, path, "architecture", buf, sizeof buf, 1));
-    mr_nn_arch_describe(arch, sizeof arch, &m->arch);
+    if (has_out)
+        mr_nn_arch_describe(arch, sizeof arch, &m->arch);
+    else /* the string before out_channels existed */
+        snprintf(arch, sizeof arch, "dncnn depth=%d channels=%d kernel=3 in_channels=%d bn=%d "
+                 "residual=%d", m->arch.depth, m->arch.channels, m->arch.in_channels,
+                 m->arch.batch_norm, m->arch.residual);
     if (strcmp(buf, arch)) {
         st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'architecture': expected \"%s\" (from the "
                           "numeric attributes), found \"%s\"", path, arch, buf);

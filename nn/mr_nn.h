@@ -1,6 +1,6 @@
 /*
  * mr_nn.h: the public header of mrpipe's neural-network engine: float32 tensors, 3x3 convolution,
- * batch norm, ReLU, MSE/L1 losses, the residual CNN of the DnCNN family (Zhang et al. 2017, "Beyond
+ * batch norm, ReLU, MSE/L1/Gaussian-NLL losses, the residual CNN of the DnCNN family (Zhang et al. 2017, "Beyond
  * a Gaussian denoiser: residual learning of deep CNN for image denoising", IEEE TIP 26(7)), its
  * training (Adam/AdamW) and its inference plan, and the HDF5 model file. See docs/nn.md.
  *
@@ -135,6 +135,20 @@ double mr_nn_l1_forward(const float *pred, const float *target, size_t n, size_t
 void mr_nn_l1_backward(float *dpred, const float *pred, const float *target, size_t n,
                        size_t count, float scale);
 
+/* Gaussian negative log-likelihood of a zero-mean error t with predicted log-variance s = pred
+ * (the heteroscedastic loss of Kendall & Gal 2017 / Nix & Weigend 1994), without its constant:
+ * loss = sum 0.5 * (s + t^2 exp(-s)) / count (torch.nn.GaussianNLLLoss(input = 0, target = t,
+ * var = exp(s)), full=False, reduction 'mean', eps aside). s is clamped to [-30, 30] inside the
+ * loss: outside that range the loss is that of the clamp bound and the gradient is 0 (as for
+ * torch.clamp); exp(30) keeps t^2 exp(-s) finite in double for any finite float t.
+ * Backward ADDS scale * 0.5 (1 - t^2 exp(-s)) / count into dpred. A zero (s, t) pair contributes
+ * 0 to the loss but 0.5 / count to the gradient: on padded tensors the caller keeps the borders
+ * out of dpred (the trainer differentiates interior rows only). */
+#define MR_NN_GAUSS_NLL_CLAMP 30.0
+double mr_nn_gauss_nll_forward(const float *pred, const float *target, size_t n, size_t count);
+void mr_nn_gauss_nll_backward(float *dpred, const float *pred, const float *target, size_t n,
+                              size_t count, float scale);
+
 /* Residual output: out = in - noise (n floats); backward ADDS din += dout, dnoise -= dout. */
 void mr_nn_residual_forward(float *out, const float *in, const float *noise, size_t n);
 void mr_nn_residual_backward(float *din, float *dnoise, const float *dout, size_t n);
@@ -143,9 +157,11 @@ void mr_nn_residual_backward(float *din, float *dnoise, const float *dout, size_
 
 #define MR_NN_MAX_DEPTH 64
 
-/* A DnCNN-family network: conv(Cin->C)+ReLU; (depth-2) x [conv(C->C) (+BN) + ReLU]; conv(C->Cin).
- * Middle convolutions have no bias when batch_norm (BN's beta takes its place, as DnCNN).
- * residual: output = input - net(input) (the network predicts the noise). */
+/* A DnCNN-family network: conv(Cin->C)+ReLU; (depth-2) x [conv(C->C) (+BN) + ReLU];
+ * conv(C->Cout). Middle convolutions have no bias when batch_norm (BN's beta takes its place, as
+ * DnCNN). residual: output = input - net(input) (the network predicts the noise; needs
+ * Cout = Cin). Cout != Cin serves e.g. a variance head: a (real, imag) or (image, denoised) pair
+ * in, one log-variance map out. */
 typedef struct {
     int depth;       /* convolution layers, 2..MR_NN_MAX_DEPTH (DnCNN: 17) */
     int channels;    /* hidden channels C (DnCNN: 64) */
@@ -153,6 +169,9 @@ typedef struct {
     int batch_norm;  /* 1: BN after the middle convolutions */
     int residual;    /* 1: output = input - net(input) */
     float bn_eps;    /* BN epsilon (1e-5) */
+    int out_channels; /* output channels of the last convolution, 1..16; 0 = in_channels (a
+                         created model's arch always holds the resolved value). Last in the
+                         struct so that zeroed or older initialisers mean "same as input". */
 } mr_nn_arch;
 
 /* Where layer l's parameters live in the model's block (offsets in floats; SIZE_MAX: absent). */
@@ -192,11 +211,14 @@ typedef struct {
     float *buffers;   /* BN running statistics, one block (not trained by the optimizer) */
 } mr_nn_model;
 
-/* The default architecture fields (bn_eps 1e-5, in_channels 1, residual 1, batch_norm 1). */
+/* The default architecture fields (bn_eps 1e-5, in_channels 1, out_channels 0 = in_channels,
+ * residual 1, batch_norm 1): a 1 -> 1 residual denoiser, which stays square when the caller only
+ * changes in_channels. */
 mr_nn_arch mr_nn_arch_default(int depth, int channels);
 
 /* Create a model with zero parameters, unit running variances and empty meta (input_type
- * "magnitude"). MR_ERR_USAGE on an invalid architecture. */
+ * "magnitude", or "complex" for 2 input channels). MR_ERR_USAGE on an invalid architecture (the
+ * message names the field), among others residual with out_channels != in_channels. */
 mr_status mr_nn_model_create(mr_nn_model **out, const mr_nn_arch *arch);
 void mr_nn_model_destroy(mr_nn_model *m); /* NULL is a no-op */
 
@@ -208,7 +230,8 @@ void mr_nn_model_init_he(mr_nn_model *m, uint64_t seed);
 /* Receptive field (pixels per side): 2 * depth + 1. */
 int mr_nn_receptive_field(const mr_nn_arch *arch);
 
-/* A one-line description "dncnn depth=12 channels=48 kernel=3 in_channels=1 bn=1 residual=1". */
+/* A one-line description "dncnn depth=12 channels=48 kernel=3 in_channels=1 out_channels=1 bn=1
+ * residual=1" (out_channels 0 is printed as in_channels). */
 void mr_nn_arch_describe(char *buf, size_t size, const mr_nn_arch *arch);
 
 /* Multiply-adds x 2 of one forward pass per pixel (for GFLOP/s figures). */
@@ -217,13 +240,17 @@ double mr_nn_flops_per_pixel(const mr_nn_arch *arch);
 /* ---------------------------------------------------------------- model files (HDF5) */
 
 /* Save: root attributes (format "mrpipe-nn", format_version 1, architecture, depth, channels,
- * kernel, in_channels, batch_norm, residual, bn_eps, meta fields, mrpipe_version) and one group per
+ * kernel, in_channels, out_channels, batch_norm, residual, bn_eps, meta fields, mrpipe_version)
+ * and one group per
  * layer "layerNN" with datasets conv_weight (Cout, Cin, 3, 3), conv_bias (Cout), bn_weight,
  * bn_bias, bn_running_mean, bn_running_var (Cout). Written atomically (temporary + rename). */
 mr_status mr_nn_model_save(const mr_nn_model *m, const char *path);
 
 /* Load and validate: format, architecture attributes against the architecture string, every
- * layer's datasets present with the expected shape, no NaN/Inf. expect_input_type (may be NULL)
+ * layer's datasets present with the expected shape (the last layer's (out_channels, C, 3, 3)),
+ * no NaN/Inf. A file without the out_channels attribute (written before it existed, e.g.
+ * models/denoiser_blind.h5) has out_channels = in_channels and an architecture string without
+ * "out_channels=". expect_input_type (may be NULL)
  * must equal the file's input_type. MR_ERR_INPUT messages name the file, the dataset, what was
  * expected and what was found. */
 mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expect_input_type);
@@ -232,7 +259,7 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
 
 typedef struct mr_nn_plan mr_nn_plan;
 
-/* Plan whole-image inference for (in_channels, H, W) images: batch norm folded into the
+/* Plan whole-image inference for (in_channels, H, W) images to (out_channels, H, W): batch norm folded into the
  * convolutions (W' = W gamma/sqrt(rv + eps), b' = (b - rm) gamma/sqrt(rv + eps) + beta), two
  * activation buffers and the scratch allocated once. The plan keeps a pointer to the model
  * (mr_nn_plan_update re-folds after the weights changed). MR_ERR_INPUT when H or W is smaller than
@@ -241,13 +268,16 @@ mr_status mr_nn_plan_create(mr_nn_plan **out, const mr_nn_model *m, int h, int w
 void mr_nn_plan_update(mr_nn_plan *p); /* re-fold the model's current weights */
 void mr_nn_plan_destroy(mr_nn_plan *p); /* NULL is a no-op */
 
-/* Run on one image: in and out dense (in_channels, H, W) floats (out may equal in). MR_ERR_INPUT
- * on NaN/Inf pixels (naming the first one). */
+/* Run on one image: in dense (in_channels, H, W), out dense (out_channels, H, W) floats (out may
+ * equal in when the buffer holds both). MR_ERR_INPUT on NaN/Inf pixels (naming the first one). */
 mr_status mr_nn_plan_run(mr_nn_plan *p, float *out, const float *in);
 
 /* ---------------------------------------------------------------- training */
 
-typedef enum { MR_NN_LOSS_MSE = 0, MR_NN_LOSS_L1 = 1 } mr_nn_loss;
+/* MSE and L1 compare the network output with a clean target; GAUSS_NLL reads the raw output as a
+ * per-pixel log-variance and the target as the observed error (mr_nn_gauss_nll_forward), and needs
+ * residual = 0 (checked by mr_nn_trainer_create). */
+typedef enum { MR_NN_LOSS_MSE = 0, MR_NN_LOSS_L1 = 1, MR_NN_LOSS_GAUSS_NLL = 2 } mr_nn_loss;
 typedef enum { MR_NN_SCHED_CONST = 0, MR_NN_SCHED_STEP = 1, MR_NN_SCHED_COSINE = 2 } mr_nn_sched;
 
 /* Adam (Kingma & Ba 2015) with decoupled weight decay (AdamW, Loshchilov & Hutter 2019), exactly
@@ -276,15 +306,19 @@ float mr_nn_lr_at(const mr_nn_train_cfg *cfg, long step);
 
 typedef struct mr_nn_trainer mr_nn_trainer;
 
-/* A trainer for batches of N patches (in_channels, H, W): activations, gradients, Adam moments and
- * scratch allocated here once. Keeps a pointer to the model, whose params it updates in place. */
+/* A trainer for batches of N patches (in_channels, H, W) -> (out_channels, H, W): activations,
+ * gradients, Adam moments and scratch allocated here once. Keeps a pointer to the model, whose
+ * params it updates in place. MR_ERR_USAGE on bad sizes or settings, an unknown loss, or
+ * GAUSS_NLL with a residual network. */
 mr_status mr_nn_trainer_create(mr_nn_trainer **out, mr_nn_model *m, int n, int h, int w,
                                const mr_nn_train_cfg *cfg);
 void mr_nn_trainer_destroy(mr_nn_trainer *t); /* NULL is a no-op */
 
-/* One optimizer step on a batch: input and target dense (N, in_channels, H, W); the target is the
- * clean image (the loss compares the network's output, input - noise estimate when residual, with
- * it). loss (may be NULL) receives the batch loss before the step. MR_ERR_INPUT on NaN loss. */
+/* One optimizer step on a batch: input dense (N, in_channels, H, W), target dense
+ * (N, out_channels, H, W); for MSE/L1 the target is the clean image (the loss compares the
+ * network's output, input - noise estimate when residual, with it); for GAUSS_NLL it is the
+ * observed error whose log-variance the output predicts. loss (may be NULL) receives the batch
+ * loss before the step. MR_ERR_INPUT on NaN loss. */
 mr_status mr_nn_trainer_step(mr_nn_trainer *t, const float *input, const float *target,
                              double *loss);
 
@@ -296,7 +330,7 @@ void mr_nn_trainer_backward(mr_nn_trainer *t, float *dinput);
 void mr_nn_trainer_zero_grad(mr_nn_trainer *t);
 void mr_nn_trainer_adam(mr_nn_trainer *t);
 
-/* The network output of the last forward, dense (N, in_channels, H, W) into `out`. */
+/* The network output of the last forward, dense (N, out_channels, H, W) into `out`. */
 void mr_nn_trainer_output(const mr_nn_trainer *t, float *out);
 
 /* The gradient block and Adam's moments (nparams floats each, the params layout) and the number

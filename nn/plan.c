@@ -17,7 +17,7 @@ struct mr_nn_plan {
     int h, w;
     float *wfold;                     /* folded weights, the params layout of conv weights */
     float *bfold;                     /* (depth, C) folded biases */
-    mr_nn_tensor *x, *noise, *act[2]; /* (1, Cin), (1, Cin), (1, C) x 2, padded */
+    mr_nn_tensor *x, *noise, *act[2]; /* (1, Cin), (1, Cout), (1, C) x 2, padded */
     float *scratch;
 };
 
@@ -60,7 +60,7 @@ void mr_nn_plan_update(mr_nn_plan *p)
 
 mr_status mr_nn_plan_create(mr_nn_plan **out, const mr_nn_model *m, int h, int w)
 {
-    const int C = m->arch.channels, Ci = m->arch.in_channels;
+    const int C = m->arch.channels, Ci = m->arch.in_channels, Co = m->arch.out_channels;
     const int rf = mr_nn_receptive_field(&m->arch);
     size_t scratch = 0;
     mr_status st;
@@ -75,7 +75,7 @@ mr_status mr_nn_plan_create(mr_nn_plan **out, const mr_nn_model *m, int h, int w
     p->h = h;
     p->w = w;
     if ((st = mr_nn_tensor_create(&p->x, 1, Ci, h, w, 1)) != MR_OK ||
-        (st = mr_nn_tensor_create(&p->noise, 1, Ci, h, w, 1)) != MR_OK ||
+        (st = mr_nn_tensor_create(&p->noise, 1, Co, h, w, 1)) != MR_OK ||
         (st = mr_nn_tensor_create(&p->act[0], 1, C, h, w, 1)) != MR_OK ||
         (st = mr_nn_tensor_create(&p->act[1], 1, C, h, w, 1)) != MR_OK)
         goto fail;
@@ -117,7 +117,7 @@ mr_status mr_nn_plan_run(mr_nn_plan *p, float *out, const float *in)
                            p->scratch);
         src = dst;
     }
-    if (m->arch.residual)
+    if (m->arch.residual) /* Cout = Cin: both tensors have the same layout */
         mr_nn_residual_forward(p->noise->data, p->x->data, p->noise->data, p->noise->size);
     mr_nn_tensor_unpad(out, p->noise);
     return MR_OK;

@@ -11,12 +11,16 @@
  * (Loshchilov & Hutter 2017, SGDR, without restarts), each after an optional linear warm-up.
  *
  * Buffers (all padded, allocated at creation):
- *   x      (N, Cin, H, W)  the input batch          target (N, Cin, H, W)
+ *   x      (N, Cin, H, W)  the input batch          target (N, Cout, H, W)
  *   y[l]   (N, Cout_l, H, W) conv output of layer l (with the ReLU fused when there is no BN)
  *   a[l]   (N, C, H, W)    BN+ReLU output of a BN layer (otherwise a[l] is y[l])
- *   out    (N, Cin, H, W)  x - y[last] (residual) or y[last]
- *   g[3]   (N, C, H, W)    rotating gradient buffers; gl (N, Cin, H, W) for the last layer and
+ *   out    (N, Cout, H, W) x - y[last] (residual, Cout = Cin) or y[last]
+ *   g[3]   (N, C, H, W)    rotating gradient buffers; gl (N, Cout, H, W) for the last layer and
  *                          gx (N, Cin, H, W) for the input
+ *
+ * Losses: MSE and L1 run over whole padded buffers (zero borders in output and target add 0 to the
+ * loss and to the gradient); the Gaussian NLL's gradient at a zero (s, t) pair is not 0, so it is
+ * evaluated on interior rows only.
  */
 #include "mr_nn.h"
 
@@ -107,7 +111,7 @@ mr_status mr_nn_trainer_create(mr_nn_trainer **out, mr_nn_model *m, int n, int h
                                const mr_nn_train_cfg *cfg)
 {
     const mr_nn_arch *A = &m->arch;
-    const int C = A->channels, Ci = A->in_channels;
+    const int C = A->channels, Ci = A->in_channels, Co = A->out_channels;
     mr_nn_trainer *t;
     mr_status st = MR_OK;
     size_t scratch = 0;
@@ -121,6 +125,13 @@ mr_status mr_nn_trainer_create(mr_nn_trainer **out, mr_nn_model *m, int n, int h
         return mr_error_set(MR_ERR_USAGE, "optimizer settings out of range (lr %g, betas %g %g, "
                             "eps %g, weight decay %g)", (double)cfg->lr, (double)cfg->beta1,
                             (double)cfg->beta2, (double)cfg->eps, (double)cfg->weight_decay);
+    if (cfg->loss != MR_NN_LOSS_MSE && cfg->loss != MR_NN_LOSS_L1 &&
+        cfg->loss != MR_NN_LOSS_GAUSS_NLL)
+        return mr_error_set(MR_ERR_USAGE, "training loss %d: expected MSE (0), L1 (1) or "
+                            "Gaussian NLL (2)", (int)cfg->loss);
+    if (cfg->loss == MR_NN_LOSS_GAUSS_NLL && A->residual)
+        return mr_error_set(MR_ERR_USAGE, "the Gaussian NLL loss reads the raw network output as a "
+                            "log-variance: it needs residual = 0, found residual = 1");
     t = mr_calloc(1, sizeof *t);
     if (!t) return MR_ERR_NOMEM;
     t->m = m;
@@ -133,9 +144,9 @@ mr_status mr_nn_trainer_create(mr_nn_trainer **out, mr_nn_model *m, int n, int h
         if ((st = (expr)) != MR_OK) goto fail;                                                    \
     } while (0)
     TRY(mr_nn_tensor_create(&t->x, n, Ci, h, w, 1));
-    TRY(mr_nn_tensor_create(&t->target, n, Ci, h, w, 1));
-    TRY(mr_nn_tensor_create(&t->out, n, Ci, h, w, 1));
-    TRY(mr_nn_tensor_create(&t->gl, n, Ci, h, w, 1));
+    TRY(mr_nn_tensor_create(&t->target, n, Co, h, w, 1));
+    TRY(mr_nn_tensor_create(&t->out, n, Co, h, w, 1));
+    TRY(mr_nn_tensor_create(&t->gl, n, Co, h, w, 1));
     TRY(mr_nn_tensor_create(&t->gx, n, Ci, h, w, 1));
     for (int i = 0; i < 3; i++) TRY(mr_nn_tensor_create(&t->g[i], n, C, h, w, 1));
     for (int l = 0; l < A->depth; l++) {
@@ -181,7 +192,7 @@ double mr_nn_trainer_forward(mr_nn_trainer *t, const float *input, const float *
     const mr_nn_arch *A = &m->arch;
     const int last = A->depth - 1;
     const mr_nn_tensor *in = t->x;
-    const size_t count = (size_t)t->n * A->in_channels * t->h * t->w;
+    const size_t count = (size_t)t->n * A->out_channels * t->h * t->w;
     mr_nn_bn_cfg bn = t->cfg.bn;
     bn.eps = A->bn_eps;
     mr_nn_tensor_pad(t->x, input);
@@ -202,10 +213,35 @@ double mr_nn_trainer_forward(mr_nn_trainer *t, const float *input, const float *
         memcpy(t->out->data, t->y[last]->data, t->out->size * sizeof(float));
     if (!target) return NAN;
     mr_nn_tensor_pad(t->target, target);
-    t->last_loss = t->cfg.loss == MR_NN_LOSS_L1
-                       ? mr_nn_l1_forward(t->out->data, t->target->data, t->out->size, count)
-                       : mr_nn_mse_forward(t->out->data, t->target->data, t->out->size, count);
+    switch (t->cfg.loss) {
+    case MR_NN_LOSS_L1:
+        t->last_loss = mr_nn_l1_forward(t->out->data, t->target->data, t->out->size, count);
+        break;
+    case MR_NN_LOSS_GAUSS_NLL: /* zero borders add 0.5 (0 + 0 e^0) = 0 */
+        t->last_loss = mr_nn_gauss_nll_forward(t->out->data, t->target->data, t->out->size, count);
+        break;
+    default:
+        t->last_loss = mr_nn_mse_forward(t->out->data, t->target->data, t->out->size, count);
+    }
     return t->last_loss;
+}
+
+/* ADD dL/dout of the last forward into d (padded, the shape of out). */
+static void loss_backward(mr_nn_tensor *d, const mr_nn_trainer *t, size_t count)
+{
+    const mr_nn_tensor *o = t->out, *y = t->target;
+    switch (t->cfg.loss) {
+    case MR_NN_LOSS_L1: mr_nn_l1_backward(d->data, o->data, y->data, o->size, count, 1.0f); break;
+    case MR_NN_LOSS_GAUSS_NLL:
+        /* interior rows only: the gradient at a zero border pair is 0.5 / count, not 0 */
+        for (int c = 0; c < o->c; c++)
+            for (int n = 0; n < o->n; n++)
+                for (int r = 0; r < o->h; r++)
+                    mr_nn_gauss_nll_backward(mr_nn_at(d, n, c, r, 0), mr_nn_at(o, n, c, r, 0),
+                                             mr_nn_at(y, n, c, r, 0), (size_t)o->w, count, 1.0f);
+        break;
+    default: mr_nn_mse_backward(d->data, o->data, y->data, o->size, count, 1.0f);
+    }
 }
 
 /* g = g where y > 0, else 0 (the ReLU fused into a convolution), interior and borders alike
@@ -225,25 +261,19 @@ void mr_nn_trainer_backward(mr_nn_trainer *t, float *dinput)
     mr_nn_model *m = t->m;
     const mr_nn_arch *A = &m->arch;
     const int last = A->depth - 1;
-    const size_t count = (size_t)t->n * A->in_channels * t->h * t->w;
+    const size_t count = (size_t)t->n * A->out_channels * t->h * t->w;
     mr_nn_tensor *g = NULL; /* gradient w.r.t. the current layer's output a[l] */
     int gi = 0;
     /* loss -> output -> noise estimate y[last] */
     mr_nn_tensor_zero(t->gx);
     mr_nn_tensor_zero(t->gl);
     if (A->residual) {
-        /* d out into gx (as scratch), then split: dx += dout, dy -= dout */
-        if (t->cfg.loss == MR_NN_LOSS_L1)
-            mr_nn_l1_backward(t->gx->data, t->out->data, t->target->data, t->out->size, count, 1.0f);
-        else
-            mr_nn_mse_backward(t->gx->data, t->out->data, t->target->data, t->out->size, count, 1.0f);
+        /* d out into gx (as scratch; Cout = Cin), then split: dx += dout, dy -= dout */
+        loss_backward(t->gx, t, count);
         mr_nn_residual_backward(NULL, t->gl->data, t->gx->data, t->gl->size);
         if (!dinput) mr_nn_tensor_zero(t->gx);
     } else {
-        if (t->cfg.loss == MR_NN_LOSS_L1)
-            mr_nn_l1_backward(t->gl->data, t->out->data, t->target->data, t->out->size, count, 1.0f);
-        else
-            mr_nn_mse_backward(t->gl->data, t->out->data, t->target->data, t->out->size, count, 1.0f);
+        loss_backward(t->gl, t, count);
     }
     g = t->gl;
     for (int l = last; l >= 0; l--) {
