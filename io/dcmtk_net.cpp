@@ -1,13 +1,19 @@
-// dcmtk_net.cpp: C-STORE over DCMTK's dcmnet DcmSCU (see dcmtk_shim.h), the network half of the
-// extern "C" shim. DICOM parts followed: PS3.7 (C-STORE service, status codes: 0000 success, Bxxx
+// dcmtk_net.cpp: C-STORE, C-GET, C-FIND and C-MOVE over DCMTK's dcmnet DcmSCU, and a temporary
+// storage SCP (DcmStorageSCP in a thread) as the C-MOVE destination (see dcmtk_shim.h): the network
+// half of the extern "C" shim. DICOM parts followed: PS3.7 (C-STORE service, status codes: 0000 success, Bxxx
 // warning, Axxx/Cxxx failure), PS3.8 (association negotiation: a rejection is final, a failed
 // connection may be retried by the caller).
 #include "dcmtk/config/osconfig.h"
 
 #include "dcmtk/dcmdata/dcuid.h"
+#include "dcmtk/dcmnet/dstorscp.h"
 #include "dcmtk/dcmnet/scu.h"
 
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <new>
+#include <thread>
 
 #include "dcmtk_shim.h"
 
@@ -171,6 +177,253 @@ extern "C" int mr_dcm_get_series(const char *host, int port, const char *called_
         return MR_DCM_NET_OK;
     } catch (...) {
         mr_dcm_error(MR_DCM_ERR_NOMEM, "%s@%s:%d: DCMTK failed while retrieving", called_aet, host,
+                     port);
+        return MR_DCM_NET_CONNECT;
+    }
+}
+
+// C-FIND (PS3.4 C.4.1, Study Root information model): one association, one request; every
+// pending response (0xFF00/0xFF01) carries a match; the final response's status says whether the
+// query succeeded (0x0000) or failed (0xA700 out of resources, 0xA900 identifier does not match
+// SOP class, 0xCxxx unable to process).
+extern "C" int mr_dcm_find(const char *host, int port, const char *called_aet,
+                           const char *calling_aet, const char *level, const uint32_t *tags,
+                           const char *const *values, size_t nkeys, int timeout_s, char **results,
+                           size_t *nresults)
+{
+    *results = NULL;
+    *nresults = 0;
+    char *out = NULL;
+    try {
+        mr_dcm_init();
+        DcmSCU scu;
+        OFList<OFString> ts;
+        scu_configure(scu, ts, host, port, called_aet, calling_aet, timeout_s);
+        scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel, ts);
+        OFCondition c = scu.initNetwork();
+        if (c.good()) c = scu.negotiateAssociation();
+        if (c == DUL_ASSOCIATIONREJECTED) {
+            mr_dcm_error(MR_DCM_ERR_IO,
+                         "%s@%s:%d refused the association from %s (wrong called or calling AE "
+                         "title?): %s",
+                         called_aet, host, port, calling_aet, c.text());
+            return MR_DCM_NET_REFUSED;
+        }
+        if (c.bad()) {
+            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: no association: %s", called_aet, host, port,
+                         c.text());
+            return MR_DCM_NET_CONNECT;
+        }
+        T_ASC_PresentationContextID pc =
+            scu.findPresentationContextID(UID_FINDStudyRootQueryRetrieveInformationModel, "");
+        if (pc == 0) {
+            scu.releaseAssociation();
+            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d does not offer C-FIND (Study Root)", called_aet,
+                         host, port);
+            return MR_DCM_NET_REFUSED;
+        }
+        DcmDataset keys;
+        keys.putAndInsertString(DCM_QueryRetrieveLevel, level);
+        for (size_t k = 0; k < nkeys; k++) {
+            DcmTagKey key((Uint16)(tags[k] >> 16), (Uint16)(tags[k] & 0xffff));
+            keys.putAndInsertString(key, values[k] ? values[k] : "");
+        }
+        OFList<QRResponse *> responses;
+        c = scu.sendFINDRequest(pc, &keys, &responses);
+        Uint16 status = 0xffff;
+        size_t matches = 0;
+        for (QRResponse *r : responses)
+            if (r->m_dataset) matches++;
+        out = (char *)calloc(matches * nkeys + 1, MR_DCM_FIND_VALUE_SIZE);
+        size_t m = 0;
+        for (QRResponse *r : responses) {
+            status = r->m_status;
+            if (r->m_dataset && out) {
+                for (size_t k = 0; k < nkeys; k++) {
+                    DcmTagKey key((Uint16)(tags[k] >> 16), (Uint16)(tags[k] & 0xffff));
+                    OFString v;
+                    if (r->m_dataset->findAndGetOFStringArray(key, v).good())
+                        snprintf(out + (m * nkeys + k) * MR_DCM_FIND_VALUE_SIZE,
+                                 MR_DCM_FIND_VALUE_SIZE, "%s", v.c_str());
+                }
+                m++;
+            }
+            delete r;
+        }
+        scu.releaseAssociation();
+        if (!out) {
+            mr_dcm_error(MR_DCM_ERR_NOMEM, "%s@%s:%d: out of memory for %zu C-FIND matches",
+                         called_aet, host, port, matches);
+            return MR_DCM_NET_STORE;
+        }
+        if (c.bad()) {
+            free(out);
+            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: C-FIND failed: %s", called_aet, host, port,
+                         c.text());
+            return MR_DCM_NET_CONNECT;
+        }
+        if (status != 0) {
+            free(out);
+            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: C-FIND at %s level: status 0x%04x", called_aet,
+                         host, port, level, status);
+            return MR_DCM_NET_STORE;
+        }
+        *results = out;
+        *nresults = m;
+        return MR_DCM_NET_OK;
+    } catch (...) {
+        free(out);
+        mr_dcm_error(MR_DCM_ERR_NOMEM, "%s@%s:%d: DCMTK failed while querying", called_aet, host,
+                     port);
+        return MR_DCM_NET_CONNECT;
+    }
+}
+
+// The C-MOVE destination: a Storage SCP (PS3.4 B) on our port for the duration of one C-MOVE. It
+// accepts the storage SOP classes mrpipe reads, stores each instance as <SOPInstanceUID>.dcm in
+// the output folder, counts them, and stops when asked (polled every second by DcmSCP in
+// non-blocking mode, and after the association in progress).
+namespace {
+class MoveDestination : public DcmStorageSCP {
+  public:
+    std::atomic<bool> stop{false};
+    mutable std::atomic<size_t> stored{0};
+
+  protected:
+    OFBool stopAfterConnectionTimeout() override { return stop.load(); }
+    OFBool stopAfterCurrentAssociation() override { return stop.load(); }
+    void notifyInstanceStored(const OFString &, const OFString &, const OFString &,
+                              DcmDataset *) const override
+    {
+        stored++;
+    }
+};
+} // namespace
+
+extern "C" int mr_dcm_move_series(const char *host, int port, const char *called_aet,
+                                  const char *calling_aet, const char *study_uid,
+                                  const char *series_uid, const char *dest_aet, int dest_port,
+                                  const char *out_dir, int timeout_s, size_t *received)
+{
+    static const char *storage[] = {UID_MRImageStorage, UID_EnhancedMRImageStorage,
+                                    UID_CTImageStorage, UID_SecondaryCaptureImageStorage};
+    *received = 0;
+    try {
+        mr_dcm_init();
+        MoveDestination scp;
+        OFList<OFString> ts;
+        ts.push_back(UID_LittleEndianExplicitTransferSyntax);
+        ts.push_back(UID_LittleEndianImplicitTransferSyntax);
+        scp.setPort((Uint16)dest_port);
+        scp.setAETitle(dest_aet);
+        scp.setConnectionBlockingMode(DUL_NOBLOCK);
+        scp.setConnectionTimeout(1);
+        scp.setACSETimeout((Uint32)timeout_s);
+        scp.setDIMSETimeout((Uint32)timeout_s);
+        scp.setOutputDirectory(out_dir);
+        scp.setDirectoryGenerationMode(DcmStorageSCP::DGM_NoSubdirectory);
+        scp.setFilenameGenerationMode(DcmStorageSCP::FGM_SOPInstanceUID);
+        scp.setFilenameExtension(".dcm");
+        for (const char *sop : storage)
+            scp.addPresentationContext(sop, ts);
+        OFCondition c = scp.openListenPort();
+        if (c.bad()) {
+            mr_dcm_error(MR_DCM_ERR_IO,
+                         "C-MOVE destination %s: cannot listen on port %d: %s (port in use, or "
+                         "below 1024 without privileges?)",
+                         dest_aet, dest_port, c.text());
+            return MR_DCM_NET_REFUSED;
+        }
+        std::thread listener([&scp] { scp.acceptAssociations(); });
+        struct Join { // stop and join the listener on every way out
+            MoveDestination &s;
+            std::thread &t;
+            ~Join()
+            {
+                s.stop = true;
+                if (t.joinable()) t.join();
+            }
+        } join{scp, listener};
+
+        DcmSCU scu;
+        OFList<OFString> sts;
+        scu_configure(scu, sts, host, port, called_aet, calling_aet, timeout_s);
+        scu.addPresentationContext(UID_MOVEStudyRootQueryRetrieveInformationModel, sts);
+        c = scu.initNetwork();
+        if (c.good()) c = scu.negotiateAssociation();
+        if (c == DUL_ASSOCIATIONREJECTED) {
+            mr_dcm_error(MR_DCM_ERR_IO,
+                         "%s@%s:%d refused the association from %s (wrong called or calling AE "
+                         "title?): %s",
+                         called_aet, host, port, calling_aet, c.text());
+            return MR_DCM_NET_REFUSED;
+        }
+        if (c.bad()) {
+            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: no association: %s", called_aet, host, port,
+                         c.text());
+            return MR_DCM_NET_CONNECT;
+        }
+        T_ASC_PresentationContextID pc =
+            scu.findPresentationContextID(UID_MOVEStudyRootQueryRetrieveInformationModel, "");
+        if (pc == 0) {
+            scu.releaseAssociation();
+            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d does not offer C-MOVE (Study Root)", called_aet,
+                         host, port);
+            return MR_DCM_NET_REFUSED;
+        }
+        DcmDataset keys;
+        keys.putAndInsertString(DCM_QueryRetrieveLevel, "SERIES");
+        keys.putAndInsertString(DCM_StudyInstanceUID, study_uid);
+        keys.putAndInsertString(DCM_SeriesInstanceUID, series_uid);
+        OFList<RetrieveResponse *> responses;
+        c = scu.sendMOVERequest(pc, dest_aet, &keys, &responses);
+        Uint16 status = 0xffff, completed = 0, failed = 0;
+        for (RetrieveResponse *r : responses) {
+            status = r->m_status;
+            completed = r->m_numberOfCompletedSubops;
+            failed = r->m_numberOfFailedSubops;
+            delete r;
+        }
+        scu.releaseAssociation();
+        scp.stop = true; // each store was acknowledged before the final response: all on disk
+        listener.join();
+        *received = scp.stored.load();
+        if (c.bad()) {
+            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: C-MOVE failed: %s", called_aet, host, port,
+                         c.text());
+            return MR_DCM_NET_CONNECT;
+        }
+        if (status == 0xa801) {
+            mr_dcm_error(MR_DCM_ERR_IO,
+                         "%s@%s:%d does not know the move destination %s (C-MOVE status 0xa801: "
+                         "add it to the PACS's modalities, e.g. Orthanc's DicomModalities, with "
+                         "this host and port %d)",
+                         called_aet, host, port, dest_aet, dest_port);
+            return MR_DCM_NET_REFUSED;
+        }
+        if (completed == 0 && failed == 0 && (status == 0 || (status & 0xf000) == 0xc000)) {
+            mr_dcm_error(MR_DCM_ERR_INPUT,
+                         "%s@%s:%d has no series %s in study %s (C-MOVE status 0x%04x)",
+                         called_aet, host, port, series_uid, study_uid, status);
+            return MR_DCM_NET_STORE;
+        }
+        if ((status != 0 && (status & 0xf000) != 0xb000) || failed) {
+            mr_dcm_error(MR_DCM_ERR_IO,
+                         "%s@%s:%d: C-MOVE of series %s to %s: status 0x%04x, %u instance(s) "
+                         "moved, %u failed",
+                         called_aet, host, port, series_uid, dest_aet, status, completed, failed);
+            return MR_DCM_NET_STORE;
+        }
+        if (*received != completed) {
+            mr_dcm_error(MR_DCM_ERR_IO,
+                         "C-MOVE of series %s: the PACS reports %u instance(s) sent, %zu arrived at "
+                         "%s on port %d (another destination with this AE title?)",
+                         series_uid, completed, *received, dest_aet, dest_port);
+            return MR_DCM_NET_STORE;
+        }
+        return MR_DCM_NET_OK;
+    } catch (...) {
+        mr_dcm_error(MR_DCM_ERR_NOMEM, "%s@%s:%d: DCMTK failed while moving", called_aet, host,
                      port);
         return MR_DCM_NET_CONNECT;
     }

@@ -131,6 +131,26 @@ int mr_dcm_get_series(const char *host, int port, const char *called_aet, const 
                       const char *study_uid, const char *series_uid, const char *out_dir,
                       int timeout_s, size_t *received);
 
+/* C-FIND (Study Root information model) at `level` ("STUDY", "SERIES" or "IMAGE") with nkeys
+ * keys: tags[k] with values[k] ("" or NULL: a return key; otherwise a matching value, e.g. a UID
+ * or "MR"). On success *results is a malloc'ed block (free()) of *nresults x nkeys strings of
+ * MR_DCM_FIND_VALUE_SIZE characters, match by match in tags' order ("" when the peer did not return
+ * the attribute). Kinds as mr_dcm_send_files; MR_DCM_NET_STORE for a failure status. */
+#define MR_DCM_FIND_VALUE_SIZE 80
+int mr_dcm_find(const char *host, int port, const char *called_aet, const char *calling_aet,
+                const char *level, const uint32_t *tags, const char *const *values, size_t nkeys,
+                int timeout_s, char **results, size_t *nresults);
+
+/* Retrieve a series with C-MOVE (Study Root, SERIES level) to dest_aet, served by a temporary
+ * storage SCP that mrpipe runs on dest_port (all interfaces) for the duration of the request; the
+ * peer must know dest_aet at this host and port. Instances are stored in out_dir (an existing
+ * folder) as <SOPInstanceUID>.dcm. *received = instances stored. Kinds as mr_dcm_get_series;
+ * MR_DCM_NET_REFUSED also when the port cannot be opened or the peer does not know dest_aet
+ * (status 0xA801). */
+int mr_dcm_move_series(const char *host, int port, const char *called_aet, const char *calling_aet,
+                       const char *study_uid, const char *series_uid, const char *dest_aet,
+                       int dest_port, const char *out_dir, int timeout_s, size_t *received);
+
 #ifdef __cplusplus
 }
 #endif

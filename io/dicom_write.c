@@ -759,9 +759,11 @@ static void remove_folder(const char *dir)
     rmdir(dir);
 }
 
-mr_status mr_dicom_fetch(size_t *received, const mr_dicom_peer *peer, const char *calling_aet,
-                         const char *study_uid, const char *series_uid, const char *out_dir,
-                         int retries)
+/* Retrieve into out_dir/<series_uid>/ through a temporary folder renamed when complete; with
+ * dest_aet a C-MOVE to our own storage SCP on dest_port, else a C-GET. */
+static mr_status retrieve(size_t *received, const mr_dicom_peer *peer, const char *calling_aet,
+                          const char *study_uid, const char *series_uid, const char *out_dir,
+                          const char *dest_aet, int dest_port, int retries)
 {
     char final_dir[4096], tmp_dir[4096];
     size_t got = 0;
@@ -772,15 +774,26 @@ mr_status mr_dicom_fetch(size_t *received, const mr_dicom_peer *peer, const char
     if (!aet_valid(calling_aet))
         return mr_error_set(MR_ERR_USAGE, "calling AE title '%s' is not 1-16 printable characters",
                             calling_aet);
+    if (dest_aet && !aet_valid(dest_aet))
+        return mr_error_set(MR_ERR_USAGE,
+                            "move destination AE title '%s' is not 1-16 printable characters",
+                            dest_aet);
+    if (dest_aet && (dest_port < 1 || dest_port > 65535))
+        return mr_error_set(MR_ERR_USAGE, "move destination port: expected 1..65535, found %d",
+                            dest_port);
     if (!study_uid || !*study_uid || !series_uid || !*series_uid ||
         strspn(series_uid, "0123456789.") != strlen(series_uid) || strlen(series_uid) > 64)
         return mr_error_set(MR_ERR_USAGE,
                             "fetch needs a study UID and a series UID (digits and "
                             "dots, at most 64), found '%s' / '%s'",
                             study_uid ? study_uid : "", series_uid ? series_uid : "");
-    if (!mr_path_is_dir(out_dir) && mkdir(out_dir, 0777) != 0 && errno != EEXIST)
-        return mr_error_set(MR_ERR_IO, "%s: cannot create the output folder: %s", out_dir,
-                            strerror(errno));
+    int made = 0; /* out_dir created here: removed again on failure (when still empty) */
+    if (!mr_path_is_dir(out_dir)) {
+        if (mkdir(out_dir, 0777) != 0 && errno != EEXIST)
+            return mr_error_set(MR_ERR_IO, "%s: cannot create the output folder: %s", out_dir,
+                                strerror(errno));
+        made = 1;
+    }
     if (snprintf(final_dir, sizeof final_dir, "%s/%s", out_dir, series_uid) >=
             (int)sizeof final_dir ||
         snprintf(tmp_dir, sizeof tmp_dir, "%s/.%s.partial-%ld-%d", out_dir, series_uid,
@@ -790,18 +803,45 @@ mr_status mr_dicom_fetch(size_t *received, const mr_dicom_peer *peer, const char
     struct stat sb;
     if (lstat(final_dir, &sb) == 0) return mr_error_set(MR_ERR_IO, "%s: exists already", final_dir);
     for (int attempt = 0;; attempt++) {
-        if (mkdir(tmp_dir, 0777) != 0)
-            return mr_error_set(MR_ERR_IO, "%s: cannot create: %s", tmp_dir, strerror(errno));
-        int kind = mr_dcm_get_series(peer->host, peer->port, peer->aet, calling_aet, study_uid,
-                                     series_uid, tmp_dir, 30, &got);
+        if (mkdir(tmp_dir, 0777) != 0) {
+            st = mr_error_set(MR_ERR_IO, "%s: cannot create: %s", tmp_dir, strerror(errno));
+            if (made) rmdir(out_dir);
+            return st;
+        }
+        int kind = dest_aet ? mr_dcm_move_series(peer->host, peer->port, peer->aet, calling_aet,
+                                                 study_uid, series_uid, dest_aet, dest_port,
+                                                 tmp_dir, 30, &got)
+                            : mr_dcm_get_series(peer->host, peer->port, peer->aet, calling_aet,
+                                                study_uid, series_uid, tmp_dir, 30, &got);
         if (kind == MR_DCM_NET_OK) {
             st = MR_OK;
             break;
         }
         remove_folder(tmp_dir);
         st = strstr(mr_error_message(), "has no series") ? MR_ERR_INPUT : MR_ERR_IO;
+        if (st == MR_ERR_INPUT && dest_aet) {
+            /* a PACS may answer a move it cannot make (unknown or unreachable destination) as
+             * it answers a missing series (Orthanc: 0xC000, nothing sent): ask whether the
+             * series exists */
+            char msg[1024];
+            mr_dicom_found_series *found = NULL;
+            size_t nfound = 0;
+            mr_dicom_query_keys k = {NULL, study_uid, series_uid, NULL};
+            snprintf(msg, sizeof msg, "%s", mr_error_message());
+            if (mr_dicom_query(&found, &nfound, peer, calling_aet, &k, 0) == MR_OK && nfound)
+                st = mr_error_set(MR_ERR_IO,
+                                  "%s@%s:%d holds series %s but did not move it to %s (port %d): "
+                                  "does it know %s with this host and port (Orthanc: "
+                                  "DicomModalities)? Its log says why",
+                                  peer->aet, peer->host, peer->port, series_uid, dest_aet,
+                                  dest_port, dest_aet);
+            else
+                mr_error_set(MR_ERR_INPUT, "%s", msg);
+            free(found);
+        }
         if (kind != MR_DCM_NET_CONNECT || attempt >= retries) {
             if (attempt) mr_error_prefix(st, "after %d attempts: ", attempt + 1);
+            if (made) rmdir(out_dir);
             return st;
         }
         MR_WARN("%s (attempt %d of %d; retrying)", mr_error_message(), attempt + 1, retries + 1);
@@ -814,7 +854,202 @@ mr_status mr_dicom_fetch(size_t *received, const mr_dicom_peer *peer, const char
         return st;
     }
     if (received) *received = got;
-    MR_INFO("fetched %zu instance(s) of series %s from %s@%s:%d into %s", got, series_uid,
-            peer->aet, peer->host, peer->port, final_dir);
+    MR_INFO("fetched %zu instance(s) of series %s from %s@%s:%d (%s) into %s", got, series_uid,
+            peer->aet, peer->host, peer->port, dest_aet ? "C-MOVE" : "C-GET", final_dir);
+    return MR_OK;
+}
+
+mr_status mr_dicom_fetch(size_t *received, const mr_dicom_peer *peer, const char *calling_aet,
+                         const char *study_uid, const char *series_uid, const char *out_dir,
+                         int retries)
+{
+    return retrieve(received, peer, calling_aet, study_uid, series_uid, out_dir, NULL, 0, retries);
+}
+
+mr_status mr_dicom_fetch_move(size_t *received, const mr_dicom_peer *peer, const char *calling_aet,
+                              const char *study_uid, const char *series_uid, const char *out_dir,
+                              const char *dest_aet, int dest_port, int retries)
+{
+    if (!dest_aet)
+        return mr_error_set(MR_ERR_USAGE, "C-MOVE needs a destination AE title (--move-dest)");
+    return retrieve(received, peer, calling_aet, study_uid, series_uid, out_dir, dest_aet,
+                    dest_port, retries);
+}
+
+/* ---------------------------------------------------------------- querying (PS3.4 C-FIND) */
+
+/* One C-FIND with retries of failed connections. */
+static mr_status find_retry(char **res, size_t *n, const mr_dicom_peer *peer, const char *calling,
+                            const char *level, const uint32_t *tags, const char *const *values,
+                            size_t nkeys, int retries)
+{
+    for (int attempt = 0;; attempt++) {
+        int kind = mr_dcm_find(peer->host, peer->port, peer->aet, calling, level, tags, values,
+                               nkeys, 30, res, n);
+        if (kind == MR_DCM_NET_OK) return MR_OK;
+        mr_status st = strstr(mr_error_message(), "out of memory") ? MR_ERR_NOMEM : MR_ERR_IO;
+        if (kind != MR_DCM_NET_CONNECT || attempt >= retries) {
+            if (attempt) mr_error_prefix(st, "after %d attempts: ", attempt + 1);
+            return st;
+        }
+        MR_WARN("%s (attempt %d of %d; retrying)", mr_error_message(), attempt + 1, retries + 1);
+        sleep((unsigned)(attempt + 1));
+    }
+}
+
+/* A query key: printable, no backslash (one value), at most 64 characters. */
+static mr_status key_check(const char *name, const char *v)
+{
+    if (!v) return MR_OK;
+    if (strlen(v) > 64 || strchr(v, '\\'))
+        return mr_error_set(MR_ERR_USAGE, "query key %s: expected one value of at most 64 "
+                                          "characters, found '%s'",
+                            name, v);
+    for (const char *p = v; *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return mr_error_set(MR_ERR_USAGE, "query key %s: non-printable character in '%s'",
+                                name, v);
+    return MR_OK;
+}
+
+static int found_cmp(const void *a, const void *b)
+{
+    const mr_dicom_found_series *x = a, *y = b;
+    int c = strcmp(x->study_date, y->study_date);
+    if (!c) c = strcmp(x->study_uid, y->study_uid);
+    if (!c) c = (x->series_number > y->series_number) - (x->series_number < y->series_number);
+    if (!c) c = strcmp(x->series_uid, y->series_uid);
+    return c;
+}
+
+#define FV(res, m, nk, k) ((res) + ((m) * (nk) + (k)) * MR_DCM_FIND_VALUE_SIZE)
+
+mr_status mr_dicom_query(mr_dicom_found_series **out, size_t *count, const mr_dicom_peer *peer,
+                         const char *calling_aet, const mr_dicom_query_keys *keys, int retries)
+{
+    static const uint32_t study_tags[] = {T_PATIENT_ID, T_STUDY_UID, T_STUDY_DATE,
+                                          T_STUDY_DESCRIPTION};
+    static const uint32_t series_tags[] = {T_STUDY_UID,       T_SERIES_UID,
+                                           T_MODALITY,        T_SERIES_NUMBER,
+                                           T_SERIES_DESCRIPTION, MR_TAG(0x0020, 0x1209)};
+    char *studies = NULL, *series = NULL;
+    size_t nstudies = 0, nseries = 0, n = 0, cap = 0;
+    mr_dicom_found_series *list = NULL;
+    mr_status st;
+    mr_dicom_query_keys none = {NULL, NULL, NULL, NULL};
+    *out = NULL;
+    *count = 0;
+    if (!keys) keys = &none;
+    if (!calling_aet) calling_aet = "MRPIPE";
+    if (!aet_valid(calling_aet))
+        return mr_error_set(MR_ERR_USAGE, "calling AE title '%s' is not 1-16 printable characters",
+                            calling_aet);
+    if ((st = key_check("PatientID", keys->patient_id)) != MR_OK ||
+        (st = key_check("StudyInstanceUID", keys->study_uid)) != MR_OK ||
+        (st = key_check("SeriesInstanceUID", keys->series_uid)) != MR_OK ||
+        (st = key_check("Modality", keys->modality)) != MR_OK)
+        return st;
+    /* Study Root is hierarchical (PS3.4 C.4.1.2.1): studies first, then the series of each */
+    const char *sv[] = {keys->patient_id ? keys->patient_id : "",
+                        keys->study_uid ? keys->study_uid : "", "", ""};
+    if ((st = find_retry(&studies, &nstudies, peer, calling_aet, "STUDY", study_tags, sv, 4,
+                         retries)) != MR_OK)
+        return st;
+    for (size_t i = 0; i < nstudies && st == MR_OK; i++) {
+        const char *study = FV(studies, i, 4, 1);
+        if (!*study) continue;
+        const char *rv[] = {study, keys->series_uid ? keys->series_uid : "",
+                            keys->modality ? keys->modality : "", "", "", ""};
+        if ((st = find_retry(&series, &nseries, peer, calling_aet, "SERIES", series_tags, rv, 6,
+                             retries)) != MR_OK)
+            break;
+        for (size_t j = 0; j < nseries; j++) {
+            mr_dicom_found_series *f;
+            char *end;
+            if (n == cap) {
+                size_t nc = cap ? 2 * cap : 16;
+                void *q = realloc(list, nc * sizeof *list);
+                if (!q) {
+                    st = mr_error_set(MR_ERR_NOMEM, "out of memory for C-FIND matches");
+                    break;
+                }
+                list = q;
+                cap = nc;
+            }
+            f = &list[n++];
+            memset(f, 0, sizeof *f);
+            snprintf(f->patient_id, sizeof f->patient_id, "%s", FV(studies, i, 4, 0));
+            snprintf(f->study_uid, sizeof f->study_uid, "%s", study);
+            snprintf(f->study_date, sizeof f->study_date, "%s", FV(studies, i, 4, 2));
+            snprintf(f->study_description, sizeof f->study_description, "%s",
+                     FV(studies, i, 4, 3));
+            snprintf(f->series_uid, sizeof f->series_uid, "%s", FV(series, j, 6, 1));
+            snprintf(f->modality, sizeof f->modality, "%s", FV(series, j, 6, 2));
+            f->series_number = strtol(FV(series, j, 6, 3), &end, 10);
+            if (end == FV(series, j, 6, 3)) f->series_number = -1;
+            snprintf(f->description, sizeof f->description, "%s", FV(series, j, 6, 4));
+            f->instances = strtol(FV(series, j, 6, 5), &end, 10);
+            if (end == FV(series, j, 6, 5)) f->instances = -1;
+        }
+        free(series);
+        series = NULL;
+    }
+    free(studies);
+    if (st != MR_OK) {
+        free(list);
+        return st;
+    }
+    if (n) qsort(list, n, sizeof *list, found_cmp);
+    *out = list;
+    *count = n;
+    return MR_OK;
+}
+
+static int instance_cmp(const void *a, const void *b)
+{
+    const mr_dicom_found_instance *x = a, *y = b;
+    int c = (x->instance_number > y->instance_number) - (x->instance_number < y->instance_number);
+    return c ? c : strcmp(x->sop_instance_uid, y->sop_instance_uid);
+}
+
+mr_status mr_dicom_query_instances(mr_dicom_found_instance **out, size_t *count,
+                                   const mr_dicom_peer *peer, const char *calling_aet,
+                                   const char *study_uid, const char *series_uid, int retries)
+{
+    static const uint32_t tags[] = {T_STUDY_UID, T_SERIES_UID, T_SOP_INSTANCE, T_SOP_CLASS,
+                                    T_INSTANCE_NUMBER};
+    char *res = NULL;
+    size_t n = 0;
+    mr_status st;
+    *out = NULL;
+    *count = 0;
+    if (!calling_aet) calling_aet = "MRPIPE";
+    if (!aet_valid(calling_aet))
+        return mr_error_set(MR_ERR_USAGE, "calling AE title '%s' is not 1-16 printable characters",
+                            calling_aet);
+    if (!study_uid || !*study_uid || !series_uid || !*series_uid)
+        return mr_error_set(MR_ERR_USAGE, "an instance query needs a study UID and a series UID");
+    if ((st = key_check("StudyInstanceUID", study_uid)) != MR_OK ||
+        (st = key_check("SeriesInstanceUID", series_uid)) != MR_OK)
+        return st;
+    const char *values[] = {study_uid, series_uid, "", "", ""};
+    if ((st = find_retry(&res, &n, peer, calling_aet, "IMAGE", tags, values, 5, retries)) != MR_OK)
+        return st;
+    mr_dicom_found_instance *list = mr_calloc(n ? n : 1, sizeof *list);
+    if (!list) {
+        free(res);
+        return MR_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *end;
+        snprintf(list[i].sop_instance_uid, sizeof list[i].sop_instance_uid, "%s", FV(res, i, 5, 2));
+        snprintf(list[i].sop_class_uid, sizeof list[i].sop_class_uid, "%s", FV(res, i, 5, 3));
+        list[i].instance_number = strtol(FV(res, i, 5, 4), &end, 10);
+        if (end == FV(res, i, 5, 4)) list[i].instance_number = -1;
+    }
+    free(res);
+    if (n) qsort(list, n, sizeof *list, instance_cmp);
+    *out = list;
+    *count = n;
     return MR_OK;
 }

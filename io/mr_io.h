@@ -488,6 +488,34 @@ typedef struct {
 mr_status mr_dicom_series_write(mr_dicom_written *out, const char *out_dir, const mr_array *data,
                                 const mr_dicom_source *src, const mr_dicom_series_params *params);
 
+/* Write an uncertainty map (a voxel-wise standard deviation, e.g. pseudo-multiple replicas or a
+ * network's predicted SD) as its own derived MR series, linked to the image series it describes.
+ * Call it after writing the image series with mr_dicom_series_write from the same `src`:
+ *   out         the series written (free with mr_dicom_written_free; zeroed on failure)
+ *   out_dir     the folder holding the image series; the SD series goes into
+ *               out_dir/<image SeriesNumber + 1>_<description>/IM_<nnnn>.dcm (atomic, as
+ *               mr_dicom_series_write; MR_ERR_IO when that folder exists)
+ *   sd          float32 (S, H, W), S = image->count, finite and >= 0, in the image's units: stored
+ *               as 16-bit with RescaleSlope/Intercept (RescaleType US), so stored x slope +
+ *               intercept gives the SD back to 1/65535 of its maximum (exactly for integers)
+ *   src         the source the image series was written from: same study, patient, frame of
+ *               reference and geometry (ImagePositionPatient per slice, orientation, spacing);
+ *               anonymized sources keep their new study UID (call on the same, already
+ *               anonymized src)
+ *   image       the image series written from src (its study UID must be src's)
+ *   derivation  DerivationDescription (NULL: a default saying it is the SD in the image's units)
+ *   config_hash second SoftwareVersions value ("config <hash>"), NULL: none
+ * Each instance: ImageType DERIVED\SECONDARY\UNCERTAINTY (MR Image Type value 3 is a defined
+ * term list, extended here; dciodvfy accepts it), SeriesDescription "<source description> mrpipe
+ * uncertainty (SD)", SeriesNumber = image SeriesNumber + 1, ReferencedImageSequence to the image
+ * instance of the same slice, ReferencedSeriesSequence (Common Instance Reference) to the image
+ * series and its instance (and to the source series, as SourceImageSequence does to the source
+ * instances when src has them). MR_ERR_INPUT for a shape that is not (image->count, H, W), a
+ * negative or non-finite value, or another study; MR_ERR_USAGE without an image series. */
+mr_status mr_dicom_uncertainty_write(mr_dicom_written *out, const char *out_dir, const mr_array *sd,
+                                     const mr_dicom_source *src, const mr_dicom_written *image,
+                                     const char *derivation, const char *config_hash);
+
 /* A DICOM peer (a PACS): "AET@HOST:PORT". */
 typedef struct {
     char aet[17];   /* called AE title, 1..16 characters */
@@ -510,11 +538,6 @@ mr_status mr_dicom_send(const mr_dicom_peer *peer, const char *calling_aet,
 mr_status mr_dicom_send_timeout(const mr_dicom_peer *peer, const char *calling_aet,
                                 const mr_dicom_written *series, int retries, int timeout_s);
 
-/* mr_dicom_send with the connection, association and DIMSE timeout in seconds (mr_dicom_send: 30;
- * <= 0: 30). */
-mr_status mr_dicom_send_timeout(const mr_dicom_peer *peer, const char *calling_aet,
-                                const mr_dicom_written *series, int retries, int timeout_s);
-
 /* Fetch a series from the peer with C-GET (PS3.4 C.4.3, Study Root, SERIES level) into
  * out_dir/<series_uid>/ (out_dir is created when missing; the series folder is filled under a
  * temporary name and renamed when complete; MR_ERR_IO when it exists already). Retries as
@@ -523,6 +546,59 @@ mr_status mr_dicom_send_timeout(const mr_dicom_peer *peer, const char *calling_a
 mr_status mr_dicom_fetch(size_t *received, const mr_dicom_peer *peer, const char *calling_aet,
                          const char *study_uid, const char *series_uid, const char *out_dir,
                          int retries);
+
+/* Fetch a series with C-MOVE (PS3.4 C.4.2, Study Root, SERIES level) instead of C-GET: mrpipe runs
+ * a temporary storage SCP with AE title dest_aet on dest_port (all interfaces) while the peer
+ * sends the instances to it on a second association. The peer must know dest_aet with this host
+ * and port (Orthanc: DicomModalities). Same output, atomicity, retries and errors as
+ * mr_dicom_fetch; MR_ERR_IO also when the port cannot be opened (in use) or the peer does not know
+ * dest_aet (status 0xA801), or when fewer instances arrived than the peer reports as sent. */
+mr_status mr_dicom_fetch_move(size_t *received, const mr_dicom_peer *peer, const char *calling_aet,
+                              const char *study_uid, const char *series_uid, const char *out_dir,
+                              const char *dest_aet, int dest_port, int retries);
+
+/* C-FIND matching keys (NULL: any). Values are matched by the peer as PS3.4 C.2.2.2 says: a UID
+ * exactly (single value), PatientID and Modality exactly or with the wildcards '*' and '?'. */
+typedef struct {
+    const char *patient_id; /* PatientID (0010,0020) */
+    const char *study_uid;  /* StudyInstanceUID (0020,000D) */
+    const char *series_uid; /* SeriesInstanceUID (0020,000E) */
+    const char *modality;   /* Modality (0008,0060), e.g. "MR" */
+} mr_dicom_query_keys;
+
+/* A series found by mr_dicom_query. Plain data; "" / -1 when the peer did not return a value. */
+typedef struct {
+    char patient_id[65];
+    char study_uid[MR_DICOM_UID_SIZE];
+    char study_date[9];
+    char study_description[65];
+    char series_uid[MR_DICOM_UID_SIZE];
+    char modality[17];
+    char description[65]; /* SeriesDescription */
+    long series_number;
+    long instances;       /* NumberOfSeriesRelatedInstances (0020,1209) */
+} mr_dicom_found_series;
+
+/* Query the peer with C-FIND (PS3.4 C.4.1, Study Root, hierarchical): STUDY level with PatientID /
+ * StudyInstanceUID, then SERIES level in each study with SeriesInstanceUID / Modality. *out (free()
+ * it) receives *count series sorted by study date, study UID, series number; none found is MR_OK
+ * with *count 0. Retries of failed connections as mr_dicom_send; MR_ERR_USAGE for a key that is
+ * not one printable value of <= 64 characters; MR_ERR_IO for refusals, failure statuses and
+ * network failures. */
+mr_status mr_dicom_query(mr_dicom_found_series **out, size_t *count, const mr_dicom_peer *peer,
+                         const char *calling_aet, const mr_dicom_query_keys *keys, int retries);
+
+/* An instance found by mr_dicom_query_instances. */
+typedef struct {
+    char sop_instance_uid[MR_DICOM_UID_SIZE];
+    char sop_class_uid[MR_DICOM_UID_SIZE];
+    long instance_number; /* -1 when not returned */
+} mr_dicom_found_instance;
+
+/* The instances of one series (C-FIND at IMAGE level), sorted by InstanceNumber; *out: free(). */
+mr_status mr_dicom_query_instances(mr_dicom_found_instance **out, size_t *count,
+                                   const mr_dicom_peer *peer, const char *calling_aet,
+                                   const char *study_uid, const char *series_uid, int retries);
 
 #ifdef __cplusplus
 }

@@ -9,14 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+int mr_cmd_query(int argc, char **argv); /* cmd_query.c */
+
 const mr_command mr_commands[] = {
     {"batch", mr_cmd_batch, "run a pipeline config over many scans: parallel, resumable, summary"},
     {"convert", mr_cmd_convert, "DICOM to NIfTI (geometry kept) or to a derived DICOM series"},
     {"denoise", mr_cmd_denoise, "learned residual-CNN denoiser on a NIfTI, .h5 or DICOM volume"},
-    {"fetch", mr_cmd_fetch, "retrieve a series from a PACS (C-GET) into a folder"},
+    {"fetch", mr_cmd_fetch, "retrieve a series from a PACS (C-GET or C-MOVE) into a folder"},
     {"info", mr_cmd_info, "show what a file holds (format, dims, dtype, attributes)"},
     {"mask", mr_cmd_mask, "make a fastMRI-style or Poisson-disc sampling mask"},
     {"metrics", mr_cmd_metrics, "fastMRI NMSE, PSNR, SSIM of a reconstruction vs a reference"},
+    {"query", mr_cmd_query, "list the studies and series a PACS holds (C-FIND)"},
     {"recon", mr_cmd_recon, "reconstruct k-space (zero-filled RSS, ...)"},
     {"report", mr_cmd_report, "validation report (JSON, CSV, self-contained HTML) vs a reference"},
     {"run", mr_cmd_run, "run a pipeline config (YAML) on a scan or a list; no config: the demo"},

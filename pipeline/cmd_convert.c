@@ -105,8 +105,10 @@ static void output_name(char *buf, size_t size, const char *out, const char *lab
     snprintf(buf, size, "%.*s_%s%s", (int)cut, out, label, out + cut);
 }
 
+/* Convert entry `index`; group: one of several volumes written together (their outputs are told
+ * apart by the volume's label). */
 static mr_status convert_one(const convert_opts *o, const mr_dicom_set *set, size_t index,
-                             mr_format ofmt)
+                             mr_format ofmt, int group)
 {
     char output[4200];
     mr_dicom_volume *vol = NULL;
@@ -122,7 +124,7 @@ static mr_status convert_one(const convert_opts *o, const mr_dicom_set *set, siz
         extra.nifti = &meta;
     }
     const char *label = mr_dicom_set_series(set, index)->label; /* "echo2" of a split series */
-    output_name(output, sizeof output, o->output, label, ofmt);
+    output_name(output, sizeof output, o->output, group ? label : "", ofmt);
     snprintf(desc, sizeof desc, "%s%s%s%smrpipe convert", vol->src.series.description,
              vol->src.series.description[0] ? " " : "", label, label[0] ? " " : "");
     extra.dicom = &vol->src;
@@ -184,7 +186,7 @@ int mr_cmd_convert(int argc, char **argv)
                                   n);
                 break;
             }
-            if ((st = convert_one(&o, set, i, ofmt)) == MR_OK) done++;
+            if ((st = convert_one(&o, set, i, ofmt, 1)) == MR_OK) done++;
         }
         if (st == MR_OK && done == 0)
             st = mr_error_set(MR_ERR_INPUT, "%s: no MR series to convert", o.input);
@@ -204,9 +206,9 @@ int mr_cmd_convert(int argc, char **argv)
                                             "--series UID:LABEL");
         for (size_t i = 0; group && st == MR_OK && i < mr_dicom_set_count(set); i++)
             if (!strcmp(mr_dicom_set_series(set, i)->series_uid, group))
-                st = convert_one(&o, set, i, ofmt);
+                st = convert_one(&o, set, i, ofmt, 1);
         if (!group && (st = mr_dicom_set_select(&index, set, o.series)) == MR_OK)
-            st = convert_one(&o, set, index, ofmt);
+            st = convert_one(&o, set, index, ofmt, 0);
     }
     mr_dicom_set_close(set);
     return st == MR_OK ? 0 : mr_cli_fail("convert", st);
