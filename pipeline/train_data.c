@@ -219,6 +219,10 @@ mr_status mr_train_denoise_volume(float *out, const float *in, size_t S, size_t 
                             "model: input_type '%s' with %d channel(s): expected a magnitude "
                             "model (1 channel)",
                             m->meta.input_type, m->arch.in_channels);
+    if (m->arch.out_channels != 1) /* the plan writes out_channels maps into one slice's buffer */
+        return mr_error_set(MR_ERR_INPUT,
+                            "model: out_channels %d: expected a denoiser with 1 output channel",
+                            m->arch.out_channels);
     if (strcmp(m->meta.norm_method, "percentile") || m->meta.n_norm_params < 1 ||
         !(m->meta.norm_params[0] > 0 && m->meta.norm_params[0] <= 100))
         return mr_error_set(MR_ERR_INPUT,
