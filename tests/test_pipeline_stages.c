@@ -392,6 +392,76 @@ static void test_dicom_send_orthanc(void)
     CU_ASSERT(strstr(out, "\nscan_a\n") == NULL && strstr(out, "\nscan_b\n") == NULL);
 }
 
+/* The uncertainty plumbing (the lead's model uncertainty fills mr_scan_image.uncertainty): write
+ * puts LABEL_sd.* beside every format (an `uncertainty` dataset in LABEL.h5, a DICOM SD series
+ * linked to the image series, both kept for dicom_send) and report shows the SD map. The stages
+ * run on a scan made by hand. */
+static void test_uncertainty_outputs(void)
+{
+    char yaml[16384], p[4400];
+    const char *h5 = small_scan(), *work = mr_test_path("unc-work");
+    mr_config *c = NULL;
+    mr_pipeline *pl = NULL;
+    mr_scan scan;
+    CU_ASSERT_FATAL(mr_test_sh("mkdir -p %s", work) == 0);
+    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n"
+             "  validate: {reference: '%s'}\n  write: {formats: [h5, png, nifti, dicom]}\n"
+             "  report: {}\n", h5, h5);
+    CU_ASSERT_FATAL(mr_config_parse(&c, yaml, "t.yaml") == MR_OK);
+    CU_ASSERT_FATAL(mr_pipeline_create(&pl, c) == MR_OK);
+    memset(&scan, 0, sizeof scan);
+    scan.id = "unc";
+    scan.input = h5;
+    snprintf(scan.kspace_path, sizeof scan.kspace_path, "%s", h5);
+    snprintf(scan.work_dir, sizeof scan.work_dir, "%s", work);
+    size_t dims[3] = {2, 24, 20};
+    mr_scan_image *im = &scan.images[scan.n_images++];
+    snprintf(im->label, sizeof im->label, "zf");
+    snprintf(im->method, sizeof im->method, "zf");
+    snprintf(im->uncertainty_kind, sizeof im->uncertainty_kind, "model");
+    CU_ASSERT_FATAL(mr_array_create(&im->image, MR_FLOAT32, 3, dims) == MR_OK);
+    CU_ASSERT_FATAL(mr_array_create(&im->uncertainty, MR_FLOAT32, 3, dims) == MR_OK);
+    CU_ASSERT_FATAL(mr_array_create(&scan.reference, MR_FLOAT32, 3, dims) == MR_OK);
+    for (size_t i = 0; i < 2 * 24 * 20; i++) {
+        mr_array_f32(scan.reference)[i] = (float)((i * 7) % 23);
+        mr_array_f32(im->image)[i] = (float)((i * 7) % 23) + 0.5f * (float)(i % 3);
+        mr_array_f32(im->uncertainty)[i] = 0.01f * (float)(i % 11);
+    }
+    snprintf(scan.reference_desc, sizeof scan.reference_desc, "hand-made reference");
+    const mr_stage_instance *w = &pl->stages[2], *r = &pl->stages[3];
+    CU_ASSERT_STRING_EQUAL(w->stage->name, "write");
+    mr_error_clear();
+    CU_ASSERT_EQUAL(w->stage->run(w->state, &scan), MR_OK);
+    if (mr_error_message()[0]) fprintf(stderr, "%s\n", mr_error_message());
+    const char *files[] = {"zf.h5", "zf_sd.h5", "zf.png", "zf_sd.png", "zf.nii.gz", "zf_sd.nii.gz"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(p, sizeof p, "%s/%s", work, files[i]);
+        CU_ASSERT(access(p, R_OK) == 0);
+    }
+    CU_ASSERT_EQUAL(scan.n_series, 2); /* image series and SD series, both to be sent */
+    if (scan.n_series == 2) {
+        CU_ASSERT_EQUAL(scan.series[1].series_number, scan.series[0].series_number + 1);
+        int rc = mr_test_sh(
+            "%s -c \"import glob, pydicom, h5py, numpy as np\n"
+            "u = [pydicom.dcmread(f) for f in sorted(glob.glob('%s/IM_*.dcm'))]\n"
+            "assert len(u) == 2\n"
+            "assert all(d.ReferencedSeriesSequence[0].SeriesInstanceUID == '%s' for d in u)\n"
+            "f = h5py.File('%s/zf.h5', 'r'); g = h5py.File('%s/zf_sd.h5', 'r')\n"
+            "assert np.allclose(f['uncertainty'][()], g['uncertainty'][()])\n"
+            "assert g.attrs['mrpipe_uncertainty'] in ('model', b'model')\n"
+            "assert abs(float(g['uncertainty'][()].max()) - 0.1) < 1e-6\"",
+            mr_test_python(), scan.series[1].dir, scan.series[0].series_uid, work, work);
+        if (rc) fprintf(stderr, "%s\n", mr_test_output());
+        CU_ASSERT_EQUAL(rc, 0);
+    }
+    /* report: the SD map is passed on */
+    CU_ASSERT_STRING_EQUAL(r->stage->name, "report");
+    CU_ASSERT_EQUAL(r->stage->run(r->state, &scan), MR_OK);
+    CU_ASSERT_EQUAL(mr_test_sh("grep '\"uncertainty\": \"zf SD (model)\"' %s/report.json", work), 0);
+    mr_scan_clear(&scan);
+    mr_pipeline_destroy(pl);
+}
+
 int main(void)
 {
     static const mr_test_case cases[] = {
@@ -401,6 +471,8 @@ int main(void)
         {"DICOM in -> denoise -> derived series (dciodvfy, new series UID, input untouched)",
          test_dicom_enhance},
         {"NIfTI input: slices and geometry kept", test_nifti_input},
+        {"uncertainty: write LABEL_sd.* (linked DICOM SD series), report shows it",
+         test_uncertainty_outputs},
         {"dicom_send to Orthanc (REST check); refused and closed peers fail the scan, exit 3",
          test_dicom_send_orthanc},
         {NULL, NULL},
