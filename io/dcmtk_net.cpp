@@ -1,8 +1,8 @@
 // dcmtk_net.cpp: C-STORE, C-GET, C-FIND and C-MOVE over DCMTK's dcmnet DcmSCU, and a temporary
 // storage SCP (DcmStorageSCP in a thread) as the C-MOVE destination (see dcmtk_shim.h): the network
-// half of the extern "C" shim. DICOM parts followed: PS3.7 (C-STORE service, status codes: 0000 success, Bxxx
-// warning, Axxx/Cxxx failure), PS3.8 (association negotiation: a rejection is final, a failed
-// connection may be retried by the caller).
+// half of the extern "C" shim. DICOM parts followed: PS3.7 (C-STORE service, status codes: 0000
+// success, Bxxx warning, Axxx/Cxxx failure), PS3.8 (association negotiation: a rejection is final,
+// a failed connection may be retried by the caller).
 #include "dcmtk/config/osconfig.h"
 
 #include "dcmtk/dcmdata/dcuid.h"
@@ -283,15 +283,23 @@ extern "C" int mr_dcm_find(const char *host, int port, const char *called_aet,
 // accepts the storage SOP classes mrpipe reads, stores each instance as <SOPInstanceUID>.dcm in
 // the output folder, counts them, and stops when asked (polled every second by DcmSCP in
 // non-blocking mode, and after the association in progress).
-namespace {
-class MoveDestination : public DcmStorageSCP {
+namespace
+{
+class MoveDestination : public DcmStorageSCP
+{
   public:
     std::atomic<bool> stop{false};
     mutable std::atomic<size_t> stored{0};
 
   protected:
-    OFBool stopAfterConnectionTimeout() override { return stop.load(); }
-    OFBool stopAfterCurrentAssociation() override { return stop.load(); }
+    OFBool stopAfterConnectionTimeout() override
+    {
+        return stop.load();
+    }
+    OFBool stopAfterCurrentAssociation() override
+    {
+        return stop.load();
+    }
     void notifyInstanceStored(const OFString &, const OFString &, const OFString &,
                               DcmDataset *) const override
     {
@@ -403,8 +411,8 @@ extern "C" int mr_dcm_move_series(const char *host, int port, const char *called
         }
         if (completed == 0 && failed == 0 && (status == 0 || (status & 0xf000) == 0xc000)) {
             mr_dcm_error(MR_DCM_ERR_INPUT,
-                         "%s@%s:%d has no series %s in study %s (C-MOVE status 0x%04x)",
-                         called_aet, host, port, series_uid, study_uid, status);
+                         "%s@%s:%d has no series %s in study %s (C-MOVE status 0x%04x)", called_aet,
+                         host, port, series_uid, study_uid, status);
             return MR_DCM_NET_STORE;
         }
         if ((status != 0 && (status & 0xf000) != 0xb000) || failed) {
@@ -415,10 +423,11 @@ extern "C" int mr_dcm_move_series(const char *host, int port, const char *called
             return MR_DCM_NET_STORE;
         }
         if (*received != completed) {
-            mr_dcm_error(MR_DCM_ERR_IO,
-                         "C-MOVE of series %s: the PACS reports %u instance(s) sent, %zu arrived at "
-                         "%s on port %d (another destination with this AE title?)",
-                         series_uid, completed, *received, dest_aet, dest_port);
+            mr_dcm_error(
+                MR_DCM_ERR_IO,
+                "C-MOVE of series %s: the PACS reports %u instance(s) sent, %zu arrived at "
+                "%s on port %d (another destination with this AE title?)",
+                series_uid, completed, *received, dest_aet, dest_port);
             return MR_DCM_NET_STORE;
         }
         return MR_DCM_NET_OK;

@@ -376,8 +376,8 @@ static mr_status scan_file(mr_dicom_set *set, const char *path, int strict)
         im->rows = rows;
         im->cols = cols;
         im->series = sidx;
-        echo_fill(im, enhanced ? NULL : ds, enhanced ? mr_dcm_seq_item(ds, T_PER_FRAME_FG_SEQ, k)
-                                                     : NULL,
+        echo_fill(im, enhanced ? NULL : ds,
+                  enhanced ? mr_dcm_seq_item(ds, T_PER_FRAME_FG_SEQ, k) : NULL,
                   enhanced ? mr_dcm_seq_item(ds, T_SHARED_FG_SEQ, 0) : NULL);
         if (enhanced) {
             const mr_dcm_item *pf = mr_dcm_seq_item(ds, T_PER_FRAME_FG_SEQ, k);
@@ -592,8 +592,8 @@ static mr_status split_volumes(mr_dicom_set *set)
             /* files: count each file once per volume */
             int seen = 0;
             for (size_t j = 0; j < i && !seen; j++)
-                seen = set->images[j].file == set->images[i].file &&
-                       set->images[j].series == s && remap[j] == remap[i];
+                seen = set->images[j].file == set->images[i].file && set->images[j].series == s &&
+                       remap[j] == remap[i];
             if (!seen) e->files++;
         }
         nout += nk;

@@ -614,8 +614,9 @@ mr_status mr_dicom_uncertainty_write(mr_dicom_written *out, const char *out_dir,
     const char *study = mr_dicom_attrs_get(&src->identity, T_STUDY_UID);
     memset(out, 0, sizeof *out);
     if (!image || !image->sop_uids || !image->count)
-        return mr_error_set(MR_ERR_USAGE, "%s: an uncertainty series needs the image series it "
-                                          "describes (written first)",
+        return mr_error_set(MR_ERR_USAGE,
+                            "%s: an uncertainty series needs the image series it "
+                            "describes (written first)",
                             out_dir);
     if (!sd || sd->dtype != MR_FLOAT32 || sd->ndim != 3 || sd->dims[0] != image->count)
         return mr_error_set(MR_ERR_INPUT,
@@ -718,9 +719,9 @@ mr_status mr_dicom_send_timeout(const mr_dicom_peer *peer, const char *calling_a
         files[k] = paths + k * len;
     }
     for (int attempt = 0;; attempt++) {
-        int kind = mr_dcm_send_files(peer->host, peer->port, peer->aet, calling_aet,
-                                     series->sop_class_uid, files, series->count,
-                                     timeout_s > 0 ? timeout_s : 30, &sent);
+        int kind =
+            mr_dcm_send_files(peer->host, peer->port, peer->aet, calling_aet, series->sop_class_uid,
+                              files, series->count, timeout_s > 0 ? timeout_s : 30, &sent);
         if (kind == MR_DCM_NET_OK) {
             st = MR_OK;
             break;
@@ -808,11 +809,11 @@ static mr_status retrieve(size_t *received, const mr_dicom_peer *peer, const cha
             if (made) rmdir(out_dir);
             return st;
         }
-        int kind = dest_aet ? mr_dcm_move_series(peer->host, peer->port, peer->aet, calling_aet,
-                                                 study_uid, series_uid, dest_aet, dest_port,
-                                                 tmp_dir, 30, &got)
-                            : mr_dcm_get_series(peer->host, peer->port, peer->aet, calling_aet,
-                                                study_uid, series_uid, tmp_dir, 30, &got);
+        int kind =
+            dest_aet ? mr_dcm_move_series(peer->host, peer->port, peer->aet, calling_aet, study_uid,
+                                          series_uid, dest_aet, dest_port, tmp_dir, 30, &got)
+                     : mr_dcm_get_series(peer->host, peer->port, peer->aet, calling_aet, study_uid,
+                                         series_uid, tmp_dir, 30, &got);
         if (kind == MR_DCM_NET_OK) {
             st = MR_OK;
             break;
@@ -902,13 +903,14 @@ static mr_status key_check(const char *name, const char *v)
 {
     if (!v) return MR_OK;
     if (strlen(v) > 64 || strchr(v, '\\'))
-        return mr_error_set(MR_ERR_USAGE, "query key %s: expected one value of at most 64 "
-                                          "characters, found '%s'",
+        return mr_error_set(MR_ERR_USAGE,
+                            "query key %s: expected one value of at most 64 "
+                            "characters, found '%s'",
                             name, v);
     for (const char *p = v; *p; p++)
         if (*p < 0x20 || *p > 0x7e)
-            return mr_error_set(MR_ERR_USAGE, "query key %s: non-printable character in '%s'",
-                                name, v);
+            return mr_error_set(MR_ERR_USAGE, "query key %s: non-printable character in '%s'", name,
+                                v);
     return MR_OK;
 }
 
@@ -929,8 +931,8 @@ mr_status mr_dicom_query(mr_dicom_found_series **out, size_t *count, const mr_di
 {
     static const uint32_t study_tags[] = {T_PATIENT_ID, T_STUDY_UID, T_STUDY_DATE,
                                           T_STUDY_DESCRIPTION};
-    static const uint32_t series_tags[] = {T_STUDY_UID,       T_SERIES_UID,
-                                           T_MODALITY,        T_SERIES_NUMBER,
+    static const uint32_t series_tags[] = {T_STUDY_UID,          T_SERIES_UID,
+                                           T_MODALITY,           T_SERIES_NUMBER,
                                            T_SERIES_DESCRIPTION, MR_TAG(0x0020, 0x1209)};
     char *studies = NULL, *series = NULL;
     size_t nstudies = 0, nseries = 0, n = 0, cap = 0;
@@ -958,8 +960,12 @@ mr_status mr_dicom_query(mr_dicom_found_series **out, size_t *count, const mr_di
     for (size_t i = 0; i < nstudies && st == MR_OK; i++) {
         const char *study = FV(studies, i, 4, 1);
         if (!*study) continue;
-        const char *rv[] = {study, keys->series_uid ? keys->series_uid : "",
-                            keys->modality ? keys->modality : "", "", "", ""};
+        const char *rv[] = {study,
+                            keys->series_uid ? keys->series_uid : "",
+                            keys->modality ? keys->modality : "",
+                            "",
+                            "",
+                            ""};
         if ((st = find_retry(&series, &nseries, peer, calling_aet, "SERIES", series_tags, rv, 6,
                              retries)) != MR_OK)
             break;
@@ -981,8 +987,7 @@ mr_status mr_dicom_query(mr_dicom_found_series **out, size_t *count, const mr_di
             snprintf(f->patient_id, sizeof f->patient_id, "%s", FV(studies, i, 4, 0));
             snprintf(f->study_uid, sizeof f->study_uid, "%s", study);
             snprintf(f->study_date, sizeof f->study_date, "%s", FV(studies, i, 4, 2));
-            snprintf(f->study_description, sizeof f->study_description, "%s",
-                     FV(studies, i, 4, 3));
+            snprintf(f->study_description, sizeof f->study_description, "%s", FV(studies, i, 4, 3));
             snprintf(f->series_uid, sizeof f->series_uid, "%s", FV(series, j, 6, 1));
             snprintf(f->modality, sizeof f->modality, "%s", FV(series, j, 6, 2));
             f->series_number = strtol(FV(series, j, 6, 3), &end, 10);

@@ -29,7 +29,7 @@ static const char *USAGE =
 int mr_cmd_fetch(int argc, char **argv)
 {
     const char *v, *from = NULL, *study = NULL, *series = NULL, *out = NULL, *calling = NULL,
-               *dest = NULL;
+                   *dest = NULL;
     long retries = 2, port = 0;
     mr_dicom_peer peer;
     mr_status st;

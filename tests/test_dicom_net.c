@@ -150,9 +150,9 @@ static void test_two_echoes_cli(void)
                                mr_test_python(), d2),
                     0);
     /* choose one: UID:echo2 */
-    CU_ASSERT_EQUAL(mr_test_sh("%s info %s | grep -o '[0-9.]*:echo2' | head -1", mr_test_bin(),
-                               fx("echo2")),
-                    0);
+    CU_ASSERT_EQUAL(
+        mr_test_sh("%s info %s | grep -o '[0-9.]*:echo2' | head -1", mr_test_bin(), fx("echo2")),
+        0);
     snprintf(uid, sizeof uid, "%s", mr_test_output());
     if ((nl = strchr(uid, '\n'))) *nl = '\0';
     CU_ASSERT_FATAL(strstr(uid, ":echo2") != NULL);
@@ -163,17 +163,17 @@ static void test_two_echoes_cli(void)
                                mr_test_src("tests/dicom_fixtures.py"), out, fx("echo2")),
                     0);
     /* a command needing one volume lists the volumes and says how to choose */
-    CU_ASSERT_EQUAL(mr_test_sh("%s denoise --input %s --output %s/den.nii", mr_test_bin(),
-                               fx("echo2"), out),
-                    1);
+    CU_ASSERT_EQUAL(
+        mr_test_sh("%s denoise --input %s --output %s/den.nii", mr_test_bin(), fx("echo2"), out),
+        1);
     CU_ASSERT(strstr(mr_test_output(), "holds 2 volumes") != NULL);
     CU_ASSERT(strstr(mr_test_output(), ":echo1") != NULL);
     CU_ASSERT(strstr(mr_test_output(), "--series UID:LABEL") != NULL);
     CU_ASSERT_EQUAL(mr_test_count_files(out, "den"), 0);
     /* a duplicate position within one echo: the error, no output */
-    CU_ASSERT_EQUAL(mr_test_sh("%s convert --input %s --output %s/dup.nii", mr_test_bin(),
-                               fx("echo_dup"), out),
-                    1);
+    CU_ASSERT_EQUAL(
+        mr_test_sh("%s convert --input %s --output %s/dup.nii", mr_test_bin(), fx("echo_dup"), out),
+        1);
     CU_ASSERT(strstr(mr_test_output(), "both at") != NULL);
     CU_ASSERT_EQUAL(mr_test_count_files(out, "dup"), 0);
     CU_ASSERT_EQUAL(mr_test_count_files(out, ".partial"), 0);
