@@ -563,7 +563,7 @@ static void csv_rows(mr_strbuf *b, const char *label, const mr_metrics_result *m
                 mr_strbuf_printf(b, ",%s", u ? u : "");
                 free(u);
             } else {
-                mr_strbuf_puts(b, ",,,,,,,,,"); /* the MR_UQ_CSV_COLUMNS, empty */
+                mr_strbuf_puts(b, ",,,,,,,,,,"); /* the 10 MR_UQ_CSV_COLUMNS, empty */
             }
         }
         mr_strbuf_puts(b, "\n");
