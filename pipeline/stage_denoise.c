@@ -26,9 +26,9 @@
 typedef struct {
     mr_nn_model *model;
     char model_path[4096];
-    size_t n;                       /* images cleaned */
-    char in[DENOISE_MAX][64];       /* (n) source labels */
-    char out[DENOISE_MAX][64];      /* (n) new labels <in>_<suffix> */
+    size_t n;                  /* images cleaned */
+    char in[DENOISE_MAX][64];  /* (n) source labels */
+    char out[DENOISE_MAX][64]; /* (n) new labels <in>_<suffix> */
 } denoise_state;
 
 static const mr_stage_key denoise_keys[] = {
@@ -79,7 +79,8 @@ static mr_status resolve_model(char *out, size_t size, const mr_config *c, const
     mr_error_clear();
     return mr_config_error(c, n, MR_ERR_INPUT,
                            "model file %s not found (looked next to the config%s and in mrpipe's "
-                           "data root %s)", v, strcmp(c->dir, ".") ? "" : " (current directory)",
+                           "data root %s)",
+                           v, strcmp(c->dir, ".") ? "" : " (current directory)",
                            mr_data_root() ? mr_data_root() : "(none)");
 }
 
@@ -97,7 +98,7 @@ static mr_status denoise_create(void **state, const mr_stage_ctx *x)
     const mr_cfg_node *un = mr_cfg_child(x->node, "uncertainty");
     const mr_pipeline *p = x->pipeline;
     size_t here = mr_stage_ctx_index(x);
-    char (*images)[64] = NULL;
+    char(*images)[64] = NULL;
     size_t n_images = 0;
     mr_status st = MR_OK;
     if (!s) return MR_ERR_NOMEM;
@@ -105,20 +106,27 @@ static mr_status denoise_create(void **state, const mr_stage_ctx *x)
     if (strcmp(un->value, "none") != 0) {
         if (!strcmp(un->value, "model") || !strcmp(un->value, "replica") ||
             !strcmp(un->value, "both"))
-            st = mr_config_error(c, un, MR_ERR_USAGE, "'%s' is not available in the pipeline yet "
-                                 "(only none; docs/configs.md)", un->value);
+            st = mr_config_error(c, un, MR_ERR_USAGE,
+                                 "'%s' is not available in the pipeline yet "
+                                 "(only none; docs/configs.md)",
+                                 un->value);
         else
-            st = mr_config_error(c, un, MR_ERR_USAGE, "expected none, model, replica or both, "
-                                 "found '%s'", un->value);
+            st = mr_config_error(c, un, MR_ERR_USAGE,
+                                 "expected none, model, replica or both, "
+                                 "found '%s'",
+                                 un->value);
     }
     /* suffix: it names files */
     if (st == MR_OK) {
         const char *v = sn->value;
         int ok = v[0] && strlen(v) < 32;
-        for (const char *q = v; ok && *q; q++) ok = is_label_char(*q);
+        for (const char *q = v; ok && *q; q++)
+            ok = is_label_char(*q);
         if (!ok)
-            st = mr_config_error(c, sn, MR_ERR_USAGE, "expected 1-31 letters, digits, '_' or '-' "
-                                 "(it names output files), found '%s'", v);
+            st = mr_config_error(c, sn, MR_ERR_USAGE,
+                                 "expected 1-31 letters, digits, '_' or '-' "
+                                 "(it names output files), found '%s'",
+                                 v);
     }
     /* the model: found and loaded now, so a wrong file fails before any work */
     if (st == MR_OK && !mn->value[0])
@@ -130,7 +138,8 @@ static mr_status denoise_create(void **state, const mr_stage_ctx *x)
         st = mr_config_error(c, mn, st, "%s", why);
     }
     /* which images: the list, or every recon image and input made before this stage */
-    if (st == MR_OK) st = mr_stage_check_images(&images, &n_images, x, mr_cfg_child(x->node, "images"));
+    if (st == MR_OK)
+        st = mr_stage_check_images(&images, &n_images, x, mr_cfg_child(x->node, "images"));
     if (st == MR_OK) {
         if (n_images) {
             for (size_t i = 0; i < n_images && i < DENOISE_MAX; i++)
@@ -142,7 +151,8 @@ static mr_status denoise_create(void **state, const mr_stage_ctx *x)
                     snprintf(s->in[s->n++], 64, "%s", p->stages[j].label);
         }
         if (s->n == 0)
-            st = mr_config_error(c, x->node, MR_ERR_USAGE, "no image to clean before this stage (a "
+            st = mr_config_error(c, x->node, MR_ERR_USAGE,
+                                 "no image to clean before this stage (a "
                                  "recon stage, or a DICOM / NIfTI input)");
     }
     for (size_t i = 0; st == MR_OK && i < s->n; i++) {
@@ -151,11 +161,14 @@ static mr_status denoise_create(void **state, const mr_stage_ctx *x)
             st = mr_config_error(c, sn, MR_ERR_USAGE, "label %s_%s is longer than 63 characters",
                                  s->in[i], sn->value);
         else if (mr_pipeline_image_known(p, here, s->out[i]))
-            st = mr_config_error(c, sn, MR_ERR_USAGE, "label %s is already an image's (choose "
-                                 "another suffix)", s->out[i]);
+            st = mr_config_error(c, sn, MR_ERR_USAGE,
+                                 "label %s is already an image's (choose "
+                                 "another suffix)",
+                                 s->out[i]);
         for (size_t j = 0; st == MR_OK && j < i; j++)
             if (!strcmp(s->out[i], s->out[j]))
-                st = mr_config_error(c, x->node, MR_ERR_USAGE, "image %s is listed twice", s->in[i]);
+                st =
+                    mr_config_error(c, x->node, MR_ERR_USAGE, "image %s is listed twice", s->in[i]);
     }
     free(images);
     if (st != MR_OK) {
@@ -176,8 +189,7 @@ static mr_status denoise_run(void *state, mr_scan *scan)
         mr_array *out = NULL;
         for (size_t j = 0; j < scan->n_images; j++)
             if (!strcmp(scan->images[j].label, s->in[i])) src = &scan->images[j];
-        if (!src)
-            return mr_error_set(MR_ERR_INTERNAL, "no image '%s' in the scan", s->in[i]);
+        if (!src) return mr_error_set(MR_ERR_INTERNAL, "no image '%s' in the scan", s->in[i]);
         if (scan->n_images >= MR_SCAN_MAX_IMAGES)
             return mr_error_set(MR_ERR_USAGE, "more than %d images", MR_SCAN_MAX_IMAGES);
         const mr_array *a = src->image;
@@ -205,5 +217,8 @@ const mr_stage mr_stage_denoise = {
     "denoise",
     "the learned residual-CNN denoiser (as mrpipe denoise) on recon images or the image input; "
     "each cleaned image X becomes a new image X_<suffix>; may appear more than once",
-    denoise_keys, denoise_create, denoise_run, denoise_destroy,
+    denoise_keys,
+    denoise_create,
+    denoise_run,
+    denoise_destroy,
 };

@@ -31,7 +31,8 @@ static mr_status send_create(void **state, const mr_stage_ctx *x)
 {
     send_state *s = mr_calloc(1, sizeof *s);
     const mr_config *c = x->config;
-    const mr_cfg_node *pn = mr_cfg_child(x->node, "peer"), *cn = mr_cfg_child(x->node, "calling_aet");
+    const mr_cfg_node *pn = mr_cfg_child(x->node, "peer"),
+                      *cn = mr_cfg_child(x->node, "calling_aet");
     const mr_pipeline *p = x->pipeline;
     size_t here = mr_stage_ctx_index(x);
     long retries = 0, timeout = 0;
@@ -49,9 +50,12 @@ static mr_status send_create(void **state, const mr_stage_ctx *x)
         for (size_t i = 0; ok && i < n; i++)
             ok = cn->value[i] > ' ' && cn->value[i] < 127 && cn->value[i] != '\\';
         if (!ok)
-            st = mr_config_error(c, cn, MR_ERR_USAGE, "expected an AE title of 1-16 printable "
-                                 "characters without spaces or '\\', found '%s'", cn->value);
-        else snprintf(s->calling, sizeof s->calling, "%s", cn->value);
+            st = mr_config_error(c, cn, MR_ERR_USAGE,
+                                 "expected an AE title of 1-16 printable "
+                                 "characters without spaces or '\\', found '%s'",
+                                 cn->value);
+        else
+            snprintf(s->calling, sizeof s->calling, "%s", cn->value);
     }
     if (st == MR_OK) st = mr_cfg_as_long(&retries, c, mr_cfg_child(x->node, "retries"), 0, 20);
     if (st == MR_OK) st = mr_cfg_as_long(&timeout, c, mr_cfg_child(x->node, "timeout"), 1, 3600);
@@ -60,7 +64,8 @@ static mr_status send_create(void **state, const mr_stage_ctx *x)
         if (p->stages[j].stage == &mr_stage_write && mr_stage_write_has_dicom(p->stages[j].node))
             has_dicom = 1;
     if (st == MR_OK && !has_dicom)
-        st = mr_config_error(c, x->node, MR_ERR_USAGE, "dicom_send needs a write stage with format "
+        st = mr_config_error(c, x->node, MR_ERR_USAGE,
+                             "dicom_send needs a write stage with format "
                              "dicom before it (e.g. write: {formats: [dicom]})");
     if (st != MR_OK) {
         free(s);
@@ -78,16 +83,18 @@ static mr_status send_run(void *state, mr_scan *scan)
     size_t instances = 0;
     mr_status st;
     if (scan->n_series == 0)
-        return mr_error_set(MR_ERR_INPUT, "nothing to send: the write stage wrote no DICOM series "
-                            "for %s (check write.images)", scan->id);
+        return mr_error_set(MR_ERR_INPUT,
+                            "nothing to send: the write stage wrote no DICOM series "
+                            "for %s (check write.images)",
+                            scan->id);
     for (size_t i = 0; i < scan->n_series; i++) {
         const mr_dicom_written *w = &scan->series[i];
         const char *name = strrchr(w->dir, '/'); /* the folder's name, not the work directory */
         st = mr_dicom_send_timeout(&s->peer, s->calling, w, s->retries, s->timeout);
         if (st != MR_OK)
-            return mr_error_prefix(st, "sending series %ld (%zu of %zu, %zu instance(s), %s): ",
-                                   w->series_number, i + 1, scan->n_series, w->count,
-                                   name ? name + 1 : w->dir);
+            return mr_error_prefix(
+                st, "sending series %ld (%zu of %zu, %zu instance(s), %s): ", w->series_number,
+                i + 1, scan->n_series, w->count, name ? name + 1 : w->dir);
         instances += w->count;
     }
     MR_INFO("%s: sent %zu series (%zu instance(s)) to %s@%s:%d", scan->id, scan->n_series,
@@ -95,11 +102,17 @@ static mr_status send_run(void *state, mr_scan *scan)
     return MR_OK;
 }
 
-static void send_destroy(void *state) { free(state); }
+static void send_destroy(void *state)
+{
+    free(state);
+}
 
 const mr_stage mr_stage_dicom_send = {
     "dicom_send",
     "C-STORE every DICOM series the write stage made for the scan to a PACS (AET@HOST:PORT); a "
     "refusal or an unreachable peer fails the scan",
-    send_keys, send_create, send_run, send_destroy,
+    send_keys,
+    send_create,
+    send_run,
+    send_destroy,
 };

@@ -108,7 +108,8 @@ static void test_denoise_stage(void)
                                "assert m['zf_4x_cnn']['method'] == 'denoise'\"",
                                mr_test_python(), out),
                     0);
-    CU_ASSERT_EQUAL(mr_test_sh("grep -o 'zf_4x_cnn: {nmse: [0-9.e-]*' %s/mrpipe-done.yaml", out), 0);
+    CU_ASSERT_EQUAL(mr_test_sh("grep -o 'zf_4x_cnn: {nmse: [0-9.e-]*' %s/mrpipe-done.yaml", out),
+                    0);
     CU_ASSERT_EQUAL(mr_test_sh("grep -c zf_4x_cnn %s/report.json", out), 0);
     /* the CNN image: the input's shape, different values, finite */
     mr_array *a = NULL, *b = NULL;
@@ -118,7 +119,8 @@ static void test_denoise_stage(void)
     CU_ASSERT_EQUAL_FATAL(mr_image_load(&b, NULL, 0, p, 0), MR_OK);
     CU_ASSERT_EQUAL(a->ndim, 3);
     CU_ASSERT_EQUAL(b->ndim, 3);
-    for (int i = 0; i < 3; i++) CU_ASSERT_EQUAL(a->dims[i], b->dims[i]);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(a->dims[i], b->dims[i]);
     CU_ASSERT_EQUAL(a->dims[0], 3);
     double diff = 0, norm = 0;
     int finite = 1;
@@ -141,31 +143,43 @@ static void test_config_errors(void)
     char yaml[16384];
     const char *h5 = small_scan(), *dcm = fixture_series();
     /* valid ones first: denoise on all recon images; a DICOM input with no recon */
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n"
-             "  denoise: {}\n  write: {formats: [dicom]}\n", h5);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n"
+             "  denoise: {}\n  write: {formats: [dicom]}\n",
+             h5);
     mr_error_clear();
     CU_ASSERT_EQUAL(build(yaml), MR_OK);
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  denoise: {}\n  write:\n"
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  denoise: {}\n  write:\n"
              "    formats: [dicom, png]\n    images: [input_cnn]\n  dicom_send:\n"
-             "    peer: PACS@localhost:4242\n", dcm);
+             "    peer: PACS@localhost:4242\n",
+             dcm);
     mr_error_clear();
     CU_ASSERT_EQUAL(build(yaml), MR_OK);
     /* a model file that does not exist: the key and its line */
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
-             "    model: /nonexistent/m.h5\n", h5);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
+             "    model: /nonexistent/m.h5\n",
+             h5);
     expect_error(yaml, "t.yaml line 6: stages.denoise.model: ");
     expect_error(yaml, "/nonexistent/m.h5");
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
-             "    model: models/nothing.h5\n", h5);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
+             "    model: models/nothing.h5\n",
+             h5);
     expect_error(yaml, "t.yaml line 6: stages.denoise.model: model file models/nothing.h5 not "
                        "found");
     /* a file that is not a model */
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
-             "    model: %s\n", h5, h5);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
+             "    model: %s\n",
+             h5, h5);
     expect_error(yaml, "t.yaml line 6: stages.denoise.model: ");
     /* recon on a DICOM input: the stage is named */
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  zf_4x:\n    stage: recon\n"
-             "    accel: 4\n", dcm);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf_4x:\n    stage: recon\n"
+             "    accel: 4\n",
+             dcm);
     expect_error(yaml, "t.yaml line 4: stages.zf_4x: stage 'zf_4x' (recon) needs k-space, but "
                        "input ");
     expect_error(yaml, "is a DICOM series");
@@ -173,50 +187,74 @@ static void test_config_errors(void)
     snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  denoise: {}\n", h5);
     expect_error(yaml, "t.yaml line 4: stages.denoise: 'denoise' needs a recon stage before it");
     /* images: a label that is not made before */
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
-             "    images: [zf, sense]\n", h5);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
+             "    images: [zf, sense]\n",
+             h5);
     expect_error(yaml, "t.yaml line 6: stages.denoise.images.1: no image named 'sense'");
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  write:\n"
-             "    images: [zf_cnn]\n  denoise: {}\n", h5);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  write:\n"
+             "    images: [zf_cnn]\n  denoise: {}\n",
+             h5);
     expect_error(yaml, "t.yaml line 6: stages.write.images.0: no image named 'zf_cnn'");
     /* uncertainty: the hook accepts none only for now */
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
-             "    uncertainty: model\n", h5);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
+             "    uncertainty: model\n",
+             h5);
     expect_error(yaml, "t.yaml line 6: stages.denoise.uncertainty: 'model' is not available");
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
-             "    uncertainty: maybe\n", h5);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
+             "    uncertainty: maybe\n",
+             h5);
     expect_error(yaml, "expected none, model, replica or both, found 'maybe'");
     /* a suffix that makes a label already taken */
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n"
-             "  zf_x: {stage: recon}\n  denoise:\n    suffix: x\n", h5);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n"
+             "  zf_x: {stage: recon}\n  denoise:\n    suffix: x\n",
+             h5);
     expect_error(yaml, "t.yaml line 7: stages.denoise.suffix: label zf_x is already an image's");
     /* validate's automatic reference needs k-space */
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  denoise: {}\n  validate:\n"
-             "    reference: auto\n", dcm);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  denoise: {}\n  validate:\n"
+             "    reference: auto\n",
+             dcm);
     expect_error(yaml, "t.yaml line 6: stages.validate.reference: auto takes the reference from a "
                        "k-space file");
     /* dicom_send: the peer, the calling AE title, a write stage with dicom */
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  write: {formats: [dicom]}\n"
-             "  dicom_send:\n    peer: localhost:4242\n", dcm);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  write: {formats: [dicom]}\n"
+             "  dicom_send:\n    peer: localhost:4242\n",
+             dcm);
     expect_error(yaml, "t.yaml line 6: stages.dicom_send.peer: ");
     expect_error(yaml, "AET@HOST:PORT");
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  write: {formats: [dicom]}\n"
-             "  dicom_send:\n    retries: 1\n", dcm);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  write: {formats: [dicom]}\n"
+             "  dicom_send:\n    retries: 1\n",
+             dcm);
     expect_error(yaml, "t.yaml line 5: stages.dicom_send: missing required key 'peer'");
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  write: {formats: [dicom]}\n"
-             "  dicom_send:\n    peer: A@h:1\n    calling_aet: THIS IS TOO LONG AE\n", dcm);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  write: {formats: [dicom]}\n"
+             "  dicom_send:\n    peer: A@h:1\n    calling_aet: THIS IS TOO LONG AE\n",
+             dcm);
     expect_error(yaml, "t.yaml line 7: stages.dicom_send.calling_aet: expected an AE title");
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  write: {formats: [png]}\n"
-             "  dicom_send:\n    peer: A@h:1\n", dcm);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  write: {formats: [png]}\n"
+             "  dicom_send:\n    peer: A@h:1\n",
+             dcm);
     expect_error(yaml, "t.yaml line 5: stages.dicom_send: dicom_send needs a write stage with "
                        "format dicom");
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  dicom_send:\n    peer: A@h:1\n"
-             "  write: {formats: [dicom]}\n", dcm);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  dicom_send:\n    peer: A@h:1\n"
+             "  write: {formats: [dicom]}\n",
+             dcm);
     expect_error(yaml, "t.yaml line 4: stages.dicom_send: dicom_send needs a write stage");
     /* the CLI: exit 1, the message, nothing written */
     const char *cfg = mr_test_path("bad_stages.yaml"), *out = mr_test_path("bad-stages-out");
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\noutput:\n  dir: %s\nstages:\n"
-             "  zf: {stage: recon}\n", dcm, out);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\noutput:\n  dir: %s\nstages:\n"
+             "  zf: {stage: recon}\n",
+             dcm, out);
     write_text(cfg, yaml);
     CU_ASSERT_EQUAL(mr_test_sh("%s run %s", mr_test_bin(), cfg), 1);
     expect_in(mr_test_output(), "bad_stages.yaml line 6: stages.zf: stage 'zf' (recon) needs "
@@ -230,10 +268,15 @@ static void test_dicom_enhance(void)
     char yaml[16384], dir[4300];
     const char *src = fixture_series(), *out = mr_test_path("enh-out"),
                *cfg = mr_test_path("enh.yaml");
-    CU_ASSERT_EQUAL_FATAL(mr_test_sh("cd %s && sha256sum * > ../series.sha256 && ls -l --time-style=full-iso > ../series.ls", src), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        mr_test_sh(
+            "cd %s && sha256sum * > ../series.sha256 && ls -l --time-style=full-iso > ../series.ls",
+            src),
+        0);
     snprintf(yaml, sizeof yaml,
              "inputs:\n  file: %s\noutput:\n  dir: %s\nstages:\n  read: {}\n  denoise: {}\n"
-             "  write:\n    formats: [dicom, png]\n    images: [input_cnn]\n", src, out);
+             "  write:\n    formats: [dicom, png]\n    images: [input_cnn]\n",
+             src, out);
     write_text(cfg, yaml);
     int rc = mr_test_sh("%s -q run %s", mr_test_bin(), cfg);
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
@@ -256,7 +299,8 @@ static void test_dicom_enhance(void)
         "import glob, pydicom, numpy as np\n"
         "src = sorted((pydicom.dcmread(f) for f in glob.glob('%s/*.dcm')), key=lambda d: "
         "float(np.dot(np.cross(np.array(d.ImageOrientationPatient[:3], float), "
-        "np.array(d.ImageOrientationPatient[3:], float)), np.array(d.ImagePositionPatient, float))))\n"
+        "np.array(d.ImageOrientationPatient[3:], float)), np.array(d.ImagePositionPatient, "
+        "float))))\n"
         "out = [pydicom.dcmread(f) for f in sorted(glob.glob('%s/IM_*.dcm'))]\n"
         "assert len(out) == 5 == len(src)\n"
         "ser = {d.SeriesInstanceUID for d in out}\n"
@@ -279,7 +323,9 @@ static void test_dicom_enhance(void)
     CU_ASSERT_EQUAL(rc, 0);
     /* the input folder: same bytes, same files, same times */
     CU_ASSERT_EQUAL(mr_test_sh("cd %s && sha256sum -c --quiet ../series.sha256 && "
-                               "ls -l --time-style=full-iso | cmp - ../series.ls", src), 0);
+                               "ls -l --time-style=full-iso | cmp - ../series.ls",
+                               src),
+                    0);
     /* re-run with --force: the folder outputs are replaced (flat layout) */
     CU_ASSERT_EQUAL(mr_test_sh("%s -q run %s --force", mr_test_bin(), cfg), 0);
     snprintf(dir, sizeof dir, "%s/input_cnn", out);
@@ -293,7 +339,8 @@ static void test_nifti_input(void)
     const char *out = mr_test_path("nii-out"), *cfg = mr_test_path("nii.yaml");
     snprintf(yaml, sizeof yaml,
              "inputs:\n  file: " CH2 "\noutput:\n  dir: %s\nstages:\n  read: {slices: \"90:92\"}\n"
-             "  denoise: {}\n  write: {formats: [nifti]}\n", out);
+             "  denoise: {}\n  write: {formats: [nifti]}\n",
+             out);
     write_text(cfg, yaml);
     int rc = mr_test_sh("%s -q run %s", mr_test_bin(), cfg);
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
@@ -360,7 +407,8 @@ static void test_dicom_send_orthanc(void)
         "got = json.load(urllib.request.urlopen('http://127.0.0.1:18043/instances?expand'))\n"
         "got = {i['MainDicomTags']['SOPInstanceUID'] for i in got}\n"
         "ours = [pydicom.dcmread(f) for f in glob.glob('$D/ok/*/input_cnn/*/IM_*.dcm')]\n"
-        "assert len(ours) == 10 and got == {d.SOPInstanceUID for d in ours}, (len(got), len(ours))\n"
+        "assert len(ours) == 10 and got == {d.SOPInstanceUID for d in ours}, (len(got), "
+        "len(ours))\n"
         "series = json.load(urllib.request.urlopen('http://127.0.0.1:18043/series?expand'))\n"
         "assert sorted(s['MainDicomTags']['SeriesInstanceUID'] for s in series) == "
         "sorted({d.SeriesInstanceUID for d in ours})\n"
@@ -404,9 +452,11 @@ static void test_uncertainty_outputs(void)
     mr_pipeline *pl = NULL;
     mr_scan scan;
     CU_ASSERT_FATAL(mr_test_sh("mkdir -p %s", work) == 0);
-    snprintf(yaml, sizeof yaml, "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n"
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n"
              "  validate: {reference: '%s'}\n  write: {formats: [h5, png, nifti, dicom]}\n"
-             "  report: {}\n", h5, h5);
+             "  report: {}\n",
+             h5, h5);
     CU_ASSERT_FATAL(mr_config_parse(&c, yaml, "t.yaml") == MR_OK);
     CU_ASSERT_FATAL(mr_pipeline_create(&pl, c) == MR_OK);
     memset(&scan, 0, sizeof scan);
@@ -457,7 +507,8 @@ static void test_uncertainty_outputs(void)
     /* report: the SD map is passed on */
     CU_ASSERT_STRING_EQUAL(r->stage->name, "report");
     CU_ASSERT_EQUAL(r->stage->run(r->state, &scan), MR_OK);
-    CU_ASSERT_EQUAL(mr_test_sh("grep '\"uncertainty\": \"zf SD (model)\"' %s/report.json", work), 0);
+    CU_ASSERT_EQUAL(mr_test_sh("grep '\"uncertainty\": \"zf SD (model)\"' %s/report.json", work),
+                    0);
     mr_scan_clear(&scan);
     mr_pipeline_destroy(pl);
 }
@@ -465,7 +516,8 @@ static void test_uncertainty_outputs(void)
 int main(void)
 {
     static const mr_test_case cases[] = {
-        {"denoise stage on a simulated scan: new image, files, scored, reported", test_denoise_stage},
+        {"denoise stage on a simulated scan: new image, files, scored, reported",
+         test_denoise_stage},
         {"config errors: model file, recon on DICOM, images, uncertainty, dicom_send",
          test_config_errors},
         {"DICOM in -> denoise -> derived series (dciodvfy, new series UID, input untouched)",
