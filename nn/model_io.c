@@ -155,6 +155,12 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
     ok &= put_int(f, "epochs", M->epochs) >= 0;
     ok &= put_str(f, "validation", M->validation) >= 0;
     ok &= put_str(f, "mrpipe_version", MR_VERSION_STRING) >= 0;
+    if (M->calibration_scale > 0) { /* a calibrated variance network */
+        ok &= put_num(f, "calibration_scale", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                      &M->calibration_scale, 0) >= 0;
+        ok &= put_str(f, "calibration", M->calibration) >= 0;
+        ok &= put_str(f, "base_model", M->base_model) >= 0;
+    }
     for (int l = 0; ok && l < A->depth; l++) {
         const mr_nn_layer *L = &m->layers[l];
         char name[32];
@@ -494,6 +500,17 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
     TRY(get_str(f, path, "validation", m->meta.validation, sizeof m->meta.validation, 0));
     TRY(get_str(f, path, "mrpipe_version", m->meta.version, sizeof m->meta.version, 0));
     if (H5Aexists(f, "epochs") > 0) TRY(get_int(f, path, "epochs", &m->meta.epochs));
+    if (H5Aexists(f, "calibration_scale") > 0) {
+        int nc = 0;
+        TRY(get_nums(f, path, "calibration_scale", &m->meta.calibration_scale, 1, &nc, 0));
+        if (nc != 1 || !(m->meta.calibration_scale > 0) || !isfinite(m->meta.calibration_scale)) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'calibration_scale': expected one "
+                              "positive number", path);
+            goto fail;
+        }
+        TRY(get_str(f, path, "calibration", m->meta.calibration, sizeof m->meta.calibration, 0));
+        TRY(get_str(f, path, "base_model", m->meta.base_model, sizeof m->meta.base_model, 0));
+    }
     H5Eclear2(H5E_DEFAULT);
     for (int l = 0; l < m->arch.depth; l++) {
         const mr_nn_layer *L = &m->layers[l];

@@ -199,6 +199,10 @@ typedef struct {
     int epochs;                /* epochs trained */
     char validation[1024];     /* validation figures, e.g. "psnr_db=34.1 ssim=0.91" */
     char version[32];          /* mrpipe version that wrote the file (filled by save) */
+    /* variance networks (docs/uncertainty.md); absent in other model files: */
+    double calibration_scale;  /* split-conformal SD scale (0: not calibrated / not written) */
+    char calibration[1024];    /* what it was fitted on and the coverage it reached */
+    char base_model[256];      /* the model whose errors it predicts ("none": the input's own) */
 } mr_nn_meta;
 
 typedef struct {

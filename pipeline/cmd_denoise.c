@@ -24,6 +24,8 @@
 
 static const char *USAGE =
     "usage: mrpipe denoise --input IN --output OUT [--model M.h5]\n"
+    "                      [--uncertainty none|model|replica|both] [--uncertainty-model S.h5]\n"
+    "                      [--replicas N] [--uncertainty-output PATH] [--seed S]\n"
     "\n"
     "  --input IN    NIfTI (.nii/.nii.gz), fastMRI .h5 (reconstruction, else reconstruction_rss,\n"
     "                else reconstruction_esc; IN.h5:NAME picks a dataset), BART .cfl, or DICOM\n"
@@ -31,6 +33,16 @@ static const char *USAGE =
     "  --output OUT  .nii/.nii.gz, .h5 (dataset `reconstruction`), .cfl, .png, or a folder (a\n"
     "                derived DICOM series, description \"<source> mrpipe denoise\")\n"
     "  --model M.h5  a model written by `mrpipe train` [the shipped models/denoiser_blind.h5]\n"
+    "  --uncertainty U  the per-pixel SD map written with the image (docs/uncertainty.md)  [model]\n"
+    "                model: the model's calibrated variance network (one extra small pass);\n"
+    "                replica: noise re-injected at the estimated level, N denoisings;\n"
+    "                both: sqrt(var_model + var_replica); none: no map\n"
+    "  --uncertainty-model S.h5  the variance network [M's NAME_sigma.h5 beside M]\n"
+    "  --replicas N  replicas for replica/both (N >= 2)  [8]\n"
+    "  --uncertainty-output PATH  the SD map, any output format [OUT with _sd before the\n"
+    "                extension; a DICOM folder gets its own linked series; .h5 outputs also\n"
+    "                hold it as `uncertainty`]\n"
+    "  --seed S      seed of the replica noise  [0]\n"
     "\n"
     "Slice by slice over the last two axes (whole slices, no tiles). The input is divided by the\n"
     "model's percentile level of the whole volume and the output multiplied back: the output has\n"
@@ -38,7 +50,10 @@ static const char *USAGE =
 
 int mr_cmd_denoise(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL, *model = NULL, *v = NULL;
+    const char *in = NULL, *out = NULL, *model = NULL, *v = NULL, *uq = "model", *uq_model = NULL,
+               *uq_out = NULL;
+    long replicas = 8, seed = 0;
+    int uq_explicit = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(USAGE, stdout);
@@ -49,16 +64,41 @@ int mr_cmd_denoise(int argc, char **argv)
             out = v;
         else if (mr_opt_value(&v, "--model", argc, argv, &i))
             model = v;
-        else
+        else if (mr_opt_value(&v, "--uncertainty", argc, argv, &i))
+            uq = v, uq_explicit = 1;
+        else if (mr_opt_value(&v, "--uncertainty-model", argc, argv, &i))
+            uq_model = v;
+        else if (mr_opt_value(&v, "--uncertainty-output", argc, argv, &i))
+            uq_out = v;
+        else if (mr_opt_value(&v, "--replicas", argc, argv, &i)) {
+            mr_status pst = v ? mr_parse_long(&replicas, "--replicas", v, -1000000, 1000000) : MR_OK;
+            if (pst != MR_OK) return mr_cli_fail("denoise", pst);
+            if (v && replicas < 2)
+                return mr_cli_usage_error("denoise", "--replicas: expected at least 2 (a standard "
+                                          "deviation needs two replicas), found %ld", replicas);
+        } else if (mr_opt_value(&v, "--seed", argc, argv, &i)) {
+            mr_status pst = v ? mr_parse_long(&seed, "--seed", v, 0, 0x7fffffffL) : MR_OK;
+            if (pst != MR_OK) return mr_cli_fail("denoise", pst);
+        } else
             return mr_cli_usage_error("denoise", "unknown option '%s'", argv[i]);
         if (!v) return mr_cli_usage_error("denoise", "%s needs a value", argv[i]);
     }
     if (!in) return mr_cli_usage_error("denoise", "--input is required");
     if (!out) return mr_cli_usage_error("denoise", "--output is required");
+    mr_uq_kind kind;
+    {
+        mr_status pst = mr_uq_kind_parse(&kind, uq, "--uncertainty");
+        if (pst != MR_OK) return mr_cli_fail("denoise", pst);
+    }
+    if (kind == MR_UQ_NONE && (uq_out || uq_model))
+        return mr_cli_usage_error("denoise", "%s needs --uncertainty model, replica or both",
+                                  uq_out ? "--uncertainty-output" : "--uncertainty-model");
 
     char model_path[4096], desc[512] = "", derivation[600];
     mr_nn_model *m = NULL;
-    mr_array *img = NULL;
+    void *sigma = NULL;
+    mr_array *img = NULL, *sd = NULL;
+    char sd_path[4096] = "";
     mr_dicom_set *set = NULL;
     mr_dicom_volume *dvol = NULL;
     mr_nifti_meta meta;
@@ -75,6 +115,28 @@ int mr_cmd_denoise(int argc, char **argv)
              MR_OK)
         goto fail;
     if ((st = mr_nn_model_load(&m, model_path, "magnitude")) != MR_OK) goto fail;
+    if (kind == MR_UQ_MODEL || kind == MR_UQ_BOTH) {
+        char sp[4096];
+        if (uq_model)
+            snprintf(sp, sizeof sp, "%s", uq_model);
+        else if ((st = mr_sigma_path_for(sp, sizeof sp, model_path)) != MR_OK)
+            goto fail;
+        if (!uq_explicit && !uq_model && !mr_path_is_file(sp)) {
+            /* the default asks for a map only where the model ships its variance network */
+            MR_WARN("%s has no calibrated uncertainty model (%s): no SD map written (train one, "
+                    "docs/uncertainty.md, or pass --uncertainty replica)", model_path, sp);
+            kind = MR_UQ_NONE;
+        } else if ((st = mr_sigma_load(&sigma, sp, model_path)) != MR_OK)
+            goto fail;
+    }
+    if (kind != MR_UQ_NONE) { /* where the map goes, checked before any work */
+        mr_format sfmt;
+        if (uq_out)
+            snprintf(sd_path, sizeof sd_path, "%s", uq_out);
+        else if ((st = mr_output_sd_path(sd_path, sizeof sd_path, out)) != MR_OK)
+            goto fail;
+        if ((st = mr_output_detect(&sfmt, sd_path)) != MR_OK) goto fail;
+    }
 
     /* the input ("FILE.h5:NAME" is not a path: only plain paths are detected) */
     if (!strstr(in, ".h5:") && (st = mr_io_detect_input(&ifmt, in)) != MR_OK) goto fail;
@@ -105,7 +167,23 @@ int mr_cmd_denoise(int argc, char **argv)
         goto fail;
     }
     float *x = mr_array_f32(img);
-    if ((st = mr_train_denoise_volume(x, x, S, H, W, m, in)) != MR_OK) goto fail;
+    double noise_est = 0;
+    if (kind != MR_UQ_NONE) {
+        /* the map needs the input: denoise into a copy */
+        size_t d3[3] = {S, H, W};
+        if ((st = mr_array_create(&sd, MR_FLOAT32, 3, d3)) != MR_OK) goto fail;
+        float *y = malloc(S * H * W * sizeof *y);
+        if (!y) {
+            st = mr_error_set(MR_ERR_NOMEM, "denoise: out of memory");
+            goto fail;
+        }
+        st = mr_denoise_uq(y, mr_array_f32(sd), x, S, H, W, m, sigma, kind, (int)replicas,
+                           (uint64_t)seed, &noise_est, in);
+        if (st == MR_OK) memcpy(x, y, S * H * W * sizeof *y);
+        free(y);
+        if (st != MR_OK) goto fail;
+    } else if ((st = mr_train_denoise_volume(x, x, S, H, W, m, in)) != MR_OK)
+        goto fail;
 
     /* write: (S, H, W) as the writers expect; a 2-D input stays 2-D for NIfTI */
     mr_array view = *img;
@@ -119,9 +197,29 @@ int mr_cmd_denoise(int argc, char **argv)
     extra.nifti = have_meta ? &meta : NULL;
     extra.description = desc[0] ? desc : "mrpipe denoise";
     extra.derivation = derivation;
+    mr_dicom_written written;
+    memset(&written, 0, sizeof written);
+    if (sd && ofmt == MR_FMT_FASTMRI) extra.uncertainty = sd; /* .h5: the map goes in too */
+    if (sd && ofmt == MR_FMT_DICOM) extra.written = &written;
     st = ofmt == MR_FMT_NIFTI ? mr_nifti_write(out, img, have_meta ? &meta : NULL)
                               : mr_output_write_volume(out, &view, NULL, &extra);
     if (st != MR_OK) goto fail;
+    if (sd) {
+        char kd[64];
+        snprintf(kd, sizeof kd, "%s", mr_uq_kind_name(kind));
+        extra.uncertainty = NULL;
+        extra.written = NULL;
+        extra.linked = ofmt == MR_FMT_DICOM ? &written : NULL;
+        st = mr_output_write_uncertainty(sd_path, sd, kd, &extra);
+        mr_dicom_written_free(&written);
+        if (st != MR_OK) goto fail;
+        if (kind == MR_UQ_MODEL || kind == MR_UQ_BOTH)
+            fprintf(stderr, "mrpipe denoise: uncertainty (%s) -> %s; calibration: %s\n", kd,
+                    sd_path, mr_sigma_calibration(sigma));
+        else
+            fprintf(stderr, "mrpipe denoise: uncertainty (%s, %ld replicas, noise level %.4g) -> "
+                    "%s\n", kd, replicas, noise_est, sd_path);
+    }
     fprintf(stderr, "mrpipe denoise: %s (%zu x %zu x %zu) -> %s\n", in, S, H, W, out);
     if (dvol)
         mr_dicom_volume_destroy(dvol);
@@ -129,6 +227,8 @@ int mr_cmd_denoise(int argc, char **argv)
         mr_array_destroy(img);
     mr_dicom_set_close(set);
     mr_nn_model_destroy(m);
+    mr_sigma_free(sigma);
+    mr_array_destroy(sd);
     return 0;
 fail:
     if (dvol)
@@ -137,5 +237,7 @@ fail:
         mr_array_destroy(img);
     mr_dicom_set_close(set);
     mr_nn_model_destroy(m);
+    mr_sigma_free(sigma);
+    mr_array_destroy(sd);
     return mr_cli_fail("denoise", st);
 }

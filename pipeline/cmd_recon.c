@@ -6,6 +6,7 @@
 #include "mr_output.h"
 #include "mr_pipeline.h"
 #include "mr_recon.h"
+#include "mr_train.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -33,9 +34,12 @@ static const char *USAGE =
     "  --seed S             mask seed (same seed, same mask as fastMRI)  [0]\n"
     "  --no-prewhiten       do not whiten coil noise with the file's noise scan (ISMRMRD noise\n"
     "                       acquisitions; applied by default for methods other than zf)\n"
-    "  --uncertainty U      none | replica: a per-pixel SD map of the magnitude image by pseudo-\n"
-    "                       multiple replicas (docs/uncertainty.md; cost: N extra reconstructions)\n"
-    "                       [none]\n"
+    "  --uncertainty U      none | replica | model | both: a per-pixel SD map of the magnitude image\n"
+    "                       (docs/uncertainty.md). replica: pseudo-multiple replicas (cost: N extra\n"
+    "                       reconstructions); model: the method's calibrated variance network\n"
+    "                       (models/METHOD_sigma.h5; one small CNN pass); both: sqrt of the sum of\n"
+    "                       the two variances  [none]\n"
+    "  --uncertainty-model S.h5  the variance network for model/both [models/METHOD_sigma.h5]\n"
     "  --replicas N         replicas for --uncertainty replica (N >= 2)  [16]\n"
     "  --replica-threads T  replicas run at once, each in its own method state  [1]\n"
     "  --uncertainty-output PATH  the SD map (any output format; .png: inferno with a colour bar)\n"
@@ -54,7 +58,8 @@ typedef struct {
     int has_lambda;
     int no_prewhiten;
     /* uncertainty (issue 6) */
-    const char *uncertainty, *unc_output;
+    const char *uncertainty, *unc_output, *unc_model;
+    int unc_net; /* model or both */
     long replicas, replica_threads;
     int unc_replica;
 } recon_opts;
@@ -97,6 +102,7 @@ static int parse(recon_opts *o, int argc, char **argv)
         } else if (mr_opt_value(&v, "--sens", argc, argv, &i)) o->sens = v;
         else if (mr_opt_value(&v, "--uncertainty", argc, argv, &i)) o->uncertainty = v;
         else if (mr_opt_value(&v, "--uncertainty-output", argc, argv, &i)) o->unc_output = v;
+        else if (mr_opt_value(&v, "--uncertainty-model", argc, argv, &i)) o->unc_model = v;
         else if (mr_opt_value(&v, "--replicas", argc, argv, &i)) {
             if ((st = mr_parse_long(&o->replicas, "--replicas", v, -1000000, 1000000)) != MR_OK)
                 return mr_cli_fail("recon", st);
@@ -117,17 +123,14 @@ static int parse(recon_opts *o, int argc, char **argv)
         } else return mr_cli_usage_error("recon", "unknown option '%s'", argv[i]);
         if (!v) return mr_cli_usage_error("recon", "%s needs a value", argv[i]);
     }
-    if (!strcmp(o->uncertainty, "model") || !strcmp(o->uncertainty, "both"))
-        return mr_cli_usage_error("recon", "--uncertainty %s: not available yet: needs the "
-                                           "denoiser's model uncertainty (issue 6); use replica",
-                                  o->uncertainty);
-    if (strcmp(o->uncertainty, "none") != 0 && strcmp(o->uncertainty, "replica") != 0)
-        return mr_cli_usage_error("recon", "--uncertainty: expected none, replica, model or both, "
-                                           "found '%s'",
-                                  o->uncertainty);
-    o->unc_replica = !strcmp(o->uncertainty, "replica");
-    if (o->unc_output && !o->unc_replica)
-        return mr_cli_usage_error("recon", "--uncertainty-output needs --uncertainty replica");
+    mr_uq_kind uk;
+    if ((st = mr_uq_kind_parse(&uk, o->uncertainty, "--uncertainty")) != MR_OK)
+        return mr_cli_fail("recon", st);
+    o->unc_replica = uk == MR_UQ_REPLICA || uk == MR_UQ_BOTH;
+    o->unc_net = uk == MR_UQ_MODEL || uk == MR_UQ_BOTH;
+    if ((o->unc_output || o->unc_model) && uk == MR_UQ_NONE)
+        return mr_cli_usage_error("recon", "%s needs --uncertainty replica, model or both",
+                                  o->unc_output ? "--uncertainty-output" : "--uncertainty-model");
     if (!o->input) return mr_cli_usage_error("recon", "--input is required");
     if (!o->output) return mr_cli_usage_error("recon", "--output is required");
     if (!mr_recon_method_find(o->method)) {
@@ -307,6 +310,7 @@ int mr_cmd_recon(int argc, char **argv)
     float *mask2d = NULL, *mask1d = NULL, *pattern = NULL;
     /* --uncertainty replica: SD volume, per-slice SD on the grid, noise Cholesky factor, maps */
     mr_array *unc = NULL;
+    void *sigma = NULL; /* --uncertainty model|both: the method's variance network */
     float *sd_grid = NULL;
     mr_cfloat *chol = NULL, *slice_chol = NULL, *psi_est = NULL, *umaps = NULL;
     mr_status st;
@@ -327,6 +331,25 @@ int mr_cmd_recon(int argc, char **argv)
             method->name);
     st = mr_array_create(&mag, MR_FLOAT32, 3, dims);
     if (st == MR_OK && ofmt == MR_FMT_CFL) st = mr_array_create(&cplx, MR_COMPLEX64, 3, dims);
+    if (st == MR_OK && o.unc_net) { /* the variance network, checked before any work */
+        char sp[4096], name[64];
+        snprintf(name, sizeof name, "models/%s_sigma.h5", method->name);
+        if (o.unc_model) snprintf(sp, sizeof sp, "%s", o.unc_model);
+        else st = mr_data_path(sp, sizeof sp, name);
+        if (st == MR_OK) {
+            char what[96];
+            snprintf(what, sizeof what, "method %s", method->name);
+            st = mr_sigma_load(&sigma, sp, what);
+        }
+    }
+    if (st == MR_OK && !o.unc_replica && o.unc_net) {
+        mr_format ufmt;
+        char upath[4096];
+        if (o.unc_output) st = mr_output_detect(&ufmt, o.unc_output);
+        else if ((st = mr_output_sd_path(upath, sizeof upath, o.output)) == MR_OK)
+            st = mr_output_detect(&ufmt, upath);
+        if (st == MR_OK) st = mr_array_create(&unc, MR_FLOAT32, 3, dims);
+    }
     if (st == MR_OK && o.unc_replica) {
         mr_format ufmt;
         char upath[4096];
@@ -457,6 +480,20 @@ int mr_cmd_recon(int argc, char **argv)
         }
     }
     mr_fft_save_wisdom();
+    if (st == MR_OK && o.unc_net) { /* model SD of the magnitude volume; both: variances added */
+        size_t nv = in->slices * hw_out;
+        float *sdm = malloc(nv * sizeof *sdm), *u = mr_array_f32(unc);
+        if (!sdm) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
+        if (st == MR_OK)
+            st = mr_sigma_volume(sdm, mr_array_f32(mag), mr_array_f32(mag), in->slices,
+                                 in->recon_h, in->recon_w, sigma, mr_sigma_scale(sigma), o.input);
+        if (st == MR_OK)
+            for (size_t i = 0; i < nv; i++)
+                u[i] = o.unc_replica ? sqrtf(u[i] * u[i] + sdm[i] * sdm[i]) : sdm[i];
+        free(sdm);
+        if (st == MR_OK) MR_INFO("--uncertainty %s: model SD calibration: %s", o.uncertainty,
+                                 mr_sigma_calibration(sigma));
+    }
     if (st == MR_OK) {
         mr_output_extra extra;
         mr_fastmri_file *fm = mr_kspace_fastmri(src);
@@ -475,9 +512,11 @@ int mr_cmd_recon(int argc, char **argv)
             const char *up = o.unc_output;
             if (!up && (st = mr_output_sd_path(upath, sizeof upath, o.output)) == MR_OK) up = upath;
             extra.uncertainty = NULL;
-            if (st == MR_OK) st = mr_output_write_uncertainty(up, unc, "replica", &extra);
-            if (st == MR_OK)
-                MR_INFO("wrote %s (replica SD, %ld replicas)", up, o.replicas);
+            if (st == MR_OK) st = mr_output_write_uncertainty(up, unc, o.uncertainty, &extra);
+            if (st == MR_OK && o.unc_replica)
+                MR_INFO("wrote %s (%s SD, %ld replicas)", up, o.uncertainty, o.replicas);
+            else if (st == MR_OK)
+                MR_INFO("wrote %s (model SD)", up);
         }
     }
     rc = st == MR_OK ? 0 : mr_cli_fail("recon", st);
@@ -489,6 +528,7 @@ int mr_cmd_recon(int argc, char **argv)
     mr_array_destroy(cplx);
     mr_array_destroy(sens);
     mr_array_destroy(unc);
+    mr_sigma_free(sigma);
     free(sd_grid);
     free(chol);
     free(slice_chol);

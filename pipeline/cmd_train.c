@@ -73,6 +73,11 @@ typedef struct {
     int us;          /* degradation: undersampling artefacts (else Rician noise) */
     mr_train_us u;
     char init[4096]; /* start from this model's weights (same architecture) */
+    int vh;          /* variance_head: train the variance network of a base model */
+    char vh_base[4096]; /* the base model ("" = none: the variance of the input itself) */
+    int n_cal_sigma;
+    double cal_sigma[8]; /* Rician calibration levels (x the region's maximum) */
+    int cal_slices;
 } train_cfg;
 
 /* ---------------------------------------------------------------- config */
@@ -236,7 +241,7 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
 {
     static const char *const top[] = {"seed", "model", "normalisation", "data", "noise",
                                       "augment", "training", "output", "export",
-                                      "degradation", "init", NULL};
+                                      "degradation", "init", "variance_head", NULL};
     static const char *const kmodel[] = {"depth", "channels", NULL};
     static const char *const knorm[] = {"percentile", NULL};
     static const char *const kdata[] = {"dir", "training", "blur_quantised", "guard_mm",
@@ -324,6 +329,31 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
     }
     if ((sec = mr_cfg_child(r, "degradation")) && (st = parse_degradation(t, c, sec)) != MR_OK)
         return st;
+    if ((sec = mr_cfg_child(r, "variance_head"))) {
+        static const char *const kvh[] = {"base", "calibration_sigma", "calibration_slices", NULL};
+        const char *b;
+        if ((st = check_keys(c, sec, kvh)) != MR_OK) return st;
+        t->vh = 1;
+        t->n_cal_sigma = 3;
+        t->cal_sigma[0] = 0.03, t->cal_sigma[1] = 0.05, t->cal_sigma[2] = 0.10;
+        t->cal_slices = 8;
+        if (!(n = mr_cfg_child(sec, "base")))
+            return mr_config_error(c, sec, MR_ERR_USAGE, "missing key 'base' (a model file or none)");
+        if ((st = mr_cfg_as_string(&b, c, n)) != MR_OK) return st;
+        if (strcmp(b, "none") && (st = get_path(t->vh_base, sizeof t->vh_base, c, n, c->dir)) != MR_OK)
+            return st;
+        if ((n = mr_cfg_child(sec, "calibration_sigma"))) {
+            if (n->kind != MR_CFG_SEQ || n->n < 1 || n->n > 8)
+                return mr_config_error(c, n, MR_ERR_USAGE, "expected a list of 1 to 8 levels");
+            for (size_t i = 0; i < n->n; i++)
+                if ((st = mr_cfg_as_double(&t->cal_sigma[i], c, n->items[i], 1e-4, 1)) != MR_OK)
+                    return st;
+            t->n_cal_sigma = (int)n->n;
+        }
+        v = t->cal_slices;
+        if ((st = get_long(&v, c, sec, "calibration_slices", 1, 256)) != MR_OK) return st;
+        t->cal_slices = (int)v;
+    }
     if ((n = mr_cfg_child(r, "init")) &&
         (st = get_path(t->init, sizeof t->init, c, n, c->dir)) != MR_OK)
         return st;
@@ -532,7 +562,7 @@ static mr_status load_validation(val_set *vs, const set_entry *e, const train_cf
     size_t ns = (size_t)t->val_slices;
     if (ns > (size_t)(k1 - k0)) ns = (size_t)(k1 - k0);
     vs->S = ns, vs->H = H, vs->W = W;
-    snprintf(vs->name, sizeof vs->name, "%s", base_name(e->file));
+    snprintf(vs->name, sizeof vs->name, "%.200s", base_name(e->file));
     vs->clean = malloc(ns * H * W * sizeof(float));
     vs->noisy = malloc(ns * H * W * sizeof(float));
     vs->out = malloc(ns * H * W * sizeof(float));
@@ -568,10 +598,13 @@ typedef struct {
     double loss, psnr_noisy, psnr_val, lr, seconds;
 } log_row;
 
+static int sigma_log; /* the variance network's log names its columns */
+
 static mr_status write_log(const char *path, const log_row *rows, long n)
 {
     mr_text t = {0};
-    mr_text_puts(&t, "epoch,step,train_loss,val_psnr_noisy_db,val_psnr_db,lr,seconds\n");
+    mr_text_puts(&t, sigma_log ? "epoch,step,train_nll,val_coverage90_raw_pct,val_nll,lr,seconds\n"
+                               : "epoch,step,train_loss,val_psnr_noisy_db,val_psnr_db,lr,seconds\n");
     for (long i = 0; i < n; i++)
         mr_text_printf(&t, "%ld,%ld,%.9g,%.4f,%.4f,%.6g,%.1f\n", rows[i].epoch, rows[i].step,
                        rows[i].loss, rows[i].psnr_noisy, rows[i].psnr_val, rows[i].lr,
@@ -729,6 +762,104 @@ static mr_status validate(double *mean_psnr, double *noisy_psnr, val_set *vs, in
     return MR_OK;
 }
 
+/* Variance-network validation: the base model's output y on each set (as denoise does), the raw
+ * (scale 1) SD, and over the foreground (clean > 5 % of max): *cov90 = the fraction of |y - clean|
+ * within 1.645 SD and *nll = the mean of log(SD) + 0.5 (e / SD)^2 (image units). */
+static mr_status validate_sigma(double *nll, double *cov90, val_set *vs, int nv,
+                                const mr_nn_model *base, const mr_nn_model *sig)
+{
+    double sn = 0, sc = 0;
+    for (int i = 0; i < nv; i++) {
+        size_t hw = vs[i].H * vs[i].W, n = vs[i].S * hw;
+        float *sd = malloc(n * sizeof *sd);
+        if (!sd) return mr_error_set(MR_ERR_NOMEM, "validation: out of memory");
+        mr_status st = base ? mr_train_denoise_volume(vs[i].out, vs[i].noisy, vs[i].S, vs[i].H,
+                                                      vs[i].W, base, vs[i].name)
+                            : (memcpy(vs[i].out, vs[i].noisy, n * sizeof *sd), MR_OK);
+        if (st == MR_OK)
+            st = mr_sigma_volume(sd, vs[i].noisy, vs[i].out, vs[i].S, vs[i].H, vs[i].W, sig, 1.0,
+                                 vs[i].name);
+        if (st != MR_OK) {
+            free(sd);
+            return st;
+        }
+        double acc = 0;
+        size_t cnt = 0, in = 0;
+        for (size_t k = 0; k < n; k++)
+            if (vs[i].clean[k] > 0.05 * vs[i].maxval && sd[k] > 0) {
+                double e = (double)vs[i].out[k] - vs[i].clean[k], z = e / sd[k];
+                acc += log(sd[k]) + 0.5 * z * z;
+                in += fabs(z) <= 1.6448536269514722;
+                cnt++;
+            }
+        free(sd);
+        sn += cnt ? acc / (double)cnt : 0;
+        sc += cnt ? 100.0 * (double)in / (double)cnt : 0;
+    }
+    *nll = sn / nv;
+    *cov90 = sc / nv;
+    return MR_OK;
+}
+
+/* Split-conformal calibration of a variance network on the config's calibration sets: each set
+ * degraded at every calibration level (Rician) or with the cycled (method, acceleration)
+ * degradations (undersampling); writes the scale and the text recorded in the model file. */
+static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const train_cfg *t,
+                                 const mr_nn_model *base, const mr_nn_model *sig,
+                                 mr_train_degrader *dg)
+{
+    size_t cap = 0, nr = 0;
+    double *r = NULL;
+    mr_status st = MR_OK;
+    train_cfg tc = *t;
+    tc.val_slices = t->cal_slices;
+    int nlev = t->us ? 1 : t->n_cal_sigma;
+    for (int i = 0; i < t->ncal && st == MR_OK; i++)
+        for (int l = 0; l < nlev && st == MR_OK; l++) {
+            val_set vs;
+            memset(&vs, 0, sizeof vs);
+            if (!t->us) tc.val_sigma = t->cal_sigma[l];
+            st = load_validation(&vs, &t->cal[i], &tc, (uint64_t)t->seed * 104729u + 31u * i + l, dg);
+            size_t n = vs.S * vs.H * vs.W;
+            float *sd = st == MR_OK ? malloc(n * sizeof *sd) : NULL;
+            if (st == MR_OK && !sd) st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+            if (st == MR_OK && nr + n > cap) {
+                size_t nc = (nr + n) * 2;
+                double *nrr = realloc(r, nc * sizeof *r);
+                if (!nrr) st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+                else r = nrr, cap = nc;
+            }
+            if (st == MR_OK)
+                st = base ? mr_train_denoise_volume(vs.out, vs.noisy, vs.S, vs.H, vs.W, base, vs.name)
+                          : (memcpy(vs.out, vs.noisy, n * sizeof *vs.out), MR_OK);
+            if (st == MR_OK)
+                st = mr_sigma_volume(sd, vs.noisy, vs.out, vs.S, vs.H, vs.W, sig, 1.0, vs.name);
+            if (st == MR_OK) mr_sigma_collect(r, &nr, vs.clean, vs.out, sd, vs.S, vs.H * vs.W, 0.05);
+            free(sd);
+            free(vs.clean), free(vs.noisy), free(vs.out);
+        }
+    if (st == MR_OK && nr < 100)
+        st = mr_error_set(MR_ERR_INPUT, "calibration: %zu foreground pixels: expected a calibration "
+                          "set with tissue (data.calibration)", nr);
+    if (st == MR_OK) {
+        double cov[3];
+        *scale = mr_sigma_conformal_scale(r, nr, cov);
+        size_t o = (size_t)snprintf(text, tsize, "split-conformal on %zu foreground pixels of", nr);
+        for (int i = 0; i < t->ncal && o < tsize; i++)
+            o += (size_t)snprintf(text + o, tsize - o, " %s z=[%g,%g]mm", base_name(t->cal[i].file),
+                                  t->cal[i].z0, t->cal[i].z1);
+        if (!t->us)
+            for (int l = 0; l < t->n_cal_sigma && o < tsize; l++)
+                o += (size_t)snprintf(text + o, tsize - o, "%s%g", l ? "/" : ", rician ",
+                                      t->cal_sigma[l]);
+        if (o < tsize)
+            snprintf(text + o, tsize - o, "; scale %.5g; calibration coverage 68/90/95 = "
+                     "%.1f/%.1f/%.1f %%", *scale, 100 * cov[0], 100 * cov[1], 100 * cov[2]);
+    }
+    free(r);
+    return st;
+}
+
 static void describe(mr_nn_model *m, const train_cfg *t, long epochs, const char *val)
 {
     mr_nn_meta *me = &m->meta;
@@ -807,6 +938,9 @@ static int run(const train_opts *o)
     mr_nn_trainer *tr = NULL;
     mr_train_degrader *dg = NULL;
     mr_train_bank bank = {0};
+    mr_nn_model *base = NULL;    /* variance_head: the model whose errors are learned */
+    mr_nn_plan *base_plan = NULL;
+    float *big_clean = NULL, *big_noisy = NULL, *vin = NULL, *vtgt = NULL, *ybuf = NULL;
     float *clean = NULL, *noisy = NULL;
     log_row *rows = NULL;
     long nrows = 0;
@@ -863,7 +997,19 @@ static int run(const train_opts *o)
                                   dg)) != MR_OK)
             goto fail;
 
+    if (t.vh && t.vh_base[0]) {
+        if ((st = mr_nn_model_load(&base, t.vh_base, "magnitude")) != MR_OK) goto fail;
+        if (strcmp(base->meta.norm_method, "percentile") || base->meta.n_norm_params < 1 ||
+            base->meta.norm_params[0] != t.percentile) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: normalisation '%s' %g: expected the config's "
+                              "percentile %g (the variance network must see what the model sees)",
+                              t.vh_base, base->meta.norm_method, base->meta.norm_params[0],
+                              t.percentile);
+            goto fail;
+        }
+    }
     mr_nn_arch arch = mr_nn_arch_default(t.depth, t.channels);
+    if (t.vh) arch.in_channels = 2, arch.out_channels = 1, arch.residual = 0;
     if ((st = mr_nn_model_create(&m, &arch)) != MR_OK) goto fail;
     mr_nn_model_init_he(m, (uint64_t)t.seed);
     if (t.init[0]) { /* fine-tuning: start from a trained model of the same architecture */
@@ -884,7 +1030,7 @@ static int run(const train_opts *o)
     describe(m, &t, t.epochs, "none yet"); /* normalisation first: validation reads it */
     mr_nn_train_cfg tc = mr_nn_train_cfg_default();
     long total = t.epochs * t.steps_per_epoch;
-    tc.loss = t.loss_l1 ? MR_NN_LOSS_L1 : MR_NN_LOSS_MSE;
+    tc.loss = t.vh ? MR_NN_LOSS_GAUSS_NLL : t.loss_l1 ? MR_NN_LOSS_L1 : MR_NN_LOSS_MSE;
     tc.lr = (float)t.lr;
     tc.lr_min = (float)t.lr_min;
     tc.weight_decay = (float)t.weight_decay;
@@ -897,6 +1043,27 @@ static int run(const train_opts *o)
     clean = malloc((size_t)t.batch * per * sizeof *clean);
     noisy = malloc((size_t)t.batch * per * sizeof *noisy);
     rows = calloc((size_t)t.epochs + 1, sizeof *rows);
+    int Pb = P + (base ? 2 * base->arch.depth : 0); /* the base model sees whole larger patches */
+    mr_train_sampler big_sampler = t.sampler;
+    big_sampler.patch = Pb;
+    if (t.vh) {
+        size_t perb = (size_t)Pb * Pb;
+        big_clean = malloc((size_t)t.batch * perb * sizeof *big_clean);
+        big_noisy = malloc((size_t)t.batch * perb * sizeof *big_noisy);
+        vin = malloc((size_t)t.batch * 2 * per * sizeof *vin);
+        vtgt = malloc((size_t)t.batch * per * sizeof *vtgt);
+        ybuf = malloc(perb * sizeof *ybuf);
+        if (!big_clean || !big_noisy || !vin || !vtgt || !ybuf) {
+            st = mr_error_set(MR_ERR_NOMEM, "train: out of memory");
+            goto fail;
+        }
+        if (base && (st = mr_nn_plan_create(&base_plan, base, Pb, Pb)) != MR_OK) goto fail;
+        if (t.us && Pb > t.u.matrix) {
+            st = mr_error_set(MR_ERR_USAGE, "%s: patch %d + the base model's border %d exceeds the "
+                              "matrix %d", o->config, P, Pb - P, t.u.matrix);
+            goto fail;
+        }
+    }
     if (!clean || !noisy || !rows) {
         st = mr_error_set(MR_ERR_NOMEM, "train: out of memory");
         goto fail;
@@ -920,6 +1087,7 @@ static int run(const train_opts *o)
                 start / t.steps_per_epoch, start);
     } else if (o->resume)
         fprintf(stderr, "mrpipe train: no checkpoint in %s: starting from scratch\n", outdir);
+    sigma_log = t.vh;
     char desc[256];
     mr_nn_arch_describe(desc, sizeof desc, &arch);
     fprintf(stderr, "mrpipe train: %s, %zu parameters, %d threads, %ld epochs x %ld steps, batch %d "
@@ -930,13 +1098,29 @@ static int run(const train_opts *o)
     for (long s = start; s < total; s++) {
         mr_rng rng;
         mr_rng_seed(&rng, (uint64_t)t.seed * 0x9E3779B97F4A7C15ull + (uint64_t)s);
-        for (int b = 0; b < t.batch; b++)
-            if (t.us)
-                mr_train_bank_sample(clean + b * per, noisy + b * per, &bank, &t.sampler, &rng);
-            else
-                mr_train_sample(clean + b * per, noisy + b * per, tv, t.ntrain, &t.sampler, &rng);
         double loss;
-        if ((st = mr_nn_trainer_step(tr, noisy, clean, &loss)) != MR_OK) goto fail;
+        if (t.vh) {
+            size_t perb = (size_t)Pb * Pb;
+            for (int b = 0; b < t.batch; b++)
+                if (t.us)
+                    mr_train_bank_sample(big_clean + b * perb, big_noisy + b * perb, &bank,
+                                         &big_sampler, &rng);
+                else
+                    mr_train_sample(big_clean + b * perb, big_noisy + b * perb, tv, t.ntrain,
+                                    &big_sampler, &rng);
+            if ((st = mr_sigma_batch(vin, vtgt, big_noisy, big_clean, t.batch, Pb, P, base_plan,
+                                     ybuf)) != MR_OK ||
+                (st = mr_nn_trainer_step(tr, vin, vtgt, &loss)) != MR_OK)
+                goto fail;
+        } else {
+            for (int b = 0; b < t.batch; b++)
+                if (t.us)
+                    mr_train_bank_sample(clean + b * per, noisy + b * per, &bank, &t.sampler, &rng);
+                else
+                    mr_train_sample(clean + b * per, noisy + b * per, tv, t.ntrain, &t.sampler,
+                                    &rng);
+            if ((st = mr_nn_trainer_step(tr, noisy, clean, &loss)) != MR_OK) goto fail;
+        }
         loss_sum += loss;
         long epoch = s / t.steps_per_epoch + 1, in_epoch = s % t.steps_per_epoch + 1;
         double el = now_s() - t0, rate = (double)(s + 1 - start) / el;
@@ -948,12 +1132,16 @@ static int run(const train_opts *o)
             char bar[32];
             for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
             bar[width] = 0;
-            fprintf(stderr, "%sepoch %ld/%ld [%s] step %ld/%ld loss %.3e val %.2f dB  %.1f step/s "
+            fprintf(stderr, "%sepoch %ld/%ld [%s] step %ld/%ld loss %.3e val %.2f%s  %.1f step/s "
                     "elapsed %s ETA %s%s", tty ? "\r" : "", epoch, t.epochs, bar, s + 1, total,
-                    loss_sum / in_epoch, vpsnr, rate, spent, eta, tty ? "  " : "\n");
+                    loss_sum / in_epoch, vpsnr, t.vh ? " NLL" : " dB", rate, spent, eta,
+                    tty ? "  " : "\n");
         }
         if (in_epoch == t.steps_per_epoch) {
-            if ((st = validate(&vpsnr, &npsnr, vs, t.nval, m)) != MR_OK) goto fail;
+            /* variance network: "psnr" columns hold the validation NLL and raw 90 % coverage */
+            if ((st = t.vh ? validate_sigma(&vpsnr, &npsnr, vs, t.nval, base, m)
+                           : validate(&vpsnr, &npsnr, vs, t.nval, m)) != MR_OK)
+                goto fail;
             log_row r = {epoch, s + 1, loss_sum / t.steps_per_epoch, npsnr, vpsnr,
                          mr_nn_lr_at(&tc, s), prev_seconds + now_s() - t0};
             rows[nrows++] = r;
@@ -962,8 +1150,13 @@ static int run(const train_opts *o)
                 (st = write_log(log_path, rows, nrows)) != MR_OK ||
                 (st = write_curve(curve_path, rows, nrows)) != MR_OK)
                 goto fail;
-            fprintf(stderr, "%sepoch %ld: loss %.4e, validation PSNR %.2f dB (noisy %.2f dB), "
-                    "checkpoint %s\n", tty ? "\n" : "", epoch, r.loss, vpsnr, npsnr, ckpt);
+            if (t.vh)
+                fprintf(stderr, "%sepoch %ld: NLL %.4e, validation NLL %.4f, raw 90 %% coverage "
+                        "%.1f %%, checkpoint %s\n", tty ? "\n" : "", epoch, r.loss, vpsnr, npsnr,
+                        ckpt);
+            else
+                fprintf(stderr, "%sepoch %ld: loss %.4e, validation PSNR %.2f dB (noisy %.2f dB), "
+                        "checkpoint %s\n", tty ? "\n" : "", epoch, r.loss, vpsnr, npsnr, ckpt);
             if (o->stop_after > 0 && epoch >= o->stop_after && s + 1 < total) {
                 fprintf(stderr, "mrpipe train: stopped after epoch %ld (--stop-after-epochs)\n",
                         epoch);
@@ -975,8 +1168,26 @@ static int run(const train_opts *o)
     /* the final model: meta with the validation figures of the last epoch */
     {
         double vp = vpsnr, np = npsnr;
-        if ((st = validate(&vp, &np, vs, t.nval, m)) != MR_OK) goto fail;
         char val[1024];
+        if (t.vh) {
+            double scale;
+            char cal[1024];
+            if ((st = validate_sigma(&vp, &np, vs, t.nval, base, m)) != MR_OK ||
+                (st = calibrate_sigma(&scale, cal, sizeof cal, &t, base, m, dg)) != MR_OK)
+                goto fail;
+            snprintf(val, sizeof val, "validation NLL %.4f, raw 90%% coverage %.1f %% (before "
+                     "calibration)", vp, np);
+            describe(m, &t, t.epochs, val);
+            m->meta.calibration_scale = scale;
+            snprintf(m->meta.calibration, sizeof m->meta.calibration, "%s", cal);
+            snprintf(m->meta.base_model, sizeof m->meta.base_model, "%.200s",
+                     t.vh_base[0] ? base_name(t.vh_base) : "none");
+            if ((st = mr_nn_model_save(m, model_path)) != MR_OK) goto fail;
+            fprintf(stderr, "mrpipe train: %s written (%s; %s), %.0f s in all\n", model_path, val,
+                    cal, prev_seconds + now_s() - t0);
+            goto exported;
+        }
+        if ((st = validate(&vp, &np, vs, t.nval, m)) != MR_OK) goto fail;
         size_t off = t.us ? (size_t)snprintf(val, sizeof val, "undersampled (equispaced, methods x "
                                              "accelerations cycled): mean psnr_db=%.2f (input %.2f)",
                                              vp, np)
@@ -992,6 +1203,7 @@ static int run(const train_opts *o)
         if ((st = mr_nn_model_save(m, model_path)) != MR_OK) goto fail;
         fprintf(stderr, "mrpipe train: %s written (%s), %.0f s in all\n", model_path, val,
                 prev_seconds + now_s() - t0);
+    exported:
         if (t.export_model[0] && (st = copy_file(t.export_model, model_path)) != MR_OK) goto fail;
         if (t.export_log[0] && (st = copy_file(t.export_log, log_path)) != MR_OK) goto fail;
         if (t.export_curve[0] && (st = copy_file(t.export_curve, curve_path)) != MR_OK) goto fail;
@@ -1010,6 +1222,9 @@ done:
     mr_nn_model_destroy(m);
     mr_train_degrader_destroy(dg);
     mr_train_bank_free(&bank);
+    mr_nn_plan_destroy(base_plan);
+    mr_nn_model_destroy(base);
+    free(big_clean), free(big_noisy), free(vin), free(vtgt), free(ybuf);
     mr_config_destroy(c);
     return rc;
 }

@@ -117,6 +117,63 @@ void mr_train_bank_free(mr_train_bank *b);
 void mr_train_bank_sample(float *clean, float *deg, const mr_train_bank *b,
                           const mr_train_sampler *s, mr_rng *rng);
 
+/* ---------------------------------------------------------------- model uncertainty
+ * (train_sigma.c): a variance network on (model input x, model output y) predicting the
+ * log-variance of y's error, calibrated by one split-conformal scale. docs/uncertainty.md. */
+
+/* Batch for the variance network from n patches (Pb, Pb) of noisy inputs and clean targets: the
+ * base model (plan for Pb x Pb, or NULL for y = x) runs on each whole patch and the centre (P, P)
+ * crops give input (n, 2, P, P) = (x, y) and target (n, 1, P, P) = y - clean. ybuf: Pb*Pb floats. */
+struct mr_nn_plan;
+mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big,
+                         const float *clean_big, int n, int Pb, int P, struct mr_nn_plan *base_plan,
+                         float *ybuf);
+
+/* Calibrated model SD (S, H, W) of y = model(x), in x's units: scale x level x exp(s / 2), s the
+ * variance network's output on (x, y) / level, level the network's percentile of x. sigma: a
+ * loaded mr_nn_model (void * keeps mr_nn.h out of this header's users). */
+mr_status mr_sigma_volume(float *sd, const float *x, const float *y, size_t S, size_t H, size_t W,
+                          const void *sigma, double scale, const char *what);
+
+/* Append |est - truth| / sd over the foreground (truth > fg x max) to r[*count...]. */
+void mr_sigma_collect(double *r, size_t *count, const float *truth, const float *est,
+                      const float *sd, size_t S, size_t hw, double fg_fraction);
+/* Fraction of r <= z c. */
+double mr_sigma_coverage(const double *r, size_t n, double z, double c);
+/* Split-conformal scale (sorts r); cov: coverage at 68.3 / 90 / 95 % nominal with it. */
+double mr_sigma_conformal_scale(double *r, size_t n, double cov[3]);
+
+/* ---------------------------------------------------------------- uncertainty of CNN outputs
+ * (uq_model.c; docs/uncertainty.md) */
+
+typedef enum { MR_UQ_NONE = 0, MR_UQ_REPLICA = 1, MR_UQ_MODEL = 2, MR_UQ_BOTH = 3 } mr_uq_kind;
+
+/* "none" | "replica" | "model" | "both"; MR_ERR_USAGE naming `what` (e.g. "--uncertainty"). */
+mr_status mr_uq_kind_parse(mr_uq_kind *out, const char *s, const char *what);
+const char *mr_uq_kind_name(mr_uq_kind k);
+
+/* The variance network beside a model: DIR/NAME.h5 -> DIR/NAME_sigma.h5. */
+mr_status mr_sigma_path_for(char *buf, size_t n, const char *model_path);
+
+/* Load and check a variance network (2 -> 1 channels, a positive calibration_scale): a missing
+ * file or calibration is an MR_ERR_INPUT naming the file and `for_what` (the model or method). */
+mr_status mr_sigma_load(void **out, const char *path, const char *for_what);
+void mr_sigma_free(void *sigma);
+double mr_sigma_scale(const void *sigma);          /* its split-conformal scale */
+const char *mr_sigma_calibration(const void *sigma); /* what the calibration was, as text */
+
+/* Robust Gaussian noise level of an image volume: median |HH| / 0.6745 of the finest diagonal
+ * Haar band (Donoho & Johnstone 1994). */
+mr_status mr_noise_sigma_mad(double *sigma, const float *x, size_t S, size_t H, size_t W);
+
+/* y = model(x) (model NULL: y = x, the image itself is judged) and its SD (S, H, W) in x's units:
+ * MODEL the calibrated variance network `sigma`; REPLICA the sample SD of model(x + Rician noise at
+ * the MAD level) over `replicas` draws (*noise_est receives the level, may be NULL); BOTH
+ * sqrt(var_replica + var_model); NONE leaves sd untouched. y may equal x. */
+mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
+                        const void *model, const void *sigma, mr_uq_kind kind, int replicas,
+                        uint64_t seed, double *noise_est, const char *what);
+
 /* Denoise a float32 volume (S, H, W) slice by slice with a loaded model, whole slices, one plan:
  * the model's normalisation (norm_method "percentile", norm_params[0] = p) divides the input by
  * the p-th percentile of the whole volume and the output is multiplied back (input units kept).

@@ -1,0 +1,157 @@
+/*
+ * train_sigma.c: model uncertainty for mrpipe's CNNs (docs/uncertainty.md, "Model uncertainty"):
+ * a small variance network ("variance head", Nix & Weigend 1994; Kendall & Gal 2017's
+ * heteroscedastic output) that looks at a model's input x and output y (both divided by the model's
+ * robust level) and predicts the log-variance s of the output's error y - truth, trained with the
+ * Gaussian negative log-likelihood 0.5 (s + e^2 exp(-s)) on the same degradations as the model.
+ * Its standard deviation exp(s / 2) x level is then scaled by one split-conformal factor fitted on
+ * a calibration set that is neither training nor validation data, recorded in the variance
+ * network's file; the base model itself is untouched.
+ *
+ * A "base" of none makes the variance network judge the input itself (y = x): the uncertainty of a
+ * reconstruction such as cs-l1 without any CNN after it.
+ */
+#include "mr_nn.h"
+#include "mr_train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The base model's output for n patches (Pb, Pb) -> the centre (P, P) crops of x, y and clean
+ * as the variance network's batch: input (n, 2, P, P) = (x, y), target (n, 1, P, P) = y - clean. */
+mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big, const float *clean_big,
+                         int n, int Pb, int P, mr_nn_plan *base_plan, float *ybuf)
+{
+    int off = (Pb - P) / 2;
+    size_t per = (size_t)P * P, perb = (size_t)Pb * Pb;
+    for (int b = 0; b < n; b++) {
+        const float *xb = noisy_big + b * perb, *cb = clean_big + b * perb;
+        if (base_plan) {
+            mr_status st = mr_nn_plan_run(base_plan, ybuf, xb);
+            if (st != MR_OK) return st;
+        } else
+            memcpy(ybuf, xb, perb * sizeof *ybuf);
+        float *ix = input + (size_t)b * 2 * per, *iy = ix + per, *t = target + b * per;
+        for (int i = 0; i < P; i++)
+            for (int j = 0; j < P; j++) {
+                size_t o = (size_t)(i + off) * Pb + j + off, d = (size_t)i * P + j;
+                ix[d] = xb[o];
+                iy[d] = ybuf[o];
+                t[d] = ybuf[o] - cb[o];
+            }
+    }
+    return MR_OK;
+}
+
+mr_status mr_sigma_volume(float *sd, const float *x, const float *y, size_t S, size_t H, size_t W,
+                          const void *sigma_model, double scale, const char *what)
+{
+    const mr_nn_model *sigma = sigma_model;
+    size_t n = S * H * W, hw = H * W, bad = mr_train_first_nonfinite(x, n);
+    if (bad < n)
+        return mr_error_set(MR_ERR_INPUT, "%s: pixel (slice %zu, row %zu, column %zu) is not finite",
+                            what, bad / hw, bad / W % H, bad % W);
+    if (sigma->arch.in_channels != 2 || sigma->arch.out_channels != 1 ||
+        strcmp(sigma->meta.norm_method, "percentile") || sigma->meta.n_norm_params < 1)
+        return mr_error_set(MR_ERR_INPUT,
+                            "uncertainty model: expected a variance network (2 input channels, 1 "
+                            "output, percentile normalisation), found %d -> %d channels, '%s'",
+                            sigma->arch.in_channels, sigma->arch.out_channels,
+                            sigma->meta.norm_method);
+    if (!(scale > 0) || !isfinite(scale))
+        return mr_error_set(MR_ERR_INPUT, "uncertainty model: calibration scale %g: expected a "
+                            "positive number", scale);
+    double level = 0;
+    mr_status st = mr_train_percentile(&level, x, n, sigma->meta.norm_params[0]);
+    if (st != MR_OK) return st;
+    if (!(level > 0))
+        for (size_t i = 0; i < n; i++)
+            if (x[i] > level) level = x[i];
+    if (!(level > 0)) {
+        memset(sd, 0, n * sizeof *sd);
+        return MR_OK;
+    }
+    mr_nn_plan *plan = NULL;
+    if ((st = mr_nn_plan_create(&plan, sigma, (int)H, (int)W)) != MR_OK)
+        return mr_error_prefix(st, "%s: slices %zu x %zu: ", what, H, W);
+    float *buf = malloc(2 * hw * sizeof *buf);
+    if (!buf) {
+        mr_nn_plan_destroy(plan);
+        return mr_error_set(MR_ERR_NOMEM, "uncertainty: out of memory");
+    }
+    float inv = (float)(1.0 / level);
+    for (size_t s = 0; s < S && st == MR_OK; s++) {
+        for (size_t i = 0; i < hw; i++) {
+            buf[i] = x[s * hw + i] * inv;
+            buf[hw + i] = y[s * hw + i] * inv;
+        }
+        if ((st = mr_nn_plan_run(plan, buf, buf)) != MR_OK) break;
+        for (size_t i = 0; i < hw; i++) {
+            double lv = buf[i] < -30 ? -30 : buf[i] > 30 ? 30 : buf[i];
+            sd[s * hw + i] = (float)(scale * level * exp(0.5 * lv));
+        }
+    }
+    free(buf);
+    mr_nn_plan_destroy(plan);
+    return st;
+}
+
+/* ---------------------------------------------------------------- calibration */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+void mr_sigma_collect(double *r, size_t *count, const float *truth, const float *est,
+                      const float *sd, size_t S, size_t hw, double fg_fraction)
+{
+    /* |error| / sd over the foreground (truth > fg_fraction x the volume's maximum) */
+    double mx = 0;
+    for (size_t i = 0; i < S * hw; i++)
+        if (truth[i] > mx) mx = truth[i];
+    size_t k = *count;
+    for (size_t i = 0; i < S * hw; i++)
+        if (truth[i] > fg_fraction * mx && sd[i] > 0)
+            r[k++] = fabs((double)est[i] - truth[i]) / sd[i];
+    *count = k;
+}
+
+double mr_sigma_coverage(const double *r, size_t n, double z, double c)
+{
+    size_t in = 0;
+    for (size_t i = 0; i < n; i++)
+        if (r[i] <= z * c) in++;
+    return n ? (double)in / (double)n : NAN;
+}
+
+double mr_sigma_conformal_scale(double *r, size_t n, double cov[3])
+{
+    /* split-conformal: the scale c at which the interval +-z c sd covers the level on the
+     * calibration pixels is q / z, q the ceil((n + 1) level) / n empirical quantile of |e| / sd.
+     * One scale serves all levels: the value between the 90 % and 95 % solutions that minimises the
+     * larger of the two coverage gaps (checked on the same pixels). */
+    qsort(r, n, sizeof *r, cmp_double);
+    const double lv[2] = {0.90, 0.95}, z[2] = {1.6448536269514722, 1.959963984540054};
+    double c[2];
+    for (int i = 0; i < 2; i++) {
+        size_t k = (size_t)ceil(((double)n + 1) * lv[i]);
+        if (k < 1) k = 1;
+        if (k > n) k = n;
+        c[i] = r[k - 1] / z[i];
+    }
+    double best = c[0], gap = INFINITY;
+    for (int g = 0; g <= 40; g++) {
+        double cc = c[0] + (c[1] - c[0]) * g / 40.0;
+        double a = fabs(mr_sigma_coverage(r, n, z[0], cc) - 0.90),
+               b = fabs(mr_sigma_coverage(r, n, z[1], cc) - 0.95);
+        double m = a > b ? a : b;
+        if (m < gap) gap = m, best = cc;
+    }
+    cov[0] = mr_sigma_coverage(r, n, 1.0, best);
+    cov[1] = mr_sigma_coverage(r, n, z[0], best);
+    cov[2] = mr_sigma_coverage(r, n, z[1], best);
+    return best;
+}

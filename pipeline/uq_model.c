@@ -1,0 +1,169 @@
+/*
+ * uq_model.c: uncertainty for images a CNN made or a reconstruction without k-space replicas
+ * (docs/uncertainty.md): the calibrated variance network of a model ("model"), noise re-injected at
+ * the estimated level and the model re-run ("replica"), or both (variances added). Shared by
+ * `mrpipe denoise`, `mrpipe recon --uncertainty model` and the pipeline's denoise stage.
+ */
+#include "mr_nn.h"
+#include "mr_pipeline.h"
+#include "mr_train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+mr_status mr_uq_kind_parse(mr_uq_kind *out, const char *s, const char *what)
+{
+    static const char *const names[] = {"none", "replica", "model", "both"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i])) {
+            *out = (mr_uq_kind)i;
+            return MR_OK;
+        }
+    return mr_error_set(MR_ERR_USAGE, "%s: expected none, replica, model or both, found '%s'", what,
+                        s);
+}
+
+const char *mr_uq_kind_name(mr_uq_kind k)
+{
+    static const char *const names[] = {"none", "replica", "model", "both"};
+    return k >= MR_UQ_NONE && k <= MR_UQ_BOTH ? names[k] : "?";
+}
+
+mr_status mr_sigma_path_for(char *buf, size_t n, const char *model_path)
+{
+    size_t len = strlen(model_path);
+    const char *ext = len > 3 && !strcmp(model_path + len - 3, ".h5") ? model_path + len - 3 : NULL;
+    int k = ext ? snprintf(buf, n, "%.*s_sigma.h5", (int)(ext - model_path), model_path)
+                : snprintf(buf, n, "%s_sigma.h5", model_path);
+    if (k < 0 || (size_t)k >= n) return mr_error_set(MR_ERR_USAGE, "%s: path too long", model_path);
+    return MR_OK;
+}
+
+mr_status mr_sigma_load(void **out, const char *path, const char *for_what)
+{
+    mr_nn_model *m = NULL;
+    *out = NULL;
+    if (!mr_path_is_file(path))
+        return mr_error_set(MR_ERR_INPUT,
+                            "%s: no calibrated uncertainty model for %s (expected this file: train "
+                            "it with `mrpipe train --config configs/train_sigma_*.yaml`, give "
+                            "--uncertainty-model, or use --uncertainty replica)",
+                            path, for_what);
+    mr_status st = mr_nn_model_load(&m, path, NULL);
+    if (st != MR_OK) return st;
+    if (m->arch.in_channels != 2 || m->arch.out_channels != 1) {
+        mr_nn_model_destroy(m);
+        return mr_error_set(MR_ERR_INPUT, "%s: a model with %d input and %d output channels: "
+                            "expected a variance network (2 -> 1) made by `mrpipe train` with "
+                            "variance_head", path, m->arch.in_channels, m->arch.out_channels);
+    }
+    if (!(m->meta.calibration_scale > 0) || !isfinite(m->meta.calibration_scale)) {
+        mr_nn_model_destroy(m);
+        return mr_error_set(MR_ERR_INPUT, "%s: attribute calibration_scale missing or not positive: "
+                            "the variance network was never calibrated (expected a split-conformal "
+                            "scale > 0)", path);
+    }
+    *out = m;
+    return MR_OK;
+}
+
+void mr_sigma_free(void *sigma)
+{
+    mr_nn_model_destroy(sigma);
+}
+
+double mr_sigma_scale(const void *sigma)
+{
+    return ((const mr_nn_model *)sigma)->meta.calibration_scale;
+}
+
+const char *mr_sigma_calibration(const void *sigma)
+{
+    return ((const mr_nn_model *)sigma)->meta.calibration;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+mr_status mr_noise_sigma_mad(double *sigma, const float *x, size_t S, size_t H, size_t W)
+{
+    /* Donoho & Johnstone (1994): sigma = median |HH| / 0.6745 over the finest diagonal Haar
+     * detail (x00 - x01 - x10 + x11) / 2 of each 2 x 2 block (edges barely reach this band) */
+    size_t hh = H / 2, hw2 = W / 2, n = S * hh * hw2;
+    if (n == 0) return mr_error_set(MR_ERR_INPUT, "noise estimate: image smaller than 2 x 2");
+    float *d = malloc(n * sizeof *d);
+    if (!d) return mr_error_set(MR_ERR_NOMEM, "noise estimate: out of memory");
+    size_t k = 0;
+    for (size_t s = 0; s < S; s++)
+        for (size_t y = 0; y < hh; y++)
+            for (size_t c = 0; c < hw2; c++) {
+                const float *p = x + (s * H + 2 * y) * W + 2 * c;
+                d[k++] = fabsf(0.5f * (p[0] - p[1] - p[W] + p[W + 1]));
+            }
+    qsort(d, n, sizeof *d, cmp_float);
+    *sigma = (n % 2 ? d[n / 2] : 0.5 * ((double)d[n / 2 - 1] + d[n / 2])) / 0.6744897501960817;
+    free(d);
+    return MR_OK;
+}
+
+mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
+                        const void *model, const void *sigma, mr_uq_kind kind, int replicas,
+                        uint64_t seed, double *noise_est, const char *what)
+{
+    size_t n = S * H * W;
+    mr_status st;
+    if (kind != MR_UQ_NONE && !sd)
+        return mr_error_set(MR_ERR_USAGE, "uncertainty %s: no output buffer", mr_uq_kind_name(kind));
+    if ((kind == MR_UQ_MODEL || kind == MR_UQ_BOTH) && !sigma)
+        return mr_error_set(MR_ERR_USAGE, "uncertainty %s: no variance network given",
+                            mr_uq_kind_name(kind));
+    if ((kind == MR_UQ_REPLICA || kind == MR_UQ_BOTH) && replicas < 2)
+        return mr_error_set(MR_ERR_USAGE, "--replicas: expected at least 2 (a standard deviation "
+                            "needs two replicas), found %d", replicas);
+    if (model) {
+        if ((st = mr_train_denoise_volume(y, x, S, H, W, model, what)) != MR_OK) return st;
+    } else if (y != x)
+        memcpy(y, x, n * sizeof *y);
+    if (kind == MR_UQ_NONE) return MR_OK;
+    if (kind == MR_UQ_MODEL || kind == MR_UQ_BOTH) {
+        if ((st = mr_sigma_volume(sd, x, y, S, H, W, sigma, mr_sigma_scale(sigma), what)) != MR_OK)
+            return st;
+        if (kind == MR_UQ_MODEL) return MR_OK;
+    }
+    /* replicas: x + fresh Rician noise at the estimated level, through the model; the per-pixel
+     * sample SD (N - 1) of the outputs, Welford's running mean and M2 in double */
+    double s_noise;
+    if ((st = mr_noise_sigma_mad(&s_noise, x, S, H, W)) != MR_OK) return st;
+    if (noise_est) *noise_est = s_noise;
+    float *xr = malloc(n * sizeof *xr);
+    double *mean = calloc(n, sizeof *mean), *m2 = calloc(n, sizeof *m2);
+    if (!xr || !mean || !m2) {
+        free(xr), free(mean), free(m2);
+        return mr_error_set(MR_ERR_NOMEM, "uncertainty replica: out of memory");
+    }
+    st = MR_OK;
+    for (int r = 0; r < replicas && st == MR_OK; r++) {
+        mr_rng rng;
+        mr_rng_seed(&rng, seed * 0x9E3779B97F4A7C15ull + (uint64_t)r + 1);
+        memcpy(xr, x, n * sizeof *xr);
+        mr_train_rician(xr, n, s_noise, &rng);
+        if (model && (st = mr_train_denoise_volume(xr, xr, S, H, W, model, what)) != MR_OK) break;
+        for (size_t i = 0; i < n; i++) {
+            double d = xr[i] - mean[i];
+            mean[i] += d / (r + 1);
+            m2[i] += d * (xr[i] - mean[i]);
+        }
+    }
+    if (st == MR_OK)
+        for (size_t i = 0; i < n; i++) {
+            double v = m2[i] / (replicas - 1);
+            if (kind == MR_UQ_BOTH) v += (double)sd[i] * sd[i];
+            sd[i] = (float)sqrt(v);
+        }
+    free(xr), free(mean), free(m2);
+    return st;
+}
