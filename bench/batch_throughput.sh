@@ -3,7 +3,8 @@
 # and --jobs 2 (1 thread per worker), the scaling ratio, and the per-scan overhead beyond the
 # stages' own work.
 #   bench/batch_throughput.sh [SCANS] [REPEATS]   (defaults 40 and 3; needs a build in ./build or
-#                                                  $MRPIPE_BUILD_DIR, relative to the source tree)
+#                                                  $MRPIPE_BUILD_DIR, relative to the source tree,
+#                                                  or the binary $MRPIPE)
 # Each scan: 8-coil fastMRI-layout k-space, 4 slices of 2 x 160 x 128 (10.8 MB; simulated once from
 # Debian's Colin27 volume and copied), recon zf at 4x and 8x, fastMRI metrics, .h5 output. Each
 # configuration runs REPEATS times into a fresh OUT; the run with the median wall time is reported.
@@ -13,20 +14,23 @@
 #            the sum of the marker's per-stage seconds)
 #   worker   mean over scans of a scan's wall time in its worker (OUT/mrpipe.log "done in"): stages
 #            + skip check + work directory + content hash wait + metrics.json + marker + rename
+#   idle     mean over scans of the worker's wait for the scan after its previous one (or after
+#            its start) (OUT/mrpipe.log "start (...), idle"): the hand-off through the pool
 #   fixed    the cost of a run, not of a scan: wall time of the same batch over one scan (same
 #            --jobs, per-scan layout) minus that scan's worker time: process start, config checks,
 #            log, worker start and exit, summary
 # Overheads (fractions of the wall time per scan):
-#   scan overhead      (worker - stages) / worker
-#   per-scan overhead  (W - stages) / W with W = (batch wall - fixed) x jobs / scans: everything a
-#                      scan costs beyond its stages (incl. dispatch, the pipe, the commit, the idle
-#                      tail of the last scans), without the fixed cost of the run
-#   batch overhead     the same with W = batch wall x jobs / scans (the fixed cost spread over SCANS)
+#   scan overhead      (worker - stages) / worker: the runner's work around the stages of a scan
+#   per-scan overhead  (W - stages) / W with W = worker + idle, the wall time a scan takes of a
+#                      worker: everything a scan costs beyond its stages, without the fixed cost
+#                      of the run (the goal: < 5 %)
+#   batch overhead     the same with W = batch wall x jobs / scans: also the fixed cost, spread over
+#                      SCANS, and the workers idling at the end while the last scans finish
 # The load average is printed before and after; a run is called quiet only when the 1-minute load
 # is <= 0.5 when the timed runs start (the machine then has its cores to itself).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
-mrpipe="$src/${MRPIPE_BUILD_DIR:-build}/mrpipe"
+mrpipe=${MRPIPE:-$src/${MRPIPE_BUILD_DIR:-build}/mrpipe}
 n=${1:-40}
 reps=${2:-3}
 [ -x "$mrpipe" ] || { echo "batch_throughput: $mrpipe not found (build first)" >&2; exit 1; }
@@ -81,10 +85,11 @@ fixed = one - one_worker[0]
 s = json.load(open("out/summary.json"))
 scans = [x for x in s["scans"] if x["status"] == "ok"]
 stages = sum(x["stage_seconds_total"] for x in scans) / len(scans)
-done = [float(m) for m in re.findall(r" done in ([0-9.]+) s", open("out/mrpipe.log").read())]
-assert len(done) == len(scans) == s["counts"]["total"], (len(done), len(scans))
-worker = sum(done) / len(done)
-print(jobs, wall, fixed, stages, worker, len(scans))
+log = open("out/mrpipe.log").read()
+done = [float(m) for m in re.findall(r" done in ([0-9.]+) s", log)]
+idle = [float(m) for m in re.findall(r": start \(.*\), idle ([0-9.]+) s$", log, re.M)]
+assert len(done) == len(idle) == len(scans) == s["counts"]["total"], (len(done), len(idle), len(scans))
+print(jobs, wall, fixed, stages, sum(done) / len(done), sum(idle) / len(idle), len(scans))
 PY
   done
 done
@@ -94,23 +99,24 @@ import sys
 load_start = float(sys.argv[1].split()[0])
 runs = {}
 for line in open(sys.argv[3]):
-    j, wall, fixed, stages, worker, n = line.split()
-    runs.setdefault(int(j), []).append((float(wall), float(fixed), float(stages), float(worker), int(n)))
-print("%-5s %8s %8s %8s %10s %10s %9s %10s %10s" % ("jobs", "wall s", "scans/s", "fixed s",
-      "stages ms", "worker ms", "scan ovh", "per-scan", "batch ovh"))
+    j, wall, fixed, stages, worker, idle, n = line.split()
+    runs.setdefault(int(j), []).append((float(wall), float(fixed), float(stages), float(worker),
+                                        float(idle), int(n)))
+print("%-5s %7s %8s %8s %10s %10s %8s %9s %9s %10s" % ("jobs", "wall s", "scans/s", "fixed s",
+      "stages ms", "worker ms", "idle ms", "scan ovh", "per-scan", "batch ovh"))
 rate = {}
 per_scan = {}
 for j in sorted(runs):
     r = sorted(runs[j])[len(runs[j]) // 2]  # the median wall time
-    wall, fixed, stages, worker, n = r
+    wall, fixed, stages, worker, idle, n = r
     fixed = sorted(x[1] for x in runs[j])[len(runs[j]) // 2]
-    w_scan = (wall - fixed) * j / n
+    w_scan = worker + idle
     w_batch = wall * j / n
     rate[j] = n / wall
     per_scan[j] = (w_scan - stages) / w_scan
-    print("%-5d %8.3f %8.2f %8.3f %10.2f %10.2f %8.2f%% %9.2f%% %9.2f%%" % (
-        j, wall, n / wall, fixed, 1e3 * stages, 1e3 * worker, 100 * (worker - stages) / worker,
-        100 * per_scan[j], 100 * (w_batch - stages) / w_batch))
+    print("%-5d %7.3f %8.2f %8.3f %10.2f %10.2f %8.3f %8.2f%% %8.2f%% %9.2f%%" % (
+        j, wall, n / wall, fixed, 1e3 * stages, 1e3 * worker, 1e3 * idle,
+        100 * (worker - stages) / worker, 100 * per_scan[j], 100 * (w_batch - stages) / w_batch))
 print("scaling: scans/s at jobs 2 / jobs 1 = %.2f" % (rate[2] / rate[1]))
 print("per-scan overhead (goal < 5 %%): jobs 1 %.2f %%, jobs 2 %.2f %%" % (100 * per_scan[1], 100 * per_scan[2]))
 print("load average (1, 5, 15 min) at the end: %s" % sys.argv[2])

@@ -665,11 +665,18 @@ static void log_sink(mr_log_level level, const char *line, void *user)
 
 /* ================================================================ workers */
 
+/* Scans sent to a worker at once: while it processes one, the next waits in its pipe, so it never
+ * waits for the parent to be scheduled between scans (on a busy machine that hand-off cost ~2 ms
+ * per scan, ~3 % of a small scan; bench/batch_throughput.sh). */
+#ifndef WORKER_QUEUE
+#define WORKER_QUEUE 2
+#endif
+
 typedef struct {
     pid_t pid;
-    int cmd_fd;      /* parent -> worker: scan indices */
-    long current;    /* scan being processed, -1 idle */
-    double started;
+    int cmd_fd;                /* parent -> worker: scan indices */
+    long queue[WORKER_QUEUE];  /* scans sent, in order: queue[0] is being processed */
+    int n_queued;              /* 0: idle */
 } worker;
 
 static void worker_main(const mr_pipeline *p, int id, int cmd_fd, int res_fd, int threads, int force)
@@ -681,14 +688,19 @@ static void worker_main(const mr_pipeline *p, int id, int cmd_fd, int res_fd, in
     omp_set_num_threads(threads);
 #endif
     (void)threads;
+    double t_free = now_seconds(); /* since then the worker has had nothing to do */
     for (;;) {
         ssize_t n = read(cmd_fd, &idx, sizeof idx);
         if (n != (ssize_t)sizeof idx || idx < 0) break;
+        /* idle: the wait for this scan after the previous one (or the worker's start); the
+         * hand-off cost of the pool, measured by bench/batch_throughput.sh */
+        log_line("%s: start (%s), idle %.6f s", p->ids[idx], p->inputs[idx], now_seconds() - t_free);
         scan_result r;
         memset(&r, 0, sizeof r);
         r.worker = id;
         process_scan(&r, p, (size_t)idx, force);
         if (write(res_fd, &r, sizeof r) != (ssize_t)sizeof r) break;
+        t_free = now_seconds();
     }
     mr_fft_save_wisdom(); /* once per worker, not per scan */
     _exit(0);
@@ -717,7 +729,7 @@ static mr_status spawn(worker *w, const mr_pipeline *p, int id, int res_pipe[2],
     close(cmd[0]);
     w->pid = pid;
     w->cmd_fd = cmd[1];
-    w->current = -1;
+    w->n_queued = 0;
     return MR_OK;
 }
 
@@ -1155,23 +1167,32 @@ typedef struct {
     int jobs;
     const size_t *todo;
     size_t n_todo, next, finished;
+    size_t *requeued, n_requeued; /* sent to a worker that died before starting them */
     int next_id, threads;
     int *res_pipe;
     progress *pg;
     mr_batch_counts *counts;
 } pool;
 
-/* Give worker w the next scan, if any. */
-static void pool_assign(pool *pl, int w)
+static size_t pool_left(const pool *pl) { return pl->n_requeued + (pl->n_todo - pl->next); }
+
+/* Send worker w scans until it holds `depth` (at most WORKER_QUEUE). A scan is queued behind
+ * another only while at least `jobs` scans are left, so the last ones go to idle workers instead
+ * of waiting behind a long scan. */
+static void pool_assign(pool *pl, int w, int depth)
 {
     worker *wk = &pl->workers[w];
-    if (pl->next >= pl->n_todo || wk->pid <= 0) return;
-    int32_t idx = (int32_t)pl->todo[pl->next];
-    if (write(wk->cmd_fd, &idx, sizeof idx) != (ssize_t)sizeof idx) return; /* dead: waitpid sees it */
-    wk->current = (long)idx;
-    wk->started = now_seconds();
-    pl->next++;
-    log_line("%s: start on worker %d (%s)", pl->p->ids[idx], w, pl->p->inputs[idx]);
+    while (wk->pid > 0 && wk->n_queued < depth && pool_left(pl) > 0) {
+        if (wk->n_queued > 0 && pool_left(pl) < (size_t)pl->jobs) return;
+        int from_requeue = pl->n_requeued > 0;
+        size_t i = from_requeue ? pl->requeued[pl->n_requeued - 1] : pl->todo[pl->next];
+        int32_t idx = (int32_t)i;
+        if (write(wk->cmd_fd, &idx, sizeof idx) != (ssize_t)sizeof idx)
+            return; /* dead: waitpid sees it */
+        if (from_requeue) pl->n_requeued--;
+        else pl->next++;
+        wk->queue[wk->n_queued++] = (long)i;
+    }
 }
 
 static void pool_record_failure(pool *pl, size_t i, const char *why)
@@ -1190,7 +1211,7 @@ static void pool_read_result(pool *pl)
     if (read(pl->res_pipe[0], &r, sizeof r) != (ssize_t)sizeof r) return;
     int w = -1;
     for (int k = 0; k < pl->jobs; k++)
-        if (pl->workers[k].current == r.index) w = k;
+        if (pl->workers[k].n_queued > 0 && pl->workers[k].queue[0] == r.index) w = k;
     pl->finished++;
     if (r.status != MR_OK) {
         char why[1100];
@@ -1207,21 +1228,25 @@ static void pool_read_result(pool *pl)
     pl->pg->done++;
     pl->pg->processed++;
     if (w >= 0) {
-        pl->workers[w].current = -1;
-        pool_assign(pl, w);
+        worker *wk = &pl->workers[w];
+        for (int q = 1; q < wk->n_queued; q++) wk->queue[q - 1] = wk->queue[q];
+        wk->n_queued--;
+        pool_assign(pl, w, WORKER_QUEUE);
     }
     progress_print(pl->pg, 0);
 }
 
-/* Worker k died: the scan it held failed (a crash); start a replacement when work remains. */
+/* Worker k died: the scan it was processing failed (a crash), the scans queued behind it go back
+ * to the pool; start a replacement when work remains. */
 static mr_status pool_worker_died(pool *pl, int k, int wstatus)
 {
     worker *wk = &pl->workers[k];
     close(wk->cmd_fd);
     wk->cmd_fd = -1;
     wk->pid = 0;
-    if (wk->current >= 0) {
-        size_t i = (size_t)wk->current;
+    for (int q = wk->n_queued - 1; q >= 1; q--) pl->requeued[pl->n_requeued++] = (size_t)wk->queue[q];
+    if (wk->n_queued > 0) {
+        size_t i = (size_t)wk->queue[0];
         char why[256];
         scan_paths sp;
         if (WIFSIGNALED(wstatus))
@@ -1233,16 +1258,16 @@ static mr_status pool_worker_died(pool *pl, int k, int wstatus)
         paths_of(&sp, pl->p, i);
         write_failure(&sp, pl->p->ids[i], pl->p->inputs[i], why);
         pool_record_failure(pl, i, why);
-        wk->current = -1;
         pl->finished++;
         pl->pg->done++;
         pl->pg->processed++;
     }
-    if (pl->next < pl->n_todo) {
+    wk->n_queued = 0;
+    if (pool_left(pl) > 0) {
         mr_status st = spawn(wk, pl->p, pl->next_id++, pl->res_pipe, pl->threads, pl->o->force,
                              pl->workers, pl->jobs);
         if (st != MR_OK) return st;
-        pool_assign(pl, k);
+        pool_assign(pl, k, WORKER_QUEUE);
     }
     return MR_OK;
 }
@@ -1254,6 +1279,7 @@ mr_status mr_batch_run(const mr_pipeline *p, const mr_batch_options *o, mr_batch
     char *selected = NULL;
     char logpath[4400], base[64];
     worker *workers = NULL;
+    size_t *requeued = NULL;
     int res_pipe[2] = {-1, -1};
     int whole = o->shard_n <= 0 && !o->only_id;
     int jobs = o->jobs > 0 ? o->jobs : 1;
@@ -1363,16 +1389,19 @@ mr_status mr_batch_run(const mr_pipeline *p, const mr_batch_options *o, mr_batch
             goto done;
         }
         workers = mr_calloc((size_t)jobs, sizeof *workers);
-        if (!workers) {
+        requeued = mr_calloc((size_t)jobs * WORKER_QUEUE, sizeof *requeued);
+        if (!workers || !requeued) {
             st = MR_ERR_NOMEM;
             goto done;
         }
         for (int w = 0; w < jobs; w++) workers[w].cmd_fd = -1;
-        pool pl = {p, o, workers, jobs, todo, n_todo, 0, 0, jobs, threads, res_pipe, &pg, counts};
+        pool pl = {p, o, workers, jobs, todo, n_todo, 0, 0, requeued, 0, jobs, threads, res_pipe,
+                   &pg, counts};
         for (int w = 0; w < jobs && n_todo; w++)
             if ((st = spawn(&workers[w], p, w, res_pipe, threads, o->force, workers, jobs)) != MR_OK)
                 goto done;
-        for (int w = 0; w < jobs; w++) pool_assign(&pl, w);
+        for (int w = 0; w < jobs; w++) pool_assign(&pl, w, 1); /* one each first */
+        for (int w = 0; w < jobs; w++) pool_assign(&pl, w, WORKER_QUEUE);
         while (pl.finished < n_todo) {
             struct pollfd pfd = {res_pipe[0], POLLIN, 0};
             if (poll(&pfd, 1, 500) > 0 && (pfd.revents & POLLIN)) {
@@ -1428,6 +1457,7 @@ done:
         g_log = NULL;
     }
     free(workers);
+    free(requeued);
     free(sel);
     free(todo);
     free(selected);

@@ -159,7 +159,7 @@ for t in 0 1 2; do
 done
 # every scan exactly once: one start and one outcome line in the log, over all shards
 for id in s0 s1 s2 s3 s4 s5 broken; do
-  n_start=$(grep -c "Z $id: start on worker" "$log")
+  n_start=$(grep -c "\] $id: start (" "$log")
   n_end=$(grep -c -E "Z $id: (done in|FAILED)" "$log")
   [ "$n_start" = 1 ] && [ "$n_end" = 1 ] ||
     fail "scan $id: $n_start start and $n_end done/FAILED lines in OUT/mrpipe.log (expected 1 and 1)"
