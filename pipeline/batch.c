@@ -14,9 +14,10 @@
  * one by one into OUT after the old marker is removed, and the marker is written last.
  *
  * Workers: `jobs` forked processes, each with `threads` threads (MRPIPE_THREADS and OpenMP), fed
- * one scan at a time over a pipe; results come back on one shared pipe (records < PIPE_BUF, so
- * writes are atomic). A worker that dies mid-scan (a crash) fails that scan and is replaced. The
- * parent never runs OpenMP or FFTW threads before forking.
+ * scan indices over a pipe, the next one queued while the current one runs (WORKER_QUEUE); results
+ * come back on one shared pipe (records < PIPE_BUF, so writes are atomic). A worker that dies
+ * mid-scan (a crash) fails that scan, its queued scans go back to the pool, and it is replaced.
+ * The parent never runs OpenMP or FFTW threads before forking.
  */
 #define _GNU_SOURCE
 #include "mr_pipeline.h"
