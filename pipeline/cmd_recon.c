@@ -335,7 +335,8 @@ int mr_cmd_recon(int argc, char **argv)
         char sp[4096], name[64];
         snprintf(name, sizeof name, "models/%s_sigma.h5", method->name);
         if (o.unc_model) snprintf(sp, sizeof sp, "%s", o.unc_model);
-        else st = mr_data_path(sp, sizeof sp, name);
+        else if (mr_data_path(sp, sizeof sp, name) != MR_OK) /* not shipped: say which file */
+            snprintf(sp, sizeof sp, "%s (in mrpipe's data root)", name);
         if (st == MR_OK) {
             char what[96];
             snprintf(what, sizeof what, "method %s", method->name);

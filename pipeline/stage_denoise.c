@@ -7,10 +7,10 @@
  * validate scores it, write writes it and report shows it like any reconstruction. The model file
  * is loaded (and checked) when the pipeline is built, once per process.
  *
- * Uncertainty: the key `uncertainty` (none | model | replica | both) is the hook for the lead's
- * model uncertainty (pipeline/mr_train.h); only `none` runs today. A stage that fills
- * mr_scan_image.uncertainty (float32 SD of the image's shape) gets it written as <label>_sd.* and
- * shown in the report without further change.
+ * Uncertainty: the key `uncertainty` (none | model | replica | both; pipeline/uq_model.c, as
+ * `mrpipe denoise --uncertainty`) fills mr_scan_image.uncertainty (float32 SD of the image's
+ * shape): write writes it as <label>_sd.* and the report shows and judges it. `model` needs the
+ * model's variance network (NAME_sigma.h5 beside it), loaded with the model at build time.
  */
 #include "mr_nn.h"
 #include "mr_stages.h"
@@ -26,6 +26,9 @@
 typedef struct {
     mr_nn_model *model;
     char model_path[4096];
+    mr_uq_kind uq;
+    void *sigma;               /* the variance network (model | both) */
+    long replicas;
     size_t n;                  /* images cleaned */
     char in[DENOISE_MAX][64];  /* (n) source labels */
     char out[DENOISE_MAX][64]; /* (n) new labels <in>_<suffix> */
@@ -40,8 +43,9 @@ static const mr_stage_key denoise_keys[] = {
      "and input made before this stage"},
     {"suffix", MR_KEY_STRING, "cnn", 0, "the cleaned image of X is labelled X_<suffix>"},
     {"uncertainty", MR_KEY_STRING, "none", 0,
-     "none | model | replica | both: per-pixel SD of the cleaned image (filled in by the lead; "
-     "only none runs today)"},
+     "none | model | replica | both: per-pixel SD of the cleaned image (as mrpipe denoise "
+     "--uncertainty; model needs the model's NAME_sigma.h5 beside it)"},
+    {"replicas", MR_KEY_INT, "8", 0, "replicas for uncertainty replica / both (>= 2)"},
     {NULL, 0, NULL, 0, NULL},
 };
 
@@ -57,6 +61,7 @@ static void denoise_destroy(void *state)
     denoise_state *s = state;
     if (!s) return;
     mr_nn_model_destroy(s->model);
+    mr_sigma_free(s->sigma);
     free(s);
 }
 
@@ -102,20 +107,12 @@ static mr_status denoise_create(void **state, const mr_stage_ctx *x)
     size_t n_images = 0;
     mr_status st = MR_OK;
     if (!s) return MR_ERR_NOMEM;
-    /* uncertainty: the hook */
-    if (strcmp(un->value, "none") != 0) {
-        if (!strcmp(un->value, "model") || !strcmp(un->value, "replica") ||
-            !strcmp(un->value, "both"))
-            st = mr_config_error(c, un, MR_ERR_USAGE,
-                                 "'%s' is not available in the pipeline yet "
-                                 "(only none; docs/configs.md)",
-                                 un->value);
-        else
-            st = mr_config_error(c, un, MR_ERR_USAGE,
-                                 "expected none, model, replica or both, "
-                                 "found '%s'",
-                                 un->value);
-    }
+    /* uncertainty */
+    if (mr_uq_kind_parse(&s->uq, un->value, "uncertainty") != MR_OK)
+        st = mr_config_error(c, un, MR_ERR_USAGE, "expected none, model, replica or both, found '%s'",
+                             un->value);
+    const mr_cfg_node *rn = mr_cfg_child(x->node, "replicas");
+    if (st == MR_OK) st = mr_cfg_as_long(&s->replicas, c, rn, 2, 100000); /* names the key */
     /* suffix: it names files */
     if (st == MR_OK) {
         const char *v = sn->value;
@@ -136,6 +133,15 @@ static mr_status denoise_create(void **state, const mr_stage_ctx *x)
         char why[1024];
         snprintf(why, sizeof why, "%s", mr_error_message());
         st = mr_config_error(c, mn, st, "%s", why);
+    }
+    if (st == MR_OK && (s->uq == MR_UQ_MODEL || s->uq == MR_UQ_BOTH)) {
+        char sp[4096];
+        if ((st = mr_sigma_path_for(sp, sizeof sp, s->model_path)) == MR_OK &&
+            (st = mr_sigma_load(&s->sigma, sp, s->model_path)) != MR_OK) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", mr_error_message());
+            st = mr_config_error(c, un, st, "%s", why);
+        }
     }
     /* which images: the list, or every recon image and input made before this stage */
     if (st == MR_OK)
@@ -196,10 +202,15 @@ static mr_status denoise_run(void *state, mr_scan *scan)
         if ((st = mr_array_create(&out, MR_FLOAT32, 3, a->dims)) != MR_OK) return st;
         char what[4200];
         snprintf(what, sizeof what, "%s (image %s)", scan->input, src->label);
-        st = mr_train_denoise_volume(mr_array_f32(out), mr_array_f32(a), a->dims[0], a->dims[1],
-                                     a->dims[2], s->model, what);
+        mr_array *sd = NULL;
+        if (s->uq != MR_UQ_NONE) st = mr_array_create(&sd, MR_FLOAT32, 3, a->dims);
+        if (st == MR_OK)
+            st = mr_denoise_uq(mr_array_f32(out), sd ? mr_array_f32(sd) : NULL, mr_array_f32(a),
+                               a->dims[0], a->dims[1], a->dims[2], s->model, s->sigma, s->uq,
+                               (int)s->replicas, (uint64_t)scan->index, NULL, what);
         if (st != MR_OK) {
             mr_array_destroy(out);
+            mr_array_destroy(sd);
             return st;
         }
         mr_scan_image *im = &scan->images[scan->n_images++];
@@ -207,6 +218,8 @@ static mr_status denoise_run(void *state, mr_scan *scan)
         snprintf(im->label, sizeof im->label, "%s", s->out[i]);
         snprintf(im->method, sizeof im->method, "denoise");
         im->image = out;
+        im->uncertainty = sd;
+        if (sd) snprintf(im->uncertainty_kind, sizeof im->uncertainty_kind, "%s", mr_uq_kind_name(s->uq));
         MR_INFO("%s: %s: residual CNN (%s) on %s, %zu slice(s) of %zu x %zu", scan->id, im->label,
                 s->model_path, s->in[i], a->dims[0], a->dims[1], a->dims[2]);
     }

@@ -197,12 +197,23 @@ static void test_config_errors(void)
              "    images: [zf_cnn]\n  denoise: {}\n",
              h5);
     expect_error(yaml, "t.yaml line 6: stages.write.images.0: no image named 'zf_cnn'");
-    /* uncertainty: the hook accepts none only for now */
-    snprintf(yaml, sizeof yaml,
-             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
-             "    uncertainty: model\n",
-             h5);
-    expect_error(yaml, "t.yaml line 6: stages.denoise.uncertainty: 'model' is not available");
+    /* uncertainty model: a model without its variance network beside it is a config error */
+    {
+        char lone[4096];
+        snprintf(lone, sizeof lone, "%s", mr_test_path("lone.h5"));
+        CU_ASSERT_FATAL(mr_test_sh("cp %s %s", mr_test_src("models/denoiser_blind.h5"), lone) == 0);
+        snprintf(yaml, sizeof yaml,
+                 "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
+                 "    model: %s\n    uncertainty: model\n",
+                 h5, lone);
+        expect_error(yaml, "t.yaml line 7: stages.denoise.uncertainty: ");
+        expect_error(yaml, "no calibrated uncertainty model");
+        snprintf(yaml, sizeof yaml,
+                 "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
+                 "    uncertainty: replica\n    replicas: 1\n",
+                 h5);
+        expect_error(yaml, "t.yaml line 7: stages.denoise.replicas");
+    }
     snprintf(yaml, sizeof yaml,
              "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
              "    uncertainty: maybe\n",

@@ -305,14 +305,14 @@ static void test_bad_input(void)
     CU_ASSERT(mr_noise_cov_cholesky(out, nonh, 2) == MR_ERR_INPUT);
     /* noise estimate: noise-free zeros */
     CU_ASSERT(mr_noise_cov_estimate(out, k, mask, 2, 4, 4) == MR_ERR_INPUT);
-    /* CLI: N < 2, model / both not yet, unknown kind; nothing written */
+    /* CLI: N < 2, model for a method without a variance network, unknown kind; nothing written */
     make_phantom();
     int rc = mr_test_sh("%s recon --input %s --output %s --uncertainty replica --replicas 1",
                         mr_test_bin(), mr_test_path("phn.cfl"), mr_test_path("bad.h5"));
     CU_ASSERT(rc != 0 && strstr(mr_test_output(), "at least 2") != NULL);
     rc = mr_test_sh("%s recon --input %s --output %s --uncertainty model", mr_test_bin(),
                     mr_test_path("phn.cfl"), mr_test_path("bad.h5"));
-    CU_ASSERT(rc != 0 && strstr(mr_test_output(), "not available yet") != NULL);
+    CU_ASSERT(rc != 0 && strstr(mr_test_output(), "no calibrated uncertainty model for method zf") != NULL);
     rc = mr_test_sh("%s recon --input %s --output %s --uncertainty maybe", mr_test_bin(),
                     mr_test_path("phn.cfl"), mr_test_path("bad.h5"));
     CU_ASSERT(rc != 0 && strstr(mr_test_output(), "expected none, replica") != NULL);
@@ -404,7 +404,7 @@ int main(void)
         {"replica g-factor of SENSE vs analytic within 5 % (phantom, R = 2)", test_gfactor},
         {"pseudo-replicas vs true replicas (ISMRMRD noise scan; zf and whitened SENSE)",
          test_true_replicas},
-        {"bad input: N < 2, non-PD covariance (also a noise scan), model/both not yet",
+        {"bad input: N < 2, non-PD covariance (also a noise scan), no variance network",
          test_bad_input},
         {"CLI outputs: .h5 dataset, _sd file, PNG, report smoke", test_cli_outputs},
         {NULL, NULL},

@@ -1,0 +1,296 @@
+/*
+ * test_model_uq.c: model uncertainty (docs/uncertainty.md, "Model uncertainty"): the variance
+ * network trained by `mrpipe train` with `variance_head`, its split-conformal calibration, and the
+ * maps of `mrpipe denoise --uncertainty model|replica|both` and `mrpipe recon --uncertainty
+ * model|both`.
+ *
+ *  - split-conformal scale on synthetic normalised errors: the scale of the true distribution and
+ *    coverage at the nominal levels on the calibration pixels;
+ *  - the MAD noise level of Gaussian noise on a smooth image;
+ *  - a tiny variance network on the shipped denoiser: the file records calibration_scale,
+ *    calibration and base_model; denoise with it writes a finite positive SD map of the image's
+ *    shape (also inside an .h5 output); `both` = sqrt(model^2 + replica^2) pixel by pixel;
+ *  - recon cs-l1 with --uncertainty model and both;
+ *  - bad input: replicas < 2, a model without its variance network, a plain model given as the
+ *    variance network, a variance network whose calibration was removed, a base model of another
+ *    normalisation: clear errors, exit 1, nothing written.
+ * How honest the shipped maps are is measured by scripts/uncertainty_eval.py (docs), not here.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mr_io.h"
+#include "mr_nn.h"
+#include "mr_train.h"
+#include "testutil.h"
+
+#define TEMPLATES "/usr/share/mricron/templates"
+
+static int have_data(void) { return mr_path_is_file(TEMPLATES "/ch2.nii.gz"); }
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_conformal(void)
+{
+    /* |e| / sd with e ~ N(0, (2 sd)^2): the scale is 2 */
+    const size_t n = 200000;
+    double *r = malloc(n * sizeof *r), cov[3];
+    mr_test_rng g;
+    mr_test_rng_init(&g, 11);
+    for (size_t i = 0; i < n; i++) r[i] = fabs(2.0 * mr_test_randn(&g));
+    double c = mr_sigma_conformal_scale(r, n, cov);
+    CU_ASSERT_DOUBLE_EQUAL(c, 2.0, 0.02);
+    CU_ASSERT_DOUBLE_EQUAL(cov[0], 0.6827, 0.005);
+    CU_ASSERT_DOUBLE_EQUAL(cov[1], 0.90, 0.003);
+    CU_ASSERT_DOUBLE_EQUAL(cov[2], 0.95, 0.003);
+    /* heavy tails (Laplace): one scale cannot hit both levels; the larger gap is minimised and
+     * stays between the two single-level solutions */
+    for (size_t i = 0; i < n; i++) {
+        double u = mr_test_randu(&g) - 0.5;
+        r[i] = fabs(-(u < 0 ? -1 : 1) * log(1 - 2 * fabs(u)));
+    }
+    c = mr_sigma_conformal_scale(r, n, cov);
+    double g90 = fabs(cov[1] - 0.90), g95 = fabs(cov[2] - 0.95);
+    CU_ASSERT(c > 0);
+    CU_ASSERT(g90 < 0.02 && g95 < 0.02);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_coverage(r, n, 1.959963984540054, c), cov[2], 1e-12);
+    free(r);
+}
+
+static void test_noise_mad(void)
+{
+    const size_t S = 2, H = 96, W = 80;
+    float *x = malloc(S * H * W * sizeof *x);
+    mr_test_rng g;
+    mr_test_rng_init(&g, 3);
+    for (size_t s = 0; s < S; s++)
+        for (size_t y = 0; y < H; y++)
+            for (size_t c = 0; c < W; c++)
+                x[(s * H + y) * W + c] =
+                    (float)(100 + 0.5 * y + 30 * sin(c / 9.0) + 3.0 * mr_test_randn(&g));
+    double sigma = 0;
+    CU_ASSERT_EQUAL(mr_noise_sigma_mad(&sigma, x, S, H, W), MR_OK);
+    CU_ASSERT_DOUBLE_EQUAL(sigma, 3.0, 0.12);
+    free(x);
+}
+
+/* A noisy held-out slab of ch2 (z 20..40 mm: k 95..98) as NIfTI, 5 % Rician noise. */
+static const char *noisy_input(void)
+{
+    static char path[4096];
+    if (path[0]) return path;
+    snprintf(path, sizeof path, "%s", mr_test_path("noisy.nii.gz"));
+    int rc = mr_test_sh("%s - <<'EOF'\n"
+                        "import nibabel as nib, numpy as np\n"
+                        "im = nib.load('" TEMPLATES "/ch2.nii.gz')\n"
+                        "v = np.asarray(im.dataobj, dtype=np.float32)[:, :, 95:98]\n"
+                        "rng = np.random.default_rng(4); s = 0.05 * v.max()\n"
+                        "n = np.hypot(v + s * rng.standard_normal(v.shape), s * rng.standard_normal(v.shape))\n"
+                        "nib.save(nib.Nifti1Image(n.astype(np.float32), im.affine), '%s')\n"
+                        "EOF",
+                        mr_test_python(), path);
+    CU_ASSERT_FATAL(rc == 0);
+    return path;
+}
+
+static char g_sigma[4096];
+
+static void test_tiny_variance_network(void)
+{
+    if (!have_data()) return;
+    char cfg[8192];
+    snprintf(cfg, sizeof cfg,
+             "seed: 3\n"
+             "variance_head: {base: %s, calibration_sigma: [0.05], calibration_slices: 2}\n"
+             "model: {depth: 3, channels: 4}\n"
+             "data:\n"
+             "  dir: " TEMPLATES "\n"
+             "  training: [ch2.nii.gz]\n"
+             "  validation:\n"
+             "    - {file: ch2.nii.gz, z_mm: [20, 40]}\n"
+             "  calibration:\n"
+             "    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
+             "  validation_slices: 1\n"
+             "training: {patch: 24, batch: 4, epochs: 2, steps_per_epoch: 15, lr: 0.003}\n",
+             mr_test_src("models/denoiser_blind.h5"));
+    write_text(mr_test_path("sig.yaml"), cfg);
+    const char *dir = mr_test_path("sig");
+    int rc = mr_test_sh("%s train --config %s --output %s", mr_test_bin(), mr_test_path("sig.yaml"),
+                        dir);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "split-conformal"));
+    snprintf(g_sigma, sizeof g_sigma, "%s/model.h5", dir);
+    mr_nn_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, g_sigma, NULL), MR_OK);
+    CU_ASSERT_EQUAL(m->arch.in_channels, 2);
+    CU_ASSERT_EQUAL(m->arch.out_channels, 1);
+    CU_ASSERT_EQUAL(m->arch.residual, 0);
+    CU_ASSERT(m->meta.calibration_scale > 0 && isfinite(m->meta.calibration_scale));
+    CU_ASSERT_STRING_EQUAL(m->meta.base_model, "denoiser_blind.h5");
+    CU_ASSERT_PTR_NOT_NULL(strstr(m->meta.calibration, "ch2.nii.gz z=[-10,10]mm"));
+    mr_nn_model_destroy(m);
+    /* the log names its columns */
+    char log[4200];
+    snprintf(log, sizeof log, "%s/train_log.csv", dir);
+    CU_ASSERT_EQUAL(mr_test_sh("head -1 %s | grep -q train_nll,val_coverage90_raw_pct,val_nll", log),
+                    0);
+}
+
+static void test_denoise_maps(void)
+{
+    if (!g_sigma[0]) return;
+    const char *in = noisy_input(), *model = mr_test_src("models/denoiser_blind.h5");
+    const char *kinds[3] = {"model", "replica", "both"};
+    for (int k = 0; k < 3; k++) {
+        char out[4096];
+        snprintf(out, sizeof out, "%s/den_%s.nii.gz", mr_test_tmpdir(), kinds[k]);
+        int rc = mr_test_sh("%s denoise --input %s --output %s --model %s --uncertainty %s "
+                            "--uncertainty-model %s --replicas 4 --seed 9",
+                            mr_test_bin(), in, out, model, kinds[k], g_sigma);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc) fprintf(stderr, "%s\n", mr_test_output());
+    }
+    /* maps: shape and affine of the input, finite, positive in the head; both = sqrt(m^2 + r^2) */
+    int rc = mr_test_sh("cd %s && %s - <<'EOF'\n"
+                        "import nibabel as nib, numpy as np\n"
+                        "x = nib.load('%s')\n"
+                        "m, r, b = [nib.load('den_%%s_sd.nii.gz' %% k) for k in ('model', 'replica', 'both')]\n"
+                        "for a in (m, r, b):\n"
+                        "    assert a.shape == x.shape, a.shape\n"
+                        "    assert np.allclose(a.affine, x.affine)\n"
+                        "    d = np.asarray(a.dataobj)\n"
+                        "    assert np.isfinite(d).all() and (d >= 0).all()\n"
+                        "m, r, b = [np.asarray(a.dataobj, dtype=np.float64) for a in (m, r, b)]\n"
+                        "head = np.asarray(x.dataobj) > 0.2 * np.asarray(x.dataobj).max()\n"
+                        "assert (m[head] > 0).all() and (r[head] > 0).mean() > 0.99\n"
+                        "err = np.abs(b - np.sqrt(m * m + r * r)).max() / b.max()\n"
+                        "assert err < 1e-5, err\n"
+                        "d1 = np.asarray(nib.load('den_model.nii.gz').dataobj)\n"
+                        "d2 = np.asarray(nib.load('den_both.nii.gz').dataobj)\n"
+                        "assert np.array_equal(d1, d2)\n"
+                        "EOF",
+                        mr_test_tmpdir(), mr_test_python(), in);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) fprintf(stderr, "%s\n", mr_test_output());
+    /* .h5 output: the map also goes in as `uncertainty` */
+    char h5[4096];
+    snprintf(h5, sizeof h5, "%s/den.h5", mr_test_tmpdir());
+    rc = mr_test_sh("%s denoise --input %s --output %s --model %s --uncertainty-model %s && "
+                    "%s -c \"import h5py; f = h5py.File('%s'); g = h5py.File('%s'.replace('.h5', "
+                    "'_sd.h5')); assert f['uncertainty'].shape == f['reconstruction'].shape; "
+                    "assert (f['uncertainty'][()] == g['uncertainty'][()]).all()\"",
+                    mr_test_bin(), in, h5, model, g_sigma, mr_test_python(), h5, h5);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) fprintf(stderr, "%s\n", mr_test_output());
+}
+
+static void test_recon_model(void)
+{
+    if (!g_sigma[0]) return;
+    const char *k = mr_test_path("k.h5");
+    CU_ASSERT_FATAL(mr_test_sh("%s -q simulate --input " TEMPLATES "/ch2.nii.gz --output %s "
+                               "--coils 4 --slices 96:98 --matrix 96,96 --seed 1",
+                               mr_test_bin(), k) == 0);
+    const char *kinds[2] = {"model", "both"};
+    for (int i = 0; i < 2; i++) {
+        char out[4096];
+        snprintf(out, sizeof out, "%s/cs_%s.h5", mr_test_tmpdir(), kinds[i]);
+        int rc = mr_test_sh("%s recon --input %s --output %s --method cs-l1 --mask equispaced "
+                            "--accel 4 --uncertainty %s --uncertainty-model %s --replicas 3",
+                            mr_test_bin(), k, out, kinds[i], g_sigma);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc) fprintf(stderr, "%s\n", mr_test_output());
+    }
+    int rc = mr_test_sh("cd %s && %s -c \"import h5py, numpy as np\n"
+                        "m = h5py.File('cs_model_sd.h5')['uncertainty'][()]\n"
+                        "b = h5py.File('cs_both_sd.h5')['uncertainty'][()]\n"
+                        "r = h5py.File('cs_model.h5')['reconstruction'][()]\n"
+                        "assert m.shape == r.shape == b.shape and np.isfinite(m).all()\n"
+                        "assert (b >= m - 1e-6 * m.max()).all() and (b > m).mean() > 0.5\n\"",
+                        mr_test_tmpdir(), mr_test_python());
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) fprintf(stderr, "%s\n", mr_test_output());
+}
+
+static void expect_fail(const char *cmd, const char *needle)
+{
+    int rc = mr_test_sh("%s", cmd);
+    CU_ASSERT_EQUAL(rc, 1);
+    if (!strstr(mr_test_output(), needle)) fprintf(stderr, "'%s' lacks '%s'\n", mr_test_output(), needle);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), needle));
+}
+
+static void test_bad_input(void)
+{
+    if (!have_data()) return;
+    const char *in = noisy_input(), *model = mr_test_src("models/denoiser_blind.h5");
+    char cmd[16384], lone[4096], out[4096];
+    snprintf(out, sizeof out, "%s", mr_test_path("bad_out.nii.gz"));
+    snprintf(cmd, sizeof cmd, "%s denoise --input %s --output %s --uncertainty replica --replicas 1",
+             mr_test_bin(), in, out);
+    expect_fail(cmd, "at least 2");
+    snprintf(cmd, sizeof cmd, "%s denoise --input %s --output %s --uncertainty sometimes",
+             mr_test_bin(), in, out);
+    expect_fail(cmd, "expected none, replica, model or both");
+    /* a model without its variance network: asked for explicitly, a clear error */
+    snprintf(lone, sizeof lone, "%s", mr_test_path("lone.h5"));
+    CU_ASSERT_FATAL(mr_test_sh("cp %s %s", model, lone) == 0);
+    snprintf(cmd, sizeof cmd, "%s denoise --input %s --output %s --model %s --uncertainty model",
+             mr_test_bin(), in, out, lone);
+    expect_fail(cmd, "no calibrated uncertainty model");
+    /* a plain denoiser given as the variance network */
+    snprintf(cmd, sizeof cmd, "%s denoise --input %s --output %s --uncertainty-model %s",
+             mr_test_bin(), in, out, lone);
+    expect_fail(cmd, "expected a variance network");
+    if (g_sigma[0]) {
+        /* a variance network without its calibration */
+        char nocal[4096];
+        snprintf(nocal, sizeof nocal, "%s", mr_test_path("nocal.h5"));
+        CU_ASSERT_FATAL(mr_test_sh("cp %s %s && %s -c \"import h5py; f = h5py.File('%s', 'r+'); "
+                                   "del f.attrs['calibration_scale']\"",
+                                   g_sigma, nocal, mr_test_python(), nocal) == 0);
+        snprintf(cmd, sizeof cmd, "%s denoise --input %s --output %s --uncertainty-model %s",
+                 mr_test_bin(), in, out, nocal);
+        expect_fail(cmd, "calibration_scale missing");
+    }
+    /* recon: a method without a shipped variance network */
+    snprintf(cmd, sizeof cmd, "%s recon --input %s --output %s --method sense --uncertainty model "
+             "--uncertainty-model %s", mr_test_bin(), mr_test_path("k.h5"),
+             mr_test_path("bad_r.h5"), lone);
+    if (mr_path_is_file(mr_test_path("k.h5"))) expect_fail(cmd, "expected a variance network");
+    CU_ASSERT_EQUAL(mr_test_count_files(mr_test_tmpdir(), "bad_"), 0);
+    /* a base model normalised otherwise than the config says */
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg,
+             "variance_head: {base: %s}\nnormalisation: {percentile: 99}\n"
+             "data:\n  dir: " TEMPLATES "\n  training: [ch2.nii.gz]\n"
+             "  validation:\n    - {file: ch2.nii.gz, z_mm: [20, 40]}\n"
+             "  calibration:\n    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
+             "training: {patch: 24, epochs: 1, steps_per_epoch: 1}\n", model);
+    write_text(mr_test_path("badsig.yaml"), cfg);
+    snprintf(cmd, sizeof cmd, "%s train --config %s --output %s", mr_test_bin(),
+             mr_test_path("badsig.yaml"), mr_test_path("badsig"));
+    expect_fail(cmd, "expected the config's percentile 99");
+}
+
+int main(void)
+{
+    static const mr_test_case cases[] = {
+        {"split-conformal scale and coverage on synthetic errors", test_conformal},
+        {"MAD noise level of Gaussian noise", test_noise_mad},
+        {"a tiny variance network: trained, calibrated, recorded", test_tiny_variance_network},
+        {"denoise --uncertainty model / replica / both maps; .h5 holds the map", test_denoise_maps},
+        {"recon cs-l1 --uncertainty model / both", test_recon_model},
+        {"bad input: replicas, missing network or calibration, wrong base", test_bad_input},
+        {NULL, NULL},
+    };
+    return mr_test_run("model_uq", cases);
+}
