@@ -26,6 +26,7 @@ static const char *USAGE =
     "usage: mrpipe denoise --input IN --output OUT [--model M.h5]\n"
     "                      [--uncertainty none|model|replica|both] [--uncertainty-model S.h5]\n"
     "                      [--replicas N] [--uncertainty-output PATH] [--seed S]\n"
+    "                      [--series UID[:echoN]]\n"
     "\n"
     "  --input IN    NIfTI (.nii/.nii.gz), fastMRI .h5 (reconstruction, else reconstruction_rss,\n"
     "                else reconstruction_esc; IN.h5:NAME picks a dataset), BART .cfl, or DICOM\n"
@@ -43,6 +44,7 @@ static const char *USAGE =
     "                extension; a DICOM folder gets its own linked series; .h5 outputs also\n"
     "                hold it as `uncertainty`]\n"
     "  --seed S      seed of the replica noise  [0]\n"
+    "  --series UID  the DICOM series (or volume, UID:echo2) when the input holds several\n"
     "\n"
     "Slice by slice over the last two axes (whole slices, no tiles). The input is divided by the\n"
     "model's percentile level of the whole volume and the output multiplied back: the output has\n"
@@ -51,7 +53,7 @@ static const char *USAGE =
 int mr_cmd_denoise(int argc, char **argv)
 {
     const char *in = NULL, *out = NULL, *model = NULL, *v = NULL, *uq = "model", *uq_model = NULL,
-               *uq_out = NULL;
+               *uq_out = NULL, *series = NULL;
     long replicas = 8, seed = 0;
     int uq_explicit = 0;
     for (int i = 1; i < argc; i++) {
@@ -70,6 +72,8 @@ int mr_cmd_denoise(int argc, char **argv)
             uq_model = v;
         else if (mr_opt_value(&v, "--uncertainty-output", argc, argv, &i))
             uq_out = v;
+        else if (mr_opt_value(&v, "--series", argc, argv, &i))
+            series = v;
         else if (mr_opt_value(&v, "--replicas", argc, argv, &i)) {
             mr_status pst = v ? mr_parse_long(&replicas, "--replicas", v, -1000000, 1000000) : MR_OK;
             if (pst != MR_OK) return mr_cli_fail("denoise", pst);
@@ -143,7 +147,7 @@ int mr_cmd_denoise(int argc, char **argv)
     if (ifmt == MR_FMT_DICOM) {
         size_t index;
         if ((st = mr_dicom_set_open(&set, in)) != MR_OK ||
-            (st = mr_dicom_set_select(&index, set, NULL)) != MR_OK ||
+            (st = mr_dicom_set_select(&index, set, series)) != MR_OK ||
             (st = mr_dicom_volume_read(&dvol, set, index, 1)) != MR_OK)
             goto fail;
         img = dvol->data;

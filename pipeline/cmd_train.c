@@ -33,12 +33,14 @@
 #include <unistd.h>
 
 static const char *USAGE =
-    "usage: mrpipe train --config FILE.yaml [--resume] [--output DIR] [--stop-after-epochs N]\n"
+    "usage: mrpipe train --config FILE.yaml [--resume] [--output DIR] [--seed S]\n"
+    "                    [--stop-after-epochs N]\n"
     "\n"
     "  --config FILE   training configuration (configs/train_denoiser.yaml; docs/models.md)\n"
     "  --output DIR    where checkpoint.h5, model.h5, train_log.csv and train_curve.png go\n"
     "                  [the config's `output`]\n"
     "  --resume        continue from DIR/checkpoint.h5 (same result as an uninterrupted run)\n"
+    "  --seed S        the config's seed replaced (e.g. the members of a deep ensemble)\n"
     "  --stop-after-epochs N  stop after epoch N's checkpoint, as if killed (for tests)\n";
 
 #define MAX_SETS 8
@@ -926,6 +928,7 @@ typedef struct {
     const char *config, *output;
     int resume;
     long stop_after;
+    long seed; /* >= 0: replaces the config's */
 } train_opts;
 
 static int run(const train_opts *o)
@@ -951,6 +954,7 @@ static int run(const train_opts *o)
     mr_status st = mr_config_load(&c, o->config);
     if (st == MR_OK) st = parse_config(&t, c);
     if (st != MR_OK) goto fail;
+    if (o->seed >= 0) t.seed = o->seed;
     snprintf(outdir, sizeof outdir, "%s", o->output ? o->output : t.output);
     if (!outdir[0]) {
         st = mr_error_set(MR_ERR_USAGE, "%s: no output directory (--output or `output:`)",
@@ -1232,6 +1236,7 @@ done:
 int mr_cmd_train(int argc, char **argv)
 {
     train_opts o = {0};
+    o.seed = -1;
     const char *v = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -1244,7 +1249,10 @@ int mr_cmd_train(int argc, char **argv)
             o.config = v;
         else if (mr_opt_value(&v, "--output", argc, argv, &i))
             o.output = v;
-        else if (mr_opt_value(&v, "--stop-after-epochs", argc, argv, &i)) {
+        else if (mr_opt_value(&v, "--seed", argc, argv, &i)) {
+            mr_status st = v ? mr_parse_long(&o.seed, "--seed", v, 0, 0x7fffffffL) : MR_OK;
+            if (st != MR_OK) return mr_cli_fail("train", st);
+        } else if (mr_opt_value(&v, "--stop-after-epochs", argc, argv, &i)) {
             mr_status st = v ? mr_parse_long(&o.stop_after, "--stop-after-epochs", v, 1, MAX_EPOCHS)
                              : MR_OK;
             if (st != MR_OK) return mr_cli_fail("train", st);
