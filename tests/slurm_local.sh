@@ -9,7 +9,7 @@
 # OUT/mrpipe.log, over the three shards), each good scan has its marker, and the gathered summary
 # counts 6 ok and 1 failed. The daemons are stopped on exit (by their PIDs).
 # Exit 0: passed; 1: failed; 77: skipped (slurm-wlm or munge not installed, or the daemons cannot
-# start or bring the node up here), with the reason on stderr.
+# start, bring the node up or run a trivial job here), with the reason on stderr.
 set -uo pipefail
 bin=${1:?usage: slurm_local.sh MRPIPE_BIN SOURCE_DIR WORK_DIR}
 src=${2:?source dir}
@@ -26,7 +26,10 @@ mkdir -p "$work/state" "$work/spool" || fail "cannot create $work"
 chmod 755 "$work"
 work=$(cd "$work" && pwd)
 pids=()
+user=$(id -un)
 cleanup() {
+  # jobs still queued or running (a failed run) are cancelled before the daemons stop
+  [ -n "${SLURM_CONF:-}" ] && [ "${#pids[@]}" -gt 1 ] && timeout 5 scancel --user="$user" 2>/dev/null && sleep 1
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -60,7 +63,6 @@ done
 [ "$port" -gt 0 ] || skip "no free TCP port pair on 127.0.0.1"
 
 host=$(hostname -s)
-user=$(id -un)
 cpus=$(nproc)
 export SLURM_CONF=$work/slurm.conf
 touch "$work/plugstack.conf"
@@ -110,6 +112,16 @@ if [ $up = 0 ]; then
   skip "the SLURM node did not come up within 30 s (state '${state:-none}'; logs above)"
 fi
 echo "slurm_local: slurmctld and slurmd up on 127.0.0.1:$port ($(sinfo -V)), node state $state"
+
+# can a trivial job run here (e.g. not as an unprivileged user whose slurmd cannot launch jobs)?
+sbatch --quiet --output="$work/probe.out" --wrap 'echo probe-ok' >/dev/null 2>"$work/probe.err" ||
+  { logtail "$work/probe.err" "$work/slurmctld.log"; skip "sbatch cannot submit a job here"; }
+for _ in $(seq 60); do
+  [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break
+  sleep 0.5
+done
+grep -q probe-ok "$work/probe.out" 2>/dev/null ||
+  { logtail "$work/slurmd.log" "$work/slurmctld.log"; skip "a trivial job (sbatch --wrap 'echo probe-ok') did not run within 30 s"; }
 
 # the batch: 6 small scans and a broken file, 3 shards
 mkdir -p "$work/b/in"
