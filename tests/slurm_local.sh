@@ -183,5 +183,18 @@ done
 grep -q '"counts": {"total": 7, "ok": 6, "failed": 1, "missing": 0}' out/summary.json ||
   fail "the gathered summary: $(grep '"counts"' out/summary.json 2>/dev/null || echo 'no out/summary.json')"
 [ "$(ls out/summary.shard-*-of-3.json | wc -l)" = 3 ] || fail "expected 3 shard summaries"
+# the gathered summary carries each scan's stage times (from its marker)
+/usr/bin/python3 - out/summary.json <<'PY' || fail "summary.json: stage times missing or inconsistent"
+import json, sys
+s = json.load(open(sys.argv[1]))
+ok = [x for x in s["scans"] if x["status"] == "ok"]
+assert len(ok) == 6, len(ok)
+for x in ok:
+    st = x["stage_seconds"]
+    assert sorted(st) == ["validate", "write", "zf_4x"], st
+    assert all(v > 0 for v in st.values()), st
+    assert abs(sum(st.values()) - x["stage_seconds_total"]) < 1e-5, x
+    assert x["stage_seconds_total"] <= x["seconds"], x
+PY
 echo "slurm_local: OK: 3 array tasks + gather under SLURM; 7 scans each processed once (6 ok, 1 failed); summary gathered"
 exit 0
