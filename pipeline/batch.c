@@ -33,7 +33,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,29 +437,53 @@ static mr_status content_hash(char hex[17], const char *path)
 }
 
 /* Hashing in a detached thread while the stages run (the file is in the page cache after either
- * read). When the stages end first, the scan does not wait for it: on a busy machine the thread
- * can stay unscheduled for 40-125 ms (seen at load 9 on 2 cores: a 5 ms mean wait per 30 ms scan),
- * so the scan hashes the file itself (~1 ms for 10 MB) and the thread frees the job when it ends. */
+ * read). The scan never waits for it: on a busy machine the thread can wait to be scheduled, before
+ * or while hashing, for 40-485 ms (seen at load 9 on 2 cores: a 5 ms mean wait per 30 ms scan).
+ * When the stages end before the thread has finished, the scan hashes the file itself (~1 ms for
+ * 10 MB); a thread that has not started by then finds the job claimed and does nothing, one that is
+ * hashing finishes and its result is dropped. */
 typedef struct {
     char path[4200];
     char hex[17];
     mr_status st;
     char msg[600];
-    atomic_int done;  /* hex, st and msg are final */
-    atomic_int refs;  /* the thread and the scan; the last to let go frees the job */
+    pthread_mutex_t mu;
+    int claimed; /* under mu: 1 once the thread has started hashing or the scan no longer needs it */
+    int done;    /* under mu: the thread's hex, st and msg are final */
+    int refs;    /* under mu: the thread and the scan; the last to let go frees the job */
 } hash_job;
 
 static void hash_job_release(hash_job *j)
 {
-    if (j && atomic_fetch_sub(&j->refs, 1) == 1) free(j);
+    if (!j) return;
+    pthread_mutex_lock(&j->mu);
+    int left = --j->refs;
+    pthread_mutex_unlock(&j->mu);
+    if (left) return;
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+}
+
+/* Take the work unless the other side has; 1 when taken. */
+static int hash_job_claim(hash_job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    int mine = !j->claimed;
+    j->claimed = 1;
+    pthread_mutex_unlock(&j->mu);
+    return mine;
 }
 
 static void *hash_thread(void *arg)
 {
     hash_job *j = arg;
-    j->st = content_hash(j->hex, j->path);
-    if (j->st != MR_OK) snprintf(j->msg, sizeof j->msg, "%s", mr_error_message());
-    atomic_store(&j->done, 1);
+    if (hash_job_claim(j)) {
+        j->st = content_hash(j->hex, j->path);
+        if (j->st != MR_OK) snprintf(j->msg, sizeof j->msg, "%s", mr_error_message());
+        pthread_mutex_lock(&j->mu);
+        j->done = 1;
+        pthread_mutex_unlock(&j->mu);
+    }
     hash_job_release(j);
     return NULL;
 }
@@ -474,8 +497,11 @@ static hash_job *hash_start(const char *path)
     pthread_t th;
     if (!j) return NULL;
     snprintf(j->path, sizeof j->path, "%s", path);
-    atomic_init(&j->done, 0);
-    atomic_init(&j->refs, 2);
+    j->refs = 2;
+    if (pthread_mutex_init(&j->mu, NULL) != 0) {
+        free(j);
+        return NULL;
+    }
     int ok = pthread_attr_init(&attr) == 0;
     if (ok) {
         ok = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
@@ -483,10 +509,29 @@ static hash_job *hash_start(const char *path)
         pthread_attr_destroy(&attr);
     }
     if (!ok) {
+        pthread_mutex_destroy(&j->mu);
         free(j);
         return NULL;
     }
     return j;
+}
+
+/* The content hash of the scan's input after its stages: the thread's when it has finished, else
+ * computed here (and a thread that has not started will not). */
+static mr_status hash_finish(char hex[17], hash_job *j, const char *path)
+{
+    if (j) {
+        pthread_mutex_lock(&j->mu);
+        int done = j->done;
+        j->claimed = 1;
+        pthread_mutex_unlock(&j->mu);
+        if (done) {
+            if (j->st != MR_OK) return mr_error_set(j->st, "%s", j->msg);
+            memcpy(hex, j->hex, 17);
+            return MR_OK;
+        }
+    }
+    return content_hash(hex, path);
 }
 
 /* ================================================================ one scan */
@@ -624,14 +669,8 @@ static void process_scan(scan_result *r, const mr_pipeline *p, size_t i, int for
     double t_prep = now_seconds();
     if (st == MR_OK) st = mr_pipeline_scan_run(p, i, tmp, &scan);
     double t_run = now_seconds();
-    if (st == MR_OK && !sha[0]) {
-        if (hj && atomic_load(&hj->done)) {
-            if (hj->st != MR_OK) st = mr_error_set(hj->st, "%s", hj->msg);
-            else memcpy(sha, hj->hex, sizeof hj->hex);
-        } else {
-            st = content_hash(sha, file); /* the thread has not finished (or did not start) */
-        }
-    }
+    if (st == MR_OK && !sha[0]) st = hash_finish(sha, hj, file);
+    else if (hj) (void)hash_job_claim(hj); /* a failed scan: the thread need not hash */
     hash_job_release(hj);
     if (st == MR_OK) {
         mr_text mt = {0}, mk = {0};
