@@ -160,6 +160,12 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
                       &M->calibration_scale, 0) >= 0;
         ok &= put_str(f, "calibration", M->calibration) >= 0;
         ok &= put_str(f, "base_model", M->base_model) >= 0;
+        if (M->n_calibration_levels > 0) {
+            ok &= put_num(f, "calibration_noise", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                          M->calibration_noise, (hsize_t)M->n_calibration_levels) >= 0;
+            ok &= put_num(f, "calibration_scales", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                          M->calibration_scales, (hsize_t)M->n_calibration_levels) >= 0;
+        }
     }
     for (int l = 0; ok && l < A->depth; l++) {
         const mr_nn_layer *L = &m->layers[l];
@@ -510,6 +516,21 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
         }
         TRY(get_str(f, path, "calibration", m->meta.calibration, sizeof m->meta.calibration, 0));
         TRY(get_str(f, path, "base_model", m->meta.base_model, sizeof m->meta.base_model, 0));
+        int nn = 0, ns = 0;
+        TRY(get_nums(f, path, "calibration_noise", m->meta.calibration_noise, 8, &nn, 0));
+        TRY(get_nums(f, path, "calibration_scales", m->meta.calibration_scales, 8, &ns, 0));
+        int ok = nn == ns;
+        for (int i = 0; ok && i < nn; i++)
+            ok = m->meta.calibration_scales[i] > 0 && isfinite(m->meta.calibration_scales[i]) &&
+                 m->meta.calibration_noise[i] > 0 &&
+                 (i == 0 || m->meta.calibration_noise[i] > m->meta.calibration_noise[i - 1]);
+        if (!ok) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: attributes 'calibration_noise' (%d values) and "
+                              "'calibration_scales' (%d): expected as many positive values, noise "
+                              "ascending", path, nn, ns);
+            goto fail;
+        }
+        m->meta.n_calibration_levels = nn;
     }
     H5Eclear2(H5E_DEFAULT);
     for (int l = 0; l < m->arch.depth; l++) {

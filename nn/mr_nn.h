@@ -203,6 +203,9 @@ typedef struct {
     double calibration_scale;  /* split-conformal SD scale (0: not calibrated / not written) */
     char calibration[1024];    /* what it was fitted on and the coverage it reached */
     char base_model[256];      /* the model whose errors it predicts ("none": the input's own) */
+    int n_calibration_levels;  /* 0, or scales per input noise level (ascending noise): */
+    double calibration_noise[8];  /* MAD noise level of the input / its percentile level */
+    double calibration_scales[8]; /* the split-conformal scale fitted at that level */
 } mr_nn_meta;
 
 typedef struct {

@@ -137,6 +137,8 @@ int mr_cmd_denoise(int argc, char **argv)
         mr_format sfmt;
         if (uq_out)
             snprintf(sd_path, sizeof sd_path, "%s", uq_out);
+        else if (ofmt == MR_FMT_DICOM) /* a DICOM folder: the SD series beside the image series */
+            snprintf(sd_path, sizeof sd_path, "%s", out);
         else if ((st = mr_output_sd_path(sd_path, sizeof sd_path, out)) != MR_OK)
             goto fail;
         if ((st = mr_output_detect(&sfmt, sd_path)) != MR_OK) goto fail;
@@ -214,6 +216,7 @@ int mr_cmd_denoise(int argc, char **argv)
         extra.uncertainty = NULL;
         extra.written = NULL;
         extra.linked = ofmt == MR_FMT_DICOM ? &written : NULL;
+        if (ofmt == MR_FMT_DICOM) extra.series_number = written.series_number + 1;
         st = mr_output_write_uncertainty(sd_path, sd, kd, &extra);
         mr_dicom_written_free(&written);
         if (st != MR_OK) goto fail;

@@ -807,17 +807,20 @@ static mr_status validate_sigma(double *nll, double *cov90, val_set *vs, int nv,
  * degraded at every calibration level (Rician) or with the cycled (method, acceleration)
  * degradations (undersampling); writes the scale and the text recorded in the model file. */
 static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const train_cfg *t,
-                                 const mr_nn_model *base, const mr_nn_model *sig,
-                                 mr_train_degrader *dg)
+                                 const mr_nn_model *base, mr_nn_model *sig, mr_train_degrader *dg)
 {
-    size_t cap = 0, nr = 0;
+    size_t cap = 0, nr = 0, lev_start[9] = {0};
+    double lev_noise[8] = {0};
+    int lev_count[8] = {0};
     double *r = NULL;
     mr_status st = MR_OK;
     train_cfg tc = *t;
     tc.val_slices = t->cal_slices;
     int nlev = t->us ? 1 : t->n_cal_sigma;
-    for (int i = 0; i < t->ncal && st == MR_OK; i++)
-        for (int l = 0; l < nlev && st == MR_OK; l++) {
+    /* level-major, so that each level's residuals are one contiguous run of r */
+    for (int l = 0; l < nlev && st == MR_OK; l++) {
+        lev_start[l] = nr;
+        for (int i = 0; i < t->ncal && st == MR_OK; i++) {
             val_set vs;
             memset(&vs, 0, sizeof vs);
             if (!t->us) tc.val_sigma = t->cal_sigma[l];
@@ -837,12 +840,39 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
             if (st == MR_OK)
                 st = mr_sigma_volume(sd, vs.noisy, vs.out, vs.S, vs.H, vs.W, sig, 1.0, vs.name);
             if (st == MR_OK) mr_sigma_collect(r, &nr, vs.clean, vs.out, sd, vs.S, vs.H * vs.W, 0.05);
+            double nz = 0;
+            if (st == MR_OK && (st = mr_sigma_input_noise(&nz, vs.noisy, vs.S, vs.H, vs.W, sig)) == MR_OK)
+                lev_noise[l] += nz, lev_count[l]++;
             free(sd);
             free(vs.clean), free(vs.noisy), free(vs.out);
         }
+    }
+    lev_start[nlev] = nr;
     if (st == MR_OK && nr < 100)
         st = mr_error_set(MR_ERR_INPUT, "calibration: %zu foreground pixels: expected a calibration "
                           "set with tissue (data.calibration)", nr);
+    if (st == MR_OK && nlev > 1) {
+        /* one scale per calibration noise level (the variance network is not equally right at
+         * every level): at inference the scale is interpolated at the input's own noise level */
+        sig->meta.n_calibration_levels = nlev;
+        for (int l = 0; l < nlev; l++) {
+            double cl[3];
+            size_t n = lev_start[l + 1] - lev_start[l];
+            double *copy = malloc(n * sizeof *copy);
+            if (!copy) {
+                st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+                break;
+            }
+            memcpy(copy, r + lev_start[l], n * sizeof *copy);
+            sig->meta.calibration_noise[l] = lev_noise[l] / (lev_count[l] ? lev_count[l] : 1);
+            sig->meta.calibration_scales[l] = mr_sigma_conformal_scale(copy, n, cl);
+            free(copy);
+        }
+        /* ascending noise (the levels are configured ascending; keep them so, or drop) */
+        for (int l = 1; l < nlev; l++)
+            if (!(sig->meta.calibration_noise[l] > sig->meta.calibration_noise[l - 1]))
+                sig->meta.n_calibration_levels = 0;
+    }
     if (st == MR_OK) {
         double cov[3];
         *scale = mr_sigma_conformal_scale(r, nr, cov);
@@ -855,8 +885,13 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
                 o += (size_t)snprintf(text + o, tsize - o, "%s%g", l ? "/" : ", rician ",
                                       t->cal_sigma[l]);
         if (o < tsize)
-            snprintf(text + o, tsize - o, "; scale %.5g; calibration coverage 68/90/95 = "
-                     "%.1f/%.1f/%.1f %%", *scale, 100 * cov[0], 100 * cov[1], 100 * cov[2]);
+            o += (size_t)snprintf(text + o, tsize - o, "; scale %.5g; calibration coverage 68/90/95 "
+                                  "= %.1f/%.1f/%.1f %%", *scale, 100 * cov[0], 100 * cov[1],
+                                  100 * cov[2]);
+        for (int l = 0; l < sig->meta.n_calibration_levels && o < tsize; l++)
+            o += (size_t)snprintf(text + o, tsize - o, "%s%.4g at input noise %.4g",
+                                  l ? ", " : "; per level: scale ", sig->meta.calibration_scales[l],
+                                  sig->meta.calibration_noise[l]);
     }
     free(r);
     return st;
@@ -1182,7 +1217,7 @@ static int run(const train_opts *o)
             snprintf(val, sizeof val, "validation NLL %.4f, raw 90%% coverage %.1f %% (before "
                      "calibration)", vp, np);
             describe(m, &t, t.epochs, val);
-            m->meta.calibration_scale = scale;
+            m->meta.calibration_scale = scale; /* calibrate_sigma also set the per-level scales */
             snprintf(m->meta.calibration, sizeof m->meta.calibration, "%s", cal);
             snprintf(m->meta.base_model, sizeof m->meta.base_model, "%.200s",
                      t.vh_base[0] ? base_name(t.vh_base) : "none");

@@ -159,7 +159,16 @@ mr_status mr_sigma_path_for(char *buf, size_t n, const char *model_path);
  * file or calibration is an MR_ERR_INPUT naming the file and `for_what` (the model or method). */
 mr_status mr_sigma_load(void **out, const char *path, const char *for_what);
 void mr_sigma_free(void *sigma);
-double mr_sigma_scale(const void *sigma);          /* its split-conformal scale */
+double mr_sigma_scale(const void *sigma);          /* its split-conformal scale (all levels) */
+/* The input's noise level as the calibration measured it: MAD noise (mr_noise_sigma_mad) / the
+ * variance network's percentile level of x. */
+mr_status mr_sigma_input_noise(double *noise, const float *x, size_t S, size_t H, size_t W,
+                               const void *sigma);
+/* The scale for input x: interpolated (linear in log noise, constant outside) between the
+ * per-level scales when the network has them, else the single scale. *noise_out (may be NULL)
+ * receives the input's noise level (0 when not needed). */
+mr_status mr_sigma_scale_for(double *scale, const void *sigma, const float *x, size_t S, size_t H,
+                             size_t W, double *noise_out);
 const char *mr_sigma_calibration(const void *sigma); /* what the calibration was, as text */
 
 /* Robust Gaussian noise level of an image volume: median |HH| / 0.6745 of the finest diagonal

@@ -78,6 +78,45 @@ double mr_sigma_scale(const void *sigma)
     return ((const mr_nn_model *)sigma)->meta.calibration_scale;
 }
 
+mr_status mr_sigma_input_noise(double *noise, const float *x, size_t S, size_t H, size_t W,
+                               const void *sigma_model)
+{
+    const mr_nn_model *m = sigma_model;
+    double level = 0, s = 0;
+    mr_status st = mr_train_percentile(&level, x, S * H * W,
+                                       m->meta.n_norm_params ? m->meta.norm_params[0] : 99.5);
+    if (st == MR_OK) st = mr_noise_sigma_mad(&s, x, S, H, W);
+    *noise = st == MR_OK && level > 0 ? s / level : 0;
+    return st;
+}
+
+mr_status mr_sigma_scale_for(double *scale, const void *sigma_model, const float *x, size_t S,
+                             size_t H, size_t W, double *noise_out)
+{
+    const mr_nn_model *m = sigma_model;
+    int n = m->meta.n_calibration_levels;
+    *scale = m->meta.calibration_scale;
+    if (noise_out) *noise_out = 0;
+    if (n < 2) return MR_OK;
+    double z;
+    mr_status st = mr_sigma_input_noise(&z, x, S, H, W, m);
+    if (st != MR_OK) return st;
+    if (noise_out) *noise_out = z;
+    const double *nz = m->meta.calibration_noise, *sc = m->meta.calibration_scales;
+    if (!(z > 0)) return MR_OK;
+    /* piecewise linear in log(noise), constant beyond the calibrated range */
+    if (z <= nz[0]) *scale = sc[0];
+    else if (z >= nz[n - 1]) *scale = sc[n - 1];
+    else
+        for (int i = 0; i + 1 < n; i++)
+            if (z <= nz[i + 1]) {
+                double f = (log(z) - log(nz[i])) / (log(nz[i + 1]) - log(nz[i]));
+                *scale = sc[i] + f * (sc[i + 1] - sc[i]);
+                break;
+            }
+    return MR_OK;
+}
+
 const char *mr_sigma_calibration(const void *sigma)
 {
     return ((const mr_nn_model *)sigma)->meta.calibration;
@@ -130,7 +169,9 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
         memcpy(y, x, n * sizeof *y);
     if (kind == MR_UQ_NONE) return MR_OK;
     if (kind == MR_UQ_MODEL || kind == MR_UQ_BOTH) {
-        if ((st = mr_sigma_volume(sd, x, y, S, H, W, sigma, mr_sigma_scale(sigma), what)) != MR_OK)
+        double scale;
+        if ((st = mr_sigma_scale_for(&scale, sigma, x, S, H, W, NULL)) != MR_OK ||
+            (st = mr_sigma_volume(sd, x, y, S, H, W, sigma, scale, what)) != MR_OK)
             return st;
         if (kind == MR_UQ_MODEL) return MR_OK;
     }

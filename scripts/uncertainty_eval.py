@@ -115,6 +115,8 @@ def main():
     ap.add_argument("--report", action="store_true", help="an HTML report per case")
     ap.add_argument("--replicas", type=int, default=8)
     ap.add_argument("--cases", default="denoiser,cs-l1,artefact")
+    ap.add_argument("--kinds", default="model,replica,both",
+                    help="denoiser maps to judge (replica and both cost N denoisings)")
     a = ap.parse_args()
     mrpipe = os.path.abspath(a.mrpipe)
     work = a.work or tempfile.mkdtemp(prefix="mrpipe-uq-")
@@ -142,7 +144,7 @@ def main():
                 noisy = rician(clean, lev * float(clean.max()), 1000 + li)
                 inp = os.path.join(work, "%s_noisy%d.h5" % (short, round(lev * 100)))
                 write_h5(inp, noisy, "reconstruction")
-                for kind in ["model", "replica", "both"]:
+                for kind in a.kinds.split(","):
                     tag = "%s_den%d_%s" % (short, round(lev * 100), kind)
                     out = os.path.join(work, tag + ".h5")
                     sdp = os.path.join(work, tag + "_sd.h5")
