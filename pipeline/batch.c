@@ -762,6 +762,9 @@ static void worker_main(const mr_pipeline *p, int id, int cmd_fd, int res_fd, in
     omp_set_num_threads(threads);
 #endif
     (void)threads;
+    /* fault injection for tests/test_batch_pool.c: the worker dies (SIGKILL) as it starts this
+     * scan, with the next scan already queued in its pipe */
+    const char *kill_at = getenv("MRPIPE_TEST_KILL_WORKER_AT");
     double t_free = now_seconds(); /* since then the worker has had nothing to do */
     for (;;) {
         ssize_t n = read(cmd_fd, &idx, sizeof idx);
@@ -769,6 +772,7 @@ static void worker_main(const mr_pipeline *p, int id, int cmd_fd, int res_fd, in
         /* idle: the wait for this scan after the previous one (or the worker's start); the
          * hand-off cost of the pool, measured by bench/batch_throughput.sh */
         log_line("%s: start (%s), idle %.6f s", p->ids[idx], p->inputs[idx], now_seconds() - t_free);
+        if (kill_at && !strcmp(kill_at, p->ids[idx])) raise(SIGKILL);
         scan_result r;
         memset(&r, 0, sizeof r);
         r.worker = id;

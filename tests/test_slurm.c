@@ -1,10 +1,10 @@
 /*
  * test_slurm.c: scripts/slurm_array.sh under a real SLURM. tests/slurm_local.sh starts a
  * single-node SLURM on 127.0.0.1 (munged, slurmctld, slurmd with a minimal slurm.conf in a scratch
- * directory), submits a 3-task array over a small batch with a broken file, waits, checks that every
- * scan was processed exactly once and the summary gathered, and stops the daemons. When slurm-wlm
- * or munge is not installed, or the daemons cannot start here, the script exits 77 and this test is
- * skipped with its reason (it passes without checking anything; the message says so).
+ * directory), submits a 3-task array over a small batch with a broken file, waits, checks that
+ * every scan was processed exactly once and the summary gathered, and stops the daemons. When
+ * slurm-wlm or munge is not installed, or the daemons cannot start here, the script exits 77 and
+ * this test is skipped with its reason (it passes without checking anything; the message says so).
  */
 #include "testutil.h"
 
