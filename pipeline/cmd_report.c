@@ -281,7 +281,7 @@ int mr_cmd_report(int argc, char **argv)
     const char *line[MAX_ARGS];
     size_t n_ver, n_patient = 0;
     mr_status st = MR_OK;
-    int rc, n_loaded = 0;
+    int rc, n_loaded = 0, have_sd = 0;
 
     memset(&o, 0, sizeof o);
     memset(&ref, 0, sizeof ref);
@@ -300,7 +300,22 @@ int mr_cmd_report(int argc, char **argv)
     }
     if (o.zero_filled && (st = load_volume(&zf, o.zero_filled, "zero-filled input", &ref)) != MR_OK)
         goto done;
-    if (o.uncertainty && (st = load_volume(&sd, o.uncertainty, "uncertainty map", &ref)) != MR_OK)
+    if (o.uncertainty && !strchr(o.uncertainty, ':') &&
+        (mr_path_has_suffix(o.uncertainty, ".h5") || mr_path_has_suffix(o.uncertainty, ".hdf5"))) {
+        /* an HDF5 file named without a dataset: its `uncertainty` dataset when it has one (the
+         * _sd.h5 files of recon and denoise), as mrpipe metrics does */
+        char spec[4200];
+        snprintf(spec, sizeof spec, "%s:uncertainty", o.uncertainty);
+        if (load_volume(&sd, spec, "uncertainty map", &ref) == MR_OK) {
+            have_sd = 1;
+        } else {
+            loaded_free(&sd);
+            memset(&sd, 0, sizeof sd);
+            mr_error_clear();
+        }
+    }
+    if (o.uncertainty && !have_sd &&
+        (st = load_volume(&sd, o.uncertainty, "uncertainty map", &ref)) != MR_OK)
         goto done;
 
     to_report_volume(&spec.reference, &ref, o.reference, NULL);

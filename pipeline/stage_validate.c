@@ -284,14 +284,14 @@ static mr_status report_create(void **state, const mr_stage_ctx *x)
 static mr_status report_run(void *state, mr_scan *scan)
 {
     report_state *s = state;
-    mr_report_volume methods[MR_SCAN_MAX_IMAGES], zf, unc;
-    mr_array *cropped[MR_SCAN_MAX_IMAGES] = {0}, *unc_cropped = NULL;
+    mr_report_volume methods[MR_SCAN_MAX_IMAGES], zf;
+    mr_array *cropped[MR_SCAN_MAX_IMAGES] = {0}, *unc_cropped[MR_SCAN_MAX_IMAGES] = {0};
     mr_version_entry ver[MR_VERSIONS_MAX];
     mr_report_field fields[MR_VERSIONS_MAX];
     mr_report_spec spec;
     size_t n = 0, nv = mr_versions_collect(ver);
     int has_zf = 0;
-    char unc_label[128];
+    char unc_label[MR_SCAN_MAX_IMAGES][128];
     mr_status st = MR_OK;
     const mr_array *ref = scan->reference;
     if (!ref) return mr_error_set(MR_ERR_INPUT, "no reference (the validate stage loads it)");
@@ -310,23 +310,20 @@ static mr_status report_run(void *state, mr_scan *scan)
         v.source = im->label;
         v.image = cropped[i];
         memcpy(v.dims_loaded, im->image->dims, sizeof v.dims_loaded);
+        /* an image's own SD map goes with it (judged against its own error only) */
+        if (im->uncertainty &&
+            (st = crop_volume(&unc_cropped[i], im->uncertainty, ref->dims[1], ref->dims[2])) == MR_OK) {
+            snprintf(unc_label[i], sizeof unc_label[i], "%s SD (%s)", im->label,
+                     im->uncertainty_kind[0] ? im->uncertainty_kind : "uncertainty");
+            v.uncertainty = unc_cropped[i];
+            v.uncertainty_source = unc_label[i];
+        }
+        if (st != MR_OK) break;
         if (!strcmp(im->label, s->zero_filled)) {
             zf = v;
             has_zf = 1;
         } else {
             methods[n++] = v;
-        }
-        /* the report shows one SD map: the first image's that has one */
-        if (im->uncertainty && !unc_cropped &&
-            (st = crop_volume(&unc_cropped, im->uncertainty, ref->dims[1], ref->dims[2])) == MR_OK) {
-            char *lbl = unc_label;
-            snprintf(lbl, sizeof unc_label, "%s SD (%s)", im->label,
-                     im->uncertainty_kind[0] ? im->uncertainty_kind : "uncertainty");
-            memset(&unc, 0, sizeof unc);
-            unc.label = lbl;
-            unc.source = lbl;
-            unc.image = unc_cropped;
-            memcpy(unc.dims_loaded, im->uncertainty->dims, sizeof unc.dims_loaded);
         }
     }
     if (st == MR_OK && n == 0)
@@ -339,7 +336,7 @@ static mr_status report_run(void *state, mr_scan *scan)
         spec.methods = methods;
         spec.n_methods = n;
         spec.zero_filled = has_zf ? &zf : NULL;
-        spec.uncertainty = unc_cropped ? &unc : NULL;
+        spec.uncertainty = NULL; /* each method carries its own map (a map judges its image only) */
         spec.slices = s->slices;
         spec.n_slices = s->n_slices;
         spec.window = s->window;
@@ -348,8 +345,10 @@ static mr_status report_run(void *state, mr_scan *scan)
         spec.include_patient_info = s->patient_info;
         st = mr_report_write(scan->work_dir, &spec);
     }
-    for (size_t i = 0; i < scan->n_images; i++) mr_array_destroy(cropped[i]);
-    mr_array_destroy(unc_cropped);
+    for (size_t i = 0; i < scan->n_images; i++) {
+        mr_array_destroy(cropped[i]);
+        mr_array_destroy(unc_cropped[i]);
+    }
     return st;
 }
 

@@ -13,8 +13,8 @@ Cases:
   denoiser   Rician noise at 3, 5, 10 % of the region's maximum (as scripts/denoise_quality.py);
              `mrpipe denoise --uncertainty model | replica | both` with the shipped blind model
   cs-l1 4x   `mrpipe simulate` (8 coils, noise 0.005 of max), `mrpipe recon --method cs-l1 --mask
-             equispaced --accel 4 --center-fraction 0.08 --uncertainty model` (and `both`, replicas)
-             against the fully sampled RSS
+             equispaced|random --accel 4 --center-fraction 0.08 --uncertainty model` (and `both`
+             with --recon-both) against the fully sampled RSS
   artefact   the same k-space, zero-filled 4x, then `mrpipe denoise --model models/artefact.h5
              --uncertainty model`; also the artefact model on the cs-l1 4x images
 Goal (issue 6): coverage within 3 points of nominal at 90 and 95 %, Spearman >= 0.5.
@@ -119,6 +119,10 @@ def main():
                          "max per coil and real/imaginary part); at 0.01 the reference RSS noise "
                          "floor of inia19 lies above the 5 %% foreground threshold")
     ap.add_argument("--cases", default="denoiser,cs-l1,artefact")
+    ap.add_argument("--masks", default="equispaced,random",
+                    help="fastMRI masks of the k-space cases (4x, centre fraction 0.08)")
+    ap.add_argument("--recon-both", action="store_true",
+                    help="also judge recon --uncertainty both (cost: N replicas of cs-l1)")
     ap.add_argument("--kinds", default="model,replica,both",
                     help="denoiser maps to judge (replica and both cost N denoisings)")
     a = ap.parse_args()
@@ -166,36 +170,40 @@ def main():
                  "--slices", "%d:%d" % (kks[0], kks[-1] + 1), "--coils", "8", "--noise", str(a.kspace_noise),
                  "--seed", "7"])
             ref = ksp + ":reconstruction_rss"
-            mask = ["--mask", "equispaced", "--accel", "4", "--center-fraction", "0.08"]
-            cs = os.path.join(work, "%s_csl1_4x.h5" % short)
-            kinds = ["model"] if a.quick else ["model", "both"]
-            for kind in kinds:
-                out = cs if kind == "model" else os.path.join(work, "%s_csl1_4x_both.h5" % short)
-                sdp = out[:-3] + "_sd.h5"
-                t0 = time.time()
-                run([mrpipe, "recon", "--input", ksp, "--output", out, "--method", "cs-l1"] + mask +
-                    ["--uncertainty", kind, "--replicas", str(a.replicas)])
-                sec = time.time() - t0
-                if "cs-l1" in cases:
-                    u = uq_figures(mrpipe, ref, out, sdp, work, os.path.basename(out[:-3]))
-                    rows.append(row("cs-l1 4x", name, kind, u, sec))
-                    if kind == "model":
-                        report(short + "_csl1", ref, out, sdp, "cs-l1 4x (model SD)")
-            if "artefact" in cases:
-                zf = os.path.join(work, "%s_zf_4x.h5" % short)
-                run([mrpipe, "recon", "--input", ksp, "--output", zf, "--method", "zf"] + mask)
-                for src, lab in [(zf, "zf"), (cs, "cs-l1")]:
-                    tag = "%s_art_%s" % (short, lab)
-                    out = os.path.join(work, tag + ".h5")
-                    sdp = os.path.join(work, tag + "_sd.h5")
+            for mk in a.masks.split(","):
+                mask = ["--mask", mk, "--accel", "4", "--center-fraction", "0.08"]
+                mt = "random" if mk == "random" else "equisp."
+                cs = os.path.join(work, "%s_csl1_4x_%s.h5" % (short, mk))
+                kinds = ["model", "both"] if a.recon_both else ["model"]
+                for kind in kinds:
+                    out = cs if kind == "model" else cs[:-3] + "_both.h5"
+                    sdp = out[:-3] + "_sd.h5"
                     t0 = time.time()
-                    run([mrpipe, "denoise", "--input", src, "--output", out, "--model", artefact,
-                         "--uncertainty", "model"])
+                    run([mrpipe, "recon", "--input", ksp, "--output", out, "--method", "cs-l1"] +
+                        mask + ["--uncertainty", kind, "--replicas", str(a.replicas)])
                     sec = time.time() - t0
-                    u = uq_figures(mrpipe, ref, out, sdp, work, tag)
-                    rows.append(row("artefact model on %s 4x" % lab, name, "model", u, sec))
-                    if lab == "zf":
-                        report(tag, ref, out, sdp, "artefact model on zf 4x (model SD)")
+                    if "cs-l1" in cases:
+                        u = uq_figures(mrpipe, ref, out, sdp, work, os.path.basename(out[:-3]))
+                        rows.append(row("cs-l1 4x %s" % mt, name, kind, u, sec))
+                        if kind == "model":
+                            report("%s_csl1_%s" % (short, mk), ref, out, sdp,
+                                   "cs-l1 4x %s (model SD)" % mk)
+                if "artefact" in cases:
+                    zf = os.path.join(work, "%s_zf_4x_%s.h5" % (short, mk))
+                    run([mrpipe, "recon", "--input", ksp, "--output", zf, "--method", "zf"] + mask)
+                    for src, lab in [(zf, "zf"), (cs, "cs-l1")]:
+                        tag = "%s_art_%s_%s" % (short, lab, mk)
+                        out = os.path.join(work, tag + ".h5")
+                        sdp = os.path.join(work, tag + "_sd.h5")
+                        t0 = time.time()
+                        run([mrpipe, "denoise", "--input", src, "--output", out, "--model",
+                             artefact, "--uncertainty", "model"])
+                        sec = time.time() - t0
+                        u = uq_figures(mrpipe, ref, out, sdp, work, tag)
+                        rows.append(row("artefact model on %s 4x %s" % (lab, mt), name, "model", u,
+                                        sec))
+                        if lab == "zf":
+                            report(tag, ref, out, sdp, "artefact model on zf 4x %s (model SD)" % mk)
 
     lines = ["| case | data | SD | PSNR dB | cover 68 / 90 / 95 % | Spearman (oracle) | UCE/MSE "
              "| AUSE | RMSE/RMS(SD) | s |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -403,7 +403,8 @@ static void test_pacs_find_move(void)
         "$B -q convert --input $D/moved/$S --output $D/moved.nii && $PY %s check_nii "
         "$D/moved.nii $FX/series >/dev/null; echo \"moved_nii=$?\"\n"
         "$B -q denoise --input $D/moved/$S --output $D/den/; echo \"denoise=$?\"\n"
-        "ls $D/den/*/IM_*.dcm | wc -l | sed 's/^/denoised_files=/'\n"
+        "ls $D/den/*_denoise/IM_*.dcm | wc -l | sed 's/^/denoised_files=/'\n"
+        "ls $D/den/*uncertainty*/IM_*.dcm | wc -l | sed 's/^/denoised_sd_files=/'\n"
         /* refusals and bad input */
         "$B fetch --from $P $C --study $T --series $S --output $D/m2 --move-dest NOBODY "
         "--port 11112; echo \"unknown_dest=$?\"\n"
@@ -445,6 +446,7 @@ static void test_pacs_find_move(void)
     CU_ASSERT(strstr(out, "moved_nii=0") != NULL);
     CU_ASSERT(strstr(out, "denoise=0") != NULL);
     CU_ASSERT(strstr(out, "denoised_files=5") != NULL);
+    CU_ASSERT(strstr(out, "denoised_sd_files=5") != NULL); /* the model's SD series beside it */
     /* errors: clear, exit 1, nothing written */
     CU_ASSERT(strstr(out, "unknown_dest=1") != NULL);
     CU_ASSERT(strstr(out, "did not move it to NOBODY") != NULL);

@@ -518,7 +518,7 @@ static void test_uncertainty_outputs(void)
     /* report: the SD map is passed on */
     CU_ASSERT_STRING_EQUAL(r->stage->name, "report");
     CU_ASSERT_EQUAL(r->stage->run(r->state, &scan), MR_OK);
-    CU_ASSERT_EQUAL(mr_test_sh("grep '\"uncertainty\": \"zf SD (model)\"' %s/report.json", work),
+    CU_ASSERT_EQUAL(mr_test_sh("grep '\"uncertainty_source\": \"zf SD (model)\"' %s/report.json", work),
                     0);
     mr_scan_clear(&scan);
     mr_pipeline_destroy(pl);
