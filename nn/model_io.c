@@ -166,6 +166,12 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
             ok &= put_num(f, "calibration_scales", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->calibration_scales, (hsize_t)M->n_calibration_levels) >= 0;
         }
+        if (M->n_calibration_accel > 0) {
+            ok &= put_num(f, "calibration_accel", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                          M->calibration_accel, (hsize_t)M->n_calibration_accel) >= 0;
+            ok &= put_num(f, "calibration_accel_scales", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                          M->calibration_accel_scales, (hsize_t)M->n_calibration_accel) >= 0;
+        }
     }
     for (int l = 0; ok && l < A->depth; l++) {
         const mr_nn_layer *L = &m->layers[l];
@@ -531,6 +537,21 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
             goto fail;
         }
         m->meta.n_calibration_levels = nn;
+        TRY(get_nums(f, path, "calibration_accel", m->meta.calibration_accel, 4, &nn, 0));
+        TRY(get_nums(f, path, "calibration_accel_scales", m->meta.calibration_accel_scales, 4, &ns,
+                     0));
+        ok = nn == ns;
+        for (int i = 0; ok && i < nn; i++)
+            ok = m->meta.calibration_accel_scales[i] > 0 &&
+                 isfinite(m->meta.calibration_accel_scales[i]) && m->meta.calibration_accel[i] >= 1 &&
+                 (i == 0 || m->meta.calibration_accel[i] > m->meta.calibration_accel[i - 1]);
+        if (!ok) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: attributes 'calibration_accel' (%d values) and "
+                              "'calibration_accel_scales' (%d): expected as many positive values, "
+                              "accelerations ascending", path, nn, ns);
+            goto fail;
+        }
+        m->meta.n_calibration_accel = nn;
     }
     H5Eclear2(H5E_DEFAULT);
     for (int l = 0; l < m->arch.depth; l++) {

@@ -206,6 +206,9 @@ typedef struct {
     int n_calibration_levels;  /* 0, or scales per input noise level (ascending noise): */
     double calibration_noise[8];  /* MAD noise level of the input / its percentile level */
     double calibration_scales[8]; /* the split-conformal scale fitted at that level */
+    int n_calibration_accel;      /* 0, or scales per acceleration (ascending) of undersampling: */
+    double calibration_accel[4];  /* the acceleration R */
+    double calibration_accel_scales[4]; /* the split-conformal scale fitted at R */
 } mr_nn_meta;
 
 typedef struct {

@@ -26,7 +26,7 @@ static const char *USAGE =
     "usage: mrpipe denoise --input IN --output OUT [--model M.h5]\n"
     "                      [--uncertainty none|model|replica|both] [--uncertainty-model S.h5]\n"
     "                      [--replicas N] [--uncertainty-output PATH] [--seed S]\n"
-    "                      [--series UID[:echoN]]\n"
+    "                      [--series UID[:echoN]] [--accel R]\n"
     "\n"
     "  --input IN    NIfTI (.nii/.nii.gz), fastMRI .h5 (reconstruction, else reconstruction_rss,\n"
     "                else reconstruction_esc; IN.h5:NAME picks a dataset), BART .cfl, or DICOM\n"
@@ -45,6 +45,8 @@ static const char *USAGE =
     "                hold it as `uncertainty`]\n"
     "  --seed S      seed of the replica noise  [0]\n"
     "  --series UID  the DICOM series (or volume, UID:echo2) when the input holds several\n"
+    "  --accel R     the input is a reconstruction of R-fold undersampled k-space: the SD scale\n"
+    "                calibrated for R (variance networks calibrated per acceleration)\n"
     "\n"
     "Slice by slice over the last two axes (whole slices, no tiles). The input is divided by the\n"
     "model's percentile level of the whole volume and the output multiplied back: the output has\n"
@@ -55,6 +57,7 @@ int mr_cmd_denoise(int argc, char **argv)
     const char *in = NULL, *out = NULL, *model = NULL, *v = NULL, *uq = "model", *uq_model = NULL,
                *uq_out = NULL, *series = NULL;
     long replicas = 8, seed = 0;
+    double accel = 0;
     int uq_explicit = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -74,6 +77,10 @@ int mr_cmd_denoise(int argc, char **argv)
             uq_out = v;
         else if (mr_opt_value(&v, "--series", argc, argv, &i))
             series = v;
+        else if (mr_opt_value(&v, "--accel", argc, argv, &i)) {
+            mr_status pst = v ? mr_parse_double(&accel, "--accel", v, 1, 64) : MR_OK;
+            if (pst != MR_OK) return mr_cli_fail("denoise", pst);
+        }
         else if (mr_opt_value(&v, "--replicas", argc, argv, &i)) {
             mr_status pst = v ? mr_parse_long(&replicas, "--replicas", v, -1000000, 1000000) : MR_OK;
             if (pst != MR_OK) return mr_cli_fail("denoise", pst);
@@ -184,7 +191,7 @@ int mr_cmd_denoise(int argc, char **argv)
             goto fail;
         }
         st = mr_denoise_uq(y, mr_array_f32(sd), x, S, H, W, m, sigma, kind, (int)replicas,
-                           (uint64_t)seed, &noise_est, in);
+                           (uint64_t)seed, accel, &noise_est, in);
         if (st == MR_OK) memcpy(x, y, S * H * W * sizeof *y);
         free(y);
         if (st != MR_OK) goto fail;

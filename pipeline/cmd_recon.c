@@ -311,6 +311,7 @@ int mr_cmd_recon(int argc, char **argv)
     /* --uncertainty replica: SD volume, per-slice SD on the grid, noise Cholesky factor, maps */
     mr_array *unc = NULL;
     void *sigma = NULL; /* --uncertainty model|both: the method's variance network */
+    double acq_frac0 = 0; /* sampled fraction of slice 0 (inferred pattern) */
     float *sd_grid = NULL;
     mr_cfloat *chol = NULL, *slice_chol = NULL, *psi_est = NULL, *umaps = NULL;
     mr_status st;
@@ -426,6 +427,7 @@ int mr_cmd_recon(int argc, char **argv)
         /* zf ignores the pattern: infer it once, for the log */
         int need_pattern = !mask2d && (s == 0 || strcmp(method->name, "zf") != 0 || o.unc_replica);
         frac = need_pattern ? mr_mask_infer(pattern, k, C, gh, W) : 0;
+        if (s == 0) acq_frac0 = frac;
         if (!mask2d && s == 0) MR_INFO("sampling pattern inferred from the k-space: %.1f %% acquired",
                                        100.0 * frac);
         const mr_cfloat *maps =
@@ -487,7 +489,10 @@ int mr_cmd_recon(int argc, char **argv)
         if (!sdm) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
         if (st == MR_OK)
             st = mr_sigma_volume(sdm, mr_array_f32(mag), mr_array_f32(mag), in->slices,
-                                 in->recon_h, in->recon_w, sigma, mr_sigma_scale(sigma), o.input);
+                                 in->recon_h, in->recon_w, sigma,
+                                 mr_sigma_scale_accel(sigma, o.mask_type ? o.accel
+                                                             : acq_frac0 > 0 ? 1 / acq_frac0 : 0),
+                                 o.input);
         if (st == MR_OK)
             for (size_t i = 0; i < nv; i++)
                 u[i] = o.unc_replica ? sqrtf(u[i] * u[i] + sdm[i] * sdm[i]) : sdm[i];

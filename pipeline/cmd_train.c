@@ -492,7 +492,7 @@ static mr_status load_training(mr_train_volume *tv, const char *path, const trai
 }
 
 /* Undersampling validation: each slice (original units) placed centred on the M x M matrix and
- * degraded as training does, with a fixed cycle of (method, acceleration) and equispaced masks at
+ * degraded as training does, with a fixed cycle of (method, acceleration), then of the masks, at
  * the middle of the noise range; clean becomes the fully sampled RSS. */
 static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_degrader *dg,
                                     uint64_t seed)
@@ -512,8 +512,11 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
         for (size_t k = 0; k < vs->H * vs->W; k++) src[k] = (float)(src[k] / level);
         mr_crop_f32(img, M, M, src, vs->H, vs->W);
         int combo = (int)(i % (size_t)(t->u.n_methods * t->u.n_accel));
+        /* masks cycle too, after every (method, acceleration) pair */
+        mr_mask_type mk = t->u.masks[(i / (size_t)(t->u.n_methods * t->u.n_accel)) %
+                                     (size_t)t->u.n_masks];
         mr_train_degradation g = {t->u.accel[combo % t->u.n_accel],
-                                  t->u.cf[combo % t->u.n_accel], MR_MASK_EQUISPACED,
+                                  t->u.cf[combo % t->u.n_accel], mk,
                                   combo / t->u.n_accel % t->u.n_methods,
                                   sqrt(t->u.noise_min * t->u.noise_max), seed + i};
         st = mr_train_degrade(dg, ref + i * hw, deg + i * hw, img, &g);
@@ -809,7 +812,9 @@ static mr_status validate_sigma(double *nll, double *cov90, val_set *vs, int nv,
 static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const train_cfg *t,
                                  const mr_nn_model *base, mr_nn_model *sig, mr_train_degrader *dg)
 {
-    size_t cap = 0, nr = 0, lev_start[9] = {0};
+    size_t cap = 0, nr = 0, lev_start[9] = {0}, acap[MR_TRAIN_US_MAX] = {0},
+           an[MR_TRAIN_US_MAX] = {0};
+    double *ar[MR_TRAIN_US_MAX] = {0}; /* undersampling: residuals per acceleration */
     double lev_noise[8] = {0};
     int lev_count[8] = {0};
     double *r = NULL;
@@ -840,6 +845,23 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
             if (st == MR_OK)
                 st = mr_sigma_volume(sd, vs.noisy, vs.out, vs.S, vs.H, vs.W, sig, 1.0, vs.name);
             if (st == MR_OK) mr_sigma_collect(r, &nr, vs.clean, vs.out, sd, vs.S, vs.H * vs.W, 0.05);
+            /* slice k of an undersampling set was degraded at acceleration index
+             * (k mod (methods x accelerations)) mod accelerations (degrade_validation) */
+            for (size_t k = 0; st == MR_OK && t->us && t->u.n_accel > 1 && k < vs.S; k++) {
+                size_t hw = vs.H * vs.W;
+                int ai = (int)(k % (size_t)(t->u.n_methods * t->u.n_accel)) % t->u.n_accel;
+                if (an[ai] + hw > acap[ai]) {
+                    size_t nc = (an[ai] + hw) * 2;
+                    double *q = realloc(ar[ai], nc * sizeof *q);
+                    if (!q) {
+                        st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+                        break;
+                    }
+                    ar[ai] = q, acap[ai] = nc;
+                }
+                mr_sigma_collect(ar[ai], &an[ai], vs.clean + k * hw, vs.out + k * hw, sd + k * hw, 1,
+                                 hw, 0.05);
+            }
             double nz = 0;
             if (st == MR_OK && (st = mr_sigma_input_noise(&nz, vs.noisy, vs.S, vs.H, vs.W, sig)) == MR_OK)
                 lev_noise[l] += nz, lev_count[l]++;
@@ -848,6 +870,28 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
         }
     }
     lev_start[nlev] = nr;
+    if (st == MR_OK && t->us && t->u.n_accel > 1) {
+        /* one scale per acceleration (errors grow with R faster than the network's SD does):
+         * recon knows its R, the pipeline knows its images', denoise takes --accel */
+        int order[MR_TRAIN_US_MAX], na = 0;
+        for (int i = 0; i < t->u.n_accel; i++) order[i] = i;
+        for (int i = 0; i < t->u.n_accel; i++) /* ascending R */
+            for (int j = i + 1; j < t->u.n_accel; j++)
+                if (t->u.accel[order[j]] < t->u.accel[order[i]]) {
+                    int tmp = order[i];
+                    order[i] = order[j], order[j] = tmp;
+                }
+        for (int i = 0; i < t->u.n_accel; i++) {
+            int ai = order[i];
+            double cl[3];
+            if (an[ai] < 100 || (na && t->u.accel[ai] <= sig->meta.calibration_accel[na - 1]))
+                continue;
+            sig->meta.calibration_accel[na] = t->u.accel[ai];
+            sig->meta.calibration_accel_scales[na++] = mr_sigma_conformal_scale(ar[ai], an[ai], cl);
+        }
+        sig->meta.n_calibration_accel = na > 1 ? na : 0;
+    }
+    for (int i = 0; i < MR_TRAIN_US_MAX; i++) free(ar[i]);
     if (st == MR_OK && nr < 100)
         st = mr_error_set(MR_ERR_INPUT, "calibration: %zu foreground pixels: expected a calibration "
                           "set with tissue (data.calibration)", nr);
@@ -888,6 +932,11 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
             o += (size_t)snprintf(text + o, tsize - o, "; scale %.5g; calibration coverage 68/90/95 "
                                   "= %.1f/%.1f/%.1f %%", *scale, 100 * cov[0], 100 * cov[1],
                                   100 * cov[2]);
+        for (int l = 0; l < sig->meta.n_calibration_accel && o < tsize; l++)
+            o += (size_t)snprintf(text + o, tsize - o, "%s%.4g at R %g",
+                                  l ? ", " : "; per acceleration: scale ",
+                                  sig->meta.calibration_accel_scales[l],
+                                  sig->meta.calibration_accel[l]);
         for (int l = 0; l < sig->meta.n_calibration_levels && o < tsize; l++)
             o += (size_t)snprintf(text + o, tsize - o, "%s%.4g at input noise %.4g",
                                   l ? ", " : "; per level: scale ", sig->meta.calibration_scales[l],
@@ -1009,27 +1058,6 @@ static int run(const train_opts *o)
         if ((st = load_training(&tv[i], t.train[i], &t, stderr)) != MR_OK) goto fail;
     if (t.us) {
         if ((st = mr_train_degrader_create(&dg, &t.u)) != MR_OK) goto fail;
-        fprintf(stderr, "mrpipe train: building the artefact bank: %d planes of %d x %d, %d coils\n",
-                t.u.bank_slices, t.u.matrix, t.u.matrix, t.u.coils);
-        double tb = now_s();
-        if ((st = mr_train_bank_build(&bank, tv, t.ntrain, &t.u, &t.sampler, t.percentile,
-                                      (uint64_t)t.seed, stderr)) != MR_OK)
-            goto fail;
-        fprintf(stderr, "mrpipe train: artefact bank built in %.0f s\n", now_s() - tb);
-        const char *pv = getenv("MRPIPE_TRAIN_PREVIEW"); /* look at the data: input | target */
-        for (int i = 0; pv && i < bank.n && i < 8; i++) {
-            size_t M = (size_t)bank.m, hw = M * M;
-            float *pair = malloc(2 * hw * sizeof *pair);
-            if (!pair) break;
-            for (size_t y = 0; y < M; y++) {
-                memcpy(pair + y * 2 * M, bank.deg + i * hw + y * M, M * sizeof *pair);
-                memcpy(pair + y * 2 * M + M, bank.ref + i * hw + y * M, M * sizeof *pair);
-            }
-            char path[4200];
-            snprintf(path, sizeof path, "%s/bank_%02d_kind%d.png", pv, i, bank.kind[i]);
-            mr_png_write_gray(path, pair, M, 2 * M, 0, 1.2f);
-            free(pair);
-        }
     }
     for (int i = 0; i < t.nval; i++)
         if ((st = load_validation(&vs[i], &t.val[i], &t, (uint64_t)t.seed * 7919u + 17u + i,
@@ -1132,6 +1160,30 @@ static int run(const train_opts *o)
     fprintf(stderr, "mrpipe train: %s, %zu parameters, %d threads, %ld epochs x %ld steps, batch %d "
             "x %dx%d\n", desc, m->nparams, mr_threads(), t.epochs, t.steps_per_epoch, t.batch, P, P);
 
+    if (t.us && start < total) { /* the bank only feeds training steps (a finished run's
+                                    * --resume only re-does the final validation/calibration) */
+        fprintf(stderr, "mrpipe train: building the artefact bank: %d planes of %d x %d, %d coils\n",
+                t.u.bank_slices, t.u.matrix, t.u.matrix, t.u.coils);
+        double tb = now_s();
+        if ((st = mr_train_bank_build(&bank, tv, t.ntrain, &t.u, &t.sampler, t.percentile,
+                                      (uint64_t)t.seed, stderr)) != MR_OK)
+            goto fail;
+        fprintf(stderr, "mrpipe train: artefact bank built in %.0f s\n", now_s() - tb);
+        const char *pv = getenv("MRPIPE_TRAIN_PREVIEW"); /* look at the data: input | target */
+        for (int i = 0; pv && i < bank.n && i < 8; i++) {
+            size_t M = (size_t)bank.m, hw = M * M;
+            float *pair = malloc(2 * hw * sizeof *pair);
+            if (!pair) break;
+            for (size_t y = 0; y < M; y++) {
+                memcpy(pair + y * 2 * M, bank.deg + i * hw + y * M, M * sizeof *pair);
+                memcpy(pair + y * 2 * M + M, bank.ref + i * hw + y * M, M * sizeof *pair);
+            }
+            char path[4200];
+            snprintf(path, sizeof path, "%s/bank_%02d_kind%d.png", pv, i, bank.kind[i]);
+            mr_png_write_gray(path, pair, M, 2 * M, 0, 1.2f);
+            free(pair);
+        }
+    }
     double t0 = now_s(), prev_seconds = nrows ? rows[nrows - 1].seconds : 0;
     double loss_sum = 0, vpsnr = nrows ? rows[nrows - 1].psnr_val : NAN, npsnr = 0;
     for (long s = start; s < total; s++) {

@@ -169,6 +169,9 @@ mr_status mr_sigma_input_noise(double *noise, const float *x, size_t S, size_t H
  * receives the input's noise level (0 when not needed). */
 mr_status mr_sigma_scale_for(double *scale, const void *sigma, const float *x, size_t S, size_t H,
                              size_t W, double *noise_out);
+/* The scale for an image undersampled R-fold: interpolated (linear in log R, constant outside)
+ * between the per-acceleration scales when the network has them, else the single scale. */
+double mr_sigma_scale_accel(const void *sigma, double accel);
 const char *mr_sigma_calibration(const void *sigma); /* what the calibration was, as text */
 
 /* Robust Gaussian noise level of an image volume: median |HH| / 0.6745 of the finest diagonal
@@ -178,10 +181,12 @@ mr_status mr_noise_sigma_mad(double *sigma, const float *x, size_t S, size_t H, 
 /* y = model(x) (model NULL: y = x, the image itself is judged) and its SD (S, H, W) in x's units:
  * MODEL the calibrated variance network `sigma`; REPLICA the sample SD of model(x + Rician noise at
  * the MAD level) over `replicas` draws (*noise_est receives the level, may be NULL); BOTH
- * sqrt(var_replica + var_model); NONE leaves sd untouched. y may equal x. */
+ * sqrt(var_replica + var_model); NONE leaves sd untouched. y may equal x. accel: the input's
+ * undersampling R when known (the scale per acceleration of networks calibrated so), else 0 (the
+ * scale at the input's noise level, or the single scale). */
 mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
                         const void *model, const void *sigma, mr_uq_kind kind, int replicas,
-                        uint64_t seed, double *noise_est, const char *what);
+                        uint64_t seed, double accel, double *noise_est, const char *what);
 
 /* Denoise a float32 volume (S, H, W) slice by slice with a loaded model, whole slices, one plan:
  * the model's normalisation (norm_method "percentile", norm_params[0] = p) divides the input by

@@ -203,11 +203,17 @@ static mr_status denoise_run(void *state, mr_scan *scan)
         char what[4200];
         snprintf(what, sizeof what, "%s (image %s)", scan->input, src->label);
         mr_array *sd = NULL;
+        double accel = 0; /* the image's undersampling, when a recon stage applied a mask */
+        if (src->mask1d && src->mask_len) {
+            double acq = 0;
+            for (size_t k = 0; k < src->mask_len; k++) acq += src->mask1d[k] != 0;
+            if (acq > 0) accel = (double)src->mask_len / acq;
+        }
         if (s->uq != MR_UQ_NONE) st = mr_array_create(&sd, MR_FLOAT32, 3, a->dims);
         if (st == MR_OK)
             st = mr_denoise_uq(mr_array_f32(out), sd ? mr_array_f32(sd) : NULL, mr_array_f32(a),
                                a->dims[0], a->dims[1], a->dims[2], s->model, s->sigma, s->uq,
-                               (int)s->replicas, (uint64_t)scan->index, NULL, what);
+                               (int)s->replicas, (uint64_t)scan->index, accel, NULL, what);
         if (st != MR_OK) {
             mr_array_destroy(out);
             mr_array_destroy(sd);

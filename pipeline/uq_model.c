@@ -90,6 +90,22 @@ mr_status mr_sigma_input_noise(double *noise, const float *x, size_t S, size_t H
     return st;
 }
 
+double mr_sigma_scale_accel(const void *sigma_model, double accel)
+{
+    const mr_nn_model *m = sigma_model;
+    int n = m->meta.n_calibration_accel;
+    const double *ra = m->meta.calibration_accel, *sc = m->meta.calibration_accel_scales;
+    if (n < 2 || !(accel >= 1)) return m->meta.calibration_scale;
+    if (accel <= ra[0]) return sc[0];
+    if (accel >= ra[n - 1]) return sc[n - 1];
+    for (int i = 0; i + 1 < n; i++)
+        if (accel <= ra[i + 1]) {
+            double f = (log(accel) - log(ra[i])) / (log(ra[i + 1]) - log(ra[i]));
+            return sc[i] + f * (sc[i + 1] - sc[i]);
+        }
+    return m->meta.calibration_scale;
+}
+
 mr_status mr_sigma_scale_for(double *scale, const void *sigma_model, const float *x, size_t S,
                              size_t H, size_t W, double *noise_out)
 {
@@ -151,7 +167,7 @@ mr_status mr_noise_sigma_mad(double *sigma, const float *x, size_t S, size_t H, 
 
 mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
                         const void *model, const void *sigma, mr_uq_kind kind, int replicas,
-                        uint64_t seed, double *noise_est, const char *what)
+                        uint64_t seed, double accel, double *noise_est, const char *what)
 {
     size_t n = S * H * W;
     mr_status st;
@@ -170,7 +186,12 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
     if (kind == MR_UQ_NONE) return MR_OK;
     if (kind == MR_UQ_MODEL || kind == MR_UQ_BOTH) {
         double scale;
-        if ((st = mr_sigma_scale_for(&scale, sigma, x, S, H, W, NULL)) != MR_OK ||
+        const mr_nn_model *sm = sigma;
+        if (accel >= 1 && sm->meta.n_calibration_accel > 1)
+            scale = mr_sigma_scale_accel(sigma, accel), st = MR_OK;
+        else
+            st = mr_sigma_scale_for(&scale, sigma, x, S, H, W, NULL);
+        if (st != MR_OK ||
             (st = mr_sigma_volume(sd, x, y, S, H, W, sigma, scale, what)) != MR_OK)
             return st;
         if (kind == MR_UQ_MODEL) return MR_OK;

@@ -16,7 +16,7 @@ Cases:
              equispaced|random --accel 4 --center-fraction 0.08 --uncertainty model` (and `both`
              with --recon-both) against the fully sampled RSS
   artefact   the same k-space, zero-filled 4x, then `mrpipe denoise --model models/artefact.h5
-             --uncertainty model`; also the artefact model on the cs-l1 4x images
+             --uncertainty model --accel 4`; also the artefact model on the cs-l1 4x images
 Goal (issue 6): coverage within 3 points of nominal at 90 and 95 %, Spearman >= 0.5.
 
 usage: /usr/bin/python3 scripts/uncertainty_eval.py --mrpipe build/mrpipe [--out table.md]
@@ -197,7 +197,7 @@ def main():
                         sdp = os.path.join(work, tag + "_sd.h5")
                         t0 = time.time()
                         run([mrpipe, "denoise", "--input", src, "--output", out, "--model",
-                             artefact, "--uncertainty", "model"])
+                             artefact, "--uncertainty", "model", "--accel", "4"])
                         sec = time.time() - t0
                         u = uq_figures(mrpipe, ref, out, sdp, work, tag)
                         rows.append(row("artefact model on %s 4x %s" % (lab, mt), name, "model", u,
