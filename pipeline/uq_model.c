@@ -53,10 +53,11 @@ mr_status mr_sigma_load(void **out, const char *path, const char *for_what)
     mr_status st = mr_nn_model_load(&m, path, NULL);
     if (st != MR_OK) return st;
     if (m->arch.in_channels != 2 || m->arch.out_channels != 1) {
+        int cin = m->arch.in_channels, cout = m->arch.out_channels;
         mr_nn_model_destroy(m);
         return mr_error_set(MR_ERR_INPUT, "%s: a model with %d input and %d output channels: "
                             "expected a variance network (2 -> 1) made by `mrpipe train` with "
-                            "variance_head", path, m->arch.in_channels, m->arch.out_channels);
+                            "variance_head", path, cin, cout);
     }
     if (!(m->meta.calibration_scale > 0) || !isfinite(m->meta.calibration_scale)) {
         mr_nn_model_destroy(m);
