@@ -136,6 +136,15 @@ static mr_status convert_one(const convert_opts *o, const mr_dicom_set *set, siz
     extra.derivation = o->anonymize ? "mrpipe convert --anonymize (PS3.15 basic profile)"
                                     : "mrpipe convert (16-bit copy of the source series)";
     extra.series_number = o->series_number;
+    {
+        /* the volumes of a split series (echoes) get distinct SeriesNumbers: the source's + 1000
+         * + (volume - 1), as one derived series would get + 1000 */
+        const mr_dicom_series_info *si = mr_dicom_set_series(set, index);
+        if (!o->series_number && si->volumes > 1 && si->volume >= 1)
+            extra.series_number = (vol->src.series.series_number >= 0
+                                       ? vol->src.series.series_number + 1000
+                                       : 1000) + (long)si->volume - 1;
+    }
     extra.anonymize = o->anonymize;
     extra.method = "convert";
     extra.written = &written;

@@ -136,13 +136,14 @@ static void test_two_echoes_cli(void)
         CU_ASSERT_EQUAL(rc, 0);
     }
     CU_ASSERT_EQUAL(mr_test_count_files(out, "e_echo"), 2);
-    /* one derived series per echo, EchoTime of its echo, valid */
+    /* one derived series per echo (SeriesNumber source + 1000 + echo - 1), EchoTime of its echo,
+     * valid */
     CU_ASSERT_EQUAL_FATAL(
         mr_test_sh("%s -q convert --input %s --output %s/dcm/", mr_test_bin(), fx("echo2"), out),
         0);
     char d1[4200], d2[4200];
     snprintf(d1, sizeof d1, "%s/dcm/1012_fixture_multi-echo_echo1_mrpipe_convert", out);
-    snprintf(d2, sizeof d2, "%s/dcm/1012_fixture_multi-echo_echo2_mrpipe_convert", out);
+    snprintf(d2, sizeof d2, "%s/dcm/1013_fixture_multi-echo_echo2_mrpipe_convert", out);
     check_valid_dir(d1, 4);
     check_valid_dir(d2, 4);
     CU_ASSERT_EQUAL(mr_test_sh("%s -c \"import pydicom; d = pydicom.dcmread('%s/IM_0001.dcm'); "
