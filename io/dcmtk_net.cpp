@@ -35,6 +35,37 @@ static void scu_configure(DcmSCU &scu, OFList<OFString> &ts, const char *host, i
     scu.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
 }
 
+/* Open the association scu was configured for and find the accepted presentation context of
+ * sop_class (a Study Root query/retrieve model, named `service` in messages: "C-GET" ...). Returns
+ * 0 with *pc set, or MR_DCM_NET_REFUSED / MR_DCM_NET_CONNECT with the message set. */
+static int scu_open_qr(DcmSCU &scu, const char *sop_class, const char *service, const char *host,
+                       int port, const char *called_aet, const char *calling_aet,
+                       T_ASC_PresentationContextID *pc)
+{
+    OFCondition c = scu.initNetwork();
+    if (c.good()) c = scu.negotiateAssociation();
+    if (c == DUL_ASSOCIATIONREJECTED) {
+        mr_dcm_error(MR_DCM_ERR_IO,
+                     "%s@%s:%d refused the association from %s (wrong called or calling AE "
+                     "title?): %s",
+                     called_aet, host, port, calling_aet, c.text());
+        return MR_DCM_NET_REFUSED;
+    }
+    if (c.bad()) {
+        mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: no association: %s", called_aet, host, port,
+                     c.text());
+        return MR_DCM_NET_CONNECT;
+    }
+    *pc = scu.findPresentationContextID(sop_class, "");
+    if (*pc == 0) {
+        scu.releaseAssociation();
+        mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d does not offer %s (Study Root)", called_aet, host,
+                     port, service);
+        return MR_DCM_NET_REFUSED;
+    }
+    return 0;
+}
+
 extern "C" int mr_dcm_send_files(const char *host, int port, const char *called_aet,
                                  const char *calling_aet, const char *sop_class,
                                  const char *const *files, size_t n, int timeout_s, size_t *sent)
@@ -119,28 +150,11 @@ extern "C" int mr_dcm_get_series(const char *host, int port, const char *called_
         scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel, ts);
         for (const char *sop : storage)
             scu.addPresentationContext(sop, ts, ASC_SC_ROLE_SCP);
-        OFCondition c = scu.initNetwork();
-        if (c.good()) c = scu.negotiateAssociation();
-        if (c == DUL_ASSOCIATIONREJECTED) {
-            mr_dcm_error(MR_DCM_ERR_IO,
-                         "%s@%s:%d refused the association from %s (wrong called or calling AE "
-                         "title?): %s",
-                         called_aet, host, port, calling_aet, c.text());
-            return MR_DCM_NET_REFUSED;
-        }
-        if (c.bad()) {
-            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: no association: %s", called_aet, host, port,
-                         c.text());
-            return MR_DCM_NET_CONNECT;
-        }
-        T_ASC_PresentationContextID pc =
-            scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
-        if (pc == 0) {
-            scu.releaseAssociation();
-            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d does not offer C-GET (Study Root)", called_aet,
-                         host, port);
-            return MR_DCM_NET_REFUSED;
-        }
+        T_ASC_PresentationContextID pc = 0;
+        int orc = scu_open_qr(scu, UID_GETStudyRootQueryRetrieveInformationModel, "C-GET", host, port, called_aet,
+                              calling_aet, &pc);
+        if (orc) return orc;
+        OFCondition c;
         DcmDataset keys;
         keys.putAndInsertString(DCM_QueryRetrieveLevel, "SERIES");
         keys.putAndInsertString(DCM_StudyInstanceUID, study_uid);
@@ -200,28 +214,11 @@ extern "C" int mr_dcm_find(const char *host, int port, const char *called_aet,
         OFList<OFString> ts;
         scu_configure(scu, ts, host, port, called_aet, calling_aet, timeout_s);
         scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel, ts);
-        OFCondition c = scu.initNetwork();
-        if (c.good()) c = scu.negotiateAssociation();
-        if (c == DUL_ASSOCIATIONREJECTED) {
-            mr_dcm_error(MR_DCM_ERR_IO,
-                         "%s@%s:%d refused the association from %s (wrong called or calling AE "
-                         "title?): %s",
-                         called_aet, host, port, calling_aet, c.text());
-            return MR_DCM_NET_REFUSED;
-        }
-        if (c.bad()) {
-            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: no association: %s", called_aet, host, port,
-                         c.text());
-            return MR_DCM_NET_CONNECT;
-        }
-        T_ASC_PresentationContextID pc =
-            scu.findPresentationContextID(UID_FINDStudyRootQueryRetrieveInformationModel, "");
-        if (pc == 0) {
-            scu.releaseAssociation();
-            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d does not offer C-FIND (Study Root)", called_aet,
-                         host, port);
-            return MR_DCM_NET_REFUSED;
-        }
+        T_ASC_PresentationContextID pc = 0;
+        int orc = scu_open_qr(scu, UID_FINDStudyRootQueryRetrieveInformationModel, "C-FIND", host, port, called_aet,
+                              calling_aet, &pc);
+        if (orc) return orc;
+        OFCondition c;
         DcmDataset keys;
         keys.putAndInsertString(DCM_QueryRetrieveLevel, level);
         for (size_t k = 0; k < nkeys; k++) {
@@ -357,28 +354,10 @@ extern "C" int mr_dcm_move_series(const char *host, int port, const char *called
         OFList<OFString> sts;
         scu_configure(scu, sts, host, port, called_aet, calling_aet, timeout_s);
         scu.addPresentationContext(UID_MOVEStudyRootQueryRetrieveInformationModel, sts);
-        c = scu.initNetwork();
-        if (c.good()) c = scu.negotiateAssociation();
-        if (c == DUL_ASSOCIATIONREJECTED) {
-            mr_dcm_error(MR_DCM_ERR_IO,
-                         "%s@%s:%d refused the association from %s (wrong called or calling AE "
-                         "title?): %s",
-                         called_aet, host, port, calling_aet, c.text());
-            return MR_DCM_NET_REFUSED;
-        }
-        if (c.bad()) {
-            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: no association: %s", called_aet, host, port,
-                         c.text());
-            return MR_DCM_NET_CONNECT;
-        }
-        T_ASC_PresentationContextID pc =
-            scu.findPresentationContextID(UID_MOVEStudyRootQueryRetrieveInformationModel, "");
-        if (pc == 0) {
-            scu.releaseAssociation();
-            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d does not offer C-MOVE (Study Root)", called_aet,
-                         host, port);
-            return MR_DCM_NET_REFUSED;
-        }
+        T_ASC_PresentationContextID pc = 0;
+        int orc = scu_open_qr(scu, UID_MOVEStudyRootQueryRetrieveInformationModel, "C-MOVE", host, port, called_aet,
+                              calling_aet, &pc);
+        if (orc) return orc;
         DcmDataset keys;
         keys.putAndInsertString(DCM_QueryRetrieveLevel, "SERIES");
         keys.putAndInsertString(DCM_StudyInstanceUID, study_uid);

@@ -55,6 +55,15 @@ typedef struct {
     double min_mean;           /* reject (up to 8 times) patches whose clean mean is below this */
 } mr_train_sampler;
 
+/* exp(uniform(log lo, log hi)) from rng (lo when hi <= lo). */
+double mr_train_log_uniform(mr_rng *rng, double lo, double hi);
+
+/* dst (m, m) = s * src^g after a random dihedral transform of src (m, m): transpose?, flip rows?,
+ * flip columns? (8 elements), g log-uniform in the sampler's gamma range, s uniform in its scale
+ * range; drawn from rng in that order. */
+void mr_train_augment(float *dst, const float *src, size_t m, const mr_train_sampler *s,
+                      mr_rng *rng);
+
 /* Fill one (P, P) pair: clean target and noisy input, from a random block of a random volume
  * (weighted by voxels), a random orientation (axial, coronal, sagittal), a random dihedral
  * transform (flips, 90-degree rotations), random gamma/scale remapping and a random Rician sigma.

@@ -119,12 +119,6 @@ mr_status mr_train_degrade(mr_train_degrader *d, float *ref, float *deg, const f
 
 /* ---------------------------------------------------------------- the bank */
 
-static double log_uniform(mr_rng *rng, double lo, double hi)
-{
-    if (hi <= lo) return lo;
-    return exp(log(lo) + (log(hi) - log(lo)) * mr_rng_uniform(rng));
-}
-
 /* Place a (ph, pw) plane (row stride pw) on the (m, m) matrix: each axis centred-and-jittered
  * zero padding when shorter, a random crop when longer. */
 static void place(float *dst, size_t m, const float *plane, size_t ph, size_t pw, mr_rng *rng)
@@ -211,23 +205,6 @@ static double cut_plane(float *dst, size_t m, const mr_train_volume *vols, int n
     return mean / (double)(m * m);
 }
 
-/* dihedral transform (transpose?, flip rows?, flip columns?) and x -> s x^g, into dst */
-static void augment(float *dst, const float *src, size_t m, const mr_train_sampler *s, mr_rng *rng)
-{
-    int tr = (int)mr_rng_below(rng, 2), fy = (int)mr_rng_below(rng, 2),
-        fx = (int)mr_rng_below(rng, 2);
-    double g = log_uniform(rng, s->gamma_min, s->gamma_max);
-    double sc = s->scale_min + (s->scale_max - s->scale_min) * mr_rng_uniform(rng);
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < m; j++) {
-            size_t si = tr ? j : i, sj = tr ? i : j;
-            if (fy) si = m - 1 - si;
-            if (fx) sj = m - 1 - sj;
-            double v = src[si * m + sj];
-            dst[i * m + j] = (float)(sc * pow(v > 0 ? v : 0, g));
-        }
-}
-
 mr_status mr_train_normalise_pair(float *ref, float *deg, size_t n, double percentile)
 {
     double level;
@@ -285,13 +262,13 @@ mr_status mr_train_bank_build(mr_train_bank *b, const mr_train_volume *vols, int
             mean = cut_plane(plane, m, vols, nvols, scratch, &rng);
             if (mean >= 0.5 * s->min_mean) break;
         }
-        augment(img, plane, m, s, &rng);
+        mr_train_augment(img, plane, m, s, &rng);
         mr_train_degradation g;
         int ai = (int)mr_rng_below(&rng, (uint64_t)u->n_accel);
         g.accel = u->accel[ai], g.center_fraction = u->cf[ai];
         g.mask = u->masks[mr_rng_below(&rng, (uint64_t)u->n_masks)];
         g.method = (int)mr_rng_below(&rng, (uint64_t)u->n_methods);
-        g.noise = log_uniform(&rng, u->noise_min, u->noise_max);
+        g.noise = mr_train_log_uniform(&rng, u->noise_min, u->noise_max);
         g.seed = mr_rng_next(&rng);
         float *ref = b->ref + (size_t)i * hw, *deg = b->deg + (size_t)i * hw;
         if ((st = mr_train_degrade(dg, ref, deg, img, &g)) != MR_OK) break;

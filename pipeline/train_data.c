@@ -121,10 +121,28 @@ double mr_train_k_of_z(const mr_nifti_meta *meta, double z_mm)
     return (z_mm - b) / a;
 }
 
-static double log_uniform(mr_rng *rng, double lo, double hi)
+double mr_train_log_uniform(mr_rng *rng, double lo, double hi)
 {
     if (hi <= lo) return lo;
     return exp(log(lo) + (log(hi) - log(lo)) * mr_rng_uniform(rng));
+}
+
+void mr_train_augment(float *dst, const float *src, size_t m, const mr_train_sampler *s,
+                      mr_rng *rng)
+{
+    /* dihedral transform: transpose?, flip rows?, flip columns? (8 elements); then s x^g */
+    int tr = (int)mr_rng_below(rng, 2), fy = (int)mr_rng_below(rng, 2),
+        fx = (int)mr_rng_below(rng, 2);
+    double g = mr_train_log_uniform(rng, s->gamma_min, s->gamma_max);
+    double sc = s->scale_min + (s->scale_max - s->scale_min) * mr_rng_uniform(rng);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < m; j++) {
+            size_t si = tr ? j : i, sj = tr ? i : j;
+            if (fy) si = m - 1 - si;
+            if (fx) sj = m - 1 - sj;
+            double v = src[si * m + sj];
+            dst[i * m + j] = (float)(sc * pow(v > 0 ? v : 0, g));
+        }
 }
 
 /* Cut one (P, P) clean patch. */
@@ -185,20 +203,8 @@ void mr_train_sample(float *clean, float *noisy, const mr_train_volume *vols, in
         /* mostly tissue, but keep some background (its Rayleigh noise must be learned too) */
         if (mean >= s->min_mean || mr_rng_uniform(rng) < 0.1) break;
     }
-    /* dihedral transform: transpose?, flip rows?, flip columns? (8 elements) */
-    int tr = (int)mr_rng_below(rng, 2), fy = (int)mr_rng_below(rng, 2),
-        fx = (int)mr_rng_below(rng, 2);
-    double g = log_uniform(rng, s->gamma_min, s->gamma_max);
-    double sc = s->scale_min + (s->scale_max - s->scale_min) * mr_rng_uniform(rng);
-    for (int i = 0; i < P; i++)
-        for (int j = 0; j < P; j++) {
-            int si = tr ? j : i, sj = tr ? i : j;
-            if (fy) si = P - 1 - si;
-            if (fx) sj = P - 1 - sj;
-            double v = noisy[si * P + sj];
-            clean[i * P + j] = (float)(sc * pow(v > 0 ? v : 0, g));
-        }
-    double sigma = log_uniform(rng, s->sigma_min, s->sigma_max);
+    mr_train_augment(clean, noisy, (size_t)P, s, rng);
+    double sigma = mr_train_log_uniform(rng, s->sigma_min, s->sigma_max);
     memcpy(noisy, clean, n * sizeof *noisy);
     mr_train_rician(noisy, n, sigma, rng);
 }
