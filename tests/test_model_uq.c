@@ -11,6 +11,8 @@
  *    calibration and base_model; denoise with it writes a finite positive SD map of the image's
  *    shape (also inside an .h5 output); `both` = sqrt(model^2 + replica^2) pixel by pixel;
  *  - recon cs-l1 with --uncertainty model and both;
+ *  - the undersampling degradation of the artefact model's data and a tiny artefact training run
+ *    (bank, previews, the model's record) with its config errors;
  *  - bad input: replicas < 2, a model without its variance network, a plain model given as the
  *    variance network, a variance network whose calibration was removed, a base model of another
  *    normalisation: clear errors, exit 1, nothing written.
@@ -281,6 +283,114 @@ static void test_bad_input(void)
     expect_fail(cmd, "expected the config's percentile 99");
 }
 
+/* The undersampling degradation (train_artefact.c): the target is the RSS of the fully sampled
+ * simulated coil images; a zero-filled reconstruction with every column sampled equals it; 4x loses
+ * energy; cs-l1 is closer to the target than zero-filled. */
+static void test_degrade(void)
+{
+    const size_t m = 96, hw = m * m;
+    mr_train_us u = {1, {4}, {0.1}, 1, {MR_MASK_EQUISPACED}, 2, {"zf", "cs-l1"}, 4, 0.001, 0.001,
+                     (int)m, 1};
+    mr_train_degrader *dg = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_train_degrader_create(&dg, &u), MR_OK);
+    float *img = malloc(hw * sizeof *img), *ref = malloc(hw * sizeof *ref),
+          *deg = malloc(hw * sizeof *deg), *ref2 = malloc(hw * sizeof *ref2),
+          *cs = malloc(hw * sizeof *cs);
+    for (size_t y = 0; y < m; y++) /* a bright disc with a darker square inside */
+        for (size_t x = 0; x < m; x++) {
+            double r = hypot((double)y - 48, (double)x - 45);
+            img[y * m + x] = r < 33 ? (fabs((double)y - 48) < 12 && fabs((double)x - 42) < 9 ? 0.4f : 1.0f) : 0;
+        }
+    mr_train_degradation g = {2, 0.999, MR_MASK_EQUISPACED, 0, 0.001, 42};
+    /* a centre block of 0.999 of the columns: every column acquired */
+    mr_status st = mr_train_degrade(dg, ref, deg, img, &g);
+    CU_ASSERT_EQUAL(st, MR_OK);
+    if (st != MR_OK) fprintf(stderr, "%s\n", mr_error_message());
+    double d = 0, e = 0;
+    for (size_t i = 0; i < hw; i++) d = fmax(d, fabs((double)ref[i] - deg[i]));
+    CU_ASSERT(d < 1e-5);
+    /* the target depends only on the image, the noise and the seed, not on the mask */
+    g.accel = 4, g.center_fraction = 0.1;
+    CU_ASSERT_EQUAL(mr_train_degrade(dg, ref2, deg, img, &g), MR_OK);
+    for (size_t i = 0; i < hw; i++) e = fmax(e, fabs((double)ref[i] - ref2[i]));
+    CU_ASSERT(e < 1e-6);
+    double ezf = 0, ecs = 0;
+    for (size_t i = 0; i < hw; i++) ezf += ((double)deg[i] - ref2[i]) * ((double)deg[i] - ref2[i]);
+    g.method = 1; /* cs-l1 on the same k-space */
+    st = mr_train_degrade(dg, ref2, cs, img, &g);
+    CU_ASSERT_EQUAL(st, MR_OK);
+    if (st != MR_OK) fprintf(stderr, "%s\n", mr_error_message());
+    for (size_t i = 0; i < hw; i++) ecs += ((double)cs[i] - ref2[i]) * ((double)cs[i] - ref2[i]);
+    CU_ASSERT(ezf > 1e-3 * hw * 0.01); /* 4x zero-filled is visibly wrong */
+    CU_ASSERT(ecs < ezf);
+    /* the target is the magnitude image (times the coils' RSS sensitivity, <= 1) */
+    double mx = 0;
+    for (size_t i = 0; i < hw; i++) mx = fmax(mx, ref[i]);
+    CU_ASSERT(mx > 0.3 && mx < 1.1);
+    mr_train_degrader_destroy(dg);
+    free(img), free(ref), free(deg), free(ref2), free(cs);
+}
+
+/* A tiny artefact-model run: the bank, preview PNGs, training, the model's record; config errors. */
+static void test_tiny_artefact_training(void)
+{
+    if (!have_data()) return;
+    char cfg[4096];
+    const char *base =
+        "seed: 2\n"
+        "model: {depth: 3, channels: 4}\n"
+        "data:\n"
+        "  dir: " TEMPLATES "\n"
+        "  training: [ch2.nii.gz]\n"
+        "  validation:\n"
+        "    - {file: ch2.nii.gz, z_mm: [20, 40]}\n"
+        "  calibration:\n"
+        "    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
+        "  validation_slices: 2\n"
+        "training: {patch: 24, batch: 2, epochs: 1, steps_per_epoch: 3, lr: 0.001}\n";
+    snprintf(cfg, sizeof cfg,
+             "%sdegradation: {type: undersampling, accel: [4, 8], center_fraction: [0.08, 0.08], "
+             "masks: [random, equispaced], methods: [zf, cs-l1], coils: 4, matrix: 128, "
+             "bank_slices: 4}\n",
+             base);
+    write_text(mr_test_path("art.yaml"), cfg);
+    const char *dir = mr_test_path("art"), *pv = mr_test_path("artpv");
+    CU_ASSERT_FATAL(mr_test_sh("mkdir -p %s", pv) == 0);
+    int rc = mr_test_sh("MRPIPE_TRAIN_PREVIEW=%s %s train --config %s --output %s", pv,
+                        mr_test_bin(), mr_test_path("art.yaml"), dir);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) fprintf(stderr, "%s\n", mr_test_output());
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "artefact bank 4/4"));
+    CU_ASSERT_EQUAL(mr_test_count_files(pv, "bank_0"), 4);
+    char mp[4200];
+    snprintf(mp, sizeof mp, "%s/model.h5", dir);
+    mr_nn_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mp, "magnitude"), MR_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(m->meta.noise_model, "undersampling artefacts: 4-coil"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(m->meta.noise_model, "methods zf cs-l1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(m->meta.validation, "undersampled"));
+    mr_nn_model_destroy(m);
+    /* config errors name the key and line */
+    const char *bad[][2] = {
+        {"degradation: {type: undersampling, accel: [4]}\n", "accel needs center_fraction"},
+        {"degradation: {type: undersampling, masks: [poisson]}\n", "expected a 1-D fastMRI mask"},
+        {"degradation: {type: undersampling, methods: [magic]}\n", "unknown reconstruction method"},
+        {"degradation: {type: blur}\n", "expected rician or undersampling"},
+        {"degradation: {type: undersampling, matrix: 16}\n", "matrix"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(cfg, sizeof cfg, "%s%s", base, bad[i][0]);
+        write_text(mr_test_path("artbad.yaml"), cfg);
+        rc = mr_test_sh("%s train --config %s --output %s", mr_test_bin(),
+                        mr_test_path("artbad.yaml"), mr_test_path("artbad"));
+        CU_ASSERT_EQUAL(rc, 1);
+        if (!strstr(mr_test_output(), bad[i][1]) || !strstr(mr_test_output(), "line 12"))
+            fprintf(stderr, "'%s' lacks '%s' or 'line 12'\n", mr_test_output(), bad[i][1]);
+        CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), bad[i][1]));
+        CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "line 12"));
+    }
+}
+
 int main(void)
 {
     static const mr_test_case cases[] = {
@@ -290,6 +400,9 @@ int main(void)
         {"denoise --uncertainty model / replica / both maps; .h5 holds the map", test_denoise_maps},
         {"recon cs-l1 --uncertainty model / both", test_recon_model},
         {"bad input: replicas, missing network or calibration, wrong base", test_bad_input},
+        {"undersampling degradation: target, full sampling, zf vs cs-l1", test_degrade},
+        {"a tiny artefact-model run (bank, preview, record); degradation config errors",
+         test_tiny_artefact_training},
         {NULL, NULL},
     };
     return mr_test_run("model_uq", cases);
