@@ -312,6 +312,8 @@ int mr_cmd_recon(int argc, char **argv)
     mr_array *unc = NULL;
     void *sigma = NULL; /* --uncertainty model|both: the method's variance network */
     double acq_frac0 = 0; /* sampled fraction of slice 0 (inferred pattern) */
+    float *zfvol = NULL;  /* variance networks reading the zero-filled image: (S, h, w) */
+    mr_zf_plan *zfp = NULL;
     float *sd_grid = NULL;
     mr_cfloat *chol = NULL, *slice_chol = NULL, *psi_est = NULL, *umaps = NULL;
     mr_status st;
@@ -342,6 +344,10 @@ int mr_cmd_recon(int argc, char **argv)
             char what[96];
             snprintf(what, sizeof what, "method %s", method->name);
             st = mr_sigma_load(&sigma, sp, what);
+        }
+        if (st == MR_OK && !strcmp(mr_sigma_base(sigma), "zero-filled")) {
+            zfvol = malloc(in->slices * hw_out * sizeof *zfvol);
+            if (!zfvol) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
         }
     }
     if (st == MR_OK && !o.unc_replica && o.unc_net) {
@@ -447,6 +453,9 @@ int mr_cmd_recon(int argc, char **argv)
             mr_error_prefix(st, "slice %zu: ", s);
             break;
         }
+        if (zfvol && !zfp) st = mr_zf_plan_create(&zfp, C, gh, W, in->recon_h, in->recon_w);
+        if (zfvol && st == MR_OK) st = mr_zf_execute(zfp, zfvol + s * hw_out, NULL, k, NULL);
+        if (st != MR_OK) break;
         if (!stats.converged)
             MR_WARN("slice %zu: %s did not converge: %ld iterations, residual %.3g", s,
                     method->name, stats.iterations, stats.residual);
@@ -488,7 +497,7 @@ int mr_cmd_recon(int argc, char **argv)
         float *sdm = malloc(nv * sizeof *sdm), *u = mr_array_f32(unc);
         if (!sdm) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
         if (st == MR_OK)
-            st = mr_sigma_volume(sdm, mr_array_f32(mag), mr_array_f32(mag), in->slices,
+            st = mr_sigma_volume(sdm, mr_array_f32(mag), zfvol ? zfvol : mr_array_f32(mag), in->slices,
                                  in->recon_h, in->recon_w, sigma,
                                  mr_sigma_scale_accel(sigma, o.mask_type ? o.accel
                                                              : acq_frac0 > 0 ? 1 / acq_frac0 : 0),
@@ -535,6 +544,8 @@ int mr_cmd_recon(int argc, char **argv)
     mr_array_destroy(sens);
     mr_array_destroy(unc);
     mr_sigma_free(sigma);
+    free(zfvol);
+    mr_zf_plan_destroy(zfp);
     free(sd_grid);
     free(chol);
     free(slice_chol);

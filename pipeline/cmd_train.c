@@ -77,6 +77,7 @@ typedef struct {
     char init[4096]; /* start from this model's weights (same architecture) */
     int vh;          /* variance_head: train the variance network of a base model */
     char vh_base[4096]; /* the base model ("" = none: the variance of the input itself) */
+    int vh_zf;          /* none + second_input zero_filled: (recon, its zero-filled image) */
     int n_cal_sigma;
     double cal_sigma[8]; /* Rician calibration levels (x the region's maximum) */
     int cal_slices;
@@ -332,7 +333,8 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
     if ((sec = mr_cfg_child(r, "degradation")) && (st = parse_degradation(t, c, sec)) != MR_OK)
         return st;
     if ((sec = mr_cfg_child(r, "variance_head"))) {
-        static const char *const kvh[] = {"base", "calibration_sigma", "calibration_slices", NULL};
+        static const char *const kvh[] = {"base", "calibration_sigma", "calibration_slices",
+                                          "second_input", NULL};
         const char *b;
         if ((st = check_keys(c, sec, kvh)) != MR_OK) return st;
         t->vh = 1;
@@ -355,6 +357,20 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
         v = t->cal_slices;
         if ((st = get_long(&v, c, sec, "calibration_slices", 1, 256)) != MR_OK) return st;
         t->cal_slices = (int)v;
+        if ((n = mr_cfg_child(sec, "second_input"))) {
+            if ((st = mr_cfg_as_string(&b, c, n)) != MR_OK) return st;
+            if (!strcmp(b, "zero_filled"))
+                t->vh_zf = 1;
+            else if (strcmp(b, "output"))
+                return mr_config_error(c, n, MR_ERR_USAGE, "expected output or zero_filled, found "
+                                       "'%s'", b);
+            if (t->vh_zf && !t->us)
+                return mr_config_error(c, n, MR_ERR_USAGE, "zero_filled needs degradation: {type: "
+                                       "undersampling} before variance_head");
+            if (t->vh_zf && t->vh_base[0])
+                return mr_config_error(c, n, MR_ERR_USAGE, "zero_filled needs base: none (the "
+                                       "reconstruction judges itself)");
+        }
     }
     if ((n = mr_cfg_child(r, "init")) &&
         (st = get_path(t->init, sizeof t->init, c, n, c->dir)) != MR_OK)
@@ -426,6 +442,7 @@ typedef struct {
     float *clean;  /* (S, H, W) selected slices, original units */
     float *noisy;  /* the same with Rician noise at val_sigma x region max */
     float *out;    /* denoised */
+    float *aux;    /* undersampling: the zero-filled image of the same k-space, or NULL */
     double maxval; /* the region's maximum */
 } val_set;
 
@@ -499,10 +516,12 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
 {
     size_t M = (size_t)t->u.matrix, ns = vs->S, hw = M * M;
     float *ref = malloc(ns * hw * sizeof *ref), *deg = malloc(ns * hw * sizeof *deg),
-          *img = malloc(hw * sizeof *img), *out = malloc(ns * hw * sizeof *out);
+          *img = malloc(hw * sizeof *img), *out = malloc(ns * hw * sizeof *out),
+          *aux = malloc(ns * hw * sizeof *aux);
     mr_status st = MR_OK;
     double level = 0;
-    if (!ref || !deg || !img || !out) st = mr_error_set(MR_ERR_NOMEM, "validation: out of memory");
+    if (!ref || !deg || !img || !out || !aux)
+        st = mr_error_set(MR_ERR_NOMEM, "validation: out of memory");
     if (st == MR_OK)
         st = mr_train_percentile(&level, vs->clean, ns * vs->H * vs->W, t->percentile);
     if (st == MR_OK && !(level > 0))
@@ -520,19 +539,21 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
                                   combo / t->u.n_accel % t->u.n_methods,
                                   sqrt(t->u.noise_min * t->u.noise_max), seed + i};
         st = mr_train_degrade(dg, ref + i * hw, deg + i * hw, img, &g);
+        if (st == MR_OK) memcpy(aux + i * hw, mr_train_degrader_zf(dg), hw * sizeof *aux);
     }
     if (st == MR_OK) {
         vs->maxval = 0;
         for (size_t k = 0; k < ns * hw; k++) {
             ref[k] = (float)(ref[k] * level), deg[k] = (float)(deg[k] * level);
+            aux[k] = (float)(aux[k] * level);
             if (ref[k] > vs->maxval) vs->maxval = ref[k];
         }
         free(vs->clean), free(vs->noisy), free(vs->out);
-        vs->clean = ref, vs->noisy = deg, vs->out = out;
+        vs->clean = ref, vs->noisy = deg, vs->out = out, vs->aux = aux;
         vs->H = vs->W = M;
-        ref = deg = out = NULL;
+        ref = deg = out = aux = NULL;
     }
-    free(ref), free(deg), free(img), free(out);
+    free(ref), free(deg), free(img), free(out), free(aux);
     return st;
 }
 
@@ -771,7 +792,7 @@ static mr_status validate(double *mean_psnr, double *noisy_psnr, val_set *vs, in
  * (scale 1) SD, and over the foreground (clean > 5 % of max): *cov90 = the fraction of |y - clean|
  * within 1.645 SD and *nll = the mean of log(SD) + 0.5 (e / SD)^2 (image units). */
 static mr_status validate_sigma(double *nll, double *cov90, val_set *vs, int nv,
-                                const mr_nn_model *base, const mr_nn_model *sig)
+                                const mr_nn_model *base, const mr_nn_model *sig, int use_aux)
 {
     double sn = 0, sc = 0;
     for (int i = 0; i < nv; i++) {
@@ -782,8 +803,8 @@ static mr_status validate_sigma(double *nll, double *cov90, val_set *vs, int nv,
                                                       vs[i].W, base, vs[i].name)
                             : (memcpy(vs[i].out, vs[i].noisy, n * sizeof *sd), MR_OK);
         if (st == MR_OK)
-            st = mr_sigma_volume(sd, vs[i].noisy, vs[i].out, vs[i].S, vs[i].H, vs[i].W, sig, 1.0,
-                                 vs[i].name);
+            st = mr_sigma_volume(sd, vs[i].noisy, use_aux && vs[i].aux ? vs[i].aux : vs[i].out,
+                                 vs[i].S, vs[i].H, vs[i].W, sig, 1.0, vs[i].name);
         if (st != MR_OK) {
             free(sd);
             return st;
@@ -843,7 +864,8 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
                 st = base ? mr_train_denoise_volume(vs.out, vs.noisy, vs.S, vs.H, vs.W, base, vs.name)
                           : (memcpy(vs.out, vs.noisy, n * sizeof *vs.out), MR_OK);
             if (st == MR_OK)
-                st = mr_sigma_volume(sd, vs.noisy, vs.out, vs.S, vs.H, vs.W, sig, 1.0, vs.name);
+                st = mr_sigma_volume(sd, vs.noisy, t->vh_zf && vs.aux ? vs.aux : vs.out, vs.S,
+                                     vs.H, vs.W, sig, 1.0, vs.name);
             if (st == MR_OK) mr_sigma_collect(r, &nr, vs.clean, vs.out, sd, vs.S, vs.H * vs.W, 0.05);
             /* slice k of an undersampling set was degraded at acceleration index
              * (k mod (methods x accelerations)) mod accelerations (degrade_validation) */
@@ -866,7 +888,7 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
             if (st == MR_OK && (st = mr_sigma_input_noise(&nz, vs.noisy, vs.S, vs.H, vs.W, sig)) == MR_OK)
                 lev_noise[l] += nz, lev_count[l]++;
             free(sd);
-            free(vs.clean), free(vs.noisy), free(vs.out);
+            free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux);
         }
     }
     lev_start[nlev] = nr;
@@ -1027,7 +1049,8 @@ static int run(const train_opts *o)
     mr_train_bank bank = {0};
     mr_nn_model *base = NULL;    /* variance_head: the model whose errors are learned */
     mr_nn_plan *base_plan = NULL;
-    float *big_clean = NULL, *big_noisy = NULL, *vin = NULL, *vtgt = NULL, *ybuf = NULL;
+    float *big_clean = NULL, *big_noisy = NULL, *big_aux = NULL, *vin = NULL, *vtgt = NULL,
+          *ybuf = NULL;
     float *clean = NULL, *noisy = NULL;
     log_row *rows = NULL;
     long nrows = 0;
@@ -1120,7 +1143,8 @@ static int run(const train_opts *o)
         vin = malloc((size_t)t.batch * 2 * per * sizeof *vin);
         vtgt = malloc((size_t)t.batch * per * sizeof *vtgt);
         ybuf = malloc(perb * sizeof *ybuf);
-        if (!big_clean || !big_noisy || !vin || !vtgt || !ybuf) {
+        if (t.vh_zf) big_aux = malloc((size_t)t.batch * perb * sizeof *big_aux);
+        if (!big_clean || !big_noisy || !vin || !vtgt || !ybuf || (t.vh_zf && !big_aux)) {
             st = mr_error_set(MR_ERR_NOMEM, "train: out of memory");
             goto fail;
         }
@@ -1194,19 +1218,22 @@ static int run(const train_opts *o)
             size_t perb = (size_t)Pb * Pb;
             for (int b = 0; b < t.batch; b++)
                 if (t.us)
-                    mr_train_bank_sample(big_clean + b * perb, big_noisy + b * perb, &bank,
+                    mr_train_bank_sample(big_clean + b * perb, big_noisy + b * perb,
+                                         big_aux ? big_aux + b * perb : NULL, &bank,
                                          &big_sampler, &rng);
                 else
                     mr_train_sample(big_clean + b * perb, big_noisy + b * perb, tv, t.ntrain,
                                     &big_sampler, &rng);
-            if ((st = mr_sigma_batch(vin, vtgt, big_noisy, big_clean, t.batch, Pb, P, base_plan,
+            if ((st = mr_sigma_batch(vin, vtgt, big_noisy, big_clean, big_aux, t.batch, Pb, P,
+                                     base_plan,
                                      ybuf)) != MR_OK ||
                 (st = mr_nn_trainer_step(tr, vin, vtgt, &loss)) != MR_OK)
                 goto fail;
         } else {
             for (int b = 0; b < t.batch; b++)
                 if (t.us)
-                    mr_train_bank_sample(clean + b * per, noisy + b * per, &bank, &t.sampler, &rng);
+                    mr_train_bank_sample(clean + b * per, noisy + b * per, NULL, &bank, &t.sampler,
+                                         &rng);
                 else
                     mr_train_sample(clean + b * per, noisy + b * per, tv, t.ntrain, &t.sampler,
                                     &rng);
@@ -1230,7 +1257,7 @@ static int run(const train_opts *o)
         }
         if (in_epoch == t.steps_per_epoch) {
             /* variance network: "psnr" columns hold the validation NLL and raw 90 % coverage */
-            if ((st = t.vh ? validate_sigma(&vpsnr, &npsnr, vs, t.nval, base, m)
+            if ((st = t.vh ? validate_sigma(&vpsnr, &npsnr, vs, t.nval, base, m, t.vh_zf)
                            : validate(&vpsnr, &npsnr, vs, t.nval, m)) != MR_OK)
                 goto fail;
             log_row r = {epoch, s + 1, loss_sum / t.steps_per_epoch, npsnr, vpsnr,
@@ -1263,7 +1290,7 @@ static int run(const train_opts *o)
         if (t.vh) {
             double scale;
             char cal[1024];
-            if ((st = validate_sigma(&vp, &np, vs, t.nval, base, m)) != MR_OK ||
+            if ((st = validate_sigma(&vp, &np, vs, t.nval, base, m, t.vh_zf)) != MR_OK ||
                 (st = calibrate_sigma(&scale, cal, sizeof cal, &t, base, m, dg)) != MR_OK)
                 goto fail;
             snprintf(val, sizeof val, "validation NLL %.4f, raw 90%% coverage %.1f %% (before "
@@ -1272,7 +1299,7 @@ static int run(const train_opts *o)
             m->meta.calibration_scale = scale; /* calibrate_sigma also set the per-level scales */
             snprintf(m->meta.calibration, sizeof m->meta.calibration, "%s", cal);
             snprintf(m->meta.base_model, sizeof m->meta.base_model, "%.200s",
-                     t.vh_base[0] ? base_name(t.vh_base) : "none");
+                     t.vh_base[0] ? base_name(t.vh_base) : t.vh_zf ? "zero-filled" : "none");
             if ((st = mr_nn_model_save(m, model_path)) != MR_OK) goto fail;
             fprintf(stderr, "mrpipe train: %s written (%s; %s), %.0f s in all\n", model_path, val,
                     cal, prev_seconds + now_s() - t0);
@@ -1306,7 +1333,7 @@ fail:
 done:
     for (int i = 0; i < MAX_SETS; i++) {
         mr_array_destroy(tv[i].vol);
-        free(vs[i].clean), free(vs[i].noisy), free(vs[i].out);
+        free(vs[i].clean), free(vs[i].noisy), free(vs[i].out), free(vs[i].aux);
     }
     free(clean), free(noisy), free(rows);
     mr_nn_trainer_destroy(tr);
@@ -1315,7 +1342,7 @@ done:
     mr_train_bank_free(&bank);
     mr_nn_plan_destroy(base_plan);
     mr_nn_model_destroy(base);
-    free(big_clean), free(big_noisy), free(vin), free(vtgt), free(ybuf);
+    free(big_clean), free(big_noisy), free(big_aux), free(vin), free(vtgt), free(ybuf);
     mr_config_destroy(c);
     return rc;
 }

@@ -107,13 +107,19 @@ void mr_train_degrader_destroy(mr_train_degrader *d);
 mr_status mr_train_degrade(mr_train_degrader *d, float *ref, float *deg, const float *img,
                            const mr_train_degradation *g);
 
-/* Divide ref and deg (n values) by the percentile of deg (its maximum when that is 0). */
+/* The zero-filled magnitude (M, M) of the last mr_train_degrade's undersampled k-space (whatever
+ * the method). */
+const float *mr_train_degrader_zf(const mr_train_degrader *d);
+
+/* Divide ref and deg (n values) by the percentile of deg (its maximum when that is 0); _set also
+ * aux (may be NULL) by the same level. */
 mr_status mr_train_normalise_pair(float *ref, float *deg, size_t n, double percentile);
+mr_status mr_train_normalise_set(float *ref, float *deg, float *aux, size_t n, double percentile);
 
 /* The degraded planes made once before training: (n, M, M) targets and inputs, normalised. */
 typedef struct {
     int n, m;
-    float *ref, *deg;
+    float *ref, *deg, *aux; /* aux: the zero-filled image of the same undersampled k-space */
     unsigned char *kind; /* method * 16 + acceleration index, per plane */
 } mr_train_bank;
 
@@ -122,8 +128,9 @@ mr_status mr_train_bank_build(mr_train_bank *b, const mr_train_volume *vols, int
                               uint64_t seed, FILE *log);
 void mr_train_bank_free(mr_train_bank *b);
 
-/* One (P, P) training pair from a random plane of the bank, dihedral augmentation. */
-void mr_train_bank_sample(float *clean, float *deg, const mr_train_bank *b,
+/* One (P, P) training pair from a random plane of the bank, dihedral augmentation; aux (may be
+ * NULL) receives the same crop of the plane's zero-filled image. */
+void mr_train_bank_sample(float *clean, float *deg, float *aux, const mr_train_bank *b,
                           const mr_train_sampler *s, mr_rng *rng);
 
 /* ---------------------------------------------------------------- model uncertainty
@@ -132,11 +139,13 @@ void mr_train_bank_sample(float *clean, float *deg, const mr_train_bank *b,
 
 /* Batch for the variance network from n patches (Pb, Pb) of noisy inputs and clean targets: the
  * base model (plan for Pb x Pb, or NULL for y = x) runs on each whole patch and the centre (P, P)
- * crops give input (n, 2, P, P) = (x, y) and target (n, 1, P, P) = y - clean. ybuf: Pb*Pb floats. */
+ * crops give input (n, 2, P, P) = (x, y) and target (n, 1, P, P) = y - clean. ybuf: Pb*Pb floats.
+ * aux_big (may be NULL; base_plan NULL): the second input channel is aux (the zero-filled image
+ * of the reconstruction x, whose own error is the target: x - clean). */
 struct mr_nn_plan;
 mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big,
-                         const float *clean_big, int n, int Pb, int P, struct mr_nn_plan *base_plan,
-                         float *ybuf);
+                         const float *clean_big, const float *aux_big, int n, int Pb, int P,
+                         struct mr_nn_plan *base_plan, float *ybuf);
 
 /* Calibrated model SD (S, H, W) of y = model(x), in x's units: scale x level x exp(s / 2), s the
  * variance network's output on (x, y) / level, level the network's percentile of x. sigma: a
@@ -169,6 +178,9 @@ mr_status mr_sigma_path_for(char *buf, size_t n, const char *model_path);
 mr_status mr_sigma_load(void **out, const char *path, const char *for_what);
 void mr_sigma_free(void *sigma);
 double mr_sigma_scale(const void *sigma);          /* its split-conformal scale (all levels) */
+/* The model whose errors it predicts: a file name, "none" (the input judges itself) or
+ * "zero-filled" (a reconstruction with its zero-filled image as the second input). */
+const char *mr_sigma_base(const void *sigma);
 /* The input's noise level as the calibration measured it: MAD noise (mr_noise_sigma_mad) / the
  * variance network's percentile level of x. */
 mr_status mr_sigma_input_noise(double *noise, const float *x, size_t S, size_t H, size_t W,

@@ -25,9 +25,9 @@ struct mr_train_degrader {
     mr_train_us u;
     size_t m, coils;
     mr_fft_plan *fwd;
-    mr_zf_plan *zf;
+    mr_zf_plan *zfp;
     mr_cfloat *maps, *ks, *kmask, *img;
-    float *phase, *mask;
+    float *phase, *mask, *zf; /* zf: the zero-filled image of the last degradation */
     const mr_recon_method *method[MR_TRAIN_US_MAX];
     void *state[MR_TRAIN_US_MAX];
 };
@@ -38,8 +38,9 @@ void mr_train_degrader_destroy(mr_train_degrader *d)
     for (int i = 0; i < d->u.n_methods; i++)
         if (d->state[i]) d->method[i]->destroy(d->state[i]);
     mr_fft_plan_destroy(d->fwd);
-    mr_zf_plan_destroy(d->zf);
+    mr_zf_plan_destroy(d->zfp);
     free(d->maps), free(d->ks), free(d->kmask), free(d->img), free(d->phase), free(d->mask);
+    free(d->zf);
     free(d);
 }
 
@@ -61,13 +62,14 @@ mr_status mr_train_degrader_create(mr_train_degrader **out, const mr_train_us *u
     d->img = malloc(hw * sizeof *d->img);
     d->phase = malloc(hw * sizeof *d->phase);
     d->mask = malloc(hw * sizeof *d->mask);
-    if (!d->maps || !d->ks || !d->kmask || !d->img || !d->phase || !d->mask) {
+    d->zf = malloc(hw * sizeof *d->zf);
+    if (!d->maps || !d->ks || !d->kmask || !d->img || !d->phase || !d->mask || !d->zf) {
         mr_train_degrader_destroy(d);
         return mr_error_set(MR_ERR_NOMEM, "degradation: out of memory");
     }
     if ((st = mr_sim_coil_maps(d->maps, d->coils, d->m, d->m)) != MR_OK ||
         (st = mr_fft_plan_create(&d->fwd, d->coils, d->m, d->m)) != MR_OK ||
-        (st = mr_zf_plan_create(&d->zf, d->coils, d->m, d->m, d->m, d->m)) != MR_OK) {
+        (st = mr_zf_plan_create(&d->zfp, d->coils, d->m, d->m, d->m, d->m)) != MR_OK) {
         mr_train_degrader_destroy(d);
         return st;
     }
@@ -101,12 +103,15 @@ mr_status mr_train_degrade(mr_train_degrader *d, float *ref, float *deg, const f
                                   (uint32_t)g->seed, (uint32_t)(g->seed >> 32), d->fwd)) != MR_OK)
         return st;
     /* the fully sampled reference: RSS of the coil images (fastMRI's reconstruction_rss) */
-    if ((st = mr_zf_execute(d->zf, ref, NULL, d->ks, NULL)) != MR_OK) return st;
+    if ((st = mr_zf_execute(d->zfp, ref, NULL, d->ks, NULL)) != MR_OK) return st;
     uint32_t words[2] = {(uint32_t)g->seed, (uint32_t)(g->seed >> 32)};
     mr_mask_params mp = {g->mask, g->accel, g->center_fraction, words, 2};
     if ((st = mr_mask_create_2d(d->mask, m, m, &mp)) != MR_OK) return st;
-    if (!d->state[g->method]) /* zero-filled */
-        return mr_zf_execute(d->zf, deg, NULL, d->ks, d->mask);
+    if ((st = mr_zf_execute(d->zfp, d->zf, NULL, d->ks, d->mask)) != MR_OK) return st;
+    if (!d->state[g->method]) { /* zero-filled */
+        memcpy(deg, d->zf, hw * sizeof *deg);
+        return MR_OK;
+    }
     for (size_t c = 0; c < C; c++)
         for (size_t i = 0; i < hw; i++) d->kmask[c * hw + i] = d->ks[c * hw + i] * d->mask[i];
     mr_recon_stats rs;
@@ -205,7 +210,14 @@ static double cut_plane(float *dst, size_t m, const mr_train_volume *vols, int n
     return mean / (double)(m * m);
 }
 
+const float *mr_train_degrader_zf(const mr_train_degrader *d) { return d->zf; }
+
 mr_status mr_train_normalise_pair(float *ref, float *deg, size_t n, double percentile)
+{
+    return mr_train_normalise_set(ref, deg, NULL, n, percentile);
+}
+
+mr_status mr_train_normalise_set(float *ref, float *deg, float *aux, size_t n, double percentile)
 {
     double level;
     mr_status st = mr_train_percentile(&level, deg, n, percentile);
@@ -218,12 +230,13 @@ mr_status mr_train_normalise_pair(float *ref, float *deg, size_t n, double perce
     if (!(level > 0)) level = 1;
     float inv = (float)(1.0 / level);
     for (size_t i = 0; i < n; i++) ref[i] *= inv, deg[i] *= inv;
+    for (size_t i = 0; aux && i < n; i++) aux[i] *= inv;
     return MR_OK;
 }
 
 void mr_train_bank_free(mr_train_bank *b)
 {
-    free(b->ref), free(b->deg), free(b->kind);
+    free(b->ref), free(b->deg), free(b->aux), free(b->kind);
     memset(b, 0, sizeof *b);
 }
 
@@ -247,8 +260,9 @@ mr_status mr_train_bank_build(mr_train_bank *b, const mr_train_volume *vols, int
     b->n = u->bank_slices, b->m = (int)m;
     b->ref = malloc((size_t)b->n * hw * sizeof *b->ref);
     b->deg = malloc((size_t)b->n * hw * sizeof *b->deg);
+    b->aux = malloc((size_t)b->n * hw * sizeof *b->aux);
     b->kind = calloc((size_t)b->n, sizeof *b->kind);
-    if (!scratch || !plane || !img || !b->ref || !b->deg || !b->kind) {
+    if (!scratch || !plane || !img || !b->ref || !b->deg || !b->aux || !b->kind) {
         st = mr_error_set(MR_ERR_NOMEM, "artefact bank: out of memory (%d slices of %zu x %zu)",
                           b->n, m, m);
         goto done;
@@ -272,7 +286,9 @@ mr_status mr_train_bank_build(mr_train_bank *b, const mr_train_volume *vols, int
         g.seed = mr_rng_next(&rng);
         float *ref = b->ref + (size_t)i * hw, *deg = b->deg + (size_t)i * hw;
         if ((st = mr_train_degrade(dg, ref, deg, img, &g)) != MR_OK) break;
-        st = mr_train_normalise_pair(ref, deg, hw, percentile);
+        float *aux = b->aux + (size_t)i * hw;
+        memcpy(aux, mr_train_degrader_zf(dg), hw * sizeof *aux);
+        st = mr_train_normalise_set(ref, deg, aux, hw, percentile);
         b->kind[i] = (unsigned char)(g.method * 16 + ai);
         if (log && (i + 1 == b->n || (i + 1) % 50 == 0)) {
             (void)t_last;
@@ -286,7 +302,7 @@ done:
     return st;
 }
 
-void mr_train_bank_sample(float *clean, float *deg, const mr_train_bank *b,
+void mr_train_bank_sample(float *clean, float *deg, float *aux, const mr_train_bank *b,
                           const mr_train_sampler *s, mr_rng *rng)
 {
     int P = s->patch;
@@ -313,5 +329,6 @@ void mr_train_bank_sample(float *clean, float *deg, const mr_train_bank *b,
             size_t o = (y + (size_t)si) * m + x + (size_t)sj;
             clean[i * P + j] = r[o];
             deg[i * P + j] = d[o];
+            if (aux) aux[i * P + j] = b->aux[idx * hw + o];
         }
 }

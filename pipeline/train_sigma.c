@@ -21,7 +21,8 @@
 /* The base model's output for n patches (Pb, Pb) -> the centre (P, P) crops of x, y and clean
  * as the variance network's batch: input (n, 2, P, P) = (x, y), target (n, 1, P, P) = y - clean. */
 mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big, const float *clean_big,
-                         int n, int Pb, int P, mr_nn_plan *base_plan, float *ybuf)
+                         const float *aux_big, int n, int Pb, int P, mr_nn_plan *base_plan,
+                         float *ybuf)
 {
     int off = (Pb - P) / 2;
     size_t per = (size_t)P * P, perb = (size_t)Pb * Pb;
@@ -33,12 +34,13 @@ mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big, co
         } else
             memcpy(ybuf, xb, perb * sizeof *ybuf);
         float *ix = input + (size_t)b * 2 * per, *iy = ix + per, *t = target + b * per;
+        const float *ab = aux_big ? aux_big + b * perb : NULL;
         for (int i = 0; i < P; i++)
             for (int j = 0; j < P; j++) {
                 size_t o = (size_t)(i + off) * Pb + j + off, d = (size_t)i * P + j;
                 ix[d] = xb[o];
-                iy[d] = ybuf[o];
-                t[d] = ybuf[o] - cb[o];
+                iy[d] = ab ? ab[o] : ybuf[o];
+                t[d] = ybuf[o] - cb[o]; /* the error of the image judged (y; x when no base) */
             }
     }
     return MR_OK;

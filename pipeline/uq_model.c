@@ -74,6 +74,11 @@ void mr_sigma_free(void *sigma)
     mr_nn_model_destroy(sigma);
 }
 
+const char *mr_sigma_base(const void *sigma)
+{
+    return ((const mr_nn_model *)sigma)->meta.base_model;
+}
+
 double mr_sigma_scale(const void *sigma)
 {
     return ((const mr_nn_model *)sigma)->meta.calibration_scale;
