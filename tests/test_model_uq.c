@@ -377,6 +377,10 @@ static void test_tiny_artefact_training(void)
         {"degradation: {type: undersampling, methods: [magic]}\n", "unknown reconstruction method"},
         {"degradation: {type: blur}\n", "expected rician or undersampling"},
         {"degradation: {type: undersampling, matrix: 16}\n", "matrix"},
+        {"variance_head: {base: none, second_input: zero_filled}\n",
+         "zero_filled needs degradation"},
+        {"variance_head: {base: none, second_input: sideways}\n",
+         "expected output or zero_filled"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(cfg, sizeof cfg, "%s%s", base, bad[i][0]);
