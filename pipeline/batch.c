@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -397,7 +396,80 @@ uint64_t mr_batch_xxh64(const void *data, size_t n)
     return h;
 }
 
-/* The content hash of a file as 16 hex digits (mmap, one pass). */
+/* Streaming XXH64 (seed 0): the same value as mr_batch_xxh64 over the concatenated updates. Used
+ * to hash a file through a small buffer with read(): on this VM mapping a 10.8 MB file cost more
+ * in page faults (~1.2 ms) than the hashing itself (~1.0 ms). */
+typedef struct {
+    uint64_t v1, v2, v3, v4, total;
+    unsigned char buf[32];
+    size_t nbuf;
+} mr_xxh64_state;
+
+void mr_batch_xxh64_init(mr_xxh64_state *s);
+void mr_batch_xxh64_update(mr_xxh64_state *s, const void *data, size_t n);
+uint64_t mr_batch_xxh64_digest(const mr_xxh64_state *s);
+
+void mr_batch_xxh64_init(mr_xxh64_state *s)
+{
+    memset(s, 0, sizeof *s);
+    s->v1 = XP1 + XP2, s->v2 = XP2, s->v3 = 0, s->v4 = 0 - XP1;
+}
+
+static void xxh_block(mr_xxh64_state *s, const unsigned char *p)
+{
+    s->v1 = xround(s->v1, rd64(p));
+    s->v2 = xround(s->v2, rd64(p + 8));
+    s->v3 = xround(s->v3, rd64(p + 16));
+    s->v4 = xround(s->v4, rd64(p + 24));
+}
+
+void mr_batch_xxh64_update(mr_xxh64_state *s, const void *data, size_t n)
+{
+    const unsigned char *p = data, *end = p + n;
+    s->total += n;
+    if (s->nbuf + n < 32) {
+        memcpy(s->buf + s->nbuf, p, n);
+        s->nbuf += n;
+        return;
+    }
+    if (s->nbuf) {
+        size_t k = 32 - s->nbuf;
+        memcpy(s->buf + s->nbuf, p, k);
+        xxh_block(s, s->buf);
+        p += k;
+        s->nbuf = 0;
+    }
+    for (; p + 32 <= end; p += 32) xxh_block(s, p);
+    s->nbuf = (size_t)(end - p);
+    memcpy(s->buf, p, s->nbuf);
+}
+
+uint64_t mr_batch_xxh64_digest(const mr_xxh64_state *s)
+{
+    const unsigned char *p = s->buf, *end = p + s->nbuf;
+    uint64_t h;
+    if (s->total >= 32) {
+        h = rotl64(s->v1, 1) + rotl64(s->v2, 7) + rotl64(s->v3, 12) + rotl64(s->v4, 18);
+        h = xmerge(xmerge(xmerge(xmerge(h, s->v1), s->v2), s->v3), s->v4);
+    } else {
+        h = XP5;
+    }
+    h += s->total;
+    for (; p + 8 <= end; p += 8) h = rotl64(h ^ xround(0, rd64(p)), 27) * XP1 + XP4;
+    if (p + 4 <= end) {
+        h = rotl64(h ^ ((uint64_t)rd32(p) * XP1), 23) * XP2 + XP3;
+        p += 4;
+    }
+    for (; p < end; p++) h = rotl64(h ^ (*p * XP5), 11) * XP1;
+    h ^= h >> 33;
+    h *= XP2;
+    h ^= h >> 29;
+    h *= XP3;
+    h ^= h >> 32;
+    return h;
+}
+
+/* The content hash of a file as 16 hex digits (read() through a 256 KiB buffer, one pass). */
 static mr_status content_hash(char hex[17], const char *path)
 {
     int fd = open(path, O_RDONLY);
@@ -420,16 +492,24 @@ static mr_status content_hash(char hex[17], const char *path)
         snprintf(hex, 17, "%016llx", (unsigned long long)h);
         return MR_OK;
     }
-    if (sb.st_size == 0) {
-        h = mr_batch_xxh64("", 0);
-    } else {
-        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) {
+    {
+        enum { CHUNK = 1 << 18 };
+        unsigned char *buf = malloc(CHUNK);
+        mr_xxh64_state xs;
+        ssize_t k;
+        if (!buf) {
             close(fd);
-            return mr_error_set(MR_ERR_INPUT, "%s: cannot map the input: %s", path, strerror(errno));
+            return mr_error_set(MR_ERR_NOMEM, "%s: out of memory for hashing", path);
         }
-        h = mr_batch_xxh64(m, (size_t)sb.st_size);
-        munmap(m, (size_t)sb.st_size);
+        mr_batch_xxh64_init(&xs);
+        while ((k = read(fd, buf, CHUNK)) > 0) mr_batch_xxh64_update(&xs, buf, (size_t)k);
+        free(buf);
+        if (k < 0) {
+            int e = errno;
+            close(fd);
+            return mr_error_set(MR_ERR_INPUT, "%s: cannot read the input: %s", path, strerror(e));
+        }
+        h = mr_batch_xxh64_digest(&xs);
     }
     close(fd);
     snprintf(hex, 17, "%016llx", (unsigned long long)h);
