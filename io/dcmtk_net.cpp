@@ -66,6 +66,28 @@ static int scu_open_qr(DcmSCU &scu, const char *sop_class, const char *service, 
     return 0;
 }
 
+/* Series-level retrieve keys (Study Root: the study and the series UID). */
+static void series_keys(DcmDataset &keys, const char *study_uid, const char *series_uid)
+{
+    keys.putAndInsertString(DCM_QueryRetrieveLevel, "SERIES");
+    keys.putAndInsertString(DCM_StudyInstanceUID, study_uid);
+    keys.putAndInsertString(DCM_SeriesInstanceUID, series_uid);
+}
+
+/* The final C-GET / C-MOVE response's status and sub-operation counts; frees the responses. */
+static void last_response(OFList<RetrieveResponse *> &responses, Uint16 *status, Uint16 *completed,
+                          Uint16 *failed)
+{
+    *status = 0xffff, *completed = 0, *failed = 0;
+    for (RetrieveResponse *r : responses) {
+        *status = r->m_status;
+        *completed = r->m_numberOfCompletedSubops;
+        *failed = r->m_numberOfFailedSubops;
+        delete r;
+    }
+    responses.clear();
+}
+
 extern "C" int mr_dcm_send_files(const char *host, int port, const char *called_aet,
                                  const char *calling_aet, const char *sop_class,
                                  const char *const *files, size_t n, int timeout_s, size_t *sent)
@@ -151,23 +173,15 @@ extern "C" int mr_dcm_get_series(const char *host, int port, const char *called_
         for (const char *sop : storage)
             scu.addPresentationContext(sop, ts, ASC_SC_ROLE_SCP);
         T_ASC_PresentationContextID pc = 0;
-        int orc = scu_open_qr(scu, UID_GETStudyRootQueryRetrieveInformationModel, "C-GET", host, port, called_aet,
-                              calling_aet, &pc);
+        int orc = scu_open_qr(scu, UID_GETStudyRootQueryRetrieveInformationModel, "C-GET", host,
+                              port, called_aet, calling_aet, &pc);
         if (orc) return orc;
-        OFCondition c;
         DcmDataset keys;
-        keys.putAndInsertString(DCM_QueryRetrieveLevel, "SERIES");
-        keys.putAndInsertString(DCM_StudyInstanceUID, study_uid);
-        keys.putAndInsertString(DCM_SeriesInstanceUID, series_uid);
+        series_keys(keys, study_uid, series_uid);
         OFList<RetrieveResponse *> responses;
-        c = scu.sendCGETRequest(pc, &keys, &responses);
-        Uint16 status = 0xffff, completed = 0, failed = 0;
-        for (RetrieveResponse *r : responses) {
-            status = r->m_status;
-            completed = r->m_numberOfCompletedSubops;
-            failed = r->m_numberOfFailedSubops;
-            delete r;
-        }
+        OFCondition c = scu.sendCGETRequest(pc, &keys, &responses);
+        Uint16 status, completed, failed;
+        last_response(responses, &status, &completed, &failed);
         scu.releaseAssociation();
         if (c.bad()) {
             mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: C-GET failed: %s", called_aet, host, port,
@@ -215,8 +229,8 @@ extern "C" int mr_dcm_find(const char *host, int port, const char *called_aet,
         scu_configure(scu, ts, host, port, called_aet, calling_aet, timeout_s);
         scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel, ts);
         T_ASC_PresentationContextID pc = 0;
-        int orc = scu_open_qr(scu, UID_FINDStudyRootQueryRetrieveInformationModel, "C-FIND", host, port, called_aet,
-                              calling_aet, &pc);
+        int orc = scu_open_qr(scu, UID_FINDStudyRootQueryRetrieveInformationModel, "C-FIND", host,
+                              port, called_aet, calling_aet, &pc);
         if (orc) return orc;
         OFCondition c;
         DcmDataset keys;
@@ -355,22 +369,15 @@ extern "C" int mr_dcm_move_series(const char *host, int port, const char *called
         scu_configure(scu, sts, host, port, called_aet, calling_aet, timeout_s);
         scu.addPresentationContext(UID_MOVEStudyRootQueryRetrieveInformationModel, sts);
         T_ASC_PresentationContextID pc = 0;
-        int orc = scu_open_qr(scu, UID_MOVEStudyRootQueryRetrieveInformationModel, "C-MOVE", host, port, called_aet,
-                              calling_aet, &pc);
+        int orc = scu_open_qr(scu, UID_MOVEStudyRootQueryRetrieveInformationModel, "C-MOVE", host,
+                              port, called_aet, calling_aet, &pc);
         if (orc) return orc;
         DcmDataset keys;
-        keys.putAndInsertString(DCM_QueryRetrieveLevel, "SERIES");
-        keys.putAndInsertString(DCM_StudyInstanceUID, study_uid);
-        keys.putAndInsertString(DCM_SeriesInstanceUID, series_uid);
+        series_keys(keys, study_uid, series_uid);
         OFList<RetrieveResponse *> responses;
         c = scu.sendMOVERequest(pc, dest_aet, &keys, &responses);
-        Uint16 status = 0xffff, completed = 0, failed = 0;
-        for (RetrieveResponse *r : responses) {
-            status = r->m_status;
-            completed = r->m_numberOfCompletedSubops;
-            failed = r->m_numberOfFailedSubops;
-            delete r;
-        }
+        Uint16 status, completed, failed;
+        last_response(responses, &status, &completed, &failed);
         scu.releaseAssociation();
         scp.stop = true; // each store was acknowledged before the final response: all on disk
         listener.join();
