@@ -922,17 +922,11 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
          * every level): at inference the scale is interpolated at the input's own noise level */
         sig->meta.n_calibration_levels = nlev;
         for (int l = 0; l < nlev; l++) {
+            /* sorting a level's run in place is harmless: the pooled scale below sorts all */
             double cl[3];
-            size_t n = lev_start[l + 1] - lev_start[l];
-            double *copy = malloc(n * sizeof *copy);
-            if (!copy) {
-                st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
-                break;
-            }
-            memcpy(copy, r + lev_start[l], n * sizeof *copy);
             sig->meta.calibration_noise[l] = lev_noise[l] / (lev_count[l] ? lev_count[l] : 1);
-            sig->meta.calibration_scales[l] = mr_sigma_conformal_scale(copy, n, cl);
-            free(copy);
+            sig->meta.calibration_scales[l] =
+                mr_sigma_conformal_scale(r + lev_start[l], lev_start[l + 1] - lev_start[l], cl);
         }
         /* ascending noise (the levels are configured ascending; keep them so, or drop) */
         for (int l = 1; l < nlev; l++)

@@ -96,20 +96,24 @@ mr_status mr_sigma_input_noise(double *noise, const float *x, size_t S, size_t H
     return st;
 }
 
+/* Piecewise linear in log(x) through (keys[i], scales[i]) (keys ascending, n >= 2), constant
+ * beyond the first and last key. */
+static double interp_log(const double *keys, const double *scales, int n, double x)
+{
+    if (x <= keys[0]) return scales[0];
+    if (x >= keys[n - 1]) return scales[n - 1];
+    int i = 0;
+    while (x > keys[i + 1]) i++;
+    double f = (log(x) - log(keys[i])) / (log(keys[i + 1]) - log(keys[i]));
+    return scales[i] + f * (scales[i + 1] - scales[i]);
+}
+
 double mr_sigma_scale_accel(const void *sigma_model, double accel)
 {
     const mr_nn_model *m = sigma_model;
-    int n = m->meta.n_calibration_accel;
-    const double *ra = m->meta.calibration_accel, *sc = m->meta.calibration_accel_scales;
-    if (n < 2 || !(accel >= 1)) return m->meta.calibration_scale;
-    if (accel <= ra[0]) return sc[0];
-    if (accel >= ra[n - 1]) return sc[n - 1];
-    for (int i = 0; i + 1 < n; i++)
-        if (accel <= ra[i + 1]) {
-            double f = (log(accel) - log(ra[i])) / (log(ra[i + 1]) - log(ra[i]));
-            return sc[i] + f * (sc[i + 1] - sc[i]);
-        }
-    return m->meta.calibration_scale;
+    if (m->meta.n_calibration_accel < 2 || !(accel >= 1)) return m->meta.calibration_scale;
+    return interp_log(m->meta.calibration_accel, m->meta.calibration_accel_scales,
+                      m->meta.n_calibration_accel, accel);
 }
 
 mr_status mr_sigma_scale_for(double *scale, const void *sigma_model, const float *x, size_t S,
@@ -124,18 +128,7 @@ mr_status mr_sigma_scale_for(double *scale, const void *sigma_model, const float
     mr_status st = mr_sigma_input_noise(&z, x, S, H, W, m);
     if (st != MR_OK) return st;
     if (noise_out) *noise_out = z;
-    const double *nz = m->meta.calibration_noise, *sc = m->meta.calibration_scales;
-    if (!(z > 0)) return MR_OK;
-    /* piecewise linear in log(noise), constant beyond the calibrated range */
-    if (z <= nz[0]) *scale = sc[0];
-    else if (z >= nz[n - 1]) *scale = sc[n - 1];
-    else
-        for (int i = 0; i + 1 < n; i++)
-            if (z <= nz[i + 1]) {
-                double f = (log(z) - log(nz[i])) / (log(nz[i + 1]) - log(nz[i]));
-                *scale = sc[i] + f * (sc[i + 1] - sc[i]);
-                break;
-            }
+    if (z > 0) *scale = interp_log(m->meta.calibration_noise, m->meta.calibration_scales, n, z);
     return MR_OK;
 }
 
