@@ -47,14 +47,6 @@ static int no_partials(void)
     return n == 0;
 }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void write_zeros(const char *path, size_t n)
 {
     FILE *f = fopen(path, "wb");
@@ -249,7 +241,7 @@ static void test_cfl_bad_inputs(void)
     const size_t d2[2] = {4, 4};
 
     /* dims whose product overflows */
-    write_text(mr_test_path("ovf.hdr"), "# Dimensions\n1000000000 1000000000 1000000000 1 1 1 1 1 "
+    mr_test_write_text(mr_test_path("ovf.hdr"), "# Dimensions\n1000000000 1000000000 1000000000 1 1 1 1 1 "
                                         "1 1 1 1 1 1 1 1\n");
     write_zeros(mr_test_path("ovf.cfl"), 8);
     CU_ASSERT(mr_cfl_read(&a, mr_test_path("ovf")) == MR_ERR_INPUT);
@@ -257,7 +249,7 @@ static void test_cfl_bad_inputs(void)
     CU_ASSERT(a == NULL);
 
     /* header disagreeing with the data size: names the file, the dims and both sizes */
-    write_text(mr_test_path("sz.hdr"), "# Dimensions\n4 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1\n");
+    mr_test_write_text(mr_test_path("sz.hdr"), "# Dimensions\n4 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1\n");
     write_zeros(mr_test_path("sz.cfl"), 100);
     CU_ASSERT(mr_cfl_read(&a, mr_test_path("sz.cfl")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("sz.cfl", "100 bytes"));
@@ -266,31 +258,31 @@ static void test_cfl_bad_inputs(void)
 
     /* garbled headers */
     write_zeros(mr_test_path("g1.cfl"), 128);
-    write_text(mr_test_path("g1.hdr"), "hello world\n");
+    mr_test_write_text(mr_test_path("g1.hdr"), "hello world\n");
     CU_ASSERT(mr_cfl_read(&a, mr_test_path("g1")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("g1.hdr", "# Dimensions"));
-    write_text(mr_test_path("g1.hdr"), "# Dimensions\n4 x4 1\n");
+    mr_test_write_text(mr_test_path("g1.hdr"), "# Dimensions\n4 x4 1\n");
     CU_ASSERT(mr_cfl_read(&a, mr_test_path("g1")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("garbled", "'x4'"));
-    write_text(mr_test_path("g1.hdr"), "# Dimensions\n\n");
+    mr_test_write_text(mr_test_path("g1.hdr"), "# Dimensions\n\n");
     CU_ASSERT(mr_cfl_read(&a, mr_test_path("g1")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("g1.hdr", "garbled"));
-    write_text(mr_test_path("g1.hdr"), "# Dimensions\n4 0 1\n");
+    mr_test_write_text(mr_test_path("g1.hdr"), "# Dimensions\n4 0 1\n");
     CU_ASSERT(mr_cfl_read(&a, mr_test_path("g1")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("dim 1", "is 0"));
-    write_text(mr_test_path("g1.hdr"), "# Dimensions\n4 -4 1\n");
+    mr_test_write_text(mr_test_path("g1.hdr"), "# Dimensions\n4 -4 1\n");
     CU_ASSERT(mr_cfl_read(&a, mr_test_path("g1")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("dim 1", "-4"));
-    write_text(mr_test_path("g1.hdr"), "# Dimensions\n1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1\n");
+    mr_test_write_text(mr_test_path("g1.hdr"), "# Dimensions\n1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1\n");
     CU_ASSERT(mr_cfl_read(&a, mr_test_path("g1")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("more than 16", NULL));
 
     /* a dim mrpipe does not map (d2 = PHS2) */
-    write_text(mr_test_path("g1.hdr"), "# Dimensions\n4 2 2 1\n");
+    mr_test_write_text(mr_test_path("g1.hdr"), "# Dimensions\n4 2 2 1\n");
     CU_ASSERT(mr_cfl_read(&a, mr_test_path("g1")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("dim 2", "PHS2"));
     /* ...while short dims lines (BART pads with 1) and extra sections are fine */
-    write_text(mr_test_path("g1.hdr"), "# Dimensions\n4 4\n# Command\nfoo\n");
+    mr_test_write_text(mr_test_path("g1.hdr"), "# Dimensions\n4 4\n# Command\nfoo\n");
     CU_ASSERT(mr_cfl_read(&a, mr_test_path("g1")) == MR_OK);
     mr_array_destroy(a);
     a = NULL;
@@ -298,7 +290,7 @@ static void test_cfl_bad_inputs(void)
     /* missing files */
     CU_ASSERT(mr_cfl_read(&a, mr_test_path("nothere")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("nothere.hdr", "No such file"));
-    write_text(mr_test_path("onlyhdr.hdr"), "# Dimensions\n4 4\n");
+    mr_test_write_text(mr_test_path("onlyhdr.hdr"), "# Dimensions\n4 4\n");
     CU_ASSERT(mr_cfl_read(&a, mr_test_path("onlyhdr")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("onlyhdr.cfl", "No such file"));
 
@@ -433,7 +425,7 @@ static void test_nifti_datatypes(void)
     char script[4200];
     FILE *f;
     snprintf(script, sizeof script, "%s", mr_test_path("gen_nifti.py"));
-    write_text(script, nifti_gen_py);
+    mr_test_write_text(script, nifti_gen_py);
     if (mr_test_sh("%s %s %s", mr_test_python(), script, mr_test_tmpdir()) != 0) {
         CU_FAIL("nibabel generator failed");
         fprintf(stderr, "\n%s\n", mr_test_output());
@@ -562,7 +554,7 @@ static void test_nifti_bad_inputs(void)
     CU_ASSERT_FATAL(mr_nifti_write(good, a, NULL) == MR_OK);
 
     /* not NIfTI at all */
-    write_text(bad, "this is not a NIfTI file, just text that is long enough to be read........"
+    mr_test_write_text(bad, "this is not a NIfTI file, just text that is long enough to be read........"
                     "..........................................................................."
                     "..........................................................................."
                     "..........................................................................."
@@ -570,7 +562,7 @@ static void test_nifti_bad_inputs(void)
     CU_ASSERT(mr_nifti_read(&b, &meta, bad) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("bad.nii", "sizeof_hdr"));
     CU_ASSERT(b == NULL && meta.valid == 0);
-    write_text(bad, "short");
+    mr_test_write_text(bad, "short");
     CU_ASSERT(mr_nifti_read(&b, NULL, bad) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("bad.nii", "348-byte header"));
 
@@ -846,7 +838,7 @@ static void test_detect(void)
     CU_ASSERT(mr_test_sh("head -c 1000 %s > %s", mr_test_path("fm.h5"), mr_test_path("trunc.h5")) == 0);
     CU_ASSERT(mr_io_detect_input(&fmt, mr_test_path("trunc.h5")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("trunc.h5", "not a readable HDF5 file"));
-    write_text(mr_test_path("text.h5"), "not hdf5\n");
+    mr_test_write_text(mr_test_path("text.h5"), "not hdf5\n");
     CU_ASSERT(mr_io_detect_input(&fmt, mr_test_path("text.h5")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("text.h5", "not a readable HDF5 file"));
     /* an HDF5 file under another name is recognised by its signature */
@@ -894,10 +886,10 @@ static void test_detect(void)
     /* missing, unknown, PNG as input */
     CU_ASSERT(mr_io_detect_input(&fmt, mr_test_path("missing.h5")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("missing.h5", "No such file"));
-    write_text(mr_test_path("notes.txt"), "hello\n");
+    mr_test_write_text(mr_test_path("notes.txt"), "hello\n");
     CU_ASSERT(mr_io_detect_input(&fmt, mr_test_path("notes.txt")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("notes.txt", "cannot tell"));
-    write_text(mr_test_path("p.png"), "x");
+    mr_test_write_text(mr_test_path("p.png"), "x");
     CU_ASSERT(mr_io_detect_input(&fmt, mr_test_path("p.png")) == MR_ERR_INPUT);
     CU_ASSERT(msg_has("p.png", "output-only"));
 

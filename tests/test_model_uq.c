@@ -32,14 +32,6 @@
 
 static int have_data(void) { return mr_path_is_file(TEMPLATES "/ch2.nii.gz"); }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 static void test_conformal(void)
 {
     /* |e| / sd with e ~ N(0, (2 sd)^2): the scale is 2 */
@@ -123,7 +115,7 @@ static void test_tiny_variance_network(void)
              "  validation_slices: 1\n"
              "training: {patch: 24, batch: 4, epochs: 2, steps_per_epoch: 15, lr: 0.003}\n",
              mr_test_src("models/denoiser_blind.h5"));
-    write_text(mr_test_path("sig.yaml"), cfg);
+    mr_test_write_text(mr_test_path("sig.yaml"), cfg);
     const char *dir = mr_test_path("sig");
     int rc = mr_test_sh("%s train --config %s --output %s", mr_test_bin(), mr_test_path("sig.yaml"),
                         dir);
@@ -277,7 +269,7 @@ static void test_bad_input(void)
              "  validation:\n    - {file: ch2.nii.gz, z_mm: [20, 40]}\n"
              "  calibration:\n    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
              "training: {patch: 24, epochs: 1, steps_per_epoch: 1}\n", model);
-    write_text(mr_test_path("badsig.yaml"), cfg);
+    mr_test_write_text(mr_test_path("badsig.yaml"), cfg);
     snprintf(cmd, sizeof cmd, "%s train --config %s --output %s", mr_test_bin(),
              mr_test_path("badsig.yaml"), mr_test_path("badsig"));
     expect_fail(cmd, "expected the config's percentile 99");
@@ -353,7 +345,7 @@ static void test_tiny_artefact_training(void)
              "masks: [random, equispaced], methods: [zf, cs-l1], coils: 4, matrix: 128, "
              "bank_slices: 4}\n",
              base);
-    write_text(mr_test_path("art.yaml"), cfg);
+    mr_test_write_text(mr_test_path("art.yaml"), cfg);
     const char *dir = mr_test_path("art"), *pv = mr_test_path("artpv");
     CU_ASSERT_FATAL(mr_test_sh("mkdir -p %s", pv) == 0);
     int rc = mr_test_sh("MRPIPE_TRAIN_PREVIEW=%s %s train --config %s --output %s", pv,
@@ -384,7 +376,7 @@ static void test_tiny_artefact_training(void)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(cfg, sizeof cfg, "%s%s", base, bad[i][0]);
-        write_text(mr_test_path("artbad.yaml"), cfg);
+        mr_test_write_text(mr_test_path("artbad.yaml"), cfg);
         rc = mr_test_sh("%s train --config %s --output %s", mr_test_bin(),
                         mr_test_path("artbad.yaml"), mr_test_path("artbad"));
         CU_ASSERT_EQUAL(rc, 1);

@@ -44,14 +44,6 @@ static void expect_error(const char *yaml, const char *needle)
     expect_in(mr_error_message(), needle);
 }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    CU_ASSERT_FATAL(f != NULL);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* The DICOM fixtures of test_dicom.c (a 5-slice oblique series built from pydicom's MR_small). */
 static const char *fixture_series(void)
 {
@@ -91,7 +83,7 @@ static void test_denoise_stage(void)
              "  denoise: {images: [zf_4x]}\n"
              "  validate: {}\n  write: {formats: [h5, png]}\n  report: {zero_filled: zf_4x}\n",
              small_scan(), out);
-    write_text(cfg, yaml);
+    mr_test_write_text(cfg, yaml);
     int rc = mr_test_sh("%s -q run %s", mr_test_bin(), cfg);
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
     CU_ASSERT_EQUAL_FATAL(rc, 0);
@@ -266,7 +258,7 @@ static void test_config_errors(void)
              "inputs:\n  file: %s\noutput:\n  dir: %s\nstages:\n"
              "  zf: {stage: recon}\n",
              dcm, out);
-    write_text(cfg, yaml);
+    mr_test_write_text(cfg, yaml);
     CU_ASSERT_EQUAL(mr_test_sh("%s run %s", mr_test_bin(), cfg), 1);
     expect_in(mr_test_output(), "bad_stages.yaml line 6: stages.zf: stage 'zf' (recon) needs "
                                 "k-space");
@@ -288,7 +280,7 @@ static void test_dicom_enhance(void)
              "inputs:\n  file: %s\noutput:\n  dir: %s\nstages:\n  read: {}\n  denoise: {}\n"
              "  write:\n    formats: [dicom, png]\n    images: [input_cnn]\n",
              src, out);
-    write_text(cfg, yaml);
+    mr_test_write_text(cfg, yaml);
     int rc = mr_test_sh("%s -q run %s", mr_test_bin(), cfg);
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
     CU_ASSERT_EQUAL_FATAL(rc, 0);
@@ -352,7 +344,7 @@ static void test_nifti_input(void)
              "inputs:\n  file: " CH2 "\noutput:\n  dir: %s\nstages:\n  read: {slices: \"90:92\"}\n"
              "  denoise: {}\n  write: {formats: [nifti]}\n",
              out);
-    write_text(cfg, yaml);
+    mr_test_write_text(cfg, yaml);
     int rc = mr_test_sh("%s -q run %s", mr_test_bin(), cfg);
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
     CU_ASSERT_EQUAL_FATAL(rc, 0);

@@ -27,14 +27,6 @@
 
 static int have_data(void) { return mr_path_is_file(TEMPLATES "/ch2.nii.gz"); }
 
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* A tiny training config: depth 3, 8 channels, 24x24 patches, `epochs` x `steps` steps. */
 static const char *tiny_config(const char *name, int epochs, int steps, int batch)
 {
@@ -54,7 +46,7 @@ static const char *tiny_config(const char *name, int epochs, int steps, int batc
              " warmup_steps: 5}\n",
              batch, epochs, steps);
     const char *path = mr_test_path(name);
-    write_text(path, text);
+    mr_test_write_text(path, text);
     return path;
 }
 
@@ -177,7 +169,7 @@ static void test_resume_kill(void)
 static void test_config_errors(void)
 {
     const char *cfg = mr_test_path("bad1.yaml");
-    write_text(cfg, "seed: 1\n"
+    mr_test_write_text(cfg, "seed: 1\n"
                     "data:\n"
                     "  training: [ch2.nii.gz]\n"
                     "  validation:\n"
@@ -193,7 +185,7 @@ static void test_config_errors(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "unknown key"));
 
     cfg = mr_test_path("bad2.yaml");
-    write_text(cfg, "data:\n"
+    mr_test_write_text(cfg, "data:\n"
                     "  training: [ch2.nii.gz]\n"
                     "  validation:\n"
                     "    - {file: inia19-t1-brain.nii.gz}\n"
@@ -207,7 +199,7 @@ static void test_config_errors(void)
 
     /* a held-out whole volume that is also a training volume: one slice in two sets */
     cfg = mr_test_path("bad3.yaml");
-    write_text(cfg, "data:\n"
+    mr_test_write_text(cfg, "data:\n"
                     "  training: [ch2.nii.gz]\n"
                     "  validation:\n"
                     "    - {file: ch2.nii.gz}\n");
@@ -219,7 +211,7 @@ static void test_config_errors(void)
 
     /* patch smaller than the receptive field */
     cfg = mr_test_path("bad4.yaml");
-    write_text(cfg, "model: {depth: 10}\n"
+    mr_test_write_text(cfg, "model: {depth: 10}\n"
                     "data:\n"
                     "  training: [ch2.nii.gz]\n"
                     "  validation:\n"

@@ -113,6 +113,14 @@ int mr_test_sh(const char *fmt, ...)
 
 const char *mr_test_output(void) { return g_out ? g_out : ""; }
 
+void mr_test_write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+}
+
 int mr_test_count_files(const char *dir, const char *needle)
 {
     DIR *d = opendir(dir);

@@ -42,6 +42,9 @@ const char *mr_test_output(void);
 /* The Python interpreter that has Debian's numpy/h5py/skimage ("/usr/bin/python3"). */
 const char *mr_test_python(void);
 
+/* Write text to path (a CUnit fatal assertion when the file cannot be created). */
+void mr_test_write_text(const char *path, const char *text);
+
 /* Count files in a directory whose name contains `needle` (e.g. ".partial"). */
 int mr_test_count_files(const char *dir, const char *needle);
 
