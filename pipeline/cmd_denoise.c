@@ -110,6 +110,8 @@ int mr_cmd_denoise(int argc, char **argv)
     void *sigma = NULL;
     mr_array *img = NULL, *sd = NULL;
     char sd_path[4096] = "";
+    float *mask = NULL; /* the input's sampling mask (mrpipe .h5 reconstructions) */
+    size_t mask_len = 0;
     mr_dicom_set *set = NULL;
     mr_dicom_volume *dvol = NULL;
     mr_nifti_meta meta;
@@ -181,6 +183,32 @@ int mr_cmd_denoise(int argc, char **argv)
     }
     float *x = mr_array_f32(img);
     double noise_est = 0;
+    /* an mrpipe (fastMRI-layout) .h5 reconstruction carries the sampling mask it was made with:
+     * kept in the output, and read by variance networks that look for where aliasing lands */
+    if (ifmt != MR_FMT_DICOM && ifmt != MR_FMT_NIFTI && strstr(in, ".h5")) {
+        char h5[4096];
+        const char *colon = strstr(in, ".h5:");
+        snprintf(h5, sizeof h5, "%.*s", colon ? (int)(colon - in + 3) : (int)strlen(in), in);
+        mr_fastmri_file *f = NULL;
+        if (mr_fastmri_open(&f, h5) == MR_OK) {
+            const mr_fastmri_info *fi = mr_fastmri_get_info(f);
+            if (fi->has_mask && fi->mask_len >= W && (mask = malloc(fi->mask_len * sizeof *mask))) {
+                if (mr_fastmri_read_mask(f, mask) == MR_OK)
+                    mask_len = fi->mask_len;
+                else
+                    free(mask), mask = NULL;
+            }
+            mr_fastmri_close(f);
+        }
+        mr_error_clear();
+        if (mask) {
+            double acq = 0;
+            for (size_t k = 0; k < mask_len; k++) acq += mask[k] != 0;
+            MR_INFO("%s: sampling mask of %zu columns (R = %.2f) read from the input", in, mask_len,
+                    acq > 0 ? (double)mask_len / acq : 0);
+            if (accel == 0 && acq > 0) accel = (double)mask_len / acq;
+        }
+    }
     if (kind != MR_UQ_NONE) {
         /* the map needs the input: denoise into a copy */
         size_t d3[3] = {S, H, W};
@@ -191,7 +219,7 @@ int mr_cmd_denoise(int argc, char **argv)
             goto fail;
         }
         st = mr_denoise_uq(y, mr_array_f32(sd), x, S, H, W, m, sigma, kind, (int)replicas,
-                           (uint64_t)seed, accel, &noise_est, in);
+                           (uint64_t)seed, accel, mask, mask_len, &noise_est, in);
         if (st == MR_OK) memcpy(x, y, S * H * W * sizeof *y);
         free(y);
         if (st != MR_OK) goto fail;
@@ -207,6 +235,7 @@ int mr_cmd_denoise(int argc, char **argv)
     snprintf(derivation, sizeof derivation, "mrpipe denoise (residual CNN %s, %s)",
              model ? model : "denoiser_blind.h5", m->meta.noise_model[0] ? "blind Rician" : "");
     extra.method = "denoise";
+    extra.mask = mask, extra.mask_len = mask_len;
     extra.nifti = have_meta ? &meta : NULL;
     extra.description = desc[0] ? desc : "mrpipe denoise";
     extra.derivation = derivation;
@@ -243,6 +272,7 @@ int mr_cmd_denoise(int argc, char **argv)
     mr_nn_model_destroy(m);
     mr_sigma_free(sigma);
     mr_array_destroy(sd);
+    free(mask);
     return 0;
 fail:
     if (dvol)
@@ -253,5 +283,6 @@ fail:
     mr_nn_model_destroy(m);
     mr_sigma_free(sigma);
     mr_array_destroy(sd);
+    free(mask);
     return mr_cli_fail("denoise", st);
 }

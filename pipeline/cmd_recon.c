@@ -313,6 +313,7 @@ int mr_cmd_recon(int argc, char **argv)
     void *sigma = NULL; /* --uncertainty model|both: the method's variance network */
     double acq_frac0 = 0; /* sampled fraction of slice 0 (inferred pattern) */
     float *zfvol = NULL;  /* variance networks reading the zero-filled image: (S, h, w) */
+    float *gvol = NULL, *gbuf = NULL; /* ... or the unsampled part: (S, h, w), one grid slice */
     mr_zf_plan *zfp = NULL;
     float *sd_grid = NULL;
     mr_cfloat *chol = NULL, *slice_chol = NULL, *psi_est = NULL, *umaps = NULL;
@@ -348,6 +349,11 @@ int mr_cmd_recon(int argc, char **argv)
         if (st == MR_OK && !strcmp(mr_sigma_base(sigma), "zero-filled")) {
             zfvol = malloc(in->slices * hw_out * sizeof *zfvol);
             if (!zfvol) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
+        }
+        if (st == MR_OK && mr_sigma_wants_mask(sigma)) {
+            gvol = malloc(in->slices * hw_out * sizeof *gvol);
+            gbuf = malloc(H * W * sizeof *gbuf);
+            if (!gvol || !gbuf) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
         }
     }
     if (st == MR_OK && !o.unc_replica && o.unc_net) {
@@ -431,7 +437,8 @@ int mr_cmd_recon(int argc, char **argv)
         if (mask2d && !os) memcpy(pattern, mask2d, H * W * sizeof *pattern);
         else if (mask2d) memcpy(pattern, mask2d, gh * W * sizeof *pattern); /* row-constant */
         /* zf ignores the pattern: infer it once, for the log */
-        int need_pattern = !mask2d && (s == 0 || strcmp(method->name, "zf") != 0 || o.unc_replica);
+        int need_pattern = !mask2d && (s == 0 || strcmp(method->name, "zf") != 0 || o.unc_replica ||
+                                       gvol);
         frac = need_pattern ? mr_mask_infer(pattern, k, C, gh, W) : 0;
         if (s == 0) acq_frac0 = frac;
         if (!mask2d && s == 0) MR_INFO("sampling pattern inferred from the k-space: %.1f %% acquired",
@@ -455,6 +462,11 @@ int mr_cmd_recon(int argc, char **argv)
         }
         if (zfvol && !zfp) st = mr_zf_plan_create(&zfp, C, gh, W, in->recon_h, in->recon_w);
         if (zfvol && st == MR_OK) st = mr_zf_execute(zfp, zfvol + s * hw_out, NULL, k, NULL);
+        if (gvol && st == MR_OK) { /* the magnitude's unsampled part, on the grid, then cropped */
+            for (size_t p = 0; p < gh * W; p++) gbuf[p] = cabsf(image[p]);
+            if ((st = mr_unsampled_part(gbuf, gbuf, pattern, 1, gh, W)) == MR_OK)
+                mr_crop_f32(gvol + s * hw_out, in->recon_h, in->recon_w, gbuf, gh, W);
+        }
         if (st != MR_OK) break;
         if (!stats.converged)
             MR_WARN("slice %zu: %s did not converge: %ld iterations, residual %.3g", s,
@@ -497,7 +509,8 @@ int mr_cmd_recon(int argc, char **argv)
         float *sdm = malloc(nv * sizeof *sdm), *u = mr_array_f32(unc);
         if (!sdm) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
         if (st == MR_OK)
-            st = mr_sigma_volume(sdm, mr_array_f32(mag), zfvol ? zfvol : mr_array_f32(mag), in->slices,
+            st = mr_sigma_volume(sdm, mr_array_f32(mag), zfvol ? zfvol : mr_array_f32(mag), gvol,
+                                 in->slices,
                                  in->recon_h, in->recon_w, sigma,
                                  mr_sigma_scale_accel(sigma, o.mask_type ? o.accel
                                                              : acq_frac0 > 0 ? 1 / acq_frac0 : 0),
@@ -544,7 +557,7 @@ int mr_cmd_recon(int argc, char **argv)
     mr_array_destroy(sens);
     mr_array_destroy(unc);
     mr_sigma_free(sigma);
-    free(zfvol);
+    free(zfvol), free(gvol), free(gbuf);
     mr_zf_plan_destroy(zfp);
     free(sd_grid);
     free(chol);

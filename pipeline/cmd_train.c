@@ -78,6 +78,8 @@ typedef struct {
     int vh;          /* variance_head: train the variance network of a base model */
     char vh_base[4096]; /* the base model ("" = none: the variance of the input itself) */
     int vh_zf;          /* none + second_input zero_filled: (recon, its zero-filled image) */
+    int vh_unsampled;   /* unsampled_part: a third channel, the input's unsampled part */
+    double vh_drop;     /* unsampled_dropout: training patches whose third channel is zeroed */
     int n_cal_sigma;
     double cal_sigma[8]; /* Rician calibration levels (x the region's maximum) */
     int cal_slices;
@@ -194,7 +196,7 @@ static mr_status parse_degradation(train_cfg *t, const mr_config *c, const mr_cf
         return mr_config_error(c, n, MR_ERR_USAGE, "expected rician or undersampling, found '%s'", s);
     mr_train_us *u = &t->u;
     t->us = 1;
-    *u = (mr_train_us){1, {4}, {0.08}, 1, {MR_MASK_EQUISPACED}, 1, {"zf"}, 8, 0.002, 0.02, 256, 400};
+    *u = (mr_train_us){1, {4}, {0.08}, 1, {MR_MASK_EQUISPACED}, 1, {"zf"}, 8, 0.002, 0.02, 256, 400, 0};
     const char *lists[4] = {"accel", "center_fraction", "masks", "methods"};
     for (int li = 0; li < 4; li++) {
         if (!(n = mr_cfg_child(sec, lists[li]))) continue;
@@ -334,7 +336,8 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
         return st;
     if ((sec = mr_cfg_child(r, "variance_head"))) {
         static const char *const kvh[] = {"base", "calibration_sigma", "calibration_slices",
-                                          "second_input", NULL};
+                                          "second_input", "unsampled_part",
+                                          "unsampled_dropout", NULL};
         const char *b;
         if ((st = check_keys(c, sec, kvh)) != MR_OK) return st;
         t->vh = 1;
@@ -371,6 +374,18 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
                 return mr_config_error(c, n, MR_ERR_USAGE, "zero_filled needs base: none (the "
                                        "reconstruction judges itself)");
         }
+        if ((n = mr_cfg_child(sec, "unsampled_part"))) {
+            if ((st = mr_cfg_as_bool(&t->vh_unsampled, c, n)) != MR_OK) return st;
+            if (t->vh_unsampled && !t->us)
+                return mr_config_error(c, n, MR_ERR_USAGE, "unsampled_part needs degradation: "
+                                       "{type: undersampling} before variance_head");
+            if (t->vh_unsampled && t->vh_zf)
+                return mr_config_error(c, n, MR_ERR_USAGE, "unsampled_part and second_input: "
+                                       "zero_filled cannot be combined");
+            t->u.aux_unsampled = t->vh_unsampled;
+        }
+        t->vh_drop = 0.2;
+        if ((st = get_double(&t->vh_drop, c, sec, "unsampled_dropout", 0, 1)) != MR_OK) return st;
     }
     if ((n = mr_cfg_child(r, "init")) &&
         (st = get_path(t->init, sizeof t->init, c, n, c->dir)) != MR_OK)
@@ -539,7 +554,7 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
                                   combo / t->u.n_accel % t->u.n_methods,
                                   sqrt(t->u.noise_min * t->u.noise_max), seed + i};
         st = mr_train_degrade(dg, ref + i * hw, deg + i * hw, img, &g);
-        if (st == MR_OK) memcpy(aux + i * hw, mr_train_degrader_zf(dg), hw * sizeof *aux);
+        if (st == MR_OK) st = mr_train_degrader_aux(dg, aux + i * hw, deg + i * hw);
     }
     if (st == MR_OK) {
         vs->maxval = 0;
@@ -792,7 +807,7 @@ static mr_status validate(double *mean_psnr, double *noisy_psnr, val_set *vs, in
  * (scale 1) SD, and over the foreground (clean > 5 % of max): *cov90 = the fraction of |y - clean|
  * within 1.645 SD and *nll = the mean of log(SD) + 0.5 (e / SD)^2 (image units). */
 static mr_status validate_sigma(double *nll, double *cov90, val_set *vs, int nv,
-                                const mr_nn_model *base, const mr_nn_model *sig, int use_aux)
+                                const mr_nn_model *base, const mr_nn_model *sig, int aux_mode)
 {
     double sn = 0, sc = 0;
     for (int i = 0; i < nv; i++) {
@@ -803,8 +818,9 @@ static mr_status validate_sigma(double *nll, double *cov90, val_set *vs, int nv,
                                                       vs[i].W, base, vs[i].name)
                             : (memcpy(vs[i].out, vs[i].noisy, n * sizeof *sd), MR_OK);
         if (st == MR_OK)
-            st = mr_sigma_volume(sd, vs[i].noisy, use_aux && vs[i].aux ? vs[i].aux : vs[i].out,
-                                 vs[i].S, vs[i].H, vs[i].W, sig, 1.0, vs[i].name);
+            st = mr_sigma_volume(sd, vs[i].noisy, aux_mode == 1 && vs[i].aux ? vs[i].aux : vs[i].out,
+                                 aux_mode == 2 ? vs[i].aux : NULL, vs[i].S, vs[i].H, vs[i].W, sig,
+                                 1.0, vs[i].name);
         if (st != MR_OK) {
             free(sd);
             return st;
@@ -864,8 +880,9 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
                 st = base ? mr_train_denoise_volume(vs.out, vs.noisy, vs.S, vs.H, vs.W, base, vs.name)
                           : (memcpy(vs.out, vs.noisy, n * sizeof *vs.out), MR_OK);
             if (st == MR_OK)
-                st = mr_sigma_volume(sd, vs.noisy, t->vh_zf && vs.aux ? vs.aux : vs.out, vs.S,
-                                     vs.H, vs.W, sig, 1.0, vs.name);
+                st = mr_sigma_volume(sd, vs.noisy, t->vh_zf && vs.aux ? vs.aux : vs.out,
+                                     t->vh_unsampled ? vs.aux : NULL, vs.S, vs.H, vs.W, sig, 1.0,
+                                     vs.name);
             if (st == MR_OK) mr_sigma_collect(r, &nr, vs.clean, vs.out, sd, vs.S, vs.H * vs.W, 0.05);
             /* slice k of an undersampling set was degraded at acceleration index
              * (k mod (methods x accelerations)) mod accelerations (degrade_validation) */
@@ -1093,7 +1110,7 @@ static int run(const train_opts *o)
         }
     }
     mr_nn_arch arch = mr_nn_arch_default(t.depth, t.channels);
-    if (t.vh) arch.in_channels = 2, arch.out_channels = 1, arch.residual = 0;
+    if (t.vh) arch.in_channels = t.vh_unsampled ? 3 : 2, arch.out_channels = 1, arch.residual = 0;
     if ((st = mr_nn_model_create(&m, &arch)) != MR_OK) goto fail;
     mr_nn_model_init_he(m, (uint64_t)t.seed);
     if (t.init[0]) { /* fine-tuning: start from a trained model of the same architecture */
@@ -1134,11 +1151,12 @@ static int run(const train_opts *o)
         size_t perb = (size_t)Pb * Pb;
         big_clean = malloc((size_t)t.batch * perb * sizeof *big_clean);
         big_noisy = malloc((size_t)t.batch * perb * sizeof *big_noisy);
-        vin = malloc((size_t)t.batch * 2 * per * sizeof *vin);
+        vin = malloc((size_t)t.batch * 3 * per * sizeof *vin);
         vtgt = malloc((size_t)t.batch * per * sizeof *vtgt);
         ybuf = malloc(perb * sizeof *ybuf);
-        if (t.vh_zf) big_aux = malloc((size_t)t.batch * perb * sizeof *big_aux);
-        if (!big_clean || !big_noisy || !vin || !vtgt || !ybuf || (t.vh_zf && !big_aux)) {
+        int aux = t.vh_zf || t.vh_unsampled;
+        if (aux) big_aux = malloc((size_t)t.batch * perb * sizeof *big_aux);
+        if (!big_clean || !big_noisy || !vin || !vtgt || !ybuf || (aux && !big_aux)) {
             st = mr_error_set(MR_ERR_NOMEM, "train: out of memory");
             goto fail;
         }
@@ -1218,11 +1236,14 @@ static int run(const train_opts *o)
                 else
                     mr_train_sample(big_clean + b * perb, big_noisy + b * perb, tv, t.ntrain,
                                     &big_sampler, &rng);
-            if ((st = mr_sigma_batch(vin, vtgt, big_noisy, big_clean, big_aux, t.batch, Pb, P,
-                                     base_plan,
-                                     ybuf)) != MR_OK ||
-                (st = mr_nn_trainer_step(tr, vin, vtgt, &loss)) != MR_OK)
+            if ((st = mr_sigma_batch(vin, vtgt, big_noisy, big_clean, big_aux, t.vh_unsampled,
+                                     t.batch, Pb, P, base_plan, ybuf)) != MR_OK)
                 goto fail;
+            /* some patches without the unsampled part: images whose mask is unknown */
+            for (int b = 0; t.vh_unsampled && b < t.batch; b++)
+                if (mr_rng_uniform(&rng) < t.vh_drop)
+                    memset(vin + ((size_t)b * 3 + 2) * per, 0, per * sizeof *vin);
+            if ((st = mr_nn_trainer_step(tr, vin, vtgt, &loss)) != MR_OK) goto fail;
         } else {
             for (int b = 0; b < t.batch; b++)
                 if (t.us)
@@ -1251,7 +1272,7 @@ static int run(const train_opts *o)
         }
         if (in_epoch == t.steps_per_epoch) {
             /* variance network: "psnr" columns hold the validation NLL and raw 90 % coverage */
-            if ((st = t.vh ? validate_sigma(&vpsnr, &npsnr, vs, t.nval, base, m, t.vh_zf)
+            if ((st = t.vh ? validate_sigma(&vpsnr, &npsnr, vs, t.nval, base, m, t.vh_zf ? 1 : t.vh_unsampled ? 2 : 0)
                            : validate(&vpsnr, &npsnr, vs, t.nval, m)) != MR_OK)
                 goto fail;
             log_row r = {epoch, s + 1, loss_sum / t.steps_per_epoch, npsnr, vpsnr,
@@ -1284,7 +1305,7 @@ static int run(const train_opts *o)
         if (t.vh) {
             double scale;
             char cal[1024];
-            if ((st = validate_sigma(&vp, &np, vs, t.nval, base, m, t.vh_zf)) != MR_OK ||
+            if ((st = validate_sigma(&vp, &np, vs, t.nval, base, m, t.vh_zf ? 1 : t.vh_unsampled ? 2 : 0)) != MR_OK ||
                 (st = calibrate_sigma(&scale, cal, sizeof cal, &t, base, m, dg)) != MR_OK)
                 goto fail;
             snprintf(val, sizeof val, "validation NLL %.4f, raw 90%% coverage %.1f %% (before "

@@ -87,6 +87,8 @@ typedef struct {
     double noise_min, noise_max; /* k-space noise std per real/imag part, x the volume's level */
     int matrix;                  /* planes placed on an M x M matrix (pad or crop) */
     int bank_slices;             /* degraded planes made before training */
+    int aux_unsampled;           /* bank aux: the unsampled part of the reconstruction (recon/
+                                  * unsampled.c) instead of the zero-filled image */
 } mr_train_us;
 
 /* One degradation: mask, acceleration, method (index into mr_train_us.methods), noise, seed. */
@@ -110,6 +112,12 @@ mr_status mr_train_degrade(mr_train_degrader *d, float *ref, float *deg, const f
 /* The zero-filled magnitude (M, M) of the last mr_train_degrade's undersampled k-space (whatever
  * the method). */
 const float *mr_train_degrader_zf(const mr_train_degrader *d);
+/* The (M, M) sampling mask of the last mr_train_degrade (1 acquired, 0 not; centred k-space). */
+const float *mr_train_degrader_mask(const mr_train_degrader *d);
+
+/* aux for a degraded plane deg (M, M) just made by d: the zero-filled image, or with
+ * u->aux_unsampled the unsampled part of deg (|F^-1[(1 - mask) F(deg)]|). */
+mr_status mr_train_degrader_aux(const mr_train_degrader *d, float *aux, const float *deg);
 
 /* Divide ref and deg (n values) by the percentile of deg (its maximum when that is 0); _set also
  * aux (may be NULL) by the same level. */
@@ -141,17 +149,20 @@ void mr_train_bank_sample(float *clean, float *deg, float *aux, const mr_train_b
  * base model (plan for Pb x Pb, or NULL for y = x) runs on each whole patch and the centre (P, P)
  * crops give input (n, 2, P, P) = (x, y) and target (n, 1, P, P) = y - clean. ybuf: Pb*Pb floats.
  * aux_big (may be NULL; base_plan NULL): the second input channel is aux (the zero-filled image
- * of the reconstruction x, whose own error is the target: x - clean). */
+ * of the reconstruction x, whose own error is the target: x - clean). aux_third: aux is instead a
+ * third channel (n, 3, P, P) = (x, y, aux) (the unsampled part of x; zeros when aux_big is NULL). */
 struct mr_nn_plan;
 mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big,
-                         const float *clean_big, const float *aux_big, int n, int Pb, int P,
-                         struct mr_nn_plan *base_plan, float *ybuf);
+                         const float *clean_big, const float *aux_big, int aux_third, int n,
+                         int Pb, int P, struct mr_nn_plan *base_plan, float *ybuf);
 
 /* Calibrated model SD (S, H, W) of y = model(x), in x's units: scale x level x exp(s / 2), s the
- * variance network's output on (x, y) / level, level the network's percentile of x. sigma: a
- * loaded mr_nn_model (void * keeps mr_nn.h out of this header's users). */
-mr_status mr_sigma_volume(float *sd, const float *x, const float *y, size_t S, size_t H, size_t W,
-                          const void *sigma, double scale, const char *what);
+ * variance network's output on (x, y) / level (3-channel networks: (x, y, g) / level, g the
+ * unsampled part of x, or zeros when g is NULL: the sampling mask is unknown), level the
+ * network's percentile of x. sigma: a loaded mr_nn_model (void * keeps mr_nn.h out of this
+ * header's users). */
+mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float *g, size_t S,
+                          size_t H, size_t W, const void *sigma, double scale, const char *what);
 
 /* Append |est - truth| / sd over the foreground (truth > fg x max) to r[*count...]. */
 void mr_sigma_collect(double *r, size_t *count, const float *truth, const float *est,
@@ -204,10 +215,22 @@ mr_status mr_noise_sigma_mad(double *sigma, const float *x, size_t S, size_t H, 
  * the MAD level) over `replicas` draws (*noise_est receives the level, may be NULL); BOTH
  * sqrt(var_replica + var_model); NONE leaves sd untouched. y may equal x. accel: the input's
  * undersampling R when known (the scale per acceleration of networks calibrated so), else 0 (the
- * scale at the input's noise level, or the single scale). */
+ * scale at the input's noise level, or the single scale). mask/mask_len: the phase-encode
+ * sampling mask x was reconstructed with (mask_len >= W columns), or NULL/0 when unknown: variance
+ * networks with the unsampled-part channel read |F^-1[(1 - mask) F(x)]| from it (zeros, and a
+ * warning, without a mask). */
 mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
                         const void *model, const void *sigma, mr_uq_kind kind, int replicas,
-                        uint64_t seed, double accel, double *noise_est, const char *what);
+                        uint64_t seed, double accel, const float *mask, size_t mask_len,
+                        double *noise_est, const char *what);
+
+/* Does the variance network read the unsampled part (a third input channel, so the mask)? */
+int mr_sigma_wants_mask(const void *sigma);
+/* Its SD (S, H, W) of y = model(x) with the unsampled part of x for the given mask (NULL/0: zeros,
+ * with a warning naming `what`); scale: the calibration scale to use. */
+mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, size_t S, size_t H,
+                                 size_t W, const void *sigma, double scale, const float *mask,
+                                 size_t mask_len, const char *what);
 
 /* Denoise a float32 volume (S, H, W) slice by slice with a loaded model, whole slices, one plan:
  * the model's normalisation (norm_method "percentile", norm_params[0] = p) divides the input by

@@ -213,7 +213,8 @@ static mr_status denoise_run(void *state, mr_scan *scan)
         if (st == MR_OK)
             st = mr_denoise_uq(mr_array_f32(out), sd ? mr_array_f32(sd) : NULL, mr_array_f32(a),
                                a->dims[0], a->dims[1], a->dims[2], s->model, s->sigma, s->uq,
-                               (int)s->replicas, (uint64_t)scan->index, accel, NULL, what);
+                               (int)s->replicas, (uint64_t)scan->index, accel, src->mask1d,
+                               src->mask_len, NULL, what);
         if (st != MR_OK) {
             mr_array_destroy(out);
             mr_array_destroy(sd);
@@ -225,6 +226,10 @@ static mr_status denoise_run(void *state, mr_scan *scan)
         snprintf(im->method, sizeof im->method, "denoise");
         im->image = out;
         im->uncertainty = sd;
+        if (src->mask1d && src->mask_len && (im->mask1d = malloc(src->mask_len * sizeof *im->mask1d))) {
+            memcpy(im->mask1d, src->mask1d, src->mask_len * sizeof *im->mask1d); /* provenance */
+            im->mask_len = src->mask_len;
+        }
         if (sd) snprintf(im->uncertainty_kind, sizeof im->uncertainty_kind, "%s", mr_uq_kind_name(s->uq));
         MR_INFO("%s: %s: residual CNN (%s) on %s, %zu slice(s) of %zu x %zu", scan->id, im->label,
                 s->model_path, s->in[i], a->dims[0], a->dims[1], a->dims[2]);

@@ -211,6 +211,14 @@ static double cut_plane(float *dst, size_t m, const mr_train_volume *vols, int n
 }
 
 const float *mr_train_degrader_zf(const mr_train_degrader *d) { return d->zf; }
+const float *mr_train_degrader_mask(const mr_train_degrader *d) { return d->mask; }
+
+mr_status mr_train_degrader_aux(const mr_train_degrader *d, float *aux, const float *deg)
+{
+    if (d->u.aux_unsampled) return mr_unsampled_part(aux, deg, d->mask, 1, d->m, d->m);
+    memcpy(aux, d->zf, d->m * d->m * sizeof *aux);
+    return MR_OK;
+}
 
 mr_status mr_train_normalise_pair(float *ref, float *deg, size_t n, double percentile)
 {
@@ -287,7 +295,7 @@ mr_status mr_train_bank_build(mr_train_bank *b, const mr_train_volume *vols, int
         float *ref = b->ref + (size_t)i * hw, *deg = b->deg + (size_t)i * hw;
         if ((st = mr_train_degrade(dg, ref, deg, img, &g)) != MR_OK) break;
         float *aux = b->aux + (size_t)i * hw;
-        memcpy(aux, mr_train_degrader_zf(dg), hw * sizeof *aux);
+        if ((st = mr_train_degrader_aux(dg, aux, deg)) != MR_OK) break;
         st = mr_train_normalise_set(ref, deg, aux, hw, percentile);
         b->kind[i] = (unsigned char)(g.method * 16 + ai);
         if (log && (i + 1 == b->n || (i + 1) % 50 == 0)) {

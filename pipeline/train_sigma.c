@@ -21,10 +21,10 @@
 /* The base model's output for n patches (Pb, Pb) -> the centre (P, P) crops of x, y and clean
  * as the variance network's batch: input (n, 2, P, P) = (x, y), target (n, 1, P, P) = y - clean. */
 mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big, const float *clean_big,
-                         const float *aux_big, int n, int Pb, int P, mr_nn_plan *base_plan,
-                         float *ybuf)
+                         const float *aux_big, int aux_third, int n, int Pb, int P,
+                         mr_nn_plan *base_plan, float *ybuf)
 {
-    int off = (Pb - P) / 2;
+    int off = (Pb - P) / 2, nc = aux_third ? 3 : 2;
     size_t per = (size_t)P * P, perb = (size_t)Pb * Pb;
     for (int b = 0; b < n; b++) {
         const float *xb = noisy_big + b * perb, *cb = clean_big + b * perb;
@@ -33,32 +33,37 @@ mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big, co
             if (st != MR_OK) return st;
         } else
             memcpy(ybuf, xb, perb * sizeof *ybuf);
-        float *ix = input + (size_t)b * 2 * per, *iy = ix + per, *t = target + b * per;
+        float *ix = input + (size_t)b * nc * per, *iy = ix + per, *ig = iy + per,
+              *t = target + b * per;
         const float *ab = aux_big ? aux_big + b * perb : NULL;
         for (int i = 0; i < P; i++)
             for (int j = 0; j < P; j++) {
                 size_t o = (size_t)(i + off) * Pb + j + off, d = (size_t)i * P + j;
                 ix[d] = xb[o];
-                iy[d] = ab ? ab[o] : ybuf[o];
+                iy[d] = ab && !aux_third ? ab[o] : ybuf[o];
+                if (aux_third) ig[d] = ab ? ab[o] : 0;
                 t[d] = ybuf[o] - cb[o]; /* the error of the image judged (y; x when no base) */
             }
     }
     return MR_OK;
 }
 
-mr_status mr_sigma_volume(float *sd, const float *x, const float *y, size_t S, size_t H, size_t W,
-                          const void *sigma_model, double scale, const char *what)
+mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float *g, size_t S,
+                          size_t H, size_t W, const void *sigma_model, double scale,
+                          const char *what)
 {
     const mr_nn_model *sigma = sigma_model;
     size_t n = S * H * W, hw = H * W, bad = mr_train_first_nonfinite(x, n);
     if (bad < n)
         return mr_error_set(MR_ERR_INPUT, "%s: pixel (slice %zu, row %zu, column %zu) is not finite",
                             what, bad / hw, bad / W % H, bad % W);
-    if (sigma->arch.in_channels != 2 || sigma->arch.out_channels != 1 ||
+    int nc = sigma->arch.in_channels;
+    if ((nc != 2 && nc != 3) || sigma->arch.out_channels != 1 ||
         strcmp(sigma->meta.norm_method, "percentile") || sigma->meta.n_norm_params < 1)
         return mr_error_set(MR_ERR_INPUT,
-                            "uncertainty model: expected a variance network (2 input channels, 1 "
-                            "output, percentile normalisation), found %d -> %d channels, '%s'",
+                            "uncertainty model: expected a variance network (2 or 3 input "
+                            "channels, 1 output, percentile normalisation), found %d -> %d "
+                            "channels, '%s'",
                             sigma->arch.in_channels, sigma->arch.out_channels,
                             sigma->meta.norm_method);
     if (!(scale > 0) || !isfinite(scale))
@@ -77,7 +82,7 @@ mr_status mr_sigma_volume(float *sd, const float *x, const float *y, size_t S, s
     mr_nn_plan *plan = NULL;
     if ((st = mr_nn_plan_create(&plan, sigma, (int)H, (int)W)) != MR_OK)
         return mr_error_prefix(st, "%s: slices %zu x %zu: ", what, H, W);
-    float *buf = malloc(2 * hw * sizeof *buf);
+    float *buf = malloc((size_t)nc * hw * sizeof *buf);
     if (!buf) {
         mr_nn_plan_destroy(plan);
         return mr_error_set(MR_ERR_NOMEM, "uncertainty: out of memory");
@@ -87,6 +92,7 @@ mr_status mr_sigma_volume(float *sd, const float *x, const float *y, size_t S, s
         for (size_t i = 0; i < hw; i++) {
             buf[i] = x[s * hw + i] * inv;
             buf[hw + i] = y[s * hw + i] * inv;
+            if (nc == 3) buf[2 * hw + i] = g ? g[s * hw + i] * inv : 0;
         }
         if ((st = mr_nn_plan_run(plan, buf, buf)) != MR_OK) break;
         for (size_t i = 0; i < hw; i++) {

@@ -52,7 +52,7 @@ mr_status mr_sigma_load(void **out, const char *path, const char *for_what)
                             path, for_what);
     mr_status st = mr_nn_model_load(&m, path, NULL);
     if (st != MR_OK) return st;
-    if (m->arch.in_channels != 2 || m->arch.out_channels != 1) {
+    if ((m->arch.in_channels != 2 && m->arch.in_channels != 3) || m->arch.out_channels != 1) {
         int cin = m->arch.in_channels, cout = m->arch.out_channels;
         mr_nn_model_destroy(m);
         return mr_error_set(MR_ERR_INPUT, "%s: a model with %d input and %d output channels: "
@@ -164,9 +164,37 @@ mr_status mr_noise_sigma_mad(double *sigma, const float *x, size_t S, size_t H, 
     return MR_OK;
 }
 
+int mr_sigma_wants_mask(const void *sigma)
+{
+    return sigma && ((const mr_nn_model *)sigma)->arch.in_channels == 3;
+}
+
+mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, size_t S, size_t H,
+                                 size_t W, const void *sigma, double scale, const float *mask,
+                                 size_t mask_len, const char *what)
+{
+    float *g = NULL;
+    mr_status st = MR_OK;
+    if (mr_sigma_wants_mask(sigma)) {
+        if (mask && mask_len >= W) {
+            if (!(g = malloc(S * H * W * sizeof *g)))
+                return mr_error_set(MR_ERR_NOMEM, "uncertainty: out of memory");
+            st = mr_unsampled_part_cols(g, x, S, H, W, mask, mask_len);
+        } else
+            MR_WARN("%s: %s: the uncertainty model reads where aliasing lands from the sampling "
+                    "mask, and none is known%s: its SD without it (less sharp about ghosts)", what,
+                    mask ? "mask narrower than the image" : "no sampling mask",
+                    mask ? "" : " (mrpipe's .h5 outputs carry it as 'mask')");
+    }
+    if (st == MR_OK) st = mr_sigma_volume(sd, x, y, g, S, H, W, sigma, scale, what);
+    free(g);
+    return st;
+}
+
 mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
                         const void *model, const void *sigma, mr_uq_kind kind, int replicas,
-                        uint64_t seed, double accel, double *noise_est, const char *what)
+                        uint64_t seed, double accel, const float *mask, size_t mask_len,
+                        double *noise_est, const char *what)
 {
     size_t n = S * H * W;
     mr_status st;
@@ -191,7 +219,8 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
         else
             st = mr_sigma_scale_for(&scale, sigma, x, S, H, W, NULL);
         if (st != MR_OK ||
-            (st = mr_sigma_volume(sd, x, y, S, H, W, sigma, scale, what)) != MR_OK)
+            (st = mr_sigma_volume_masked(sd, x, y, S, H, W, sigma, scale, mask, mask_len,
+                                         what)) != MR_OK)
             return st;
         if (kind == MR_UQ_MODEL) return MR_OK;
     }

@@ -136,6 +136,18 @@ void mr_crop_f32(float *dst, size_t oh, size_t ow, const float *src, size_t h, s
 /* RSS over coils: out[p] = sqrt(sum_c |img[c][p]|^2) for n pixels per coil. */
 void mr_rss(float *out, const mr_cfloat *img, size_t coils, size_t n);
 
+/* ================================================================ unsampled part (unsampled.c) */
+
+/* out = |F^-1[(1 - M) F(img)]| for S real (H, W) images and one (H, W) mask in centred k-space
+ * (non-zero = acquired): the part of each image that lies in k-space never acquired (where the
+ * aliasing of a zero-filled reconstruction of the image would land). */
+mr_status mr_unsampled_part(float *out, const float *img, const float *mask, size_t S, size_t H,
+                            size_t W);
+/* The same with a phase-encode mask of ncols >= W columns (the same on every row): images narrower
+ * than the mask (cropped after the reconstruction) are zero-padded to ncols, centred, first. */
+mr_status mr_unsampled_part_cols(float *out, const float *img, size_t S, size_t H, size_t W,
+                                 const float *cols, size_t ncols);
+
 /* ================================================================ vectors */
 
 /* Complex float vectors of n values; reductions accumulate in double. OpenMP inside. */

@@ -237,6 +237,69 @@ static void test_oversampling_removal(void)
     CU_ASSERT(bad == NULL);
 }
 
+/* The unsampled part |F^-1[(1 - M) F(y)]|: nothing left under a full mask, the whole image under an
+ * empty one; a mask and its complement split the energy (Parseval); a cosine along the columns at
+ * frequency f lies on lines W/2 +- f: sampled -> 0, not sampled -> |y|; the column-mask version
+ * pads narrower images to the mask's width and refuses wider ones. */
+static void test_unsampled_part(void)
+{
+    const size_t S = 2, H = 12, W = 20, hw = H * W;
+    float *y = malloc(S * hw * sizeof *y), *u = malloc(S * hw * sizeof *u),
+          *v = malloc(S * hw * sizeof *v), *m = malloc(hw * sizeof *m), *mc = malloc(hw * sizeof *mc);
+    uint32_t st = 7;
+    for (size_t i = 0; i < S * hw; i++) {
+        st = st * 1664525u + 1013904223u;
+        y[i] = (float)(st >> 8) / 16777216.0f;
+    }
+    for (size_t i = 0; i < hw; i++) m[i] = 1;
+    CU_ASSERT_EQUAL_FATAL(mr_unsampled_part(u, y, m, S, H, W), MR_OK);
+    double mx = 0;
+    for (size_t i = 0; i < S * hw; i++) mx = fmax(mx, u[i]);
+    CU_ASSERT(mx < 1e-5);
+    for (size_t i = 0; i < hw; i++) m[i] = 0;
+    CU_ASSERT_EQUAL_FATAL(mr_unsampled_part(u, y, m, S, H, W), MR_OK);
+    mx = 0;
+    for (size_t i = 0; i < S * hw; i++) mx = fmax(mx, fabs(u[i] - y[i]));
+    CU_ASSERT(mx < 1e-5);
+    /* random column mask and its complement */
+    for (size_t j = 0; j < W; j++) {
+        st = st * 1664525u + 1013904223u;
+        for (size_t i = 0; i < H; i++) m[i * W + j] = (float)((st >> 16) & 1), mc[i * W + j] = 1 - m[i * W + j];
+    }
+    CU_ASSERT_EQUAL_FATAL(mr_unsampled_part(u, y, m, S, H, W), MR_OK);
+    CU_ASSERT_EQUAL_FATAL(mr_unsampled_part(v, y, mc, S, H, W), MR_OK);
+    for (size_t s = 0; s < S; s++) {
+        double ey = 0, eu = 0;
+        for (size_t i = 0; i < hw; i++)
+            ey += (double)y[s * hw + i] * y[s * hw + i],
+                eu += (double)u[s * hw + i] * u[s * hw + i] + (double)v[s * hw + i] * v[s * hw + i];
+        CU_ASSERT(fabs(eu - ey) < 1e-5 * ey);
+    }
+    /* a cosine at 3 cycles over the columns: k-space lines W/2 - 3 and W/2 + 3 */
+    for (size_t i = 0; i < H; i++)
+        for (size_t j = 0; j < W; j++) y[i * W + j] = (float)cos(2 * M_PI * 3 * (double)j / W);
+    float cols[24];
+    for (size_t j = 0; j < W; j++) cols[j] = (j == W / 2 - 3 || j == W / 2 + 3);
+    CU_ASSERT_EQUAL_FATAL(mr_unsampled_part_cols(u, y, 1, H, W, cols, W), MR_OK);
+    mx = 0;
+    for (size_t i = 0; i < hw; i++) mx = fmax(mx, u[i]);
+    CU_ASSERT(mx < 1e-5);
+    for (size_t j = 0; j < W; j++) cols[j] = !cols[j];
+    CU_ASSERT_EQUAL_FATAL(mr_unsampled_part_cols(u, y, 1, H, W, cols, W), MR_OK);
+    mx = 0;
+    for (size_t i = 0; i < hw; i++) mx = fmax(mx, fabs(u[i] - fabs(y[i])));
+    CU_ASSERT(mx < 1e-5);
+    /* narrower image than the mask: padded (centred) to 24 columns; a full mask still gives 0 */
+    for (size_t j = 0; j < 24; j++) cols[j] = 1;
+    CU_ASSERT_EQUAL_FATAL(mr_unsampled_part_cols(u, y, 1, H, W, cols, 24), MR_OK);
+    mx = 0;
+    for (size_t i = 0; i < hw; i++) mx = fmax(mx, u[i]);
+    CU_ASSERT(mx < 1e-5);
+    CU_ASSERT_EQUAL(mr_unsampled_part_cols(u, y, 1, H, W, cols, W - 2), MR_ERR_INPUT);
+    CU_ASSERT(strstr(mr_error_message(), "columns") != NULL);
+    free(y), free(u), free(v), free(m), free(mc);
+}
+
 int main(void)
 {
     const mr_test_case cases[] = {
@@ -246,6 +309,7 @@ int main(void)
         {"linearity and centred impulse", test_linearity_and_impulse},
         {"matches numpy fftshift(ifft2(ifftshift), ortho)", test_against_numpy},
         {"readout oversampling removal in k-space = image crop", test_oversampling_removal},
+        {"unsampled part of an image under a sampling mask", test_unsampled_part},
         {NULL, NULL},
     };
     return mr_test_run("fft", cases);

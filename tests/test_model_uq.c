@@ -282,7 +282,7 @@ static void test_degrade(void)
 {
     const size_t m = 96, hw = m * m;
     mr_train_us u = {1, {4}, {0.1}, 1, {MR_MASK_EQUISPACED}, 2, {"zf", "cs-l1"}, 4, 0.001, 0.001,
-                     (int)m, 1};
+                     (int)m, 1, 0};
     mr_train_degrader *dg = NULL;
     CU_ASSERT_EQUAL_FATAL(mr_train_degrader_create(&dg, &u), MR_OK);
     float *img = malloc(hw * sizeof *img), *ref = malloc(hw * sizeof *ref),
@@ -373,6 +373,8 @@ static void test_tiny_artefact_training(void)
          "zero_filled needs degradation"},
         {"variance_head: {base: none, second_input: sideways}\n",
          "expected output or zero_filled"},
+        {"variance_head: {base: none, unsampled_part: true}\n",
+         "unsampled_part needs degradation"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(cfg, sizeof cfg, "%s%s", base, bad[i][0]);
@@ -387,6 +389,74 @@ static void test_tiny_artefact_training(void)
     }
 }
 
+/* A variance network with the unsampled-part channel (variance_head.unsampled_part): 3 input
+ * channels; `mrpipe denoise` on an mrpipe reconstruction reads the input's mask (and keeps it in
+ * the output), and without a mask warns and gives another, still finite, map. */
+static void test_unsampled_variance(void)
+{
+    if (!have_data()) return;
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg,
+             "seed: 5\n"
+             "variance_head: {base: %s, unsampled_part: true, calibration_slices: 2}\n"
+             "model: {depth: 3, channels: 4}\n"
+             "normalisation: {percentile: 99.5}\n"
+             "data:\n"
+             "  dir: " TEMPLATES "\n"
+             "  training: [ch2.nii.gz]\n"
+             "  validation:\n"
+             "    - {file: ch2.nii.gz, z_mm: [20, 40]}\n"
+             "  calibration:\n"
+             "    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
+             "  validation_slices: 1\n"
+             "degradation: {type: undersampling, accel: [4], center_fraction: [0.08], masks: "
+             "[equispaced], methods: [zf], coils: 4, matrix: 96, bank_slices: 4}\n"
+             "training: {patch: 24, batch: 2, epochs: 1, steps_per_epoch: 4, lr: 0.001}\n",
+             mr_test_src("models/artefact.h5"));
+    mr_test_write_text(mr_test_path("usig.yaml"), cfg);
+    const char *dir = mr_test_path("usig");
+    int rc = mr_test_sh("%s train --config %s --output %s", mr_test_bin(), mr_test_path("usig.yaml"),
+                        dir);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    char sp[4200];
+    snprintf(sp, sizeof sp, "%s/model.h5", dir);
+    mr_nn_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, sp, NULL), MR_OK);
+    CU_ASSERT_EQUAL(m->arch.in_channels, 3);
+    CU_ASSERT(m->meta.calibration_scale > 0);
+    mr_nn_model_destroy(m);
+    const char *k = mr_test_path("uk.h5"), *zf = mr_test_path("uzf.h5");
+    CU_ASSERT_FATAL(mr_test_sh("%s -q simulate --input " TEMPLATES "/ch2.nii.gz --output %s "
+                               "--coils 4 --slices 96:98 --matrix 96,80 --seed 1 && %s -q recon "
+                               "--input %s --output %s --method zf --mask equispaced --accel 4",
+                               mr_test_bin(), k, mr_test_bin(), k, zf) == 0);
+    rc = mr_test_sh("cd %s && %s denoise --input uzf.h5 --output uden.h5 --model %s "
+                    "--uncertainty-model %s", mr_test_tmpdir(), mr_test_bin(),
+                    mr_test_src("models/artefact.h5"), sp);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "sampling mask of 80 columns"));
+    CU_ASSERT_PTR_NULL(strstr(mr_test_output(), "no sampling mask"));
+    /* the same image without its mask */
+    rc = mr_test_sh("cd %s && %s -c \"import h5py\n"
+                    "r = h5py.File('uzf.h5')['reconstruction'][()]\n"
+                    "h5py.File('unomask.h5', 'w').create_dataset('reconstruction', data=r)\n\" && "
+                    "%s denoise --input unomask.h5 --output uden2.h5 --model %s "
+                    "--uncertainty-model %s", mr_test_tmpdir(), mr_test_python(), mr_test_bin(),
+                    mr_test_src("models/artefact.h5"), sp);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "no sampling mask"));
+    rc = mr_test_sh("cd %s && %s -c \"import h5py, numpy as np\n"
+                    "a, b, z = h5py.File('uden.h5'), h5py.File('uden2.h5'), h5py.File('uzf.h5')\n"
+                    "assert (a['mask'][()] == z['mask'][()]).all() and 'mask' not in b\n"
+                    "sa, sb = a['uncertainty'][()], b['uncertainty'][()]\n"
+                    "assert np.isfinite(sa).all() and np.isfinite(sb).all() and sa.min() > 0\n"
+                    "assert np.array_equal(a['reconstruction'][()], b['reconstruction'][()])\n"
+                    "assert np.abs(sa - sb).max() > 1e-3 * sa.max()\n\"",
+                    mr_test_tmpdir(), mr_test_python());
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) fprintf(stderr, "%s\n", mr_test_output());
+}
+
 int main(void)
 {
     static const mr_test_case cases[] = {
@@ -397,6 +467,7 @@ int main(void)
         {"recon cs-l1 --uncertainty model / both", test_recon_model},
         {"bad input: replicas, missing network or calibration, wrong base", test_bad_input},
         {"undersampling degradation: target, full sampling, zf vs cs-l1", test_degrade},
+        {"a 3-channel variance network reads the input's sampling mask", test_unsampled_variance},
         {"a tiny artefact-model run (bank, preview, record); degradation config errors",
          test_tiny_artefact_training},
         {NULL, NULL},
