@@ -458,6 +458,7 @@ typedef struct {
     float *noisy;  /* the same with Rician noise at val_sigma x region max */
     float *out;    /* denoised */
     float *aux;    /* undersampling: the zero-filled image of the same k-space, or NULL */
+    float *cols;   /* undersampling: (S, M) each slice's phase-encode mask, or NULL */
     double maxval; /* the region's maximum */
 } val_set;
 
@@ -532,10 +533,10 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
     size_t M = (size_t)t->u.matrix, ns = vs->S, hw = M * M;
     float *ref = malloc(ns * hw * sizeof *ref), *deg = malloc(ns * hw * sizeof *deg),
           *img = malloc(hw * sizeof *img), *out = malloc(ns * hw * sizeof *out),
-          *aux = malloc(ns * hw * sizeof *aux);
+          *aux = malloc(ns * hw * sizeof *aux), *cols = malloc(ns * M * sizeof *cols);
     mr_status st = MR_OK;
     double level = 0;
-    if (!ref || !deg || !img || !out || !aux)
+    if (!ref || !deg || !img || !out || !aux || !cols)
         st = mr_error_set(MR_ERR_NOMEM, "validation: out of memory");
     if (st == MR_OK)
         st = mr_train_percentile(&level, vs->clean, ns * vs->H * vs->W, t->percentile);
@@ -555,6 +556,7 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
                                   sqrt(t->u.noise_min * t->u.noise_max), seed + i};
         st = mr_train_degrade(dg, ref + i * hw, deg + i * hw, img, &g);
         if (st == MR_OK) st = mr_train_degrader_aux(dg, aux + i * hw, deg + i * hw);
+        if (st == MR_OK) memcpy(cols + i * M, mr_train_degrader_mask(dg), M * sizeof *cols);
     }
     if (st == MR_OK) {
         vs->maxval = 0;
@@ -564,11 +566,11 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
             if (ref[k] > vs->maxval) vs->maxval = ref[k];
         }
         free(vs->clean), free(vs->noisy), free(vs->out);
-        vs->clean = ref, vs->noisy = deg, vs->out = out, vs->aux = aux;
+        vs->clean = ref, vs->noisy = deg, vs->out = out, vs->aux = aux, vs->cols = cols;
         vs->H = vs->W = M;
-        ref = deg = out = aux = NULL;
+        ref = deg = out = aux = cols = NULL;
     }
-    free(ref), free(deg), free(img), free(out), free(aux);
+    free(ref), free(deg), free(img), free(out), free(aux), free(cols);
     return st;
 }
 
@@ -803,6 +805,16 @@ static mr_status validate(double *mean_psnr, double *noisy_psnr, val_set *vs, in
     return MR_OK;
 }
 
+/* The unsampled part of each (M, M) slice of y with its own phase-encode mask cols (S, M): the
+ * third input of variance networks with unsampled_part (the judged image's, so after the base). */
+static mr_status unsampled_of(float *g, const float *y, const float *cols, size_t S, size_t M)
+{
+    mr_status st = MR_OK;
+    for (size_t s = 0; s < S && st == MR_OK; s++)
+        st = mr_unsampled_part_cols(g + s * M * M, y + s * M * M, 1, M, M, cols + s * M, M);
+    return st;
+}
+
 /* Variance-network validation: the base model's output y on each set (as denoise does), the raw
  * (scale 1) SD, and over the foreground (clean > 5 % of max): *cov90 = the fraction of |y - clean|
  * within 1.645 SD and *nll = the mean of log(SD) + 0.5 (e / SD)^2 (image units). */
@@ -817,6 +829,8 @@ static mr_status validate_sigma(double *nll, double *cov90, val_set *vs, int nv,
         mr_status st = base ? mr_train_denoise_volume(vs[i].out, vs[i].noisy, vs[i].S, vs[i].H,
                                                       vs[i].W, base, vs[i].name)
                             : (memcpy(vs[i].out, vs[i].noisy, n * sizeof *sd), MR_OK);
+        if (st == MR_OK && aux_mode == 2 && base && vs[i].cols)
+            st = unsampled_of(vs[i].aux, vs[i].out, vs[i].cols, vs[i].S, vs[i].W);
         if (st == MR_OK)
             st = mr_sigma_volume(sd, vs[i].noisy, aux_mode == 1 && vs[i].aux ? vs[i].aux : vs[i].out,
                                  aux_mode == 2 ? vs[i].aux : NULL, vs[i].S, vs[i].H, vs[i].W, sig,
@@ -879,6 +893,8 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
             if (st == MR_OK)
                 st = base ? mr_train_denoise_volume(vs.out, vs.noisy, vs.S, vs.H, vs.W, base, vs.name)
                           : (memcpy(vs.out, vs.noisy, n * sizeof *vs.out), MR_OK);
+            if (st == MR_OK && t->vh_unsampled && base && vs.cols)
+                st = unsampled_of(vs.aux, vs.out, vs.cols, vs.S, vs.W);
             if (st == MR_OK)
                 st = mr_sigma_volume(sd, vs.noisy, t->vh_zf && vs.aux ? vs.aux : vs.out,
                                      t->vh_unsampled ? vs.aux : NULL, vs.S, vs.H, vs.W, sig, 1.0,
@@ -905,7 +921,7 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
             if (st == MR_OK && (st = mr_sigma_input_noise(&nz, vs.noisy, vs.S, vs.H, vs.W, sig)) == MR_OK)
                 lev_noise[l] += nz, lev_count[l]++;
             free(sd);
-            free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux);
+            free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols);
         }
     }
     lev_start[nlev] = nr;
@@ -1205,6 +1221,22 @@ static int run(const train_opts *o)
                                       (uint64_t)t.seed, stderr)) != MR_OK)
             goto fail;
         fprintf(stderr, "mrpipe train: artefact bank built in %.0f s\n", now_s() - tb);
+        if (t.vh_unsampled && base) { /* the third channel: the unsampled part of the base's output */
+            size_t M = (size_t)bank.m, hw = M * M;
+            float *y = malloc(hw * sizeof *y);
+            if (!y) {
+                st = mr_error_set(MR_ERR_NOMEM, "train: out of memory");
+                goto fail;
+            }
+            tb = now_s();
+            for (int i = 0; i < bank.n && st == MR_OK; i++)
+                if ((st = mr_train_denoise_volume(y, bank.deg + i * hw, 1, M, M, base, "bank")) == MR_OK)
+                    st = unsampled_of(bank.aux + i * hw, y, bank.cols + i * M, 1, M);
+            free(y);
+            if (st != MR_OK) goto fail;
+            fprintf(stderr, "mrpipe train: unsampled part of the base model's output on the bank: "
+                    "%.0f s\n", now_s() - tb);
+        }
         const char *pv = getenv("MRPIPE_TRAIN_PREVIEW"); /* look at the data: input | target */
         for (int i = 0; pv && i < bank.n && i < 8; i++) {
             size_t M = (size_t)bank.m, hw = M * M;
@@ -1348,7 +1380,8 @@ fail:
 done:
     for (int i = 0; i < MAX_SETS; i++) {
         mr_array_destroy(tv[i].vol);
-        free(vs[i].clean), free(vs[i].noisy), free(vs[i].out), free(vs[i].aux);
+        free(vs[i].clean), free(vs[i].noisy), free(vs[i].out), free(vs[i].aux),
+            free(vs[i].cols);
     }
     free(clean), free(noisy), free(rows);
     mr_nn_trainer_destroy(tr);

@@ -88,7 +88,8 @@ typedef struct {
     int matrix;                  /* planes placed on an M x M matrix (pad or crop) */
     int bank_slices;             /* degraded planes made before training */
     int aux_unsampled;           /* bank aux: the unsampled part of the reconstruction (recon/
-                                  * unsampled.c) instead of the zero-filled image */
+                                  * unsampled.c) instead of the zero-filled image (a base model's
+                                  * variance network then replaces it with that of its output) */
 } mr_train_us;
 
 /* One degradation: mask, acceleration, method (index into mr_train_us.methods), noise, seed. */
@@ -128,6 +129,7 @@ mr_status mr_train_normalise_set(float *ref, float *deg, float *aux, size_t n, d
 typedef struct {
     int n, m;
     float *ref, *deg, *aux; /* aux: the zero-filled image of the same undersampled k-space */
+    float *cols;            /* (n, M): each plane's phase-encode mask (1 acquired) */
     unsigned char *kind; /* method * 16 + acceleration index, per plane */
 } mr_train_bank;
 
@@ -150,7 +152,7 @@ void mr_train_bank_sample(float *clean, float *deg, float *aux, const mr_train_b
  * crops give input (n, 2, P, P) = (x, y) and target (n, 1, P, P) = y - clean. ybuf: Pb*Pb floats.
  * aux_big (may be NULL; base_plan NULL): the second input channel is aux (the zero-filled image
  * of the reconstruction x, whose own error is the target: x - clean). aux_third: aux is instead a
- * third channel (n, 3, P, P) = (x, y, aux) (the unsampled part of x; zeros when aux_big is NULL). */
+ * third channel (n, 3, P, P) = (x, y, aux) (the unsampled part of y; zeros when aux_big is NULL). */
 struct mr_nn_plan;
 mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big,
                          const float *clean_big, const float *aux_big, int aux_third, int n,
@@ -158,7 +160,7 @@ mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big,
 
 /* Calibrated model SD (S, H, W) of y = model(x), in x's units: scale x level x exp(s / 2), s the
  * variance network's output on (x, y) / level (3-channel networks: (x, y, g) / level, g the
- * unsampled part of x, or zeros when g is NULL: the sampling mask is unknown), level the
+ * unsampled part of y, or zeros when g is NULL: the sampling mask is unknown), level the
  * network's percentile of x. sigma: a loaded mr_nn_model (void * keeps mr_nn.h out of this
  * header's users). */
 mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float *g, size_t S,
@@ -217,7 +219,7 @@ mr_status mr_noise_sigma_mad(double *sigma, const float *x, size_t S, size_t H, 
  * undersampling R when known (the scale per acceleration of networks calibrated so), else 0 (the
  * scale at the input's noise level, or the single scale). mask/mask_len: the phase-encode
  * sampling mask x was reconstructed with (mask_len >= W columns), or NULL/0 when unknown: variance
- * networks with the unsampled-part channel read |F^-1[(1 - mask) F(x)]| from it (zeros, and a
+ * networks with the unsampled-part channel read |F^-1[(1 - mask) F(y)]| from it (zeros, and a
  * warning, without a mask). */
 mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
                         const void *model, const void *sigma, mr_uq_kind kind, int replicas,
@@ -226,7 +228,7 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
 
 /* Does the variance network read the unsampled part (a third input channel, so the mask)? */
 int mr_sigma_wants_mask(const void *sigma);
-/* Its SD (S, H, W) of y = model(x) with the unsampled part of x for the given mask (NULL/0: zeros,
+/* Its SD (S, H, W) of y = model(x) with the unsampled part of y for the given mask (NULL/0: zeros,
  * with a warning naming `what`); scale: the calibration scale to use. */
 mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, size_t S, size_t H,
                                  size_t W, const void *sigma, double scale, const float *mask,

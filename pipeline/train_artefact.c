@@ -244,7 +244,7 @@ mr_status mr_train_normalise_set(float *ref, float *deg, float *aux, size_t n, d
 
 void mr_train_bank_free(mr_train_bank *b)
 {
-    free(b->ref), free(b->deg), free(b->aux), free(b->kind);
+    free(b->ref), free(b->deg), free(b->aux), free(b->kind), free(b->cols);
     memset(b, 0, sizeof *b);
 }
 
@@ -270,7 +270,8 @@ mr_status mr_train_bank_build(mr_train_bank *b, const mr_train_volume *vols, int
     b->deg = malloc((size_t)b->n * hw * sizeof *b->deg);
     b->aux = malloc((size_t)b->n * hw * sizeof *b->aux);
     b->kind = calloc((size_t)b->n, sizeof *b->kind);
-    if (!scratch || !plane || !img || !b->ref || !b->deg || !b->aux || !b->kind) {
+    b->cols = malloc((size_t)b->n * m * sizeof *b->cols);
+    if (!scratch || !plane || !img || !b->ref || !b->deg || !b->aux || !b->kind || !b->cols) {
         st = mr_error_set(MR_ERR_NOMEM, "artefact bank: out of memory (%d slices of %zu x %zu)",
                           b->n, m, m);
         goto done;
@@ -296,6 +297,7 @@ mr_status mr_train_bank_build(mr_train_bank *b, const mr_train_volume *vols, int
         if ((st = mr_train_degrade(dg, ref, deg, img, &g)) != MR_OK) break;
         float *aux = b->aux + (size_t)i * hw;
         if ((st = mr_train_degrader_aux(dg, aux, deg)) != MR_OK) break;
+        memcpy(b->cols + (size_t)i * m, mr_train_degrader_mask(dg), m * sizeof *b->cols); /* row 0 */
         st = mr_train_normalise_set(ref, deg, aux, hw, percentile);
         b->kind[i] = (unsigned char)(g.method * 16 + ai);
         if (log && (i + 1 == b->n || (i + 1) % 50 == 0)) {

@@ -179,7 +179,7 @@ mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, size
         if (mask && mask_len >= W) {
             if (!(g = malloc(S * H * W * sizeof *g)))
                 return mr_error_set(MR_ERR_NOMEM, "uncertainty: out of memory");
-            st = mr_unsampled_part_cols(g, x, S, H, W, mask, mask_len);
+            st = mr_unsampled_part_cols(g, y, S, H, W, mask, mask_len);
         } else
             MR_WARN("%s: %s: the uncertainty model reads where aliasing lands from the sampling "
                     "mask, and none is known%s: its SD without it (less sharp about ghosts)", what,
