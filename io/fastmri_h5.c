@@ -519,6 +519,9 @@ static mr_status open_attributes(mr_fastmri_file *f)
     if ((st = h5_attr_text(in->patient_id, sizeof in->patient_id, f->file, f->path,
                            "patient_id")) != MR_OK)
         return st;
+    if ((st = h5_attr_text(in->mrpipe_method, sizeof in->mrpipe_method, f->file, f->path,
+                           "mrpipe_method")) != MR_OK)
+        return st;
     if ((st = h5_attr_number(&in->max, &in->has_max, f->file, f->path, "max")) != MR_OK) return st;
     if ((st = h5_attr_number(&in->norm, &in->has_norm, f->file, f->path, "norm")) != MR_OK)
         return st;

@@ -97,6 +97,7 @@ typedef struct {
     int has_reconstruction;          /* a `reconstruction` dataset (mrpipe output) */
     char acquisition[128];           /* attribute `acquisition` ("" if absent) */
     char patient_id[128];            /* attribute `patient_id` ("" if absent) */
+    char mrpipe_method[64];          /* attribute `mrpipe_method` of mrpipe outputs ("" if absent) */
     int has_max, has_norm, has_acceleration, has_num_low;
     double max, norm, acceleration;
     long num_low_frequency;

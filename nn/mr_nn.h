@@ -201,7 +201,7 @@ typedef struct {
     char version[32];          /* mrpipe version that wrote the file (filled by save) */
     /* variance networks (docs/uncertainty.md); absent in other model files: */
     double calibration_scale;  /* split-conformal SD scale (0: not calibrated / not written) */
-    char calibration[1024];    /* what it was fitted on and the coverage it reached */
+    char calibration[2048];    /* what it was fitted on and the coverage it reached */
     char base_model[256];      /* the model whose errors it predicts ("none": the input's own) */
     int n_calibration_levels;  /* 0, or scales per input noise level (ascending noise): */
     double calibration_noise[8];  /* MAD noise level of the input / its percentile level */
@@ -209,6 +209,13 @@ typedef struct {
     int n_calibration_accel;      /* 0, or scales per acceleration (ascending) of undersampling: */
     double calibration_accel[4];  /* the acceleration R */
     double calibration_accel_scales[4]; /* the split-conformal scale fitted at R */
+    int n_calibration_methods;    /* 0, or scales per (input method, acceleration): the artefact */
+    char calibration_methods[4][32]; /* model's errors differ by what made its input (zf, cs-l1) */
+    double calibration_method_scales[4][4]; /* [method][i]: at calibration_accel[i] */
+    int n_feature_weights;        /* 0, or 4: the SD refitted on image features (calibration set):
+                                   * log SD = w0 + w1 log(net SD + e) + w2 log(G|y - x| + e)
+                                   * + w3 log(G|grad y| + e) + (1 - w1 - w2 - w3) log(level) */
+    double feature_weights[4];
 } mr_nn_meta;
 
 typedef struct {

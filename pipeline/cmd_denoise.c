@@ -112,6 +112,7 @@ int mr_cmd_denoise(int argc, char **argv)
     char sd_path[4096] = "";
     float *mask = NULL; /* the input's sampling mask (mrpipe .h5 reconstructions) */
     size_t mask_len = 0;
+    char fi_method[64] = ""; /* the input's reconstruction method (mrpipe .h5: mrpipe_method) */
     mr_dicom_set *set = NULL;
     mr_dicom_volume *dvol = NULL;
     mr_nifti_meta meta;
@@ -192,6 +193,7 @@ int mr_cmd_denoise(int argc, char **argv)
         mr_fastmri_file *f = NULL;
         if (mr_fastmri_open(&f, h5) == MR_OK) {
             const mr_fastmri_info *fi = mr_fastmri_get_info(f);
+            snprintf(fi_method, sizeof fi_method, "%s", fi->mrpipe_method);
             if (fi->has_mask && fi->mask_len >= W && (mask = malloc(fi->mask_len * sizeof *mask))) {
                 if (mr_fastmri_read_mask(f, mask) == MR_OK)
                     mask_len = fi->mask_len;
@@ -219,7 +221,8 @@ int mr_cmd_denoise(int argc, char **argv)
             goto fail;
         }
         st = mr_denoise_uq(y, mr_array_f32(sd), x, S, H, W, m, sigma, kind, (int)replicas,
-                           (uint64_t)seed, accel, mask, mask_len, &noise_est, in);
+                           (uint64_t)seed, accel, fi_method[0] ? fi_method : NULL, mask, mask_len,
+                           &noise_est, in);
         if (st == MR_OK) memcpy(x, y, S * H * W * sizeof *y);
         free(y);
         if (st != MR_OK) goto fail;

@@ -80,6 +80,7 @@ typedef struct {
     int vh_zf;          /* none + second_input zero_filled: (recon, its zero-filled image) */
     int vh_unsampled;   /* unsampled_part: a third channel, the input's unsampled part */
     double vh_drop;     /* unsampled_dropout: training patches whose third channel is zeroed */
+    int vh_feat;        /* feature_fit: refit the SD on image features on the calibration set */
     int n_cal_sigma;
     double cal_sigma[8]; /* Rician calibration levels (x the region's maximum) */
     int cal_slices;
@@ -337,7 +338,7 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
     if ((sec = mr_cfg_child(r, "variance_head"))) {
         static const char *const kvh[] = {"base", "calibration_sigma", "calibration_slices",
                                           "second_input", "unsampled_part",
-                                          "unsampled_dropout", NULL};
+                                          "unsampled_dropout", "feature_fit", NULL};
         const char *b;
         if ((st = check_keys(c, sec, kvh)) != MR_OK) return st;
         t->vh = 1;
@@ -384,6 +385,9 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
                                        "zero_filled cannot be combined");
             t->u.aux_unsampled = t->vh_unsampled;
         }
+        if ((n = mr_cfg_child(sec, "feature_fit")) &&
+            (st = mr_cfg_as_bool(&t->vh_feat, c, n)) != MR_OK)
+            return st;
         t->vh_drop = 0.2;
         if ((st = get_double(&t->vh_drop, c, sec, "unsampled_dropout", 0, 1)) != MR_OK) return st;
     }
@@ -857,6 +861,88 @@ static mr_status validate_sigma(double *nll, double *cov90, val_set *vs, int nv,
     return MR_OK;
 }
 
+/* feature_fit: on every calibration set (as calibrate_sigma loads them), the network's raw SD and
+ * the image features of (x, y) over the foreground; the 4 weights of log SD fitted by Gaussian NLL
+ * (mr_sigma_fit_features) and stored in sig's meta. The conformal scales are fitted after, on the
+ * refitted SD (the same pixels: 4 weights over ~10^5 pixels). */
+static mr_status fit_features(char *text, size_t tsize, const train_cfg *t, const mr_nn_model *base,
+                              mr_nn_model *sig, mr_train_degrader *dg)
+{
+    size_t cap = 0, n = 0;
+    double *rows = NULL;
+    mr_status st = MR_OK;
+    train_cfg tc = *t;
+    tc.val_slices = t->cal_slices;
+    sig->meta.n_feature_weights = 0;
+    int nlev = t->us ? 1 : t->n_cal_sigma;
+    for (int l = 0; l < nlev && st == MR_OK; l++)
+        for (int i = 0; i < t->ncal && st == MR_OK; i++) {
+            val_set vs;
+            memset(&vs, 0, sizeof vs);
+            if (!t->us) tc.val_sigma = t->cal_sigma[l];
+            st = load_validation(&vs, &t->cal[i], &tc, (uint64_t)t->seed * 104729u + 31u * i + l, dg);
+            size_t hw = vs.H * vs.W, nv = vs.S * hw;
+            float *sd = st == MR_OK ? malloc(nv * sizeof *sd) : NULL,
+                  *fb = st == MR_OK ? malloc(4 * hw * sizeof *fb) : NULL;
+            if (st == MR_OK && (!sd || !fb)) st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+            if (st == MR_OK)
+                st = base ? mr_train_denoise_volume(vs.out, vs.noisy, vs.S, vs.H, vs.W, base, vs.name)
+                          : (memcpy(vs.out, vs.noisy, nv * sizeof *vs.out), MR_OK);
+            if (st == MR_OK && t->vh_unsampled && base && vs.cols)
+                st = unsampled_of(vs.aux, vs.out, vs.cols, vs.S, vs.W);
+            if (st == MR_OK)
+                st = mr_sigma_volume(sd, vs.noisy, t->vh_zf && vs.aux ? vs.aux : vs.out,
+                                     t->vh_unsampled ? vs.aux : NULL, vs.S, vs.H, vs.W, sig, 1.0,
+                                     vs.name);
+            double level = 0, mx = 0;
+            if (st == MR_OK) st = mr_train_percentile(&level, vs.noisy, nv, sig->meta.norm_params[0]);
+            for (size_t k = 0; st == MR_OK && k < nv; k++)
+                if (vs.clean[k] > mx) mx = vs.clean[k];
+            if (st == MR_OK && !(level > 0)) st = mr_error_set(MR_ERR_INPUT, "%s: empty", vs.name);
+            double eps = 1e-3 * level, L = log(level);
+            for (size_t s = 0; st == MR_OK && s < vs.S; s++) {
+                mr_sigma_features(fb, fb + hw, vs.noisy + s * hw, vs.out + s * hw, vs.H, vs.W,
+                                  fb + 2 * hw);
+                for (size_t p = 0; p < hw; p++) {
+                    size_t q = s * hw + p;
+                    if (!(vs.clean[q] > 0.05 * mx) || !(sd[q] > 0)) continue;
+                    if (n == cap) {
+                        size_t nc = cap ? 2 * cap : 1 << 16;
+                        double *nr = realloc(rows, nc * 5 * sizeof *rows);
+                        if (!nr) {
+                            st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+                            break;
+                        }
+                        rows = nr, cap = nc;
+                    }
+                    double *r = rows + 5 * n++;
+                    r[0] = (double)vs.out[q] - vs.clean[q];
+                    r[1] = log(sd[q] + eps) - L, r[2] = log(fb[p] + eps) - L;
+                    r[3] = log(fb[hw + p] + eps) - L, r[4] = L;
+                }
+            }
+            free(sd), free(fb);
+            free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols);
+        }
+    double w[4], nll = 0;
+    if (st == MR_OK && (st = mr_sigma_fit_features(w, &nll, rows, n)) == MR_OK) {
+        double nll0 = 0;
+        for (size_t i = 0; i < n; i++) { /* the network alone, for the record */
+            const double *q = rows + 5 * i;
+            double ls = q[4] + q[1];
+            nll0 += ls + 0.5 * q[0] * q[0] * exp(-2 * ls);
+        }
+        nll0 /= (double)n;
+        memcpy(sig->meta.feature_weights, w, sizeof w);
+        sig->meta.n_feature_weights = 4;
+        snprintf(text, tsize, "features refitted on %zu pixels: log SD = %.4g + %.4g log(net) + "
+                 "%.4g log(G|y-x|) + %.4g log(G|grad y|) + %.4g log(level); NLL %.4f (network "
+                 "alone %.4f)", n, w[0], w[1], w[2], w[3], 1 - w[1] - w[2] - w[3], nll, nll0);
+    }
+    free(rows);
+    return st;
+}
+
 /* Split-conformal calibration of a variance network on the config's calibration sets: each set
  * degraded at every calibration level (Rician) or with the cycled (method, acceleration)
  * degradations (undersampling); writes the scale and the text recorded in the model file. */
@@ -866,6 +952,9 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
     size_t cap = 0, nr = 0, lev_start[9] = {0}, acap[MR_TRAIN_US_MAX] = {0},
            an[MR_TRAIN_US_MAX] = {0};
     double *ar[MR_TRAIN_US_MAX] = {0}; /* undersampling: residuals per acceleration */
+    /* ... and per (method, acceleration) */
+    double *amr[MR_TRAIN_US_MAX][MR_TRAIN_US_MAX] = {{0}};
+    size_t amcap[MR_TRAIN_US_MAX][MR_TRAIN_US_MAX] = {{0}}, amn[MR_TRAIN_US_MAX][MR_TRAIN_US_MAX] = {{0}};
     double lev_noise[8] = {0};
     int lev_count[8] = {0};
     double *r = NULL;
@@ -904,7 +993,21 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
              * (k mod (methods x accelerations)) mod accelerations (degrade_validation) */
             for (size_t k = 0; st == MR_OK && t->us && t->u.n_accel > 1 && k < vs.S; k++) {
                 size_t hw = vs.H * vs.W;
-                int ai = (int)(k % (size_t)(t->u.n_methods * t->u.n_accel)) % t->u.n_accel;
+                int ai = (int)(k % (size_t)(t->u.n_methods * t->u.n_accel)) % t->u.n_accel,
+                    mi = (int)(k % (size_t)(t->u.n_methods * t->u.n_accel)) / t->u.n_accel;
+                if (t->u.n_methods > 1) {
+                    if (amn[mi][ai] + hw > amcap[mi][ai]) {
+                        size_t nc = (amn[mi][ai] + hw) * 2;
+                        double *q = realloc(amr[mi][ai], nc * sizeof *q);
+                        if (!q) {
+                            st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+                            break;
+                        }
+                        amr[mi][ai] = q, amcap[mi][ai] = nc;
+                    }
+                    mr_sigma_collect(amr[mi][ai], &amn[mi][ai], vs.clean + k * hw, vs.out + k * hw,
+                                     sd + k * hw, 1, hw, 0.05);
+                }
                 if (an[ai] + hw > acap[ai]) {
                     size_t nc = (an[ai] + hw) * 2;
                     double *q = realloc(ar[ai], nc * sizeof *q);
@@ -928,7 +1031,7 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
     if (st == MR_OK && t->us && t->u.n_accel > 1) {
         /* one scale per acceleration (errors grow with R faster than the network's SD does):
          * recon knows its R, the pipeline knows its images', denoise takes --accel */
-        int order[MR_TRAIN_US_MAX], na = 0;
+        int order[MR_TRAIN_US_MAX], na = 0, sel[MR_TRAIN_US_MAX];
         for (int i = 0; i < t->u.n_accel; i++) order[i] = i;
         for (int i = 0; i < t->u.n_accel; i++) /* ascending R */
             for (int j = i + 1; j < t->u.n_accel; j++)
@@ -941,11 +1044,31 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
             double cl[3];
             if (an[ai] < 100 || (na && t->u.accel[ai] <= sig->meta.calibration_accel[na - 1]))
                 continue;
+            sel[na] = ai;
             sig->meta.calibration_accel[na] = t->u.accel[ai];
             sig->meta.calibration_accel_scales[na++] = mr_sigma_conformal_scale(ar[ai], an[ai], cl);
         }
         sig->meta.n_calibration_accel = na > 1 ? na : 0;
+        /* per input method too (the artefact model judged on zf and on cs-l1 images): where a
+         * (method, R) cell has too few pixels, the pooled scale at R */
+        sig->meta.n_calibration_methods = 0;
+        if (na > 1 && t->u.n_methods > 1) {
+            for (int mi = 0; mi < t->u.n_methods; mi++) {
+                snprintf(sig->meta.calibration_methods[mi], sizeof sig->meta.calibration_methods[0],
+                         "%s", t->u.methods[mi]);
+                for (int j = 0; j < na; j++) {
+                    double cl[3];
+                    int ai = sel[j];
+                    sig->meta.calibration_method_scales[mi][j] =
+                        amn[mi][ai] >= 100 ? mr_sigma_conformal_scale(amr[mi][ai], amn[mi][ai], cl)
+                                           : sig->meta.calibration_accel_scales[j];
+                }
+            }
+            sig->meta.n_calibration_methods = t->u.n_methods;
+        }
     }
+    for (int i = 0; i < MR_TRAIN_US_MAX; i++)
+        for (int j = 0; j < MR_TRAIN_US_MAX; j++) free(amr[i][j]);
     for (int i = 0; i < MR_TRAIN_US_MAX; i++) free(ar[i]);
     if (st == MR_OK && nr < 100)
         st = mr_error_set(MR_ERR_INPUT, "calibration: %zu foreground pixels: expected a calibration "
@@ -986,6 +1109,13 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
                                   l ? ", " : "; per acceleration: scale ",
                                   sig->meta.calibration_accel_scales[l],
                                   sig->meta.calibration_accel[l]);
+        for (int mi = 0; mi < sig->meta.n_calibration_methods && o < tsize; mi++)
+            for (int l = 0; l < sig->meta.n_calibration_accel && o < tsize; l++)
+                o += (size_t)snprintf(text + o, tsize - o, "%s%s%s%.4g at R %g",
+                                      l ? ", " : mi ? "; " : "; per input method: ",
+                                      l ? "" : sig->meta.calibration_methods[mi], l ? "" : " ",
+                                      sig->meta.calibration_method_scales[mi][l],
+                                      sig->meta.calibration_accel[l]);
         for (int l = 0; l < sig->meta.n_calibration_levels && o < tsize; l++)
             o += (size_t)snprintf(text + o, tsize - o, "%s%.4g at input noise %.4g",
                                   l ? ", " : "; per level: scale ", sig->meta.calibration_scales[l],
@@ -1336,10 +1466,17 @@ static int run(const train_opts *o)
         char val[1024];
         if (t.vh) {
             double scale;
-            char cal[1024];
+            char cal[2048];
+            char feat[512] = "";
             if ((st = validate_sigma(&vp, &np, vs, t.nval, base, m, t.vh_zf ? 1 : t.vh_unsampled ? 2 : 0)) != MR_OK ||
+                (t.vh_feat && (st = fit_features(feat, sizeof feat, &t, base, m, dg)) != MR_OK) ||
                 (st = calibrate_sigma(&scale, cal, sizeof cal, &t, base, m, dg)) != MR_OK)
                 goto fail;
+            if (feat[0]) {
+                fprintf(stderr, "mrpipe train: %s\n", feat);
+                size_t o = strlen(cal);
+                snprintf(cal + o, sizeof cal - o, "; %s", feat);
+            }
             snprintf(val, sizeof val, "validation NLL %.4f, raw 90%% coverage %.1f %% (before "
                      "calibration)", vp, np);
             describe(m, &t, t.epochs, val);

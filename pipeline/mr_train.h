@@ -166,6 +166,15 @@ mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big,
 mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float *g, size_t S,
                           size_t H, size_t W, const void *sigma, double scale, const char *what);
 
+/* Image features of a model's input x and output y, one (H, W) slice: fc = G(|y - x|) (what the
+ * model changed), fg = G(|Sobel y| / 8) (edges), G a Gaussian of sigma 1.5 px. tmp: 2 H W floats. */
+void mr_sigma_features(float *fc, float *fg, const float *x, const float *y, size_t H, size_t W,
+                       float *tmp);
+/* Fit w (mr_nn_meta.feature_weights) by Newton on the mean Gaussian NLL over n calibration pixels,
+ * rows (e, log(net SD + eps) - L, log(fc + eps) - L, log(fg + eps) - L, L) with L = log(level),
+ * eps = 1e-3 level; starts from the network alone (0, 1, 0, 0). *nll (may be NULL): the minimum. */
+mr_status mr_sigma_fit_features(double w[4], double *nll, const double *rows, size_t n);
+
 /* Append |est - truth| / sd over the foreground (truth > fg x max) to r[*count...]. */
 void mr_sigma_collect(double *r, size_t *count, const float *truth, const float *est,
                       const float *sd, size_t S, size_t hw, double fg_fraction);
@@ -206,6 +215,9 @@ mr_status mr_sigma_scale_for(double *scale, const void *sigma, const float *x, s
 /* The scale for an image undersampled R-fold: interpolated (linear in log R, constant outside)
  * between the per-acceleration scales when the network has them, else the single scale. */
 double mr_sigma_scale_accel(const void *sigma, double accel);
+/* The scale at acceleration R for images the given method made (calibration_methods), else
+ * mr_sigma_scale_accel. */
+double mr_sigma_scale_method(const void *sigma, const char *method, double accel);
 const char *mr_sigma_calibration(const void *sigma); /* what the calibration was, as text */
 
 /* Robust Gaussian noise level of an image volume: median |HH| / 0.6745 of the finest diagonal
@@ -217,14 +229,16 @@ mr_status mr_noise_sigma_mad(double *sigma, const float *x, size_t S, size_t H, 
  * the MAD level) over `replicas` draws (*noise_est receives the level, may be NULL); BOTH
  * sqrt(var_replica + var_model); NONE leaves sd untouched. y may equal x. accel: the input's
  * undersampling R when known (the scale per acceleration of networks calibrated so), else 0 (the
- * scale at the input's noise level, or the single scale). mask/mask_len: the phase-encode
+ * scale at the input's noise level, or the single scale); input_method (may be NULL): the
+ * reconstruction method that made x (zf, cs-l1, ...), for networks calibrated per method at each
+ * acceleration (the artefact model's). mask/mask_len: the phase-encode
  * sampling mask x was reconstructed with (mask_len >= W columns), or NULL/0 when unknown: variance
  * networks with the unsampled-part channel read |F^-1[(1 - mask) F(y)]| from it (zeros, and a
  * warning, without a mask). */
 mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
                         const void *model, const void *sigma, mr_uq_kind kind, int replicas,
-                        uint64_t seed, double accel, const float *mask, size_t mask_len,
-                        double *noise_est, const char *what);
+                        uint64_t seed, double accel, const char *input_method,
+                        const float *mask, size_t mask_len, double *noise_est, const char *what);
 
 /* Does the variance network read the unsampled part (a third input channel, so the mask)? */
 int mr_sigma_wants_mask(const void *sigma);

@@ -213,7 +213,7 @@ static mr_status denoise_run(void *state, mr_scan *scan)
         if (st == MR_OK)
             st = mr_denoise_uq(mr_array_f32(out), sd ? mr_array_f32(sd) : NULL, mr_array_f32(a),
                                a->dims[0], a->dims[1], a->dims[2], s->model, s->sigma, s->uq,
-                               (int)s->replicas, (uint64_t)scan->index, accel, src->mask1d,
+                               (int)s->replicas, (uint64_t)scan->index, accel, src->method, src->mask1d,
                                src->mask_len, NULL, what);
         if (st != MR_OK) {
             mr_array_destroy(out);

@@ -48,6 +48,144 @@ mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big, co
     return MR_OK;
 }
 
+/* ---------------------------------------------------------------- image features */
+
+/* Gaussian blur with sigma 1.5 px (9 taps, edges clamped), separable; tmp: H W floats. */
+static void blur15(float *out, const float *in, size_t H, size_t W, float *tmp)
+{
+    static const float k[5] = {0.26596152f, 0.21345468f, 0.10934005f, 0.03572445f, 0.00743197f};
+    float norm = k[0];
+    for (int d = 1; d < 5; d++) norm += 2 * k[d];
+    for (size_t i = 0; i < H; i++)
+        for (size_t j = 0; j < W; j++) {
+            float a = k[0] * in[i * W + j];
+            for (int d = 1; d < 5; d++) {
+                size_t l = j >= (size_t)d ? j - d : 0, r = j + d < W ? j + d : W - 1;
+                a += k[d] * (in[i * W + l] + in[i * W + r]);
+            }
+            tmp[i * W + j] = a / norm;
+        }
+    for (size_t i = 0; i < H; i++)
+        for (size_t j = 0; j < W; j++) {
+            float a = k[0] * tmp[i * W + j];
+            for (int d = 1; d < 5; d++) {
+                size_t u = i >= (size_t)d ? i - d : 0, b = i + d < H ? i + d : H - 1;
+                a += k[d] * (tmp[u * W + j] + tmp[b * W + j]);
+            }
+            out[i * W + j] = a / norm;
+        }
+}
+
+void mr_sigma_features(float *fc, float *fg, const float *x, const float *y, size_t H, size_t W,
+                       float *tmp)
+{
+    float *t1 = tmp, *t2 = tmp + H * W;
+    for (size_t i = 0; i < H * W; i++) t1[i] = fabsf(y[i] - x[i]);
+    blur15(fc, t1, H, W, t2);
+    for (size_t i = 0; i < H; i++)
+        for (size_t j = 0; j < W; j++) { /* Sobel, edges clamped, / 8: the gradient per pixel */
+            size_t u = i ? i - 1 : 0, b = i + 1 < H ? i + 1 : H - 1, l = j ? j - 1 : 0,
+                   r = j + 1 < W ? j + 1 : W - 1;
+            float gx = (y[u * W + r] + 2 * y[i * W + r] + y[b * W + r]) -
+                       (y[u * W + l] + 2 * y[i * W + l] + y[b * W + l]);
+            float gy = (y[b * W + l] + 2 * y[b * W + j] + y[b * W + r]) -
+                       (y[u * W + l] + 2 * y[u * W + j] + y[u * W + r]);
+            t1[i * W + j] = sqrtf(gx * gx + gy * gy) / 8;
+        }
+    blur15(fg, t1, H, W, t2);
+}
+
+/* Solve the 4 x 4 system A d = g by Gaussian elimination with partial pivoting (A, g destroyed). */
+static int solve4(double A[4][4], double g[4], double d[4])
+{
+    for (int c = 0; c < 4; c++) {
+        int p = c;
+        for (int r = c + 1; r < 4; r++)
+            if (fabs(A[r][c]) > fabs(A[p][c])) p = r;
+        if (!(fabs(A[p][c]) > 1e-300)) return -1;
+        for (int k = 0; k < 4; k++) {
+            double t = A[c][k];
+            A[c][k] = A[p][k], A[p][k] = t;
+        }
+        double t = g[c];
+        g[c] = g[p], g[p] = t;
+        for (int r = c + 1; r < 4; r++) {
+            double f = A[r][c] / A[c][c];
+            for (int k = c; k < 4; k++) A[r][k] -= f * A[c][k];
+            g[r] -= f * g[c];
+        }
+    }
+    for (int c = 3; c >= 0; c--) {
+        double a = g[c];
+        for (int k = c + 1; k < 4; k++) a -= A[c][k] * d[k];
+        d[c] = a / A[c][c];
+    }
+    return 0;
+}
+
+static double feature_nll(const double *rows, size_t n, const double b[4])
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double *q = rows + 5 * i;
+        double ls = q[4] + b[0] + b[1] * q[1] + b[2] * q[2] + b[3] * q[3];
+        s += ls + 0.5 * q[0] * q[0] * exp(-2 * ls);
+    }
+    return s / (double)n;
+}
+
+mr_status mr_sigma_fit_features(double w[4], double *nll, const double *rows, size_t n)
+{
+    /* Newton on the mean Gaussian NLL of e with log SD = L + b . (1, a1, a2, a3): rows hold
+     * (e, a1, a2, a3, L) per pixel, a_k = log(f_k + eps) - L; a tiny ridge keeps a constant
+     * feature (no base model: y = x) from making the Hessian singular. */
+    if (n < 100) return mr_error_set(MR_ERR_INPUT, "feature fit: %zu calibration pixels, expected "
+                                     "at least 100", n);
+    double b[4] = {0, 1, 0, 0}, f = feature_nll(rows, n, b);
+    for (int it = 0; it < 60; it++) {
+        double g[4] = {0}, H[4][4] = {{0}}, d[4];
+        for (size_t i = 0; i < n; i++) {
+            const double *q = rows + 5 * i;
+            double a[4] = {1, q[1], q[2], q[3]};
+            double ls = q[4] + b[0] + b[1] * a[1] + b[2] * a[2] + b[3] * a[3];
+            double r = q[0] * q[0] * exp(-2 * ls);
+            for (int j = 0; j < 4; j++) {
+                g[j] += (1 - r) * a[j];
+                for (int k = 0; k < 4; k++) H[j][k] += 2 * r * a[j] * a[k];
+            }
+        }
+        for (int j = 0; j < 4; j++) {
+            g[j] /= (double)n;
+            for (int k = 0; k < 4; k++) H[j][k] /= (double)n;
+            H[j][j] += 1e-6;
+        }
+        double gd[4];
+        memcpy(gd, g, sizeof gd);
+        if (solve4(H, gd, d) != 0) break;
+        double slope = 0, t = 1, nb[4], nf = f;
+        for (int j = 0; j < 4; j++) slope += g[j] * d[j];
+        int ok = 0;
+        for (int ls = 0; ls < 40; ls++, t *= 0.5) {
+            for (int j = 0; j < 4; j++) nb[j] = b[j] - t * d[j];
+            nf = feature_nll(rows, n, nb);
+            if (isfinite(nf) && nf <= f - 1e-4 * t * slope) {
+                ok = 1;
+                break;
+            }
+        }
+        if (!ok) break;
+        double step = 0;
+        for (int j = 0; j < 4; j++) step += fabs(nb[j] - b[j]), b[j] = nb[j];
+        f = nf;
+        if (step < 1e-9) break;
+    }
+    memcpy(w, b, sizeof b);
+    if (nll) *nll = f;
+    for (int j = 0; j < 4; j++)
+        if (!isfinite(w[j])) return mr_error_set(MR_ERR_INPUT, "feature fit: did not converge");
+    return MR_OK;
+}
+
 mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float *g, size_t S,
                           size_t H, size_t W, const void *sigma_model, double scale,
                           const char *what)
@@ -82,7 +220,9 @@ mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float
     mr_nn_plan *plan = NULL;
     if ((st = mr_nn_plan_create(&plan, sigma, (int)H, (int)W)) != MR_OK)
         return mr_error_prefix(st, "%s: slices %zu x %zu: ", what, H, W);
-    float *buf = malloc((size_t)nc * hw * sizeof *buf);
+    int feat = sigma->meta.n_feature_weights == 4;
+    const double *w = sigma->meta.feature_weights;
+    float *buf = malloc((size_t)(nc > 4 ? nc : 4) * hw * sizeof *buf);
     if (!buf) {
         mr_nn_plan_destroy(plan);
         return mr_error_set(MR_ERR_NOMEM, "uncertainty: out of memory");
@@ -98,6 +238,18 @@ mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float
         for (size_t i = 0; i < hw; i++) {
             double lv = buf[i] < -30 ? -30 : buf[i] > 30 ? 30 : buf[i];
             sd[s * hw + i] = (float)(scale * level * exp(0.5 * lv));
+        }
+        if (feat) { /* refitted on image features (mr_sigma_fit_features) */
+            float *fc = buf, *fg = buf + hw;
+            mr_sigma_features(fc, fg, x + s * hw, y + s * hw, H, W, buf + 2 * hw);
+            double eps = 1e-3 * level, L = log(level);
+            for (size_t i = 0; i < hw; i++) {
+                double raw = sd[s * hw + i] / scale;
+                double ls = w[0] + w[1] * log(raw + eps) + w[2] * log(fc[i] + eps) +
+                            w[3] * log(fg[i] + eps) + (1 - w[1] - w[2] - w[3]) * L;
+                ls = ls < L - 30 ? L - 30 : ls > L + 30 ? L + 30 : ls;
+                sd[s * hw + i] = (float)(scale * exp(ls));
+            }
         }
     }
     free(buf);

@@ -116,6 +116,17 @@ double mr_sigma_scale_accel(const void *sigma_model, double accel)
                       m->meta.n_calibration_accel, accel);
 }
 
+double mr_sigma_scale_method(const void *sigma_model, const char *method, double accel)
+{
+    const mr_nn_model *m = sigma_model;
+    for (int i = 0; method && *method && accel >= 1 && m->meta.n_calibration_accel >= 2 &&
+                    i < m->meta.n_calibration_methods; i++)
+        if (!strcmp(m->meta.calibration_methods[i], method))
+            return interp_log(m->meta.calibration_accel, m->meta.calibration_method_scales[i],
+                              m->meta.n_calibration_accel, accel);
+    return mr_sigma_scale_accel(sigma_model, accel);
+}
+
 mr_status mr_sigma_scale_for(double *scale, const void *sigma_model, const float *x, size_t S,
                              size_t H, size_t W, double *noise_out)
 {
@@ -193,8 +204,8 @@ mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, size
 
 mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
                         const void *model, const void *sigma, mr_uq_kind kind, int replicas,
-                        uint64_t seed, double accel, const float *mask, size_t mask_len,
-                        double *noise_est, const char *what)
+                        uint64_t seed, double accel, const char *input_method,
+                        const float *mask, size_t mask_len, double *noise_est, const char *what)
 {
     size_t n = S * H * W;
     mr_status st;
@@ -215,7 +226,7 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
         double scale;
         const mr_nn_model *sm = sigma;
         if (accel >= 1 && sm->meta.n_calibration_accel > 1)
-            scale = mr_sigma_scale_accel(sigma, accel), st = MR_OK;
+            scale = mr_sigma_scale_method(sigma, input_method, accel), st = MR_OK;
         else
             st = mr_sigma_scale_for(&scale, sigma, x, S, H, W, NULL);
         if (st != MR_OK ||

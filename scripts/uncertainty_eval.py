@@ -123,6 +123,10 @@ def main():
                     help="fastMRI masks of the k-space cases (4x, centre fraction 0.08)")
     ap.add_argument("--recon-both", action="store_true",
                     help="also judge recon --uncertainty both (cost: N replicas of cs-l1)")
+    ap.add_argument("--artefact-sigma", default=None,
+                    help="variance network for the artefact model (default: models/artefact_sigma.h5)")
+    ap.add_argument("--csl1-sigma", default=None,
+                    help="variance network for cs-l1 (default: models/cs-l1_sigma.h5)")
     ap.add_argument("--kinds", default="model,replica,both",
                     help="denoiser maps to judge (replica and both cost N denoisings)")
     a = ap.parse_args()
@@ -180,7 +184,8 @@ def main():
                     sdp = out[:-3] + "_sd.h5"
                     t0 = time.time()
                     run([mrpipe, "recon", "--input", ksp, "--output", out, "--method", "cs-l1"] +
-                        mask + ["--uncertainty", kind, "--replicas", str(a.replicas)])
+                        mask + ["--uncertainty", kind, "--replicas", str(a.replicas)] +
+                        (["--uncertainty-model", a.csl1_sigma] if a.csl1_sigma else []))
                     sec = time.time() - t0
                     if "cs-l1" in cases:
                         u = uq_figures(mrpipe, ref, out, sdp, work, os.path.basename(out[:-3]))
@@ -197,7 +202,8 @@ def main():
                         sdp = os.path.join(work, tag + "_sd.h5")
                         t0 = time.time()
                         run([mrpipe, "denoise", "--input", src, "--output", out, "--model",
-                             artefact, "--uncertainty", "model", "--accel", "4"])
+                             artefact, "--uncertainty", "model", "--accel", "4"] +
+                            (["--uncertainty-model", a.artefact_sigma] if a.artefact_sigma else []))
                         sec = time.time() - t0
                         u = uq_figures(mrpipe, ref, out, sdp, work, tag)
                         rows.append(row("artefact model on %s 4x %s" % (lab, mt), name, "model", u,

@@ -398,7 +398,8 @@ static void test_unsampled_variance(void)
     char cfg[4096];
     snprintf(cfg, sizeof cfg,
              "seed: 5\n"
-             "variance_head: {base: %s, unsampled_part: true, calibration_slices: 2}\n"
+             "variance_head: {base: %s, unsampled_part: true, feature_fit: true, "
+             "calibration_slices: 8}\n"
              "model: {depth: 3, channels: 4}\n"
              "normalisation: {percentile: 99.5}\n"
              "data:\n"
@@ -409,8 +410,8 @@ static void test_unsampled_variance(void)
              "  calibration:\n"
              "    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
              "  validation_slices: 1\n"
-             "degradation: {type: undersampling, accel: [4], center_fraction: [0.08], masks: "
-             "[equispaced], methods: [zf], coils: 4, matrix: 96, bank_slices: 4}\n"
+             "degradation: {type: undersampling, accel: [4, 8], center_fraction: [0.08, 0.08], "
+             "masks: [equispaced], methods: [zf, cs-l1], coils: 4, matrix: 96, bank_slices: 4}\n"
              "training: {patch: 24, batch: 2, epochs: 1, steps_per_epoch: 4, lr: 0.001}\n",
              mr_test_src("models/artefact.h5"));
     mr_test_write_text(mr_test_path("usig.yaml"), cfg);
@@ -424,6 +425,19 @@ static void test_unsampled_variance(void)
     CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, sp, NULL), MR_OK);
     CU_ASSERT_EQUAL(m->arch.in_channels, 3);
     CU_ASSERT(m->meta.calibration_scale > 0);
+    /* refitted on features, and scales per (input method, acceleration) */
+    CU_ASSERT_EQUAL(m->meta.n_feature_weights, 4);
+    CU_ASSERT_PTR_NOT_NULL(strstr(m->meta.calibration, "features refitted on"));
+    CU_ASSERT_EQUAL(m->meta.n_calibration_accel, 2);
+    CU_ASSERT_EQUAL(m->meta.n_calibration_methods, 2);
+    CU_ASSERT_STRING_EQUAL(m->meta.calibration_methods[0], "zf");
+    CU_ASSERT_STRING_EQUAL(m->meta.calibration_methods[1], "cs-l1");
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_scale_method(m, "cs-l1", 8), m->meta.calibration_method_scales[1][1],
+                           1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_scale_method(m, "zf", 4), m->meta.calibration_method_scales[0][0],
+                           1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_scale_method(m, "sense", 4), mr_sigma_scale_accel(m, 4), 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_scale_method(m, NULL, 8), mr_sigma_scale_accel(m, 8), 1e-12);
     mr_nn_model_destroy(m);
     const char *k = mr_test_path("uk.h5"), *zf = mr_test_path("uzf.h5");
     CU_ASSERT_FATAL(mr_test_sh("%s -q simulate --input " TEMPLATES "/ch2.nii.gz --output %s "
@@ -435,6 +449,7 @@ static void test_unsampled_variance(void)
                     mr_test_src("models/artefact.h5"), sp);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "sampling mask of 80 columns"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "per input method: zf"));
     CU_ASSERT_PTR_NULL(strstr(mr_test_output(), "no sampling mask"));
     /* the same image without its mask */
     rc = mr_test_sh("cd %s && %s -c \"import h5py\n"
@@ -457,6 +472,43 @@ static void test_unsampled_variance(void)
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
 }
 
+/* mr_sigma_fit_features recovers the weights of a known log-SD model from its draws: e ~ N(0, s^2)
+ * with log s = L + w0 + w1 a1 + w2 a2 + w3 a3; and features of a step edge: G|grad y| peaks on it,
+ * G|y - x| is 0 where the model changed nothing. */
+static void test_feature_fit(void)
+{
+    const size_t n = 200000;
+    double *rows = malloc(n * 5 * sizeof *rows), w[4], nll;
+    const double wt[4] = {0.3, 0.6, 0.25, -0.15};
+    mr_rng rng;
+    mr_rng_seed(&rng, 11);
+    for (size_t i = 0; i < n; i++) {
+        double *q = rows + 5 * i;
+        q[1] = 2 * mr_rng_uniform(&rng) - 1, q[2] = 2 * mr_rng_uniform(&rng) - 1;
+        q[3] = 2 * mr_rng_uniform(&rng) - 1, q[4] = 3 * mr_rng_uniform(&rng);
+        double ls = q[4] + wt[0] + wt[1] * q[1] + wt[2] * q[2] + wt[3] * q[3];
+        double u1 = mr_rng_uniform(&rng), u2 = mr_rng_uniform(&rng);
+        q[0] = exp(ls) * sqrt(-2 * log(u1 > 1e-300 ? u1 : 1e-300)) * cos(2 * M_PI * u2);
+    }
+    CU_ASSERT_EQUAL_FATAL(mr_sigma_fit_features(w, &nll, rows, n), MR_OK);
+    for (int j = 0; j < 4; j++) {
+        if (fabs(w[j] - wt[j]) > 0.02) fprintf(stderr, "w[%d] = %g, expected %g\n", j, w[j], wt[j]);
+        CU_ASSERT(fabs(w[j] - wt[j]) < 0.02);
+    }
+    CU_ASSERT(isfinite(nll));
+    CU_ASSERT_EQUAL(mr_sigma_fit_features(w, NULL, rows, 10), MR_ERR_INPUT);
+    free(rows);
+    const size_t H = 16, W = 16;
+    float x[256], y[256], fc[256], fg[256], tmp[512];
+    for (size_t i = 0; i < H * W; i++) y[i] = x[i] = (i % W) < 8 ? 1.0f : 3.0f;
+    mr_sigma_features(fc, fg, x, y, H, W, tmp);
+    float mx = 0;
+    for (size_t i = 0; i < H * W; i++) mx = fc[i] > mx ? fc[i] : mx;
+    CU_ASSERT(mx == 0);
+    CU_ASSERT(fg[8 * W + 7] > 0.4f && fg[8 * W + 8] > 0.4f); /* the edge: Sobel / 8 = 1, blurred */
+    CU_ASSERT(fg[8 * W + 0] < 1e-3f && fg[8 * W + 15] < 1e-3f);
+}
+
 int main(void)
 {
     static const mr_test_case cases[] = {
@@ -467,7 +519,9 @@ int main(void)
         {"recon cs-l1 --uncertainty model / both", test_recon_model},
         {"bad input: replicas, missing network or calibration, wrong base", test_bad_input},
         {"undersampling degradation: target, full sampling, zf vs cs-l1", test_degrade},
-        {"a 3-channel variance network reads the input's sampling mask", test_unsampled_variance},
+        {"feature refit of the SD: known weights recovered; edge and change features", test_feature_fit},
+        {"a 3-channel variance network reads the input's sampling mask; per-method scales",
+         test_unsampled_variance},
         {"a tiny artefact-model run (bank, preview, record); degradation config errors",
          test_tiny_artefact_training},
         {NULL, NULL},
