@@ -528,9 +528,19 @@ static mr_status load_training(mr_train_volume *tv, const char *path, const trai
     return MR_OK;
 }
 
+/* The k-space noise of validation / calibration slice i: three levels spread over the training
+ * range (log 1/6, 1/2, 5/6 of [noise_min, noise_max]), cycling with i (3 is coprime with the
+ * (method, acceleration) cycles of 2 and 4), so that scales are not fitted at one noise level. */
+static double noise_at(const train_cfg *t, size_t i)
+{
+    static const double f[3] = {1.0 / 6, 0.5, 5.0 / 6};
+    double a = log(t->u.noise_min), b = log(t->u.noise_max);
+    return exp(a + f[i % 3] * (b - a));
+}
+
 /* Undersampling validation: each slice (original units) placed centred on the M x M matrix and
- * degraded as training does, with a fixed cycle of (method, acceleration), then of the masks, at
- * the middle of the noise range; clean becomes the fully sampled RSS. */
+ * degraded as training does, with a fixed cycle of (method, acceleration), then of the masks, and
+ * a cycle of three noise levels (noise_at); clean becomes the fully sampled RSS. */
 static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_degrader *dg,
                                     uint64_t seed)
 {
@@ -557,7 +567,7 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
         mr_train_degradation g = {t->u.accel[combo % t->u.n_accel],
                                   t->u.cf[combo % t->u.n_accel], mk,
                                   combo / t->u.n_accel % t->u.n_methods,
-                                  sqrt(t->u.noise_min * t->u.noise_max), seed + i};
+                                  noise_at(t, i), seed + i};
         st = mr_train_degrade(dg, ref + i * hw, deg + i * hw, img, &g);
         if (st == MR_OK) st = mr_train_degrader_aux(dg, aux + i * hw, deg + i * hw);
         if (st == MR_OK) memcpy(cols + i * M, mr_train_degrader_mask(dg), M * sizeof *cols);
