@@ -512,9 +512,8 @@ int mr_cmd_recon(int argc, char **argv)
             st = mr_sigma_volume(sdm, mr_array_f32(mag), zfvol ? zfvol : mr_array_f32(mag), gvol,
                                  in->slices,
                                  in->recon_h, in->recon_w, sigma,
-                                 mr_sigma_scale_full(sigma, NULL, mask1d, mask1d ? W : 0,
-                                                     o.mask_type ? o.accel
-                                                     : acq_frac0 > 0 ? 1 / acq_frac0 : 0),
+                                 mr_sigma_scale_accel(sigma, o.mask_type ? o.accel
+                                                             : acq_frac0 > 0 ? 1 / acq_frac0 : 0),
                                  o.input);
         if (st == MR_OK)
             for (size_t i = 0; i < nv; i++)

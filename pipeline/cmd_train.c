@@ -965,11 +965,6 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
     /* ... and per (method, acceleration) */
     double *amr[MR_TRAIN_US_MAX][MR_TRAIN_US_MAX] = {{0}};
     size_t amcap[MR_TRAIN_US_MAX][MR_TRAIN_US_MAX] = {{0}}, amn[MR_TRAIN_US_MAX][MR_TRAIN_US_MAX] = {{0}};
-    /* ... and per (mask kind: 0 random, 1 equispaced; acceleration) */
-    double *akr[2][MR_TRAIN_US_MAX] = {{0}};
-    size_t akcap[2][MR_TRAIN_US_MAX] = {{0}}, akn[2][MR_TRAIN_US_MAX] = {{0}};
-    int kinds_seen[2] = {0, 0};
-    for (int i = 0; t->us && i < t->u.n_masks; i++) kinds_seen[t->u.masks[i] != MR_MASK_RANDOM] = 1;
     double lev_noise[8] = {0};
     int lev_count[8] = {0};
     double *r = NULL;
@@ -1010,21 +1005,6 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
                 size_t hw = vs.H * vs.W;
                 int ai = (int)(k % (size_t)(t->u.n_methods * t->u.n_accel)) % t->u.n_accel,
                     mi = (int)(k % (size_t)(t->u.n_methods * t->u.n_accel)) / t->u.n_accel;
-                if (kinds_seen[0] && kinds_seen[1]) { /* the mask cycle: degrade_validation */
-                    int ki = t->u.masks[(k / (size_t)(t->u.n_methods * t->u.n_accel)) %
-                                        (size_t)t->u.n_masks] != MR_MASK_RANDOM;
-                    if (akn[ki][ai] + hw > akcap[ki][ai]) {
-                        size_t nc = (akn[ki][ai] + hw) * 2;
-                        double *q = realloc(akr[ki][ai], nc * sizeof *q);
-                        if (!q) {
-                            st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
-                            break;
-                        }
-                        akr[ki][ai] = q, akcap[ki][ai] = nc;
-                    }
-                    mr_sigma_collect(akr[ki][ai], &akn[ki][ai], vs.clean + k * hw, vs.out + k * hw,
-                                     sd + k * hw, 1, hw, 0.05);
-                }
                 if (t->u.n_methods > 1) {
                     if (amn[mi][ai] + hw > amcap[mi][ai]) {
                         size_t nc = (amn[mi][ai] + hw) * 2;
@@ -1096,27 +1076,7 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
             }
             sig->meta.n_calibration_methods = t->u.n_methods;
         }
-        /* per mask kind (random masks' errors sit lower relative to the SD than equispaced
-         * ones'); at inference the kind is read off the mask (mr_mask_is_equispaced) */
-        sig->meta.n_calibration_masks = 0;
-        if (na > 1 && kinds_seen[0] && kinds_seen[1]) {
-            static const char *const kn[2] = {"random", "equispaced"};
-            for (int ki = 0; ki < 2; ki++) {
-                snprintf(sig->meta.calibration_masks[ki], sizeof sig->meta.calibration_masks[0],
-                         "%s", kn[ki]);
-                for (int j = 0; j < na; j++) {
-                    double cl[3];
-                    int ai = sel[j];
-                    sig->meta.calibration_mask_scales[ki][j] =
-                        akn[ki][ai] >= 100 ? mr_sigma_conformal_scale(akr[ki][ai], akn[ki][ai], cl)
-                                           : sig->meta.calibration_accel_scales[j];
-                }
-            }
-            sig->meta.n_calibration_masks = 2;
-        }
     }
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < MR_TRAIN_US_MAX; j++) free(akr[i][j]);
     for (int i = 0; i < MR_TRAIN_US_MAX; i++)
         for (int j = 0; j < MR_TRAIN_US_MAX; j++) free(amr[i][j]);
     for (int i = 0; i < MR_TRAIN_US_MAX; i++) free(ar[i]);
@@ -1165,13 +1125,6 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
                                       l ? ", " : mi ? "; " : "; per input method: ",
                                       l ? "" : sig->meta.calibration_methods[mi], l ? "" : " ",
                                       sig->meta.calibration_method_scales[mi][l],
-                                      sig->meta.calibration_accel[l]);
-        for (int ki = 0; ki < sig->meta.n_calibration_masks && o < tsize; ki++)
-            for (int l = 0; l < sig->meta.n_calibration_accel && o < tsize; l++)
-                o += (size_t)snprintf(text + o, tsize - o, "%s%s%s%.4g at R %g",
-                                      l ? ", " : ki ? "; " : "; per mask kind: ",
-                                      l ? "" : sig->meta.calibration_masks[ki], l ? "" : " ",
-                                      sig->meta.calibration_mask_scales[ki][l],
                                       sig->meta.calibration_accel[l]);
         for (int l = 0; l < sig->meta.n_calibration_levels && o < tsize; l++)
             o += (size_t)snprintf(text + o, tsize - o, "%s%.4g at input noise %.4g",

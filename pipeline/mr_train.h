@@ -218,11 +218,6 @@ double mr_sigma_scale_accel(const void *sigma, double accel);
 /* The scale at acceleration R for images the given method made (calibration_methods), else
  * mr_sigma_scale_accel. */
 double mr_sigma_scale_method(const void *sigma, const char *method, double accel);
-/* ... times the ratio of the scale for the mask's kind (mr_mask_is_equispaced: equispaced or
- * random; calibration_masks) to the pooled one at R: method and mask kind compose. mask NULL or
- * of unknown kind: mr_sigma_scale_method. */
-double mr_sigma_scale_full(const void *sigma, const char *method, const float *mask,
-                           size_t mask_len, double accel);
 const char *mr_sigma_calibration(const void *sigma); /* what the calibration was, as text */
 
 /* Robust Gaussian noise level of an image volume: median |HH| / 0.6745 of the finest diagonal

@@ -127,21 +127,6 @@ double mr_sigma_scale_method(const void *sigma_model, const char *method, double
     return mr_sigma_scale_accel(sigma_model, accel);
 }
 
-double mr_sigma_scale_full(const void *sigma_model, const char *method, const float *mask,
-                           size_t mask_len, double accel)
-{
-    const mr_nn_model *m = sigma_model;
-    double s = mr_sigma_scale_method(sigma_model, method, accel);
-    int eq = mask && mask_len ? mr_mask_is_equispaced(mask, mask_len) : -1;
-    if (eq < 0 || !(accel >= 1) || m->meta.n_calibration_accel < 2) return s;
-    for (int i = 0; i < m->meta.n_calibration_masks; i++)
-        if (!strcmp(m->meta.calibration_masks[i], eq ? "equispaced" : "random"))
-            return s * interp_log(m->meta.calibration_accel, m->meta.calibration_mask_scales[i],
-                                  m->meta.n_calibration_accel, accel) /
-                   mr_sigma_scale_accel(sigma_model, accel);
-    return s;
-}
-
 mr_status mr_sigma_scale_for(double *scale, const void *sigma_model, const float *x, size_t S,
                              size_t H, size_t W, double *noise_out)
 {
@@ -241,7 +226,7 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
         double scale;
         const mr_nn_model *sm = sigma;
         if (accel >= 1 && sm->meta.n_calibration_accel > 1)
-            scale = mr_sigma_scale_full(sigma, input_method, mask, mask_len, accel), st = MR_OK;
+            scale = mr_sigma_scale_method(sigma, input_method, accel), st = MR_OK;
         else
             st = mr_sigma_scale_for(&scale, sigma, x, S, H, W, NULL);
         if (st != MR_OK ||
