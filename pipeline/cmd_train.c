@@ -59,6 +59,8 @@ typedef struct {
     char dir[4096];
     int ntrain;
     char train[MAX_SETS][4096];
+    int nsynth, nsynth_atlas;            /* data.synthetic: volumes made from label atlases */
+    char synth_atlas[MAX_SETS][4096];
     int blur;
     double guard_mm;
     int nval, ncal;
@@ -251,7 +253,9 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
     static const char *const kmodel[] = {"depth", "channels", NULL};
     static const char *const knorm[] = {"percentile", NULL};
     static const char *const kdata[] = {"dir", "training", "blur_quantised", "guard_mm",
-                                       "validation", "calibration", "validation_slices", NULL};
+                                       "validation", "calibration", "validation_slices",
+                                       "synthetic", NULL};
+    static const char *const ksynth[] = {"atlases", "volumes", NULL};
     static const char *const knoise[] = {"sigma", "validation_sigma", NULL};
     static const char *const kaug[] = {"gamma", "scale", "min_mean", NULL};
     static const char *const ktrain[] = {"patch", "batch", "epochs", "steps_per_epoch", "lr",
@@ -302,6 +306,21 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
         if ((st = get_path(t->train[i], sizeof t->train[i], c, n->items[i], t->dir)) != MR_OK)
             return st;
     t->ntrain = (int)n->n;
+    if ((n = mr_cfg_child(sec, "synthetic"))) {
+        const mr_cfg_node *a = mr_cfg_child(n, "atlases");
+        long nv = 4;
+        if ((st = check_keys(c, n, ksynth)) != MR_OK) return st;
+        if (!a || a->kind != MR_CFG_SEQ || a->n == 0 || a->n > MAX_SETS)
+            return mr_config_error(c, a ? a : n, MR_ERR_USAGE, "atlases: expected a list of 1 to "
+                                   "%d label atlases (NIfTI)", MAX_SETS);
+        for (size_t i = 0; i < a->n; i++)
+            if ((st = get_path(t->synth_atlas[i], sizeof t->synth_atlas[i], c, a->items[i],
+                               t->dir)) != MR_OK)
+                return st;
+        t->nsynth_atlas = (int)a->n;
+        if ((st = get_long(&nv, c, n, "volumes", 1, MAX_SETS - t->ntrain)) != MR_OK) return st;
+        t->nsynth = (int)nv;
+    }
     if ((n = mr_cfg_child(sec, "blur_quantised")) && (st = mr_cfg_as_bool(&t->blur, c, n)))
         return st;
     if ((st = get_double(&t->guard_mm, c, sec, "guard_mm", 0, 1000)) != MR_OK) return st;
@@ -1174,6 +1193,9 @@ static void describe(mr_nn_model *m, const train_cfg *t, long epochs, const char
     for (int i = 0; i < t->ntrain && off < sizeof me->training_data; i++)
         off += (size_t)snprintf(me->training_data + off, sizeof me->training_data - off, " %s",
                                 base_name(t->train[i]));
+    for (int i = 0; i < t->nsynth && off < sizeof me->training_data; i++)
+        off += (size_t)snprintf(me->training_data + off, sizeof me->training_data - off,
+                                " synthetic(%s)", base_name(t->synth_atlas[i % t->nsynth_atlas]));
     off = 0;
     for (int pass = 0; pass < 2; pass++) {
         const set_entry *e = pass ? t->cal : t->val;
@@ -1246,6 +1268,15 @@ static int run(const train_opts *o)
 
     for (int i = 0; i < t.ntrain; i++)
         if ((st = load_training(&tv[i], t.train[i], &t, stderr)) != MR_OK) goto fail;
+    for (int i = 0; i < t.nsynth; i++) { /* after the real ones: ntrain + i */
+        mr_train_volume *sv = &tv[t.ntrain + i];
+        if ((st = mr_train_synth_volume(sv, t.synth_atlas[i % t.nsynth_atlas],
+                                        (uint64_t)t.seed * 7919u + (uint64_t)i, t.percentile)) != MR_OK)
+            goto fail;
+        fprintf(stderr, "mrpipe train: %s (%zu, %zu, %zu), all z\n", sv->name, sv->vol->dims[0],
+                sv->vol->dims[1], sv->vol->dims[2]);
+    }
+    int nvol = t.ntrain + t.nsynth;
     if (t.us) {
         if ((st = mr_train_degrader_create(&dg, &t.u)) != MR_OK) goto fail;
     }
@@ -1357,7 +1388,7 @@ static int run(const train_opts *o)
         fprintf(stderr, "mrpipe train: building the artefact bank: %d planes of %d x %d, %d coils\n",
                 t.u.bank_slices, t.u.matrix, t.u.matrix, t.u.coils);
         double tb = now_s();
-        if ((st = mr_train_bank_build(&bank, tv, t.ntrain, &t.u, &t.sampler, t.percentile,
+        if ((st = mr_train_bank_build(&bank, tv, nvol, &t.u, &t.sampler, t.percentile,
                                       (uint64_t)t.seed, stderr)) != MR_OK)
             goto fail;
         fprintf(stderr, "mrpipe train: artefact bank built in %.0f s\n", now_s() - tb);
@@ -1406,7 +1437,7 @@ static int run(const train_opts *o)
                                          big_aux ? big_aux + b * perb : NULL, &bank,
                                          &big_sampler, &rng);
                 else
-                    mr_train_sample(big_clean + b * perb, big_noisy + b * perb, tv, t.ntrain,
+                    mr_train_sample(big_clean + b * perb, big_noisy + b * perb, tv, nvol,
                                     &big_sampler, &rng);
             if ((st = mr_sigma_batch(vin, vtgt, big_noisy, big_clean, big_aux, t.vh_unsampled,
                                      t.batch, Pb, P, base_plan, ybuf)) != MR_OK)
@@ -1422,7 +1453,7 @@ static int run(const train_opts *o)
                     mr_train_bank_sample(clean + b * per, noisy + b * per, NULL, &bank, &t.sampler,
                                          &rng);
                 else
-                    mr_train_sample(clean + b * per, noisy + b * per, tv, t.ntrain, &t.sampler,
+                    mr_train_sample(clean + b * per, noisy + b * per, tv, nvol, &t.sampler,
                                     &rng);
             if ((st = mr_nn_trainer_step(tr, noisy, clean, &loss)) != MR_OK) goto fail;
         }

@@ -36,6 +36,11 @@ typedef struct {
     int k0[MR_TRAIN_MAX_BLOCKS], k1[MR_TRAIN_MAX_BLOCKS];
 } mr_train_volume;
 
+/* A synthetic training volume from a label atlas (train_synth.c): random intensity per label,
+ * faint texture, ~1 voxel blur, smooth bias field; normalised by its percentile, all z usable. */
+mr_status mr_train_synth_volume(mr_train_volume *tv, const char *atlas, uint64_t seed,
+                                double percentile);
+
 /* Separable [1 2 1]/4 blur along z, y and x in place (removes the quantisation steps of 8-bit and
  * posterised volumes before they serve as clean targets). MR_ERR_NOMEM. */
 mr_status mr_train_blur3(mr_array *vol);

@@ -509,6 +509,63 @@ static void test_feature_fit(void)
     CU_ASSERT(fg[8 * W + 0] < 1e-3f && fg[8 * W + 15] < 1e-3f);
 }
 
+/* Synthetic training volumes from label atlases: zero outside the labels (up to the blur), the
+ * percentile level 1 after normalisation, another seed another contrast; config errors. */
+static void test_synthetic_volumes(void)
+{
+    if (!have_data()) return;
+    mr_train_volume a, b;
+    CU_ASSERT_EQUAL_FATAL(mr_train_synth_volume(&a, TEMPLATES "/natbrainlab.nii.gz", 1, 99.5), MR_OK);
+    CU_ASSERT_EQUAL_FATAL(mr_train_synth_volume(&b, TEMPLATES "/natbrainlab.nii.gz", 2, 99.5), MR_OK);
+    size_t n = mr_array_numel(a.vol);
+    const float *x = mr_array_f32(a.vol), *y = mr_array_f32(b.vol);
+    CU_ASSERT_EQUAL(a.vol->ndim, 3);
+    CU_ASSERT_EQUAL(a.nblocks, 1);
+    CU_ASSERT_EQUAL(a.k1[0], (int)a.vol->dims[0]);
+    double p = 0, diff = 0;
+    size_t zero = 0;
+    CU_ASSERT_EQUAL(mr_train_percentile(&p, x, n, 99.5), MR_OK);
+    CU_ASSERT_DOUBLE_EQUAL(p, 1.0, 1e-4);
+    for (size_t i = 0; i < n; i++) {
+        zero += x[i] == 0;
+        diff += fabs((double)x[i] - y[i]);
+        CU_ASSERT_FATAL(isfinite(x[i]) && x[i] >= 0);
+    }
+    CU_ASSERT(zero > n / 4);      /* the background stays empty */
+    CU_ASSERT(diff / n > 0.02);    /* another seed, another contrast */
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.name, "natbrainlab.nii.gz"));
+    mr_array_destroy(a.vol), mr_array_destroy(b.vol);
+    /* an image that is not a label atlas (no voxel > 0.5 ...) is refused by name */
+    const char *empty = mr_test_path("empty_labels.nii.gz");
+    CU_ASSERT_FATAL(mr_test_sh("%s -c \"import nibabel as nib, numpy as np\n"
+                               "nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.uint8), np.eye(4)), "
+                               "'%s')\n\"", mr_test_python(), empty) == 0);
+    CU_ASSERT_EQUAL(mr_train_synth_volume(&a, empty, 1, 99.5), MR_ERR_INPUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "label atlas"));
+    /* config: atlases required, volumes bounded by the free training slots */
+    const char *base =
+        "model: {depth: 3, channels: 4}\n"
+        "training: {patch: 24, batch: 2, epochs: 1, steps_per_epoch: 2}\n"
+        "data:\n"
+        "  dir: " TEMPLATES "\n"
+        "  training: [ch2.nii.gz]\n"
+        "  validation:\n"
+        "    - {file: ch2.nii.gz, z_mm: [20, 40]}\n";
+    const char *bad[][2] = {{"  synthetic: {volumes: 2}\n", "atlases"},
+                            {"  synthetic: {atlases: [jhu189.nii.gz], volumes: 9}\n", "volumes"},
+                            {"  synthetic: {atlases: [nothere.nii.gz]}\n", "nothere.nii.gz"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char cfg[2048];
+        snprintf(cfg, sizeof cfg, "%s%s", base, bad[i][0]);
+        mr_test_write_text(mr_test_path("synbad.yaml"), cfg);
+        int rc = mr_test_sh("%s train --config %s --output %s", mr_test_bin(),
+                            mr_test_path("synbad.yaml"), mr_test_path("synbad"));
+        CU_ASSERT_EQUAL(rc, 1);
+        if (!strstr(mr_test_output(), bad[i][1])) fprintf(stderr, "'%s' lacks '%s'\n", mr_test_output(), bad[i][1]);
+        CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), bad[i][1]));
+    }
+}
+
 int main(void)
 {
     static const mr_test_case cases[] = {
@@ -522,6 +579,7 @@ int main(void)
         {"feature refit of the SD: known weights recovered; edge and change features", test_feature_fit},
         {"a 3-channel variance network reads the input's sampling mask; per-method scales",
          test_unsampled_variance},
+        {"synthetic training volumes from label atlases", test_synthetic_volumes},
         {"a tiny artefact-model run (bank, preview, record); degradation config errors",
          test_tiny_artefact_training},
         {NULL, NULL},
