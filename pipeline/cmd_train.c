@@ -890,6 +890,32 @@ static mr_status validate_sigma(double *nll, double *cov90, val_set *vs, int nv,
     return MR_OK;
 }
 
+/* Calibration set i at level l (Rician; undersampling: l = 0) as calibrate_sigma and
+ * fit_features see it: loaded and degraded, the base model's output in vs->out, and the variance
+ * network's raw SD (scale 1) in a new *sd (n floats; freed by the caller, with vs's buffers). */
+static mr_status cal_set_sd(val_set *vs, float **sd, const train_cfg *t, int i, int l,
+                            const mr_nn_model *base, const mr_nn_model *sig, mr_train_degrader *dg)
+{
+    train_cfg tc = *t;
+    tc.val_slices = t->cal_slices;
+    if (!t->us) tc.val_sigma = t->cal_sigma[l];
+    memset(vs, 0, sizeof *vs);
+    *sd = NULL;
+    mr_status st = load_validation(vs, &t->cal[i], &tc, (uint64_t)t->seed * 104729u + 31u * i + l, dg);
+    if (st != MR_OK) return st;
+    size_t n = vs->S * vs->H * vs->W;
+    if (!(*sd = malloc(n * sizeof **sd))) return mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+    st = base ? mr_train_denoise_volume(vs->out, vs->noisy, vs->S, vs->H, vs->W, base, vs->name)
+              : (memcpy(vs->out, vs->noisy, n * sizeof *vs->out), MR_OK);
+    if (st == MR_OK && t->vh_unsampled && base && vs->cols)
+        st = unsampled_of(vs->aux, vs->out, vs->cols, vs->S, vs->W);
+    if (st == MR_OK)
+        st = mr_sigma_volume(*sd, vs->noisy, t->vh_zf && vs->aux ? vs->aux : vs->out,
+                             t->vh_unsampled ? vs->aux : NULL, vs->S, vs->H, vs->W, sig, 1.0,
+                             vs->name);
+    return st;
+}
+
 /* feature_fit: on every calibration set (as calibrate_sigma loads them), the network's raw SD and
  * the image features of (x, y) over the foreground; the 4 weights of log SD fitted by Gaussian NLL
  * (mr_sigma_fit_features) and stored in sig's meta. The conformal scales are fitted after, on the
@@ -900,29 +926,16 @@ static mr_status fit_features(char *text, size_t tsize, const train_cfg *t, cons
     size_t cap = 0, n = 0;
     double *rows = NULL;
     mr_status st = MR_OK;
-    train_cfg tc = *t;
-    tc.val_slices = t->cal_slices;
     sig->meta.n_feature_weights = 0;
     int nlev = t->us ? 1 : t->n_cal_sigma;
     for (int l = 0; l < nlev && st == MR_OK; l++)
         for (int i = 0; i < t->ncal && st == MR_OK; i++) {
             val_set vs;
-            memset(&vs, 0, sizeof vs);
-            if (!t->us) tc.val_sigma = t->cal_sigma[l];
-            st = load_validation(&vs, &t->cal[i], &tc, (uint64_t)t->seed * 104729u + 31u * i + l, dg);
+            float *sd = NULL, *fb = NULL;
+            st = cal_set_sd(&vs, &sd, t, i, l, base, sig, dg);
             size_t hw = vs.H * vs.W, nv = vs.S * hw;
-            float *sd = st == MR_OK ? malloc(nv * sizeof *sd) : NULL,
-                  *fb = st == MR_OK ? malloc(4 * hw * sizeof *fb) : NULL;
-            if (st == MR_OK && (!sd || !fb)) st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
-            if (st == MR_OK)
-                st = base ? mr_train_denoise_volume(vs.out, vs.noisy, vs.S, vs.H, vs.W, base, vs.name)
-                          : (memcpy(vs.out, vs.noisy, nv * sizeof *vs.out), MR_OK);
-            if (st == MR_OK && t->vh_unsampled && base && vs.cols)
-                st = unsampled_of(vs.aux, vs.out, vs.cols, vs.S, vs.W);
-            if (st == MR_OK)
-                st = mr_sigma_volume(sd, vs.noisy, t->vh_zf && vs.aux ? vs.aux : vs.out,
-                                     t->vh_unsampled ? vs.aux : NULL, vs.S, vs.H, vs.W, sig, 1.0,
-                                     vs.name);
+            if (st == MR_OK && !(fb = malloc(4 * hw * sizeof *fb)))
+                st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
             double level = 0, mx = 0;
             if (st == MR_OK) st = mr_train_percentile(&level, vs.noisy, nv, sig->meta.norm_params[0]);
             for (size_t k = 0; st == MR_OK && k < nv; k++)
@@ -988,35 +1001,21 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
     int lev_count[8] = {0};
     double *r = NULL;
     mr_status st = MR_OK;
-    train_cfg tc = *t;
-    tc.val_slices = t->cal_slices;
     int nlev = t->us ? 1 : t->n_cal_sigma;
     /* level-major, so that each level's residuals are one contiguous run of r */
     for (int l = 0; l < nlev && st == MR_OK; l++) {
         lev_start[l] = nr;
         for (int i = 0; i < t->ncal && st == MR_OK; i++) {
             val_set vs;
-            memset(&vs, 0, sizeof vs);
-            if (!t->us) tc.val_sigma = t->cal_sigma[l];
-            st = load_validation(&vs, &t->cal[i], &tc, (uint64_t)t->seed * 104729u + 31u * i + l, dg);
+            float *sd = NULL;
+            st = cal_set_sd(&vs, &sd, t, i, l, base, sig, dg);
             size_t n = vs.S * vs.H * vs.W;
-            float *sd = st == MR_OK ? malloc(n * sizeof *sd) : NULL;
-            if (st == MR_OK && !sd) st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
             if (st == MR_OK && nr + n > cap) {
                 size_t nc = (nr + n) * 2;
                 double *nrr = realloc(r, nc * sizeof *r);
                 if (!nrr) st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
                 else r = nrr, cap = nc;
             }
-            if (st == MR_OK)
-                st = base ? mr_train_denoise_volume(vs.out, vs.noisy, vs.S, vs.H, vs.W, base, vs.name)
-                          : (memcpy(vs.out, vs.noisy, n * sizeof *vs.out), MR_OK);
-            if (st == MR_OK && t->vh_unsampled && base && vs.cols)
-                st = unsampled_of(vs.aux, vs.out, vs.cols, vs.S, vs.W);
-            if (st == MR_OK)
-                st = mr_sigma_volume(sd, vs.noisy, t->vh_zf && vs.aux ? vs.aux : vs.out,
-                                     t->vh_unsampled ? vs.aux : NULL, vs.S, vs.H, vs.W, sig, 1.0,
-                                     vs.name);
             if (st == MR_OK) mr_sigma_collect(r, &nr, vs.clean, vs.out, sd, vs.S, vs.H * vs.W, 0.05);
             /* slice k of an undersampling set was degraded at acceleration index
              * (k mod (methods x accelerations)) mod accelerations (degrade_validation) */
