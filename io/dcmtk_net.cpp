@@ -35,15 +35,18 @@ static void scu_configure(DcmSCU &scu, OFList<OFString> &ts, const char *host, i
     scu.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
 }
 
-/* Open the association scu was configured for and find the accepted presentation context of
- * sop_class (a Study Root query/retrieve model, named `service` in messages: "C-GET" ...). Returns
- * 0 with *pc set, or MR_DCM_NET_REFUSED / MR_DCM_NET_CONNECT with the message set. */
-static int scu_open_qr(DcmSCU &scu, const char *sop_class, const char *service, const char *host,
-                       int port, const char *called_aet, const char *calling_aet,
-                       T_ASC_PresentationContextID *pc)
+/* Initialise the network and negotiate the association of a configured DcmSCU: 0, or
+ * MR_DCM_NET_CONNECT / MR_DCM_NET_REFUSED with the message set. */
+static int scu_associate(DcmSCU &scu, const char *host, int port, const char *called_aet,
+                         const char *calling_aet)
 {
     OFCondition c = scu.initNetwork();
-    if (c.good()) c = scu.negotiateAssociation();
+    if (c.bad()) {
+        mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: cannot initialise the network: %s", called_aet,
+                     host, port, c.text());
+        return MR_DCM_NET_CONNECT;
+    }
+    c = scu.negotiateAssociation();
     if (c == DUL_ASSOCIATIONREJECTED) {
         mr_dcm_error(MR_DCM_ERR_IO,
                      "%s@%s:%d refused the association from %s (wrong called or calling AE "
@@ -56,6 +59,18 @@ static int scu_open_qr(DcmSCU &scu, const char *sop_class, const char *service, 
                      c.text());
         return MR_DCM_NET_CONNECT;
     }
+    return 0;
+}
+
+/* Open the association scu was configured for and find the accepted presentation context of
+ * sop_class (a Study Root query/retrieve model, named `service` in messages: "C-GET" ...). Returns
+ * 0 with *pc set, or MR_DCM_NET_REFUSED / MR_DCM_NET_CONNECT with the message set. */
+static int scu_open_qr(DcmSCU &scu, const char *sop_class, const char *service, const char *host,
+                       int port, const char *called_aet, const char *calling_aet,
+                       T_ASC_PresentationContextID *pc)
+{
+    int rc = scu_associate(scu, host, port, called_aet, calling_aet);
+    if (rc) return rc;
     *pc = scu.findPresentationContextID(sop_class, "");
     if (*pc == 0) {
         scu.releaseAssociation();
@@ -99,25 +114,9 @@ extern "C" int mr_dcm_send_files(const char *host, int port, const char *called_
         OFList<OFString> ts;
         scu_configure(scu, ts, host, port, called_aet, calling_aet, timeout_s);
         scu.addPresentationContext(sop_class, ts);
-        OFCondition c = scu.initNetwork();
-        if (c.bad()) {
-            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: cannot initialise the network: %s", called_aet,
-                         host, port, c.text());
-            return MR_DCM_NET_CONNECT;
-        }
-        c = scu.negotiateAssociation();
-        if (c == DUL_ASSOCIATIONREJECTED) {
-            mr_dcm_error(MR_DCM_ERR_IO,
-                         "%s@%s:%d refused the association from %s (wrong called or calling AE "
-                         "title?): %s",
-                         called_aet, host, port, calling_aet, c.text());
-            return MR_DCM_NET_REFUSED;
-        }
-        if (c.bad()) {
-            mr_dcm_error(MR_DCM_ERR_IO, "%s@%s:%d: no association: %s", called_aet, host, port,
-                         c.text());
-            return MR_DCM_NET_CONNECT;
-        }
+        int rc = scu_associate(scu, host, port, called_aet, calling_aet);
+        if (rc) return rc;
+        OFCondition c;
         T_ASC_PresentationContextID pc = scu.findPresentationContextID(sop_class, "");
         if (pc == 0) {
             scu.releaseAssociation();
