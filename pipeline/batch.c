@@ -363,6 +363,32 @@ static uint32_t rd32(const unsigned char *p)
 static uint64_t xround(uint64_t acc, uint64_t in) { return rotl64(acc + in * XP2, 31) * XP1; }
 static uint64_t xmerge(uint64_t h, uint64_t v) { return (h ^ xround(0, v)) * XP1 + XP4; }
 
+static uint64_t xxmerge(uint64_t v1, uint64_t v2, uint64_t v3, uint64_t v4)
+{
+    uint64_t h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+    return xmerge(xmerge(xmerge(xmerge(h, v1), v2), v3), v4);
+}
+
+/* The end of XXH64: h (the merged lanes, or XP5 under 32 bytes) + the total length, the last
+ * (end - p) < 32 bytes, the avalanche. Shared by the one-shot and the streamed digest. */
+static uint64_t xxh_finish(uint64_t h, uint64_t total, const unsigned char *p,
+                           const unsigned char *end)
+{
+    h += total;
+    for (; p + 8 <= end; p += 8) h = rotl64(h ^ xround(0, rd64(p)), 27) * XP1 + XP4;
+    if (p + 4 <= end) {
+        h = rotl64(h ^ ((uint64_t)rd32(p) * XP1), 23) * XP2 + XP3;
+        p += 4;
+    }
+    for (; p < end; p++) h = rotl64(h ^ (*p * XP5), 11) * XP1;
+    h ^= h >> 33;
+    h *= XP2;
+    h ^= h >> 29;
+    h *= XP3;
+    h ^= h >> 32;
+    return h;
+}
+
 uint64_t mr_batch_xxh64(const void *data, size_t n);
 uint64_t mr_batch_xxh64(const void *data, size_t n)
 {
@@ -376,24 +402,11 @@ uint64_t mr_batch_xxh64(const void *data, size_t n)
             v3 = xround(v3, rd64(p + 16));
             v4 = xround(v4, rd64(p + 24));
         }
-        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
-        h = xmerge(xmerge(xmerge(xmerge(h, v1), v2), v3), v4);
+        h = xxmerge(v1, v2, v3, v4);
     } else {
         h = XP5;
     }
-    h += (uint64_t)n;
-    for (; p + 8 <= end; p += 8) h = rotl64(h ^ xround(0, rd64(p)), 27) * XP1 + XP4;
-    if (p + 4 <= end) {
-        h = rotl64(h ^ ((uint64_t)rd32(p) * XP1), 23) * XP2 + XP3;
-        p += 4;
-    }
-    for (; p < end; p++) h = rotl64(h ^ (*p * XP5), 11) * XP1;
-    h ^= h >> 33;
-    h *= XP2;
-    h ^= h >> 29;
-    h *= XP3;
-    h ^= h >> 32;
-    return h;
+    return xxh_finish(h, (uint64_t)n, p, end);
 }
 
 /* Streaming XXH64 (seed 0): the same value as mr_batch_xxh64 over the concatenated updates. Used
@@ -449,24 +462,11 @@ uint64_t mr_batch_xxh64_digest(const mr_xxh64_state *s)
     const unsigned char *p = s->buf, *end = p + s->nbuf;
     uint64_t h;
     if (s->total >= 32) {
-        h = rotl64(s->v1, 1) + rotl64(s->v2, 7) + rotl64(s->v3, 12) + rotl64(s->v4, 18);
-        h = xmerge(xmerge(xmerge(xmerge(h, s->v1), s->v2), s->v3), s->v4);
+        h = xxmerge(s->v1, s->v2, s->v3, s->v4);
     } else {
         h = XP5;
     }
-    h += s->total;
-    for (; p + 8 <= end; p += 8) h = rotl64(h ^ xround(0, rd64(p)), 27) * XP1 + XP4;
-    if (p + 4 <= end) {
-        h = rotl64(h ^ ((uint64_t)rd32(p) * XP1), 23) * XP2 + XP3;
-        p += 4;
-    }
-    for (; p < end; p++) h = rotl64(h ^ (*p * XP5), 11) * XP1;
-    h ^= h >> 33;
-    h *= XP2;
-    h ^= h >> 29;
-    h *= XP3;
-    h ^= h >> 32;
-    return h;
+    return xxh_finish(h, s->total, p, end);
 }
 
 /* The content hash of a file as 16 hex digits (read() through a 256 KiB buffer, one pass). */
