@@ -347,6 +347,28 @@ static mr_status get_nums(hid_t f, const char *path, const char *name, double *v
     return st;
 }
 
+/* A pair of optional attributes: keys (ascending, above key_min, or from it when not strict) and
+ * one positive finite scale per key; *count = how many (0 when both are absent). */
+static mr_status get_key_scales(hid_t f, const char *path, const char *kname, const char *sname,
+                                double *keys, double *scales, int max, double key_min, int strict,
+                                const char *what, int *count)
+{
+    int nk = 0, ns = 0;
+    mr_status st = get_nums(f, path, kname, keys, max, &nk, 0);
+    if (st == MR_OK) st = get_nums(f, path, sname, scales, max, &ns, 0);
+    if (st != MR_OK) return st;
+    int ok = nk == ns;
+    for (int i = 0; ok && i < nk; i++)
+        ok = scales[i] > 0 && isfinite(scales[i]) && (strict ? keys[i] > key_min : keys[i] >= key_min) &&
+             (i == 0 || keys[i] > keys[i - 1]);
+    if (!ok)
+        return mr_error_set(MR_ERR_INPUT, "%s: attributes '%s' (%d values) and '%s' (%d): expected "
+                            "as many positive values, %s ascending", path, kname, nk, sname, ns, what);
+    *count = nk;
+    return MR_OK;
+}
+
+
 static mr_status get_int(hid_t f, const char *path, const char *name, int *out)
 {
     double v;
@@ -538,36 +560,13 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
         }
         TRY(get_str(f, path, "calibration", m->meta.calibration, sizeof m->meta.calibration, 0));
         TRY(get_str(f, path, "base_model", m->meta.base_model, sizeof m->meta.base_model, 0));
-        int nn = 0, ns = 0;
-        TRY(get_nums(f, path, "calibration_noise", m->meta.calibration_noise, 8, &nn, 0));
-        TRY(get_nums(f, path, "calibration_scales", m->meta.calibration_scales, 8, &ns, 0));
-        int ok = nn == ns;
-        for (int i = 0; ok && i < nn; i++)
-            ok = m->meta.calibration_scales[i] > 0 && isfinite(m->meta.calibration_scales[i]) &&
-                 m->meta.calibration_noise[i] > 0 &&
-                 (i == 0 || m->meta.calibration_noise[i] > m->meta.calibration_noise[i - 1]);
-        if (!ok) {
-            st = mr_error_set(MR_ERR_INPUT, "%s: attributes 'calibration_noise' (%d values) and "
-                              "'calibration_scales' (%d): expected as many positive values, noise "
-                              "ascending", path, nn, ns);
-            goto fail;
-        }
-        m->meta.n_calibration_levels = nn;
-        TRY(get_nums(f, path, "calibration_accel", m->meta.calibration_accel, 4, &nn, 0));
-        TRY(get_nums(f, path, "calibration_accel_scales", m->meta.calibration_accel_scales, 4, &ns,
-                     0));
-        ok = nn == ns;
-        for (int i = 0; ok && i < nn; i++)
-            ok = m->meta.calibration_accel_scales[i] > 0 &&
-                 isfinite(m->meta.calibration_accel_scales[i]) && m->meta.calibration_accel[i] >= 1 &&
-                 (i == 0 || m->meta.calibration_accel[i] > m->meta.calibration_accel[i - 1]);
-        if (!ok) {
-            st = mr_error_set(MR_ERR_INPUT, "%s: attributes 'calibration_accel' (%d values) and "
-                              "'calibration_accel_scales' (%d): expected as many positive values, "
-                              "accelerations ascending", path, nn, ns);
-            goto fail;
-        }
-        m->meta.n_calibration_accel = nn;
+        int nn = 0, ns = 0, ok;
+        TRY(get_key_scales(f, path, "calibration_noise", "calibration_scales",
+                           m->meta.calibration_noise, m->meta.calibration_scales, 8, 0, 1, "noise",
+                           &m->meta.n_calibration_levels));
+        TRY(get_key_scales(f, path, "calibration_accel", "calibration_accel_scales",
+                           m->meta.calibration_accel, m->meta.calibration_accel_scales, 4, 1, 0,
+                           "accelerations", &m->meta.n_calibration_accel));
         char names[160] = "";
         double v[16];
         TRY(get_str(f, path, "calibration_methods", names, sizeof names, 0));
