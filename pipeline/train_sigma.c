@@ -50,30 +50,33 @@ mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big, co
 
 /* ---------------------------------------------------------------- image features */
 
-/* Gaussian blur with sigma 1.5 px (9 taps, edges clamped), separable; tmp: H W floats. */
-static void blur15(float *out, const float *in, size_t H, size_t W, float *tmp)
+/* One pass of a Gaussian of sigma 1.5 px (9 taps, edges clamped) along nlines lines of len
+ * values: element i of line l at in[l * line_step + i * elem_step]. */
+static void blur15_pass(float *out, const float *in, size_t nlines, size_t len, size_t line_step,
+                        size_t elem_step)
 {
     static const float k[5] = {0.26596152f, 0.21345468f, 0.10934005f, 0.03572445f, 0.00743197f};
     float norm = k[0];
     for (int d = 1; d < 5; d++) norm += 2 * k[d];
-    for (size_t i = 0; i < H; i++)
-        for (size_t j = 0; j < W; j++) {
-            float a = k[0] * in[i * W + j];
+    for (size_t l = 0; l < nlines; l++) {
+        const float *a = in + l * line_step;
+        float *o = out + l * line_step;
+        for (size_t i = 0; i < len; i++) {
+            float acc = k[0] * a[i * elem_step];
             for (int d = 1; d < 5; d++) {
-                size_t l = j >= (size_t)d ? j - d : 0, r = j + d < W ? j + d : W - 1;
-                a += k[d] * (in[i * W + l] + in[i * W + r]);
+                size_t lo = i >= (size_t)d ? i - d : 0, hi = i + d < len ? i + d : len - 1;
+                acc += k[d] * (a[lo * elem_step] + a[hi * elem_step]);
             }
-            tmp[i * W + j] = a / norm;
+            o[i * elem_step] = acc / norm;
         }
-    for (size_t i = 0; i < H; i++)
-        for (size_t j = 0; j < W; j++) {
-            float a = k[0] * tmp[i * W + j];
-            for (int d = 1; d < 5; d++) {
-                size_t u = i >= (size_t)d ? i - d : 0, b = i + d < H ? i + d : H - 1;
-                a += k[d] * (tmp[u * W + j] + tmp[b * W + j]);
-            }
-            out[i * W + j] = a / norm;
-        }
+    }
+}
+
+/* Separable Gaussian blur, sigma 1.5 px, of an (H, W) image; tmp: H W floats. */
+static void blur15(float *out, const float *in, size_t H, size_t W, float *tmp)
+{
+    blur15_pass(tmp, in, H, W, W, 1); /* along the rows */
+    blur15_pass(out, tmp, W, H, 1, W); /* along the columns */
 }
 
 void mr_sigma_features(float *fc, float *fg, const float *x, const float *y, size_t H, size_t W,
