@@ -29,6 +29,16 @@
 #include "testutil.h"
 
 #define TEMPLATES "/usr/share/mricron/templates"
+/* the training configs' data section (7 lines): ch2 for training, validation z 20..40 mm,
+ * calibration z -10..10 mm */
+#define CH2_SPLIT                                                                                  \
+    "data:\n"                                                                                     \
+    "  dir: " TEMPLATES "\n"                                                                      \
+    "  training: [ch2.nii.gz]\n"                                                                  \
+    "  validation:\n"                                                                             \
+    "    - {file: ch2.nii.gz, z_mm: [20, 40]}\n"                                                  \
+    "  calibration:\n"                                                                            \
+    "    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
 
 static int have_data(void) { return mr_path_is_file(TEMPLATES "/ch2.nii.gz"); }
 
@@ -105,13 +115,7 @@ static void test_tiny_variance_network(void)
              "seed: 3\n"
              "variance_head: {base: %s, calibration_sigma: [0.05], calibration_slices: 2}\n"
              "model: {depth: 3, channels: 4}\n"
-             "data:\n"
-             "  dir: " TEMPLATES "\n"
-             "  training: [ch2.nii.gz]\n"
-             "  validation:\n"
-             "    - {file: ch2.nii.gz, z_mm: [20, 40]}\n"
-             "  calibration:\n"
-             "    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
+             CH2_SPLIT
              "  validation_slices: 1\n"
              "training: {patch: 24, batch: 4, epochs: 2, steps_per_epoch: 15, lr: 0.003}\n",
              mr_test_src("models/denoiser_blind.h5"));
@@ -331,13 +335,7 @@ static void test_tiny_artefact_training(void)
     const char *base =
         "seed: 2\n"
         "model: {depth: 3, channels: 4}\n"
-        "data:\n"
-        "  dir: " TEMPLATES "\n"
-        "  training: [ch2.nii.gz]\n"
-        "  validation:\n"
-        "    - {file: ch2.nii.gz, z_mm: [20, 40]}\n"
-        "  calibration:\n"
-        "    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
+        CH2_SPLIT
         "  validation_slices: 2\n"
         "training: {patch: 24, batch: 2, epochs: 1, steps_per_epoch: 3, lr: 0.001}\n";
     snprintf(cfg, sizeof cfg,
@@ -402,13 +400,7 @@ static void test_unsampled_variance(void)
              "calibration_slices: 8}\n"
              "model: {depth: 3, channels: 4}\n"
              "normalisation: {percentile: 99.5}\n"
-             "data:\n"
-             "  dir: " TEMPLATES "\n"
-             "  training: [ch2.nii.gz]\n"
-             "  validation:\n"
-             "    - {file: ch2.nii.gz, z_mm: [20, 40]}\n"
-             "  calibration:\n"
-             "    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
+             CH2_SPLIT
              "  validation_slices: 1\n"
              "degradation: {type: undersampling, accel: [4, 8], center_fraction: [0.08, 0.08], "
              "masks: [equispaced], methods: [zf, cs-l1], coils: 4, matrix: 96, bank_slices: 4}\n"
