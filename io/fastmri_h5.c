@@ -718,6 +718,40 @@ done:
     return st;
 }
 
+mr_status mr_fastmri_read_attr_doubles(mr_fastmri_file *f, const char *name, double *v, size_t cap,
+                                       size_t *n)
+{
+    hid_t attr, type = -1, space = -1;
+    mr_status st = MR_OK;
+    *n = 0;
+    h5_quiet();
+    if (H5Aexists(f->file, name) <= 0) return MR_OK;
+    attr = H5Aopen(f->file, name, H5P_DEFAULT);
+    if (attr < 0)
+        return mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': cannot open: %s", f->path, name,
+                            h5_err_detail());
+    type = H5Aget_type(attr);
+    space = H5Aget_space(attr);
+    hssize_t np = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    if (type < 0 || (H5Tget_class(type) != H5T_FLOAT && H5Tget_class(type) != H5T_INTEGER))
+        st = mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': expected numbers", f->path, name);
+    else if (np < 1 || (size_t)np > cap)
+        st = mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': expected 1 to %zu values, found %lld",
+                          f->path, name, cap, (long long)np);
+    else if (H5Aread(attr, H5T_NATIVE_DOUBLE, v) < 0)
+        st = mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': cannot read: %s", f->path, name,
+                          h5_err_detail());
+    for (hssize_t i = 0; st == MR_OK && i < np; i++)
+        if (!isfinite(v[i]))
+            st = mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': value %lld is not finite", f->path,
+                              name, (long long)i);
+    if (st == MR_OK) *n = (size_t)np;
+    if (type >= 0) H5Tclose(type);
+    h5_close_space(&space);
+    H5Aclose(attr);
+    return st;
+}
+
 mr_status mr_fastmri_read_mask(mr_fastmri_file *f, float *out)
 {
     hid_t ds;
@@ -1032,6 +1066,28 @@ mr_status mr_fastmri_writer_attr_double(mr_fastmri_writer *w, const char *name, 
     if (space >= 0)
         attr = H5Acreate2(w->file, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
     if (attr < 0 || H5Awrite(attr, H5T_NATIVE_DOUBLE, &value) < 0)
+        st = mr_error_set(MR_ERR_IO, "%s: attribute '%s': cannot write: %s", w->af.final_path,
+                          name, h5_err_detail());
+    if (attr >= 0) H5Aclose(attr);
+    h5_close_space(&space);
+    return st;
+}
+
+mr_status mr_fastmri_writer_attr_doubles(mr_fastmri_writer *w, const char *name, const double *v,
+                                         size_t n)
+{
+    hid_t space, attr = -1;
+    hsize_t d = (hsize_t)n;
+    mr_status st = MR_OK;
+    h5_quiet();
+    if (!name || !*name || n == 0)
+        return mr_error_set(MR_ERR_USAGE, "%s: attribute '%s': empty name or no values",
+                            w->af.final_path, name ? name : "");
+    drop_attr(w->file, name);
+    space = H5Screate_simple(1, &d, NULL);
+    if (space >= 0)
+        attr = H5Acreate2(w->file, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (attr < 0 || H5Awrite(attr, H5T_NATIVE_DOUBLE, v) < 0)
         st = mr_error_set(MR_ERR_IO, "%s: attribute '%s': cannot write: %s", w->af.final_path,
                           name, h5_err_detail());
     if (attr >= 0) H5Aclose(attr);

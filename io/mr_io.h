@@ -117,6 +117,12 @@ mr_status mr_fastmri_read_kspace_slice(mr_fastmri_file *f, size_t slice, mr_cflo
 /* Read `mask` as 0/1 floats (mask_len values). */
 mr_status mr_fastmri_read_mask(mr_fastmri_file *f, float *out);
 
+/* Read a numeric root attribute of at most cap values into v; *n = how many (0 when absent: not an
+ * error). MR_ERR_INPUT naming file and attribute for a non-numeric one, more than cap values or
+ * a value that is not finite. */
+mr_status mr_fastmri_read_attr_doubles(mr_fastmri_file *f, const char *name, double *v, size_t cap,
+                                       size_t *n);
+
 /* Read a real float dataset (any rank <= 4, converted to float32) into a new array. */
 mr_status mr_fastmri_read_image(mr_fastmri_file *f, const char *dataset, mr_array **out);
 
@@ -149,6 +155,9 @@ mr_status mr_fastmri_writer_header(mr_fastmri_writer *w, const char *xml);
 /* File attributes (root group). */
 mr_status mr_fastmri_writer_attr_double(mr_fastmri_writer *w, const char *name, double value);
 mr_status mr_fastmri_writer_attr_string(mr_fastmri_writer *w, const char *name, const char *value);
+/* A 1-D float64 attribute of n values (n >= 1). */
+mr_status mr_fastmri_writer_attr_doubles(mr_fastmri_writer *w, const char *name, const double *v,
+                                         size_t n);
 
 /* Close, flush and rename into place; frees w (also on failure, after removing the temporary). */
 mr_status mr_fastmri_writer_commit(mr_fastmri_writer *w);

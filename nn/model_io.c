@@ -188,6 +188,9 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
         if (M->n_feature_weights > 0)
             ok &= put_num(f, "calibration_feature_weights", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->feature_weights, (hsize_t)M->n_feature_weights) >= 0;
+        if (M->n_noise_term > 0)
+            ok &= put_num(f, "calibration_noise_term", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                          M->noise_term, (hsize_t)M->n_noise_term) >= 0;
     }
     for (int l = 0; ok && l < A->depth; l++) {
         const mr_nn_layer *L = &m->layers[l];
@@ -598,6 +601,15 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
             goto fail;
         }
         m->meta.n_feature_weights = nn;
+        TRY(get_nums(f, path, "calibration_noise_term", m->meta.noise_term, 2, &nn, 0));
+        ok = nn == 0 || nn == 2;
+        for (int i = 0; ok && i < nn; i++) ok = m->meta.noise_term[i] >= 0 && isfinite(m->meta.noise_term[i]);
+        if (!ok) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'calibration_noise_term': expected 2 "
+                              "finite values >= 0 (b, f), found %d", path, nn);
+            goto fail;
+        }
+        m->meta.n_noise_term = nn;
     }
     H5Eclear2(H5E_DEFAULT);
     for (int l = 0; l < m->arch.depth; l++) {

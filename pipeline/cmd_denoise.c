@@ -113,6 +113,8 @@ int mr_cmd_denoise(int argc, char **argv)
     float *mask = NULL; /* the input's sampling mask (mrpipe .h5 reconstructions) */
     size_t mask_len = 0;
     char fi_method[64] = ""; /* the input's reconstruction method (mrpipe .h5: mrpipe_method) */
+    double *fi_noise = NULL; /* per slice, its k-space noise SD (mrpipe .h5: mrpipe_noise_sd) */
+    int fi_coils = 0;        /* its receive coils (mrpipe .h5: mrpipe_coils) */
     mr_dicom_set *set = NULL;
     mr_dicom_volume *dvol = NULL;
     mr_nifti_meta meta;
@@ -200,6 +202,15 @@ int mr_cmd_denoise(int argc, char **argv)
                 else
                     free(mask), mask = NULL;
             }
+            size_t nn = 0;
+            double cv = 0;
+            if ((fi_noise = malloc(S * sizeof *fi_noise)) &&
+                (mr_fastmri_read_attr_doubles(f, "mrpipe_noise_sd", fi_noise, S, &nn) != MR_OK ||
+                 nn != S))
+                free(fi_noise), fi_noise = NULL;
+            if (mr_fastmri_read_attr_doubles(f, "mrpipe_coils", &cv, 1, &nn) == MR_OK && nn == 1 &&
+                cv >= 1 && cv <= 1024)
+                fi_coils = (int)cv;
             mr_fastmri_close(f);
         }
         mr_error_clear();
@@ -220,9 +231,10 @@ int mr_cmd_denoise(int argc, char **argv)
             st = mr_error_set(MR_ERR_NOMEM, "denoise: out of memory");
             goto fail;
         }
+        mr_uq_input info = {accel, fi_method[0] ? fi_method : NULL, mask, mask_len, fi_noise,
+                            fi_coils};
         st = mr_denoise_uq(y, mr_array_f32(sd), x, S, H, W, m, sigma, kind, (int)replicas,
-                           (uint64_t)seed, accel, fi_method[0] ? fi_method : NULL, mask, mask_len,
-                           &noise_est, in);
+                           (uint64_t)seed, &info, &noise_est, in);
         if (st == MR_OK) memcpy(x, y, S * H * W * sizeof *y);
         free(y);
         if (st != MR_OK) goto fail;
@@ -239,6 +251,7 @@ int mr_cmd_denoise(int argc, char **argv)
              model ? model : "denoiser_blind.h5", m->meta.noise_model[0] ? "blind Rician" : "");
     extra.method = "denoise";
     extra.mask = mask, extra.mask_len = mask_len;
+    extra.noise_sd = fi_noise, extra.n_noise_sd = fi_noise ? S : 0, extra.coils = fi_coils;
     extra.nifti = have_meta ? &meta : NULL;
     extra.description = desc[0] ? desc : "mrpipe denoise";
     extra.derivation = derivation;
@@ -275,7 +288,7 @@ int mr_cmd_denoise(int argc, char **argv)
     mr_nn_model_destroy(m);
     mr_sigma_free(sigma);
     mr_array_destroy(sd);
-    free(mask);
+    free(mask), free(fi_noise);
     return 0;
 fail:
     if (dvol)
@@ -286,6 +299,6 @@ fail:
     mr_nn_model_destroy(m);
     mr_sigma_free(sigma);
     mr_array_destroy(sd);
-    free(mask);
+    free(mask), free(fi_noise);
     return mr_cli_fail("denoise", st);
 }

@@ -317,6 +317,10 @@ int mr_cmd_recon(int argc, char **argv)
     mr_zf_plan *zfp = NULL;
     float *sd_grid = NULL;
     mr_cfloat *chol = NULL, *slice_chol = NULL, *psi_est = NULL, *umaps = NULL;
+    /* per slice, the coil noise SD estimated from the k-space (image units: orthonormal FFTs):
+     * written with .h5 outputs (mrpipe_noise_sd) and used by variance networks' noise term */
+    double *nsd = NULL;
+    size_t n_nsd_fail = 0;
     mr_status st;
     mr_format ofmt;
     int rc;
@@ -386,7 +390,8 @@ int mr_cmd_recon(int argc, char **argv)
         grid = mr_malloc_aligned(chw * sizeof *grid);
         image = mr_malloc_aligned(H * W * sizeof *image);
         pattern = mr_malloc(H * W * sizeof *pattern);
-        if (!slice || !grid || !image || !pattern) st = MR_ERR_NOMEM;
+        nsd = calloc(in->slices ? in->slices : 1, sizeof *nsd);
+        if (!slice || !grid || !image || !pattern || !nsd) st = MR_ERR_NOMEM;
     }
     if (st == MR_OK && o.mask_type) {
         mask2d = mr_malloc(H * W * sizeof *mask2d);
@@ -443,6 +448,11 @@ int mr_cmd_recon(int argc, char **argv)
         if (s == 0) acq_frac0 = frac;
         if (!mask2d && s == 0) MR_INFO("sampling pattern inferred from the k-space: %.1f %% acquired",
                                        100.0 * frac);
+        /* the noise SD of the data the method sees (after pre-whitening), as variance networks'
+         * calibration measured it (mr_train_degrader_noise_sd); 0 where it cannot be estimated */
+        if (mr_noise_sd_estimate(nsd + s, k, (mask2d || need_pattern) ? pattern : NULL, C, gh, W) !=
+            MR_OK)
+            n_nsd_fail++, mr_error_clear();
         const mr_cfloat *maps =
             sens ? mr_array_c64(sens) + (sens->dims[0] == 1 ? 0 : s) * C * gh * W : NULL;
         if (o.unc_replica && !maps && umaps) {
@@ -504,17 +514,28 @@ int mr_cmd_recon(int argc, char **argv)
         }
     }
     mr_fft_save_wisdom();
+    if (st == MR_OK) {
+        double m = 0;
+        for (size_t s = 0; s < in->slices; s++) m += nsd[s];
+        if (n_nsd_fail)
+            MR_INFO("coil noise SD: no estimate on %zu of %zu slice(s) (noise-free outer k-space?)",
+                    n_nsd_fail, in->slices);
+        if (in->slices > n_nsd_fail)
+            MR_INFO("coil noise SD estimated from the outer k-space: %.4g (mean over slices)",
+                    m / (double)(in->slices - n_nsd_fail));
+    }
     if (st == MR_OK && o.unc_net) { /* model SD of the magnitude volume; both: variances added */
         size_t nv = in->slices * hw_out;
         float *sdm = malloc(nv * sizeof *sdm), *u = mr_array_f32(unc);
+        double scale = mr_sigma_scale_accel(sigma, o.mask_type ? o.accel
+                                                    : acq_frac0 > 0 ? 1 / acq_frac0 : 0);
         if (!sdm) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
         if (st == MR_OK)
             st = mr_sigma_volume(sdm, mr_array_f32(mag), zfvol ? zfvol : mr_array_f32(mag), gvol,
-                                 in->slices,
-                                 in->recon_h, in->recon_w, sigma,
-                                 mr_sigma_scale_accel(sigma, o.mask_type ? o.accel
-                                                             : acq_frac0 > 0 ? 1 / acq_frac0 : 0),
-                                 o.input);
+                                 in->slices, in->recon_h, in->recon_w, sigma, scale, o.input);
+        if (st == MR_OK) /* the reference's noise (networks with a noise term) */
+            mr_sigma_add_noise_term(sdm, mr_array_f32(mag), in->slices, hw_out, sigma, scale, nsd,
+                                    (int)C);
         if (st == MR_OK)
             for (size_t i = 0; i < nv; i++)
                 u[i] = o.unc_replica ? sqrtf(u[i] * u[i] + sdm[i] * sdm[i]) : sdm[i];
@@ -534,6 +555,8 @@ int mr_cmd_recon(int argc, char **argv)
             extra.mask_len = in->width;
         }
         extra.uncertainty = unc;
+        if (in->slices > n_nsd_fail) extra.noise_sd = nsd, extra.n_noise_sd = in->slices;
+        extra.coils = (int)C;
         st = mr_output_write_volume(o.output, mag, cplx, &extra);
         if (st == MR_OK && unc) {
             char upath[4096];
@@ -563,6 +586,7 @@ int mr_cmd_recon(int argc, char **argv)
     free(chol);
     free(slice_chol);
     free(psi_est);
+    free(nsd);
     mr_free_aligned(umaps);
     free(wt);
     mr_free_aligned(slice);

@@ -83,6 +83,8 @@ typedef struct {
     int vh_unsampled;   /* unsampled_part: a third channel, the input's unsampled part */
     double vh_drop;     /* unsampled_dropout: training patches whose third channel is zeroed */
     int vh_feat;        /* feature_fit: refit the SD on image features on the calibration set */
+    int vh_noise;       /* noise_term: the reference's noise added to the SD (undersampling) */
+    int noise_ends;     /* noise_at cycles the ends and the middle of the noise range */
     int n_cal_sigma;
     double cal_sigma[8]; /* Rician calibration levels (x the region's maximum) */
     int cal_slices;
@@ -357,7 +359,8 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
     if ((sec = mr_cfg_child(r, "variance_head"))) {
         static const char *const kvh[] = {"base", "calibration_sigma", "calibration_slices",
                                           "second_input", "unsampled_part",
-                                          "unsampled_dropout", "feature_fit", NULL};
+                                          "unsampled_dropout", "feature_fit", "noise_term",
+                                          NULL};
         const char *b;
         if ((st = check_keys(c, sec, kvh)) != MR_OK) return st;
         t->vh = 1;
@@ -407,6 +410,13 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
         if ((n = mr_cfg_child(sec, "feature_fit")) &&
             (st = mr_cfg_as_bool(&t->vh_feat, c, n)) != MR_OK)
             return st;
+        if ((n = mr_cfg_child(sec, "noise_term"))) {
+            if ((st = mr_cfg_as_bool(&t->vh_noise, c, n)) != MR_OK) return st;
+            if (t->vh_noise && !t->us)
+                return mr_config_error(c, n, MR_ERR_USAGE, "noise_term needs degradation: "
+                                       "{type: undersampling} before variance_head (Rician "
+                                       "models have scales per noise level instead)");
+        }
         t->vh_drop = 0.2;
         if ((st = get_double(&t->vh_drop, c, sec, "unsampled_dropout", 0, 1)) != MR_OK) return st;
     }
@@ -482,6 +492,9 @@ typedef struct {
     float *out;    /* denoised */
     float *aux;    /* undersampling: the zero-filled image of the same k-space, or NULL */
     float *cols;   /* undersampling: (S, M) each slice's phase-encode mask, or NULL */
+    double *nsd;   /* undersampling: (S) each slice's k-space noise SD as recon estimates it
+                    * (original units), or NULL */
+    int coils;     /* undersampling: the simulated coils */
     double maxval; /* the region's maximum */
 } val_set;
 
@@ -552,9 +565,9 @@ static mr_status load_training(mr_train_volume *tv, const char *path, const trai
  * (method, acceleration) cycles of 2 and 4), so that scales are not fitted at one noise level. */
 static double noise_at(const train_cfg *t, size_t i)
 {
-    static const double f[3] = {1.0 / 6, 0.5, 5.0 / 6};
+    static const double f[2][3] = {{1.0 / 6, 0.5, 5.0 / 6}, {0, 0.5, 1}};
     double a = log(t->u.noise_min), b = log(t->u.noise_max);
-    return exp(a + f[i % 3] * (b - a));
+    return exp(a + f[t->noise_ends != 0][i % 3] * (b - a));
 }
 
 /* Undersampling validation: each slice (original units) placed centred on the M x M matrix and
@@ -567,9 +580,10 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
     float *ref = malloc(ns * hw * sizeof *ref), *deg = malloc(ns * hw * sizeof *deg),
           *img = malloc(hw * sizeof *img), *out = malloc(ns * hw * sizeof *out),
           *aux = malloc(ns * hw * sizeof *aux), *cols = malloc(ns * M * sizeof *cols);
+    double *nsd = malloc(ns * sizeof *nsd);
     mr_status st = MR_OK;
     double level = 0;
-    if (!ref || !deg || !img || !out || !aux || !cols)
+    if (!ref || !deg || !img || !out || !aux || !cols || !nsd)
         st = mr_error_set(MR_ERR_NOMEM, "validation: out of memory");
     if (st == MR_OK)
         st = mr_train_percentile(&level, vs->clean, ns * vs->H * vs->W, t->percentile);
@@ -590,6 +604,7 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
         st = mr_train_degrade(dg, ref + i * hw, deg + i * hw, img, &g);
         if (st == MR_OK) st = mr_train_degrader_aux(dg, aux + i * hw, deg + i * hw);
         if (st == MR_OK) memcpy(cols + i * M, mr_train_degrader_mask(dg), M * sizeof *cols);
+        if (st == MR_OK) st = mr_train_degrader_noise_sd(dg, nsd + i);
     }
     if (st == MR_OK) {
         vs->maxval = 0;
@@ -598,12 +613,15 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
             aux[k] = (float)(aux[k] * level);
             if (ref[k] > vs->maxval) vs->maxval = ref[k];
         }
-        free(vs->clean), free(vs->noisy), free(vs->out);
+        for (size_t i = 0; i < ns; i++) nsd[i] *= level;
+        free(vs->clean), free(vs->noisy), free(vs->out), free(vs->nsd);
         vs->clean = ref, vs->noisy = deg, vs->out = out, vs->aux = aux, vs->cols = cols;
+        vs->nsd = nsd, vs->coils = t->u.coils;
         vs->H = vs->W = M;
         ref = deg = out = aux = cols = NULL;
+        nsd = NULL;
     }
-    free(ref), free(deg), free(img), free(out), free(aux), free(cols);
+    free(ref), free(deg), free(img), free(out), free(aux), free(cols), free(nsd);
     return st;
 }
 
@@ -898,6 +916,9 @@ static mr_status cal_set_sd(val_set *vs, float **sd, const train_cfg *t, int i, 
 {
     train_cfg tc = *t;
     tc.val_slices = t->cal_slices;
+    /* with a noise term, calibration spans the whole training noise range, ends included, so
+     * that the term's weights are fitted where the noise matters */
+    tc.noise_ends = t->vh_noise;
     if (!t->us) tc.val_sigma = t->cal_sigma[l];
     memset(vs, 0, sizeof *vs);
     *sd = NULL;
@@ -913,6 +934,58 @@ static mr_status cal_set_sd(val_set *vs, float **sd, const train_cfg *t, int i, 
         st = mr_sigma_volume(*sd, vs->noisy, t->vh_zf && vs->aux ? vs->aux : vs->out,
                              t->vh_unsampled ? vs->aux : NULL, vs->S, vs->H, vs->W, sig, 1.0,
                              vs->name);
+    if (st == MR_OK) /* no-op until fit_noise_term has set the term */
+        mr_sigma_add_noise_term(*sd, vs->out, vs->S, vs->H * vs->W, sig, 1.0, vs->nsd, vs->coils);
+    return st;
+}
+
+/* noise_term: on every calibration set, rows (e, SD at scale 1, the slice's k-space noise SD, the
+ * RSS noise floor at the judged image y), (b, f) fitted by Gaussian NLL (mr_sigma_fit_noise_term)
+ * and stored in sig's meta; the conformal scales are fitted after, on the SD with the term. */
+static mr_status fit_noise_term(char *text, size_t tsize, const train_cfg *t,
+                                const mr_nn_model *base, mr_nn_model *sig, mr_train_degrader *dg)
+{
+    size_t cap = 0, n = 0;
+    double *rows = NULL;
+    mr_status st = MR_OK;
+    sig->meta.n_noise_term = 0;
+    for (int i = 0; i < t->ncal && st == MR_OK; i++) {
+        val_set vs;
+        float *sd = NULL;
+        st = cal_set_sd(&vs, &sd, t, i, 0, base, sig, dg);
+        size_t hw = vs.H * vs.W;
+        double mx = 0;
+        for (size_t k = 0; st == MR_OK && k < vs.S * hw; k++)
+            if (vs.clean[k] > mx) mx = vs.clean[k];
+        if (st == MR_OK && !vs.nsd)
+            st = mr_error_set(MR_ERR_INPUT, "%s: noise_term: no k-space noise estimate", vs.name);
+        for (size_t q = 0; st == MR_OK && q < vs.S * hw; q++) {
+            if (!(vs.clean[q] > 0.05 * mx) || !(sd[q] > 0)) continue;
+            if (n == cap) {
+                size_t nc = cap ? 2 * cap : 1 << 16;
+                double *nr = realloc(rows, nc * 4 * sizeof *rows);
+                if (!nr) {
+                    st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+                    break;
+                }
+                rows = nr, cap = nc;
+            }
+            double *r = rows + 4 * n++, ns = vs.nsd[q / hw];
+            r[0] = (double)vs.out[q] - vs.clean[q], r[1] = sd[q], r[2] = ns;
+            r[3] = mr_sigma_noise_floor(vs.out[q], ns, vs.coils);
+        }
+        free(sd);
+        free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols), free(vs.nsd);
+    }
+    double bf[2], nll = 0, nll0 = 0;
+    if (st == MR_OK && (st = mr_sigma_fit_noise_term(bf, &nll, &nll0, rows, n)) == MR_OK) {
+        sig->meta.noise_term[0] = bf[0], sig->meta.noise_term[1] = bf[1];
+        sig->meta.n_noise_term = 2;
+        snprintf(text, tsize, "noise term fitted on %zu pixels: SD^2 = SD_net^2 + %.4g^2 s^2 + "
+                 "%.4g^2 (sqrt(y^2 + 2 C s^2) - y)^2 (s the k-space noise SD, C coils); NLL %.4f "
+                 "(network alone %.4f)", n, bf[0], bf[1], nll, nll0);
+    }
+    free(rows);
     return st;
 }
 
@@ -964,7 +1037,7 @@ static mr_status fit_features(char *text, size_t tsize, const train_cfg *t, cons
                 }
             }
             free(sd), free(fb);
-            free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols);
+            free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols), free(vs.nsd);
         }
     double w[4], nll = 0;
     if (st == MR_OK && (st = mr_sigma_fit_features(w, &nll, rows, n)) == MR_OK) {
@@ -1052,7 +1125,7 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
             if (st == MR_OK && (st = mr_sigma_input_noise(&nz, vs.noisy, vs.S, vs.H, vs.W, sig)) == MR_OK)
                 lev_noise[l] += nz, lev_count[l]++;
             free(sd);
-            free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols);
+            free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols), free(vs.nsd);
         }
     }
     lev_start[nlev] = nr;
@@ -1507,16 +1580,19 @@ static int run(const train_opts *o)
         if (t.vh) {
             double scale;
             char cal[2048];
-            char feat[512] = "";
+            char feat[512] = "", noise[512] = "";
+            m->meta.n_noise_term = 0; /* a resumed run refits it */
             if ((st = validate_sigma(&vp, &np, vs, t.nval, base, m, t.vh_zf ? 1 : t.vh_unsampled ? 2 : 0)) != MR_OK ||
                 (t.vh_feat && (st = fit_features(feat, sizeof feat, &t, base, m, dg)) != MR_OK) ||
+                (t.vh_noise && (st = fit_noise_term(noise, sizeof noise, &t, base, m, dg)) != MR_OK) ||
                 (st = calibrate_sigma(&scale, cal, sizeof cal, &t, base, m, dg)) != MR_OK)
                 goto fail;
-            if (feat[0]) {
-                fprintf(stderr, "mrpipe train: %s\n", feat);
-                size_t o = strlen(cal);
-                snprintf(cal + o, sizeof cal - o, "; %s", feat);
-            }
+            for (const char *x = feat; x; x = x == feat ? noise : NULL)
+                if (x[0]) {
+                    fprintf(stderr, "mrpipe train: %s\n", x);
+                    size_t o = strlen(cal);
+                    snprintf(cal + o, sizeof cal - o, "; %s", x);
+                }
             snprintf(val, sizeof val, "validation NLL %.4f, raw 90%% coverage %.1f %% (before "
                      "calibration)", vp, np);
             describe(m, &t, t.epochs, val);
@@ -1558,7 +1634,7 @@ done:
     for (int i = 0; i < MAX_SETS; i++) {
         mr_array_destroy(tv[i].vol);
         free(vs[i].clean), free(vs[i].noisy), free(vs[i].out), free(vs[i].aux),
-            free(vs[i].cols);
+            free(vs[i].cols), free(vs[i].nsd);
     }
     free(clean), free(noisy), free(rows);
     mr_nn_trainer_destroy(tr);

@@ -14,6 +14,10 @@ typedef struct {
     const float *mask;         /* 1-D column mask applied (.h5 outputs) */
     size_t mask_len;
     const char *method;        /* reconstruction method name */
+    const double *noise_sd;    /* per slice, the k-space noise SD estimated by recon (image units;
+                                  .h5 outputs: attribute mrpipe_noise_sd), or NULL */
+    size_t n_noise_sd;
+    int coils;                 /* the receive coils (.h5 attribute mrpipe_coils), or 0 */
     const mr_nifti_meta *nifti; /* geometry for NIfTI outputs */
     /* DICOM outputs (a folder, docs/dicom.md): */
     const mr_dicom_source *dicom; /* the source series; NULL: from header_xml (k-space input) */

@@ -94,6 +94,9 @@ typedef struct {
     mr_array *cplx;           /* complex64 (S, H, W), owned, or NULL */
     float *mask1d;            /* (mask_len) 1-D column mask applied, owned, or NULL */
     size_t mask_len;
+    double *noise_sd;         /* (S) per slice the coil noise SD estimated from the k-space
+                                 (mr_noise_sd_estimate; image units), owned, or NULL */
+    int coils;                /* the receive coils of the k-space it came from, or 0 */
     int has_metrics;
     mr_metrics_result metrics; /* against the scan's reference (validate) */
 } mr_scan_image;

@@ -121,6 +121,10 @@ const float *mr_train_degrader_zf(const mr_train_degrader *d);
 /* The (M, M) sampling mask of the last mr_train_degrade (1 acquired, 0 not; centred k-space). */
 const float *mr_train_degrader_mask(const mr_train_degrader *d);
 
+/* The noise SD (per real and imaginary part, the image's units before any normalisation of the
+ * outputs) of the last mr_train_degrade's k-space, estimated as `mrpipe recon` does without a noise
+ * scan: mr_noise_cov_estimate on its acquired samples, then mr_noise_sd_of_cov. */
+mr_status mr_train_degrader_noise_sd(const mr_train_degrader *d, double *sd);
 /* aux for a degraded plane deg (M, M) just made by d: the zero-filled image, or with
  * u->aux_unsampled the unsampled part of deg (|F^-1[(1 - mask) F(deg)]|). */
 mr_status mr_train_degrader_aux(const mr_train_degrader *d, float *aux, const float *deg);
@@ -180,6 +184,24 @@ void mr_sigma_features(float *fc, float *fg, const float *x, const float *y, siz
  * eps = 1e-3 level; starts from the network alone (0, 1, 0, 0). *nll (may be NULL): the minimum. */
 mr_status mr_sigma_fit_features(double w[4], double *nll, const double *rows, size_t n);
 
+/* The reference's noise (undersampling networks, variance_head.noise_term; docs/uncertainty.md).
+ * The fully sampled RSS reference carries the coil images' noise s (per real and imaginary part,
+ * image units) and, where the signal is low, its noise floor: mr_sigma_noise_floor(y, s, C) =
+ * sqrt(y^2 + 2 C s^2) - |y| (the bias of the RSS of C coils). With the network's SD (scale 1),
+ * the model is SD^2 = sd^2 + b^2 s^2 + f^2 floor^2, (b, f) = mr_nn_meta.noise_term. */
+double mr_sigma_noise_floor(double y, double s, int coils);
+/* Fit (b, f) by Newton on the mean Gaussian NLL of rows (e, sd, s, floor), n of them, with a free
+ * scale a on sd (b and f are returned relative to it); *nll the minimum, *nll0 the network alone
+ * (both may be NULL). */
+mr_status mr_sigma_fit_noise_term(double bf[2], double *nll, double *nll0, const double *rows,
+                                  size_t n);
+/* sd (S slices of hw pixels, already scaled by `scale`) += the noise term at each slice's noise SD
+ * noise_sd[s] (image units) for an image y from `coils` coils: sd = sqrt(sd^2 + scale^2 (b^2 s^2 +
+ * f^2 floor^2)). No-op when the network has no noise term or noise_sd is NULL; slices with
+ * noise_sd <= 0 are left alone. */
+void mr_sigma_add_noise_term(float *sd, const float *y, size_t S, size_t hw, const void *sigma,
+                             double scale, const double *noise_sd, int coils);
+
 /* Append |est - truth| / sd over the foreground (truth > fg x max) to r[*count...]. */
 void mr_sigma_collect(double *r, size_t *count, const float *truth, const float *est,
                       const float *sd, size_t S, size_t hw, double fg_fraction);
@@ -229,21 +251,30 @@ const char *mr_sigma_calibration(const void *sigma); /* what the calibration was
  * Haar band (Donoho & Johnstone 1994). */
 mr_status mr_noise_sigma_mad(double *sigma, const float *x, size_t S, size_t H, size_t W);
 
+/* What is known about an image a model judges (all optional: zeros / NULL when unknown). */
+typedef struct {
+    double accel;             /* its undersampling R (the scale per acceleration) */
+    const char *method;       /* the reconstruction method that made it (zf, cs-l1, ...) */
+    const float *mask;        /* the phase-encode sampling mask (mask_len >= W columns) */
+    size_t mask_len;
+    const double *noise_sd;   /* per slice (S values) the coil noise SD of its k-space */
+    int coils;                /* the receive coils it was combined from */
+} mr_uq_input;
+
 /* y = model(x) (model NULL: y = x, the image itself is judged) and its SD (S, H, W) in x's units:
  * MODEL the calibrated variance network `sigma`; REPLICA the sample SD of model(x + Rician noise at
  * the MAD level) over `replicas` draws (*noise_est receives the level, may be NULL); BOTH
- * sqrt(var_replica + var_model); NONE leaves sd untouched. y may equal x. accel: the input's
- * undersampling R when known (the scale per acceleration of networks calibrated so), else 0 (the
- * scale at the input's noise level, or the single scale); input_method (may be NULL): the
- * reconstruction method that made x (zf, cs-l1, ...), for networks calibrated per method at each
- * acceleration (the artefact model's). mask/mask_len: the phase-encode
- * sampling mask x was reconstructed with (mask_len >= W columns), or NULL/0 when unknown: variance
+ * sqrt(var_replica + var_model); NONE leaves sd untouched. y may equal x. info (may be NULL):
+ * accel, the input's undersampling R when known (the scale per acceleration of networks
+ * calibrated so), else 0 (the scale at the input's noise level, or the single scale); method, for
+ * networks calibrated per method at each acceleration (the artefact model's); mask: variance
  * networks with the unsampled-part channel read |F^-1[(1 - mask) F(y)]| from it (zeros, and a
- * warning, without a mask). */
+ * warning, without one); noise_sd and coils: networks with a noise term add the reference's
+ * noise (without noise_sd: the MAD noise of x and a warning; without coils: 1, Rician). */
 mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
                         const void *model, const void *sigma, mr_uq_kind kind, int replicas,
-                        uint64_t seed, double accel, const char *input_method,
-                        const float *mask, size_t mask_len, double *noise_est, const char *what);
+                        uint64_t seed, const mr_uq_input *info, double *noise_est,
+                        const char *what);
 
 /* Does the variance network read the unsampled part (a third input channel, so the mask)? */
 int mr_sigma_wants_mask(const void *sigma);

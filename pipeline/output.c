@@ -95,6 +95,11 @@ mr_status mr_output_write_volume(const char *path, const mr_array *mag, const mr
             st = mr_fastmri_writer_mask(w, extra->mask, extra->mask_len);
         if (st == MR_OK && extra && extra->method)
             st = mr_fastmri_writer_attr_string(w, "mrpipe_method", extra->method);
+        if (st == MR_OK && extra && extra->noise_sd && extra->n_noise_sd)
+            st = mr_fastmri_writer_attr_doubles(w, "mrpipe_noise_sd", extra->noise_sd,
+                                                extra->n_noise_sd);
+        if (st == MR_OK && extra && extra->coils > 0)
+            st = mr_fastmri_writer_attr_double(w, "mrpipe_coils", extra->coils);
         if (st == MR_OK) st = mr_fastmri_writer_attr_string(w, "mrpipe_version", MR_VERSION_STRING);
         if (st == MR_OK && extra && extra->uncertainty)
             st = mr_fastmri_writer_image(w, "uncertainty", extra->uncertainty);

@@ -210,11 +210,12 @@ static mr_status denoise_run(void *state, mr_scan *scan)
             if (acq > 0) accel = (double)src->mask_len / acq;
         }
         if (s->uq != MR_UQ_NONE) st = mr_array_create(&sd, MR_FLOAT32, 3, a->dims);
+        mr_uq_input info = {accel, src->method, src->mask1d, src->mask_len, src->noise_sd,
+                            src->coils};
         if (st == MR_OK)
             st = mr_denoise_uq(mr_array_f32(out), sd ? mr_array_f32(sd) : NULL, mr_array_f32(a),
                                a->dims[0], a->dims[1], a->dims[2], s->model, s->sigma, s->uq,
-                               (int)s->replicas, (uint64_t)scan->index, accel, src->method, src->mask1d,
-                               src->mask_len, NULL, what);
+                               (int)s->replicas, (uint64_t)scan->index, &info, NULL, what);
         if (st != MR_OK) {
             mr_array_destroy(out);
             mr_array_destroy(sd);
@@ -226,6 +227,10 @@ static mr_status denoise_run(void *state, mr_scan *scan)
         snprintf(im->method, sizeof im->method, "denoise");
         im->image = out;
         im->uncertainty = sd;
+        /* the reference's noise is the same as the recon's: kept for later stages and outputs */
+        if (src->noise_sd && (im->noise_sd = malloc(a->dims[0] * sizeof *im->noise_sd)))
+            memcpy(im->noise_sd, src->noise_sd, a->dims[0] * sizeof *im->noise_sd);
+        im->coils = src->coils;
         if (src->mask1d && src->mask_len && (im->mask1d = malloc(src->mask_len * sizeof *im->mask1d))) {
             memcpy(im->mask1d, src->mask1d, src->mask_len * sizeof *im->mask1d); /* provenance */
             im->mask_len = src->mask_len;

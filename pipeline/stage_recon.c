@@ -124,6 +124,8 @@ static mr_status recon_run(void *state, mr_scan *scan)
     mr_array *mag = NULL, *cplx = NULL;
     mr_cfloat *slice = NULL, *grid = NULL, *image = NULL;
     float *mask2d = NULL, *mask1d = NULL, *pattern = NULL;
+    double *nsd = NULL; /* per slice the coil noise SD */
+    size_t n_nsd_fail = 0;
     int is_zf = !strcmp(s->method->name, "zf");
     if (scan->n_images >= MR_SCAN_MAX_IMAGES)
         return mr_error_set(MR_ERR_USAGE, "more than %d reconstructions", MR_SCAN_MAX_IMAGES);
@@ -170,6 +172,11 @@ static mr_status recon_run(void *state, mr_scan *scan)
         }
         s->mc = C, s->mh = gh, s->mw = W;
     }
+    nsd = calloc(S ? S : 1, sizeof *nsd);
+    if (!nsd) {
+        st = MR_ERR_NOMEM;
+        goto done;
+    }
     for (size_t i = 0; i < S; i++) {
         size_t sl = scan->slice_a + i;
         mr_recon_stats stats;
@@ -184,6 +191,10 @@ static mr_status recon_run(void *state, mr_scan *scan)
         }
         if (mask2d) memcpy(pattern, mask2d, gh * W * sizeof *pattern); /* row-constant if os */
         else if (!is_zf || i == 0) mr_mask_infer(pattern, k, C, gh, W); /* zf ignores it */
+        /* the coil noise SD, as `mrpipe recon` records it (variance networks' noise term) */
+        if (mr_noise_sd_estimate(nsd + i, k, (mask2d || !is_zf || i == 0) ? pattern : NULL, C, gh,
+                                 W) != MR_OK)
+            n_nsd_fail++, mr_error_clear();
         if ((st = s->method->run(s->mstate, image, &stats, k, pattern, NULL)) != MR_OK) {
             mr_error_prefix(st, "%s: slice %zu: ", scan->kspace_path, sl);
             goto done;
@@ -209,6 +220,8 @@ static mr_status recon_run(void *state, mr_scan *scan)
             im->mask_len = W;
             mask1d = NULL;
         }
+        if (n_nsd_fail < S) im->noise_sd = nsd, nsd = NULL;
+        im->coils = (int)C;
     }
     MR_INFO("%s: %s: %s, %zu slice(s) -> %zu x %zu", scan->id, s->label, s->method->name, S,
             in->recon_h, in->recon_w);
@@ -221,6 +234,7 @@ done:
     free(pattern);
     free(mask2d);
     free(mask1d);
+    free(nsd);
     return st;
 }
 

@@ -609,6 +609,7 @@ void mr_scan_clear(mr_scan *scan)
         mr_array_destroy(im->uncertainty);
         mr_array_destroy(im->cplx);
         free(im->mask1d);
+        free(im->noise_sd);
         if (im->has_metrics) mr_metrics_result_free(&im->metrics);
     }
     if (scan->dicom) mr_dicom_source_free(scan->dicom);

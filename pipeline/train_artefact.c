@@ -213,6 +213,11 @@ static double cut_plane(float *dst, size_t m, const mr_train_volume *vols, int n
 const float *mr_train_degrader_zf(const mr_train_degrader *d) { return d->zf; }
 const float *mr_train_degrader_mask(const mr_train_degrader *d) { return d->mask; }
 
+mr_status mr_train_degrader_noise_sd(const mr_train_degrader *d, double *sd)
+{
+    return mr_noise_sd_estimate(sd, d->ks, d->mask, d->coils, d->m, d->m);
+}
+
 mr_status mr_train_degrader_aux(const mr_train_degrader *d, float *aux, const float *deg)
 {
     if (d->u.aux_unsampled) return mr_unsampled_part(aux, deg, d->mask, 1, d->m, d->m);

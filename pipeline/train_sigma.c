@@ -189,6 +189,114 @@ mr_status mr_sigma_fit_features(double w[4], double *nll, const double *rows, si
     return MR_OK;
 }
 
+/* The reference's noise in the SD (docs/uncertainty.md): variance of one pixel's error
+ * a^2 sd^2 + b^2 s^2 + f^2 fl^2 for a row (e, sd, s, fl); theta = log(a, b, f). */
+static double noise_term_nll(const double *rows, size_t n, const double th[3])
+{
+    double a2 = exp(2 * th[0]), b2 = exp(2 * th[1]), f2 = exp(2 * th[2]), acc = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double *q = rows + 4 * i;
+        double v = a2 * q[1] * q[1] + b2 * q[2] * q[2] + f2 * q[3] * q[3];
+        if (!(v > 0)) return INFINITY;
+        acc += 0.5 * (log(v) + q[0] * q[0] / v);
+    }
+    return acc / (double)n;
+}
+
+double mr_sigma_noise_floor(double y, double s, int coils)
+{
+    double a = fabs(y);
+    return sqrt(a * a + 2.0 * (coils > 0 ? coils : 1) * s * s) - a;
+}
+
+mr_status mr_sigma_fit_noise_term(double bf[2], double *nll, double *nll0, const double *rows,
+                                  size_t n)
+{
+    /* Fisher scoring on theta = log(a, b, f) (the Hessian's expectation, 2 w_j w_k / v^2, is
+     * positive semi-definite where the Hessian far from the optimum is not) with a backtracking
+     * line search; a gradient step if the system is singular. Starts from the network alone
+     * (a = 1, b = f = 0.1). */
+    if (n < 100) return mr_error_set(MR_ERR_INPUT, "noise term fit: %zu calibration pixels, "
+                                     "expected at least 100", n);
+    double th[3] = {0, log(0.1), log(0.1)}, f = noise_term_nll(rows, n, th);
+    if (nll0) {
+        double t0[3] = {0, -60, -60};
+        *nll0 = noise_term_nll(rows, n, t0);
+    }
+    for (int it = 0; it < 100; it++) {
+        double g[4] = {0}, H[4][4] = {{0}}, d[4];
+        double w2[3] = {exp(2 * th[0]), exp(2 * th[1]), exp(2 * th[2])};
+        for (size_t i = 0; i < n; i++) {
+            const double *q = rows + 4 * i;
+            double w[3] = {w2[0] * q[1] * q[1], w2[1] * q[2] * q[2], w2[2] * q[3] * q[3]};
+            double v = w[0] + w[1] + w[2], e2 = q[0] * q[0];
+            /* l = 0.5 (log v + e^2 / v); dv/dth_j = 2 w_j */
+            double l1 = 0.5 * (1 / v - e2 / (v * v)), l2 = 0.5 / (v * v); /* E[e^2] = v */
+            for (int j = 0; j < 3; j++) {
+                g[j] += l1 * 2 * w[j];
+                for (int k = 0; k < 3; k++) H[j][k] += l2 * 4 * w[j] * w[k];
+            }
+        }
+        for (int j = 0; j < 3; j++) {
+            g[j] /= (double)n;
+            for (int k = 0; k < 3; k++) H[j][k] /= (double)n;
+            H[j][j] += 1e-6;
+        }
+        H[3][3] = 1; /* solve4 on the 3 x 3 system */
+        double gd[4] = {g[0], g[1], g[2], 0}, slope = 0;
+        int newton = solve4(H, gd, d) == 0;
+        if (newton) {
+            for (int j = 0; j < 3; j++) slope += g[j] * d[j];
+            newton = slope > 0;
+        }
+        if (!newton) {
+            for (int j = 0; j < 3; j++) d[j] = g[j];
+            slope = g[0] * g[0] + g[1] * g[1] + g[2] * g[2];
+        }
+        double t = 1, nt[3], nf = f;
+        int ok = 0;
+        for (int ls = 0; ls < 50; ls++, t *= 0.5) {
+            for (int j = 0; j < 3; j++) {
+                double st = t * d[j];
+                nt[j] = th[j] - (st > 2 ? 2 : st < -2 ? -2 : st); /* at most e^2 per step */
+            }
+            if (nt[1] < -30) nt[1] = -30; /* a term may vanish: keep its weight finite */
+            if (nt[2] < -30) nt[2] = -30;
+            nf = noise_term_nll(rows, n, nt);
+            if (isfinite(nf) && nf <= f - 1e-4 * t * slope) {
+                ok = 1;
+                break;
+            }
+        }
+        if (!ok) break;
+        double step = 0;
+        for (int j = 0; j < 3; j++) step += fabs(nt[j] - th[j]), th[j] = nt[j];
+        f = nf;
+        if (step < 1e-9) break;
+    }
+    bf[0] = exp(th[1] - th[0]), bf[1] = exp(th[2] - th[0]);
+    if (nll) *nll = f;
+    if (!isfinite(bf[0]) || !isfinite(bf[1]))
+        return mr_error_set(MR_ERR_INPUT, "noise term fit: did not converge");
+    return MR_OK;
+}
+
+void mr_sigma_add_noise_term(float *sd, const float *y, size_t S, size_t hw, const void *sigma_model,
+                             double scale, const double *noise_sd, int coils)
+{
+    const mr_nn_model *sigma = sigma_model;
+    if (!sigma || sigma->meta.n_noise_term != 2 || !noise_sd) return;
+    double b = sigma->meta.noise_term[0], f = sigma->meta.noise_term[1];
+    for (size_t s = 0; s < S; s++) {
+        double ns = noise_sd[s];
+        if (!(ns > 0) || !isfinite(ns)) continue;
+        for (size_t i = 0; i < hw; i++) {
+            double fl = mr_sigma_noise_floor(y[s * hw + i], ns, coils), v = sd[s * hw + i];
+            sd[s * hw + i] = (float)sqrt(v * v + scale * scale * (b * b * ns * ns + f * f * fl * fl));
+        }
+    }
+}
+
 mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float *g, size_t S,
                           size_t H, size_t W, const void *sigma_model, double scale,
                           const char *what)

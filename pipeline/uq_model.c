@@ -204,9 +204,11 @@ mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, size
 
 mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
                         const void *model, const void *sigma, mr_uq_kind kind, int replicas,
-                        uint64_t seed, double accel, const char *input_method,
-                        const float *mask, size_t mask_len, double *noise_est, const char *what)
+                        uint64_t seed, const mr_uq_input *info, double *noise_est,
+                        const char *what)
 {
+    static const mr_uq_input none;
+    if (!info) info = &none;
     size_t n = S * H * W;
     mr_status st;
     if (kind != MR_UQ_NONE && !sd)
@@ -225,14 +227,34 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
     if (kind == MR_UQ_MODEL || kind == MR_UQ_BOTH) {
         double scale;
         const mr_nn_model *sm = sigma;
-        if (accel >= 1 && sm->meta.n_calibration_accel > 1)
-            scale = mr_sigma_scale_method(sigma, input_method, accel), st = MR_OK;
+        if (info->accel >= 1 && sm->meta.n_calibration_accel > 1)
+            scale = mr_sigma_scale_method(sigma, info->method, info->accel), st = MR_OK;
         else
             st = mr_sigma_scale_for(&scale, sigma, x, S, H, W, NULL);
         if (st != MR_OK ||
-            (st = mr_sigma_volume_masked(sd, x, y, S, H, W, sigma, scale, mask, mask_len,
-                                         what)) != MR_OK)
+            (st = mr_sigma_volume_masked(sd, x, y, S, H, W, sigma, scale, info->mask,
+                                         info->mask_len, what)) != MR_OK)
             return st;
+        if (sm->meta.n_noise_term == 2) { /* the reference's noise */
+            double *ns = malloc(S * sizeof *ns), mad = 0;
+            if (!ns) return mr_error_set(MR_ERR_NOMEM, "uncertainty: out of memory");
+            if (info->noise_sd) {
+                memcpy(ns, info->noise_sd, S * sizeof *ns);
+            } else {
+                if ((st = mr_noise_sigma_mad(&mad, x, S, H, W)) != MR_OK) {
+                    free(ns);
+                    return st;
+                }
+                for (size_t s = 0; s < S; s++) ns[s] = mad;
+                MR_WARN("%s: no k-space noise estimate with the input (mrpipe's .h5 "
+                        "reconstructions carry it as mrpipe_noise_sd): the model SD's noise term "
+                        "uses the image's MAD noise, %.4g%s", what, mad,
+                        info->coils > 0 ? "" : ", and one coil (a Rician floor)");
+            }
+            mr_sigma_add_noise_term(sd, y, S, H * W, sigma, scale, ns,
+                                    info->coils > 0 ? info->coils : 1);
+            free(ns);
+        }
         if (kind == MR_UQ_MODEL) return MR_OK;
     }
     /* replicas: x + fresh Rician noise at the estimated level, through the model; the per-pixel

@@ -439,6 +439,15 @@ mr_status mr_noise_cov_cholesky(mr_cfloat *chol, const mr_cfloat *psi, size_t co
 mr_status mr_noise_cov_estimate(mr_cfloat *psi, const mr_cfloat *kspace, const float *mask,
                                 size_t coils, size_t h, size_t w);
 
+/* The mean noise SD per real and imaginary part of C coils with covariance psi (C, C):
+ * sqrt(mean_c Re psi[c][c] / 2). With mrpipe's orthonormal FFTs it is the same in k-space and in
+ * the coil images: the noise SD of the image units (variance networks' noise term). */
+double mr_noise_sd_of_cov(const mr_cfloat *psi, size_t coils);
+/* *sd = mr_noise_sd_of_cov of mr_noise_cov_estimate(kspace, mask, ...): the coil noise SD of
+ * k-space without a noise scan (0 and the estimate's error when it fails). */
+mr_status mr_noise_sd_estimate(double *sd, const mr_cfloat *kspace, const float *mask, size_t coils,
+                               size_t h, size_t w);
+
 /* Add complex Gaussian noise of covariance L L^H to kspace (C, H, W) at the acquired samples only
  * (mask (H, W) != 0; mask NULL: everywhere): k[:, p] += L z, z ~ CN(0, I) (each real and imaginary
  * part of z with variance 1/2) drawn from rng. */

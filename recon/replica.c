@@ -158,6 +158,25 @@ done:
     return st;
 }
 
+double mr_noise_sd_of_cov(const mr_cfloat *psi, size_t coils)
+{
+    double acc = 0;
+    for (size_t c = 0; c < coils; c++) acc += crealf(psi[c * coils + c]);
+    return coils ? sqrt(acc / (2.0 * (double)coils)) : 0;
+}
+
+mr_status mr_noise_sd_estimate(double *sd, const mr_cfloat *kspace, const float *mask, size_t coils,
+                               size_t h, size_t w)
+{
+    mr_cfloat *psi = malloc(coils * coils * sizeof *psi);
+    *sd = 0;
+    if (!psi) return mr_error_set(MR_ERR_NOMEM, "noise estimate: out of memory");
+    mr_status st = mr_noise_cov_estimate(psi, kspace, mask, coils, h, w);
+    if (st == MR_OK) *sd = mr_noise_sd_of_cov(psi, coils);
+    free(psi);
+    return st;
+}
+
 void mr_replica_add_noise(mr_cfloat *kspace, const mr_cfloat *chol, const float *mask, size_t coils,
                           size_t h, size_t w, mr_mt19937 *rng)
 {

@@ -218,6 +218,63 @@ static void test_recon_model(void)
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
 }
 
+/* recon records each slice's coil noise SD (estimated from the outer k-space) and the coil count
+ * in its .h5 output; denoise keeps them; the shipped cs-l1 variance network's noise term adds
+ * scale^2 (b^2 s^2 + f^2 floor^2) to the SD^2 (against the same network without the term). */
+static void test_noise_record(void)
+{
+    if (!have_data()) return;
+    const char *levels[2] = {"0.004", "0.03"};
+    for (int i = 0; i < 2; i++) {
+        int rc = mr_test_sh("cd %s && %s -q simulate --input " TEMPLATES "/ch2.nii.gz --output "
+                            "kn%d.h5 --coils 4 --slices 96:98 --matrix 96,96 --seed 3 --noise %s && "
+                            "%s -q recon --input kn%d.h5 --output zfn%d.h5 && "
+                            "%s -q denoise --input zfn%d.h5 --output dn%d.h5 --uncertainty none",
+                            mr_test_tmpdir(), mr_test_bin(), i, levels[i], mr_test_bin(), i, i,
+                            mr_test_bin(), i, i);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc) fprintf(stderr, "%s\n", mr_test_output());
+    }
+    int rc = mr_test_sh("cd %s && %s -c \"import h5py, numpy as np, nibabel as nib, shutil\n"
+                        "mx = float(np.asarray(nib.load('" TEMPLATES "/ch2.nii.gz').dataobj).max())\n"
+                        "for i, lev in enumerate((0.004, 0.03)):\n"
+                        "    z = h5py.File('zfn%%d.h5' %% i)\n"
+                        "    ns = z.attrs['mrpipe_noise_sd']\n"
+                        "    assert ns.shape == (2,) and int(z.attrs['mrpipe_coils']) == 4\n"
+                        "    r = ns / (lev * mx)\n"
+                        "    print('noise SD estimate / simulated', lev, r)\n"
+                        "    assert (r > 0.9).all() and (r < 1.25).all(), r\n"
+                        "    d = h5py.File('dn%%d.h5' %% i)\n"
+                        "    assert np.array_equal(d.attrs['mrpipe_noise_sd'], ns) and int(d.attrs['mrpipe_coils']) == 4\n"
+                        "shutil.copy('%s', 'nt.h5')\n"
+                        "with h5py.File('nt.h5', 'a') as f: del f.attrs['calibration_noise_term']\n\"",
+                        mr_test_tmpdir(), mr_test_python(), mr_test_src("models/cs-l1_sigma.h5"));
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) fprintf(stderr, "%s\n", mr_test_output());
+    rc = mr_test_sh("cd %s && %s -q recon --input kn1.h5 --output cs1.h5 --method cs-l1 --mask "
+                    "equispaced --accel 4 --uncertainty model && %s -q recon --input kn1.h5 "
+                    "--output cs0.h5 --method cs-l1 --mask equispaced --accel 4 --uncertainty model "
+                    "--uncertainty-model nt.h5", mr_test_tmpdir(), mr_test_bin(), mr_test_bin());
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) fprintf(stderr, "%s\n", mr_test_output());
+    rc = mr_test_sh("cd %s && %s -c \"import h5py, numpy as np\n"
+                    "m = h5py.File('%s', 'r').attrs\n"
+                    "b, f = m['calibration_noise_term']\n"
+                    "c = dict(zip(m['calibration_accel'], m['calibration_accel_scales']))[4.0]\n"
+                    "r = h5py.File('cs1.h5')\n"
+                    "y, ns, C = r['reconstruction'][()], r.attrs['mrpipe_noise_sd'], int(r.attrs['mrpipe_coils'])\n"
+                    "s1, s0 = r['uncertainty'][()].astype(float), h5py.File('cs0_sd.h5')['uncertainty'][()].astype(float)\n"
+                    "s = ns[:, None, None]\n"
+                    "fl = np.sqrt(y.astype(float) ** 2 + 2 * C * s ** 2) - y\n"
+                    "want = np.sqrt(s0 ** 2 + c * c * (b * b * s * s + f * f * fl * fl))\n"
+                    "print('noise term: b %%.4g f %%.4g; max relative deviation %%.2e' %% (b, f, np.abs(s1 / want - 1).max()))\n"
+                    "assert f > 0.1 and np.abs(s1 / want - 1).max() < 1e-4\n"
+                    "assert (s1 > s0).mean() > 0.99\n\"",
+                    mr_test_tmpdir(), mr_test_python(), mr_test_src("models/cs-l1_sigma.h5"));
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) fprintf(stderr, "%s\n", mr_test_output());
+}
+
 static void expect_fail(const char *cmd, const char *needle)
 {
     int rc = mr_test_sh("%s", cmd);
@@ -464,6 +521,51 @@ static void test_unsampled_variance(void)
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
 }
 
+/* mr_sigma_fit_noise_term recovers (b, f) relative to a from draws e ~ N(0, a^2 sd^2 + b^2 s^2 +
+ * f^2 fl^2); the floor is sqrt(y^2 + 2 C s^2) - |y|; mr_sigma_add_noise_term adds the term at the
+ * given scale and leaves slices without a noise estimate (and networks without a term) alone. */
+static void test_noise_term(void)
+{
+    const size_t n = 200000;
+    double *rows = malloc(n * 4 * sizeof *rows), bf[2], nll, nll0;
+    const double a = 0.9, b = 0.8, f = 1.1;
+    mr_rng rng;
+    mr_rng_seed(&rng, 12);
+    for (size_t i = 0; i < n; i++) {
+        double *q = rows + 4 * i;
+        q[1] = exp(3 * mr_rng_uniform(&rng)), q[2] = exp(2 * mr_rng_uniform(&rng));
+        q[3] = mr_sigma_noise_floor(200 * mr_rng_uniform(&rng), q[2], 8);
+        double v = a * a * q[1] * q[1] + b * b * q[2] * q[2] + f * f * q[3] * q[3];
+        double u1 = mr_rng_uniform(&rng), u2 = mr_rng_uniform(&rng);
+        q[0] = sqrt(v) * sqrt(-2 * log(u1 > 1e-300 ? u1 : 1e-300)) * cos(2 * M_PI * u2);
+    }
+    CU_ASSERT_EQUAL_FATAL(mr_sigma_fit_noise_term(bf, &nll, &nll0, rows, n), MR_OK);
+    fprintf(stderr, "noise term fit: b/a %.4f (expected %.4f), f/a %.4f (expected %.4f), NLL %.4f "
+            "(network alone %.4f)\n", bf[0], b / a, bf[1], f / a, nll, nll0);
+    CU_ASSERT(fabs(bf[0] / (b / a) - 1) < 0.05);
+    CU_ASSERT(fabs(bf[1] / (f / a) - 1) < 0.05);
+    CU_ASSERT(nll < nll0);
+    CU_ASSERT_EQUAL(mr_sigma_fit_noise_term(bf, NULL, NULL, rows, 10), MR_ERR_INPUT);
+    free(rows);
+    /* the floor: 0 noise, none; on a zero image sqrt(2 C) s; far above the noise ~ C s^2 / y */
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_noise_floor(5, 0, 8), 0, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_noise_floor(0, 2, 8), 8, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_noise_floor(1000, 1, 8), 8.0 / 1000, 1e-4);
+    /* adding the term: SD^2 = sd^2 + scale^2 (b^2 s^2 + f^2 fl^2) per slice */
+    mr_nn_model m;
+    memset(&m, 0, sizeof m);
+    float sd[4] = {1, 2, 3, 4}, y[4] = {0, 10, 0, 10};
+    double ns[2] = {0.5, 0};
+    mr_sigma_add_noise_term(sd, y, 2, 2, &m, 2.0, ns, 4); /* no term: unchanged */
+    CU_ASSERT(sd[0] == 1 && sd[3] == 4);
+    m.meta.n_noise_term = 2, m.meta.noise_term[0] = 1.5, m.meta.noise_term[1] = 0.5;
+    mr_sigma_add_noise_term(sd, y, 2, 2, &m, 2.0, ns, 4);
+    double fl0 = sqrt(8 * 0.25), fl1 = sqrt(100 + 8 * 0.25) - 10;
+    CU_ASSERT_DOUBLE_EQUAL(sd[0], sqrt(1 + 4 * (2.25 * 0.25 + 0.25 * fl0 * fl0)), 1e-5);
+    CU_ASSERT_DOUBLE_EQUAL(sd[1], sqrt(4 + 4 * (2.25 * 0.25 + 0.25 * fl1 * fl1)), 1e-5);
+    CU_ASSERT(sd[2] == 3 && sd[3] == 4); /* slice 1: no noise estimate */
+}
+
 /* mr_sigma_fit_features recovers the weights of a known log-SD model from its draws: e ~ N(0, s^2)
  * with log s = L + w0 + w1 a1 + w2 a2 + w3 a3; and features of a step edge: G|grad y| peaks on it,
  * G|y - x| is 0 where the model changed nothing. */
@@ -569,6 +671,9 @@ int main(void)
         {"bad input: replicas, missing network or calibration, wrong base", test_bad_input},
         {"undersampling degradation: target, full sampling, zf vs cs-l1", test_degrade},
         {"feature refit of the SD: known weights recovered; edge and change features", test_feature_fit},
+        {"noise term of the SD: known weights recovered; floor; added per slice", test_noise_term},
+        {"recon records the coil noise SD; denoise keeps it; cs-l1's noise term follows it",
+         test_noise_record},
         {"a 3-channel variance network reads the input's sampling mask; per-method scales",
          test_unsampled_variance},
         {"synthetic training volumes from label atlases", test_synthetic_volumes},
