@@ -939,6 +939,19 @@ static mr_status cal_set_sd(val_set *vs, float **sd, const train_cfg *t, int i, 
     return st;
 }
 
+/* The next row of `width` doubles of a growing table (*cap rows allocated, *n used), or NULL when
+ * out of memory (the table is kept). */
+static double *next_row(double **rows, size_t *cap, size_t *n, size_t width)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 1 << 16;
+        double *nr = realloc(*rows, nc * width * sizeof *nr);
+        if (!nr) return NULL;
+        *rows = nr, *cap = nc;
+    }
+    return *rows + width * (*n)++;
+}
+
 /* noise_term: on every calibration set, rows (e, SD at scale 1, the slice's k-space noise SD, the
  * RSS noise floor at the judged image y), (b, f) fitted by Gaussian NLL (mr_sigma_fit_noise_term)
  * and stored in sig's meta; the conformal scales are fitted after, on the SD with the term. */
@@ -961,16 +974,12 @@ static mr_status fit_noise_term(char *text, size_t tsize, const train_cfg *t,
             st = mr_error_set(MR_ERR_INPUT, "%s: noise_term: no k-space noise estimate", vs.name);
         for (size_t q = 0; st == MR_OK && q < vs.S * hw; q++) {
             if (!(vs.clean[q] > 0.05 * mx) || !(sd[q] > 0)) continue;
-            if (n == cap) {
-                size_t nc = cap ? 2 * cap : 1 << 16;
-                double *nr = realloc(rows, nc * 4 * sizeof *rows);
-                if (!nr) {
-                    st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
-                    break;
-                }
-                rows = nr, cap = nc;
+            double *r = next_row(&rows, &cap, &n, 4);
+            if (!r) {
+                st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+                break;
             }
-            double *r = rows + 4 * n++, ns = vs.nsd[q / hw];
+            double ns = vs.nsd[q / hw];
             r[0] = (double)vs.out[q] - vs.clean[q], r[1] = sd[q], r[2] = ns;
             r[3] = mr_sigma_noise_floor(vs.out[q], ns, vs.coils);
         }
@@ -1021,16 +1030,11 @@ static mr_status fit_features(char *text, size_t tsize, const train_cfg *t, cons
                 for (size_t p = 0; p < hw; p++) {
                     size_t q = s * hw + p;
                     if (!(vs.clean[q] > 0.05 * mx) || !(sd[q] > 0)) continue;
-                    if (n == cap) {
-                        size_t nc = cap ? 2 * cap : 1 << 16;
-                        double *nr = realloc(rows, nc * 5 * sizeof *rows);
-                        if (!nr) {
-                            st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
-                            break;
-                        }
-                        rows = nr, cap = nc;
+                    double *r = next_row(&rows, &cap, &n, 5);
+                    if (!r) {
+                        st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+                        break;
                     }
-                    double *r = rows + 5 * n++;
                     r[0] = (double)vs.out[q] - vs.clean[q];
                     r[1] = log(sd[q] + eps) - L, r[2] = log(fb[p] + eps) - L;
                     r[3] = log(fb[hw + p] + eps) - L, r[4] = L;
