@@ -191,6 +191,9 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
         if (M->n_noise_term > 0)
             ok &= put_num(f, "calibration_noise_term", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->noise_term, (hsize_t)M->n_noise_term) >= 0;
+        if (M->n_noise_term > 0 && M->n_noise_term_methods > 0)
+            ok &= put_num(f, "calibration_method_noise_terms", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                          &M->noise_term_methods[0][0], (hsize_t)(2 * M->n_noise_term_methods)) >= 0;
     }
     for (int l = 0; ok && l < A->depth; l++) {
         const mr_nn_layer *L = &m->layers[l];
@@ -610,6 +613,19 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
             goto fail;
         }
         m->meta.n_noise_term = nn;
+        TRY(get_nums(f, path, "calibration_method_noise_terms", &m->meta.noise_term_methods[0][0], 8,
+                     &nn, 0));
+        ok = nn == 0 || (m->meta.n_noise_term == 2 && nn == 2 * m->meta.n_calibration_methods);
+        for (int i = 0; ok && i < nn; i++)
+            ok = (&m->meta.noise_term_methods[0][0])[i] >= 0 &&
+                 isfinite((&m->meta.noise_term_methods[0][0])[i]);
+        if (!ok) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'calibration_method_noise_terms': "
+                              "expected (b, f) >= 0 per calibration method (%d), found %d values",
+                              path, m->meta.n_calibration_methods, nn);
+            goto fail;
+        }
+        m->meta.n_noise_term_methods = nn / 2;
     }
     H5Eclear2(H5E_DEFAULT);
     for (int l = 0; l < m->arch.depth; l++) {

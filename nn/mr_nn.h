@@ -220,6 +220,8 @@ typedef struct {
                                    * SD^2 = SD_net^2 + b^2 s^2 + f^2 (sqrt(y^2 + 2 C s^2) - y)^2,
                                    * s the coil images' noise SD, C the coils (undersampling) */
     double noise_term[2];         /* b, f */
+    int n_noise_term_methods;     /* 0, or n_calibration_methods: (b, f) per input method */
+    double noise_term_methods[4][2];
 } mr_nn_meta;
 
 typedef struct {

@@ -908,17 +908,25 @@ static mr_status validate_sigma(double *nll, double *cov90, val_set *vs, int nv,
     return MR_OK;
 }
 
+/* The method index of slice k of an undersampling validation / calibration set (the cycle of
+ * degrade_validation). */
+static int method_of_slice(const train_cfg *t, size_t k)
+{
+    return (int)(k % (size_t)(t->u.n_methods * t->u.n_accel)) / t->u.n_accel;
+}
+
 /* Calibration set i at level l (Rician; undersampling: l = 0) as calibrate_sigma and
  * fit_features see it: loaded and degraded, the base model's output in vs->out, and the variance
- * network's raw SD (scale 1) in a new *sd (n floats; freed by the caller, with vs's buffers). */
-static mr_status cal_set_sd(val_set *vs, float **sd, const train_cfg *t, int i, int l,
+ * network's raw SD (scale 1) in a new *sd (n floats; freed by the caller, with vs's buffers).
+ * wide: undersampling noise levels at the ends and the middle of the range (noise_at). */
+static mr_status cal_set_sd(val_set *vs, float **sd, const train_cfg *t, int i, int l, int wide,
                             const mr_nn_model *base, const mr_nn_model *sig, mr_train_degrader *dg)
 {
     train_cfg tc = *t;
     tc.val_slices = t->cal_slices;
-    /* with a noise term, calibration spans the whole training noise range, ends included, so
-     * that the term's weights are fitted where the noise matters */
-    tc.noise_ends = t->vh_noise;
+    /* wide: the noise term's fit spans the whole training noise range, ends included, so that
+     * its weights are fitted where the noise matters (the scales keep the usual levels) */
+    tc.noise_ends = wide;
     if (!t->us) tc.val_sigma = t->cal_sigma[l];
     memset(vs, 0, sizeof *vs);
     *sd = NULL;
@@ -934,8 +942,11 @@ static mr_status cal_set_sd(val_set *vs, float **sd, const train_cfg *t, int i, 
         st = mr_sigma_volume(*sd, vs->noisy, t->vh_zf && vs->aux ? vs->aux : vs->out,
                              t->vh_unsampled ? vs->aux : NULL, vs->S, vs->H, vs->W, sig, 1.0,
                              vs->name);
-    if (st == MR_OK) /* no-op until fit_noise_term has set the term */
-        mr_sigma_add_noise_term(*sd, vs->out, vs->S, vs->H * vs->W, sig, 1.0, vs->nsd, vs->coils);
+    /* no-op until fit_noise_term has set the term; each slice with its own method's */
+    size_t hw = vs->H * vs->W;
+    for (size_t k = 0; st == MR_OK && k < vs->S && vs->nsd; k++)
+        mr_sigma_add_noise_term(*sd + k * hw, vs->out + k * hw, 1, hw, sig, 1.0, vs->nsd + k,
+                                vs->coils, t->u.methods[method_of_slice(t, k)]);
     return st;
 }
 
@@ -960,12 +971,14 @@ static mr_status fit_noise_term(char *text, size_t tsize, const train_cfg *t,
 {
     size_t cap = 0, n = 0;
     double *rows = NULL;
+    unsigned char *mrow = NULL; /* each row's method index */
+    size_t mcap = 0;
     mr_status st = MR_OK;
-    sig->meta.n_noise_term = 0;
+    sig->meta.n_noise_term = 0, sig->meta.n_noise_term_methods = 0;
     for (int i = 0; i < t->ncal && st == MR_OK; i++) {
         val_set vs;
         float *sd = NULL;
-        st = cal_set_sd(&vs, &sd, t, i, 0, base, sig, dg);
+        st = cal_set_sd(&vs, &sd, t, i, 0, 1, base, sig, dg);
         size_t hw = vs.H * vs.W;
         double mx = 0;
         for (size_t k = 0; st == MR_OK && k < vs.S * hw; k++)
@@ -982,6 +995,15 @@ static mr_status fit_noise_term(char *text, size_t tsize, const train_cfg *t,
             double ns = vs.nsd[q / hw];
             r[0] = (double)vs.out[q] - vs.clean[q], r[1] = sd[q], r[2] = ns;
             r[3] = mr_sigma_noise_floor(vs.out[q], ns, vs.coils);
+            if (n > mcap) {
+                unsigned char *nm = realloc(mrow, cap);
+                if (!nm) {
+                    st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+                    break;
+                }
+                mrow = nm, mcap = cap;
+            }
+            mrow[n - 1] = (unsigned char)method_of_slice(t, q / hw);
         }
         free(sd);
         free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols), free(vs.nsd);
@@ -990,11 +1012,31 @@ static mr_status fit_noise_term(char *text, size_t tsize, const train_cfg *t,
     if (st == MR_OK && (st = mr_sigma_fit_noise_term(bf, &nll, &nll0, rows, n)) == MR_OK) {
         sig->meta.noise_term[0] = bf[0], sig->meta.noise_term[1] = bf[1];
         sig->meta.n_noise_term = 2;
-        snprintf(text, tsize, "noise term fitted on %zu pixels: SD^2 = SD_net^2 + %.4g^2 s^2 + "
-                 "%.4g^2 (sqrt(y^2 + 2 C s^2) - y)^2 (s the k-space noise SD, C coils); NLL %.4f "
-                 "(network alone %.4f)", n, bf[0], bf[1], nll, nll0);
+        size_t o = (size_t)snprintf(text, tsize, "noise term fitted on %zu pixels: SD^2 = SD_net^2 + "
+                                    "%.4g^2 s^2 + %.4g^2 (sqrt(y^2 + 2 C s^2) - y)^2 (s the k-space "
+                                    "noise SD, C coils); NLL %.4f (network alone %.4f)", n, bf[0],
+                                    bf[1], nll, nll0);
+        /* per input method too (the artefact model's zf inputs carry the RSS floor into its output,
+         * its cs-l1 inputs do not): each method's rows fitted alone */
+        double *sub = t->u.n_methods > 1 ? malloc(n * 4 * sizeof *sub) : NULL;
+        if (t->u.n_methods > 1 && !sub) st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
+        for (int mi = 0; st == MR_OK && t->u.n_methods > 1 && mi < t->u.n_methods; mi++) {
+            size_t k = 0;
+            for (size_t j = 0; j < n; j++)
+                if (mrow[j] == mi) memcpy(sub + 4 * k++, rows + 4 * j, 4 * sizeof *sub);
+            double bm[2], nm = 0, nm0 = 0;
+            if ((st = mr_sigma_fit_noise_term(bm, &nm, &nm0, sub, k)) != MR_OK) break;
+            sig->meta.noise_term_methods[mi][0] = bm[0], sig->meta.noise_term_methods[mi][1] = bm[1];
+            snprintf(sig->meta.calibration_methods[mi], sizeof sig->meta.calibration_methods[0],
+                     "%s", t->u.methods[mi]);
+            o += (size_t)snprintf(text + o, o < tsize ? tsize - o : 0, "%s %s: b %.4g, f %.4g (NLL "
+                                  "%.4f, network alone %.4f)", mi ? ";" : "; per input method:",
+                                  t->u.methods[mi], bm[0], bm[1], nm, nm0);
+        }
+        free(sub);
+        if (st == MR_OK && t->u.n_methods > 1) sig->meta.n_noise_term_methods = t->u.n_methods;
     }
-    free(rows);
+    free(rows), free(mrow);
     return st;
 }
 
@@ -1014,7 +1056,7 @@ static mr_status fit_features(char *text, size_t tsize, const train_cfg *t, cons
         for (int i = 0; i < t->ncal && st == MR_OK; i++) {
             val_set vs;
             float *sd = NULL, *fb = NULL;
-            st = cal_set_sd(&vs, &sd, t, i, l, base, sig, dg);
+            st = cal_set_sd(&vs, &sd, t, i, l, 0, base, sig, dg);
             size_t hw = vs.H * vs.W, nv = vs.S * hw;
             if (st == MR_OK && !(fb = malloc(4 * hw * sizeof *fb)))
                 st = mr_error_set(MR_ERR_NOMEM, "calibration: out of memory");
@@ -1085,7 +1127,7 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
         for (int i = 0; i < t->ncal && st == MR_OK; i++) {
             val_set vs;
             float *sd = NULL;
-            st = cal_set_sd(&vs, &sd, t, i, l, base, sig, dg);
+            st = cal_set_sd(&vs, &sd, t, i, l, 0, base, sig, dg);
             size_t n = vs.S * vs.H * vs.W;
             if (st == MR_OK && nr + n > cap) {
                 size_t nc = (nr + n) * 2;

@@ -197,10 +197,11 @@ mr_status mr_sigma_fit_noise_term(double bf[2], double *nll, double *nll0, const
                                   size_t n);
 /* sd (S slices of hw pixels, already scaled by `scale`) += the noise term at each slice's noise SD
  * noise_sd[s] (image units) for an image y from `coils` coils: sd = sqrt(sd^2 + scale^2 (b^2 s^2 +
- * f^2 floor^2)). No-op when the network has no noise term or noise_sd is NULL; slices with
- * noise_sd <= 0 are left alone. */
+ * f^2 floor^2)), (b, f) the input method's when the network has them per method (method may be
+ * NULL: the pooled ones). No-op when the network has no noise term or noise_sd is NULL; slices
+ * with noise_sd <= 0 are left alone. */
 void mr_sigma_add_noise_term(float *sd, const float *y, size_t S, size_t hw, const void *sigma,
-                             double scale, const double *noise_sd, int coils);
+                             double scale, const double *noise_sd, int coils, const char *method);
 
 /* Append |est - truth| / sd over the foreground (truth > fg x max) to r[*count...]. */
 void mr_sigma_collect(double *r, size_t *count, const float *truth, const float *est,

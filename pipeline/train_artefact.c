@@ -286,20 +286,30 @@ mr_status mr_train_bank_build(mr_train_bank *b, const mr_train_volume *vols, int
         mr_rng rng;
         mr_rng_seed(&rng, seed * 0xD1B54A32D192ED03ull + (uint64_t)i * 0x9E3779B97F4A7C15ull + 5);
         double mean = 0;
-        for (int attempt = 0; attempt < 8; attempt++) {
-            mean = cut_plane(plane, m, vols, nvols, scratch, &rng);
-            if (mean >= 0.5 * s->min_mean) break;
-        }
-        mr_train_augment(img, plane, m, s, &rng);
         mr_train_degradation g;
-        int ai = (int)mr_rng_below(&rng, (uint64_t)u->n_accel);
-        g.accel = u->accel[ai], g.center_fraction = u->cf[ai];
-        g.mask = u->masks[mr_rng_below(&rng, (uint64_t)u->n_masks)];
-        g.method = (int)mr_rng_below(&rng, (uint64_t)u->n_methods);
-        g.noise = mr_train_log_uniform(&rng, u->noise_min, u->noise_max);
-        g.seed = mr_rng_next(&rng);
+        int ai = 0;
         float *ref = b->ref + (size_t)i * hw, *deg = b->deg + (size_t)i * hw;
-        if ((st = mr_train_degrade(dg, ref, deg, img, &g)) != MR_OK) break;
+        /* a plane the method cannot reconstruct (ESPIRiT finds no coil maps in too small a
+         * centre of a nearly empty plane) is replaced by another draw, up to 8 times */
+        for (int tries = 0;; tries++) {
+            for (int attempt = 0; attempt < 8; attempt++) {
+                mean = cut_plane(plane, m, vols, nvols, scratch, &rng);
+                if (mean >= 0.5 * s->min_mean) break;
+            }
+            mr_train_augment(img, plane, m, s, &rng);
+            ai = (int)mr_rng_below(&rng, (uint64_t)u->n_accel);
+            g.accel = u->accel[ai], g.center_fraction = u->cf[ai];
+            g.mask = u->masks[mr_rng_below(&rng, (uint64_t)u->n_masks)];
+            g.method = (int)mr_rng_below(&rng, (uint64_t)u->n_methods);
+            g.noise = mr_train_log_uniform(&rng, u->noise_min, u->noise_max);
+            g.seed = mr_rng_next(&rng);
+            st = mr_train_degrade(dg, ref, deg, img, &g);
+            if (st != MR_ERR_INPUT || tries >= 8) break;
+            if (log) fprintf(log, "mrpipe train: artefact bank plane %d drawn again (%s)\n", i,
+                             mr_error_message());
+            mr_error_clear();
+        }
+        if (st != MR_OK) break;
         float *aux = b->aux + (size_t)i * hw;
         if ((st = mr_train_degrader_aux(dg, aux, deg)) != MR_OK) break;
         memcpy(b->cols + (size_t)i * m, mr_train_degrader_mask(dg), m * sizeof *b->cols); /* row 0 */

@@ -282,11 +282,14 @@ mr_status mr_sigma_fit_noise_term(double bf[2], double *nll, double *nll0, const
 }
 
 void mr_sigma_add_noise_term(float *sd, const float *y, size_t S, size_t hw, const void *sigma_model,
-                             double scale, const double *noise_sd, int coils)
+                             double scale, const double *noise_sd, int coils, const char *method)
 {
     const mr_nn_model *sigma = sigma_model;
     if (!sigma || sigma->meta.n_noise_term != 2 || !noise_sd) return;
     double b = sigma->meta.noise_term[0], f = sigma->meta.noise_term[1];
+    for (int i = 0; method && i < sigma->meta.n_noise_term_methods; i++)
+        if (!strcmp(sigma->meta.calibration_methods[i], method))
+            b = sigma->meta.noise_term_methods[i][0], f = sigma->meta.noise_term_methods[i][1];
     for (size_t s = 0; s < S; s++) {
         double ns = noise_sd[s];
         if (!(ns > 0) || !isfinite(ns)) continue;

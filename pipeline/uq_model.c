@@ -252,7 +252,7 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
                         info->coils > 0 ? "" : ", and one coil (a Rician floor)");
             }
             mr_sigma_add_noise_term(sd, y, S, H * W, sigma, scale, ns,
-                                    info->coils > 0 ? info->coils : 1);
+                                    info->coils > 0 ? info->coils : 1, info->method);
             free(ns);
         }
         if (kind == MR_UQ_MODEL) return MR_OK;

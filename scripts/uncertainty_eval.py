@@ -15,6 +15,8 @@ Cases:
   cs-l1 4x   `mrpipe simulate` (8 coils, noise 0.005 of max), `mrpipe recon --method cs-l1 --mask
              equispaced|random --accel 4 --center-fraction 0.08 --uncertainty model` (and `both`
              with --recon-both) against the fully sampled RSS
+  zf, sense, cs-tv  the same k-space, `mrpipe recon --method M ... --uncertainty model` (their own
+             variance networks); ask for them in --cases
   artefact   the same k-space, zero-filled 4x, then `mrpipe denoise --model models/artefact.h5
              --uncertainty model --accel 4`; also the artefact model on the cs-l1 4x images
 Goal (issue 6): coverage within 3 points of nominal at 90 and 95 %, Spearman >= 0.5.
@@ -37,6 +39,7 @@ import nibabel as nib
 import numpy as np
 
 TEMPLATES = "/usr/share/mricron/templates"
+RECON_METHODS = ("zf", "sense", "cs-l1", "cs-tv")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -118,7 +121,9 @@ def main():
                     help="mrpipe simulate --noise for the k-space cases (fraction of the volume "
                          "max per coil and real/imaginary part); at 0.01 the reference RSS noise "
                          "floor of inia19 lies above the 5 %% foreground threshold")
-    ap.add_argument("--cases", default="denoiser,cs-l1,artefact")
+    ap.add_argument("--cases", default="denoiser,cs-l1,artefact",
+                    help="denoiser, artefact and any of the recon methods zf, sense, cs-l1, cs-tv "
+                         "(their own variance networks, models/<method>_sigma.h5)")
     ap.add_argument("--masks", default="equispaced,random",
                     help="fastMRI masks of the k-space cases (4x, centre fraction 0.08)")
     ap.add_argument("--recon-both", action="store_true",
@@ -168,7 +173,8 @@ def main():
                     rows.append(row("denoiser, Rician %d %%" % round(lev * 100), name, kind, u, sec))
                     if kind == "model" and lev == 0.05:
                         report(tag, ref, out, sdp, "denoiser 5 % (model SD)")
-        if "cs-l1" in cases or "artefact" in cases:
+        recon_cases = [c for c in cases if c in RECON_METHODS]
+        if recon_cases or "artefact" in cases:
             ksp = os.path.join(work, "%s_k.h5" % short)
             run([mrpipe, "simulate", "--input", os.path.join(TEMPLATES, fname), "--output", ksp,
                  "--slices", "%d:%d" % (kks[0], kks[-1] + 1), "--coils", "8", "--noise", str(a.kspace_noise),
@@ -178,6 +184,18 @@ def main():
                 mask = ["--mask", mk, "--accel", "4", "--center-fraction", "0.08"]
                 mt = "random" if mk == "random" else "equisp."
                 cs = os.path.join(work, "%s_csl1_4x_%s.h5" % (short, mk))
+                # the other reconstruction methods' own variance networks (models/<method>_sigma.h5)
+                for meth in [c for c in recon_cases if c != "cs-l1"]:
+                    out = os.path.join(work, "%s_%s_4x_%s.h5" % (short, meth, mk))
+                    sdp = out[:-3] + "_sd.h5"
+                    t0 = time.time()
+                    run([mrpipe, "recon", "--input", ksp, "--output", out, "--method", meth] + mask +
+                        ["--uncertainty", "model"])
+                    sec = time.time() - t0
+                    u = uq_figures(mrpipe, ref, out, sdp, work, os.path.basename(out[:-3]))
+                    rows.append(row("%s 4x %s" % (meth, mt), name, "model", u, sec))
+                if "cs-l1" not in cases and "artefact" not in cases:
+                    continue
                 kinds = ["model", "both"] if a.recon_both else ["model"]
                 for kind in kinds:
                     out = cs if kind == "model" else cs[:-3] + "_both.h5"

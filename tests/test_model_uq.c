@@ -430,6 +430,7 @@ static void test_tiny_artefact_training(void)
          "expected output or zero_filled"},
         {"variance_head: {base: none, unsampled_part: true}\n",
          "unsampled_part needs degradation"},
+        {"variance_head: {base: none, noise_term: true}\n", "noise_term needs degradation"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         snprintf(cfg, sizeof cfg, "%s%s", base, bad[i][0]);
@@ -556,14 +557,25 @@ static void test_noise_term(void)
     memset(&m, 0, sizeof m);
     float sd[4] = {1, 2, 3, 4}, y[4] = {0, 10, 0, 10};
     double ns[2] = {0.5, 0};
-    mr_sigma_add_noise_term(sd, y, 2, 2, &m, 2.0, ns, 4); /* no term: unchanged */
+    mr_sigma_add_noise_term(sd, y, 2, 2, &m, 2.0, ns, 4, NULL); /* no term: unchanged */
     CU_ASSERT(sd[0] == 1 && sd[3] == 4);
     m.meta.n_noise_term = 2, m.meta.noise_term[0] = 1.5, m.meta.noise_term[1] = 0.5;
-    mr_sigma_add_noise_term(sd, y, 2, 2, &m, 2.0, ns, 4);
+    mr_sigma_add_noise_term(sd, y, 2, 2, &m, 2.0, ns, 4, "zf"); /* no per-method terms: pooled */
     double fl0 = sqrt(8 * 0.25), fl1 = sqrt(100 + 8 * 0.25) - 10;
     CU_ASSERT_DOUBLE_EQUAL(sd[0], sqrt(1 + 4 * (2.25 * 0.25 + 0.25 * fl0 * fl0)), 1e-5);
     CU_ASSERT_DOUBLE_EQUAL(sd[1], sqrt(4 + 4 * (2.25 * 0.25 + 0.25 * fl1 * fl1)), 1e-5);
     CU_ASSERT(sd[2] == 3 && sd[3] == 4); /* slice 1: no noise estimate */
+    /* per input method: zf's (0, 0) leaves the SD alone, cs-l1's is the pooled term above */
+    m.meta.n_calibration_methods = m.meta.n_noise_term_methods = 2;
+    snprintf(m.meta.calibration_methods[0], sizeof m.meta.calibration_methods[0], "zf");
+    snprintf(m.meta.calibration_methods[1], sizeof m.meta.calibration_methods[1], "cs-l1");
+    m.meta.noise_term_methods[0][0] = m.meta.noise_term_methods[0][1] = 0;
+    m.meta.noise_term_methods[1][0] = 1.5, m.meta.noise_term_methods[1][1] = 0.5;
+    float sz[2] = {1, 2}, c[2] = {1, 2};
+    mr_sigma_add_noise_term(sz, y, 1, 2, &m, 2.0, ns, 4, "zf");
+    CU_ASSERT(sz[0] == 1 && sz[1] == 2);
+    mr_sigma_add_noise_term(c, y, 1, 2, &m, 2.0, ns, 4, "cs-l1");
+    CU_ASSERT_DOUBLE_EQUAL(c[0], sqrt(1 + 4 * (2.25 * 0.25 + 0.25 * fl0 * fl0)), 1e-5);
 }
 
 /* mr_sigma_fit_features recovers the weights of a known log-SD model from its draws: e ~ N(0, s^2)
