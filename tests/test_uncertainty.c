@@ -310,8 +310,9 @@ static void test_bad_input(void)
     int rc = mr_test_sh("%s recon --input %s --output %s --uncertainty replica --replicas 1",
                         mr_test_bin(), mr_test_path("phn.cfl"), mr_test_path("bad.h5"));
     CU_ASSERT(rc != 0 && strstr(mr_test_output(), "at least 2") != NULL);
-    rc = mr_test_sh("%s recon --input %s --output %s --uncertainty model", mr_test_bin(),
-                    mr_test_path("phn.cfl"), mr_test_path("bad.h5"));
+    rc = mr_test_sh("%s recon --input %s --output %s --uncertainty model --uncertainty-model %s",
+                    mr_test_bin(), mr_test_path("phn.cfl"), mr_test_path("bad.h5"),
+                    mr_test_path("no_such_sigma.h5"));
     CU_ASSERT(rc != 0 && strstr(mr_test_output(), "no calibrated uncertainty model for method zf") != NULL);
     rc = mr_test_sh("%s recon --input %s --output %s --uncertainty maybe", mr_test_bin(),
                     mr_test_path("phn.cfl"), mr_test_path("bad.h5"));
