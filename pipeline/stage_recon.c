@@ -5,10 +5,17 @@
  * iterative methods, a method from mr_recon_methods, centre crop to the recon size. The method's
  * state and the oversampling plan are kept across scans of the same geometry, so a batch of
  * same-sized scans plans once per worker.
+ *
+ * uncertainty: model gives each image the SD map of its method's calibrated variance network
+ * (models/<method>_sigma.h5, as `mrpipe recon --uncertainty model`), with the sampling mask (given,
+ * or inferred from slice 0's k-space) and each slice's coil noise SD (mr_noise_sd_estimate), both
+ * also kept with the image for later stages and outputs.
  */
 #include "mr_recon.h"
 #include "mr_stages.h"
+#include "mr_train.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +26,7 @@ typedef struct {
     mr_mask_params mp;
     uint32_t seed;
     mr_recon_params rp;
+    void *sigma; /* uncertainty: model: the method's variance network */
     /* kept across scans */
     void *mstate;
     size_t mc, mh, mw;
@@ -35,6 +43,9 @@ static const mr_stage_key recon_keys[] = {
     {"seed", MR_KEY_INT, "0", 0, "mask seed (same seed, same mask as fastMRI)"},
     {"lambda", MR_KEY_FLOAT, NULL, 0, "regularisation weight as BART pics -r [method's default]"},
     {"iters", MR_KEY_INT, NULL, 0, "iterations [method's default]"},
+    {"uncertainty", MR_KEY_STRING, "none", 0,
+     "none or model: the SD map of the method's calibrated variance network "
+     "(models/<method>_sigma.h5, as mrpipe recon --uncertainty model)"},
     {NULL, 0, NULL, 0, NULL},
 };
 
@@ -44,6 +55,7 @@ static void recon_destroy(void *state)
     if (!s) return;
     if (s->mstate) s->method->destroy(s->mstate);
     mr_os_plan_destroy(s->os);
+    mr_sigma_free(s->sigma);
     free(s);
 }
 
@@ -87,7 +99,24 @@ static mr_status recon_create(void **state, const mr_stage_ctx *x)
         s->rp.has_lambda = 1;
     }
     if (st == MR_OK && (v = mr_cfg_child(n, "iters"))) st = mr_cfg_as_long(&s->rp.iters, c, v, 1, 100000);
+    v = mr_cfg_child(n, "uncertainty");
+    if (st == MR_OK && strcmp(v->value, "none") != 0) {
+        if (strcmp(v->value, "model") != 0)
+            st = mr_config_error(c, v, MR_ERR_USAGE, "expected none or model (replica maps: "
+                                 "mrpipe recon --uncertainty replica), found '%s'", v->value);
+        char rel[96], sp[4096], what[96];
+        snprintf(rel, sizeof rel, "models/%s_sigma.h5", s->method->name);
+        snprintf(what, sizeof what, "method %s", s->method->name);
+        if (st == MR_OK && mr_data_path(sp, sizeof sp, rel) != MR_OK)
+            snprintf(sp, sizeof sp, "%s (in mrpipe's data root)", rel);
+        if (st == MR_OK && (st = mr_sigma_load(&s->sigma, sp, what)) != MR_OK) {
+            char why[1024];
+            snprintf(why, sizeof why, "%s", mr_error_message());
+            st = mr_config_error(c, v, st, "%s", why);
+        }
+    }
     if (st != MR_OK) {
+        mr_sigma_free(s->sigma);
         free(s);
         return st;
     }
@@ -121,7 +150,7 @@ static mr_status recon_run(void *state, mr_scan *scan)
 {
     recon_state *s = state;
     mr_status st;
-    mr_array *mag = NULL, *cplx = NULL;
+    mr_array *mag = NULL, *cplx = NULL, *sd = NULL;
     mr_cfloat *slice = NULL, *grid = NULL, *image = NULL;
     float *mask2d = NULL, *mask1d = NULL, *pattern = NULL;
     double *nsd = NULL; /* per slice the coil noise SD */
@@ -191,6 +220,15 @@ static mr_status recon_run(void *state, mr_scan *scan)
         }
         if (mask2d) memcpy(pattern, mask2d, gh * W * sizeof *pattern); /* row-constant if os */
         else if (!is_zf || i == 0) mr_mask_infer(pattern, k, C, gh, W); /* zf ignores it */
+        if (!mask2d && i == 0 && !mask1d) { /* the pattern found in the data, when 1-D */
+            int rows_same = 1;
+            for (size_t y = 1; y < gh && rows_same; y++)
+                rows_same = !memcmp(pattern + y * W, pattern, W * sizeof *pattern);
+            size_t acq = 0;
+            for (size_t x = 0; x < W; x++) acq += pattern[x] != 0;
+            if (rows_same && acq > 0 && acq < W && (mask1d = malloc(W * sizeof *mask1d)))
+                memcpy(mask1d, pattern, W * sizeof *mask1d);
+        }
         /* the coil noise SD, as `mrpipe recon` records it (variance networks' noise term) */
         if (mr_noise_sd_estimate(nsd + i, k, (mask2d || !is_zf || i == 0) ? pattern : NULL, C, gh,
                                  W) != MR_OK)
@@ -207,6 +245,21 @@ static mr_status recon_run(void *state, mr_scan *scan)
         mr_crop_c64(c, in->recon_h, in->recon_w, image, gh, W);
         for (size_t p = 0; p < hw_out; p++) m[p] = cabsf(c[p]);
     }
+    if (s->sigma) { /* uncertainty: model */
+        size_t hw_o = in->recon_h * in->recon_w, acq = 0;
+        for (size_t x = 0; mask1d && x < W; x++) acq += mask1d[x] != 0;
+        double scale = mr_sigma_scale_accel(s->sigma, acq ? (double)W / (double)acq : 0);
+        char what[4200];
+        snprintf(what, sizeof what, "%s (image %s)", scan->input, s->label);
+        if ((st = mr_array_create(&sd, MR_FLOAT32, 3, dims)) != MR_OK) goto done;
+        st = mr_sigma_volume_masked(mr_array_f32(sd), mr_array_f32(mag), mr_array_f32(mag), S,
+                                    in->recon_h, in->recon_w, s->sigma, scale, mask1d,
+                                    mask1d ? W : 0, what);
+        if (st != MR_OK) goto done;
+        if (n_nsd_fail < S)
+            mr_sigma_add_noise_term(mr_array_f32(sd), mr_array_f32(mag), S, hw_o, s->sigma, scale,
+                                    nsd, (int)C, s->method->name);
+    }
     {
         mr_scan_image *im = &scan->images[scan->n_images++];
         memset(im, 0, sizeof *im);
@@ -215,7 +268,11 @@ static mr_status recon_run(void *state, mr_scan *scan)
         im->image = mag;
         im->cplx = cplx;
         mag = cplx = NULL;
-        if (mask1d && s->mp.type != MR_MASK_POISSON) {
+        if (sd) {
+            im->uncertainty = sd, sd = NULL;
+            snprintf(im->uncertainty_kind, sizeof im->uncertainty_kind, "model");
+        }
+        if (mask1d && (!s->has_mask || s->mp.type != MR_MASK_POISSON)) {
             im->mask1d = mask1d;
             im->mask_len = W;
             mask1d = NULL;
@@ -226,6 +283,7 @@ static mr_status recon_run(void *state, mr_scan *scan)
     MR_INFO("%s: %s: %s, %zu slice(s) -> %zu x %zu", scan->id, s->label, s->method->name, S,
             in->recon_h, in->recon_w);
 done:
+    mr_array_destroy(sd);
     mr_array_destroy(mag);
     mr_array_destroy(cplx);
     mr_free_aligned(slice);

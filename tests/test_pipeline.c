@@ -195,12 +195,14 @@ static void test_run_simulated(void)
                "  simulate: {coils: 4, slices: '86:89', matrix: '96,80'}\n"
                "  full: {stage: recon}\n"
                "  zf_4x: {stage: recon, mask: equispaced, accel: 4}\n"
+               "  zfu_4x: {stage: recon, mask: equispaced, accel: 4, uncertainty: model}\n"
                "  validate: {}\n  write: {formats: [h5, png, nifti]}\n"
                "  report: {zero_filled: zf_4x}\n");
     fclose(f);
     CU_ASSERT_FATAL(mr_test_sh("mkdir -p %s && cd %s && %s run %s", dir, dir, mr_test_bin(), cfg) == 0);
     const char *files[] = {"kspace.h5", "full.h5", "full.png", "full.nii.gz", "zf_4x.h5",
-                           "zf_4x.png", "metrics.json", "mrpipe-done.yaml", "report.html",
+                           "zf_4x.png", "zfu_4x.h5", "zfu_4x_sd.h5", "zfu_4x_sd.png",
+                           "zfu_4x_sd.nii.gz", "metrics.json", "mrpipe-done.yaml", "report.html",
                            "summary.json", "summary.csv", "summary.html", "config.resolved.yaml",
                            "versions.txt", "mrpipe.log", NULL};
     char out[4200];
@@ -212,6 +214,20 @@ static void test_run_simulated(void)
     expect_in(mr_test_output(), "\"nmse\": 0,");
     CU_ASSERT(mr_test_sh("cat %s/summary.csv", out) == 0);
     expect_in(mr_test_output(), "ch2,/usr/share/mricron/templates/ch2.nii.gz,ok,zf_4x,");
+    /* the recon stage's model SD (models/zf_sigma.h5): the map and the noise estimate in the .h5,
+     * the SD judged in the report */
+    int rc = mr_test_sh("cd %s && %s -c \"import h5py, json, numpy as np\n"
+                        "f = h5py.File('zfu_4x.h5')\n"
+                        "u, r = f['uncertainty'][()], f['reconstruction'][()]\n"
+                        "assert u.shape == r.shape and np.isfinite(u).all() and (u > 0).mean() > 0.9\n"
+                        "assert f.attrs['mrpipe_noise_sd'].shape == (3,) and int(f.attrs['mrpipe_coils']) == 4\n"
+                        "assert f['mask'].shape == (80,)\n"
+                        "m = [x for x in json.load(open('report.json'))['methods'] if x['label'] == 'zfu_4x'][0]\n"
+                        "c = m['uncertainty_metrics']['coverage_90']\n"
+                        "print('zfu_4x coverage at 90:', c)\n"
+                        "assert 0.5 < c <= 1\n\"", out, mr_test_python());
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) fprintf(stderr, "%s\n", mr_test_output());
     /* again: complete, skipped */
     CU_ASSERT(mr_test_sh("cd %s && %s run %s", dir, mr_test_bin(), cfg) == 0);
     expect_in(mr_test_output(), "1 complete (1 already)");

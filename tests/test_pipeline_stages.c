@@ -211,6 +211,10 @@ static void test_config_errors(void)
              "    uncertainty: maybe\n",
              h5);
     expect_error(yaml, "expected none, model, replica or both, found 'maybe'");
+    /* the recon stage's uncertainty: none or model (replica maps are mrpipe recon's) */
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon, uncertainty: replica}\n", h5);
+    expect_error(yaml, "t.yaml line 4: stages.zf.uncertainty: expected none or model");
     /* a suffix that makes a label already taken */
     snprintf(yaml, sizeof yaml,
              "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n"
