@@ -188,6 +188,11 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
         if (M->n_feature_weights > 0)
             ok &= put_num(f, "calibration_feature_weights", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->feature_weights, (hsize_t)M->n_feature_weights) >= 0;
+        if (M->n_feature_weights > 0 && M->feature_bootstrap) {
+            double one = 1;
+            ok &= put_num(f, "calibration_feature_bootstrap", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                          &one, 1) >= 0;
+        }
         if (M->n_noise_term > 0)
             ok &= put_num(f, "calibration_noise_term", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->noise_term, (hsize_t)M->n_noise_term) >= 0;
@@ -604,6 +609,16 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
             goto fail;
         }
         m->meta.n_feature_weights = nn;
+        {
+            double fb = 0;
+            TRY(get_nums(f, path, "calibration_feature_bootstrap", &fb, 1, &nn, 0));
+            if (nn == 1 && (fb != 0 && fb != 1)) {
+                st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'calibration_feature_bootstrap': "
+                                  "expected 0 or 1, found %g", path, fb);
+                goto fail;
+            }
+            m->meta.feature_bootstrap = nn == 1 && fb == 1 && m->meta.n_feature_weights == 4;
+        }
         TRY(get_nums(f, path, "calibration_noise_term", m->meta.noise_term, 2, &nn, 0));
         ok = nn == 0 || nn == 2;
         for (int i = 0; ok && i < nn; i++) ok = m->meta.noise_term[i] >= 0 && isfinite(m->meta.noise_term[i]);

@@ -216,6 +216,8 @@ typedef struct {
                                    * log SD = w0 + w1 log(net SD + e) + w2 log(G|y - x| + e)
                                    * + w3 log(G|grad y| + e) + (1 - w1 - w2 - w3) log(level) */
     double feature_weights[4];
+    int feature_bootstrap;        /* 1: w2's feature is the reconstruction's parametric bootstrap map
+                                   * (recon/bootstrap.c, `recon --uncertainty bootstrap`), not G|y - x| */
     int n_noise_term;             /* 0, or 2: the reference's noise added to the SD (calibration set):
                                    * SD^2 = SD_net^2 + b^2 s^2 + f^2 (sqrt(y^2 + 2 C s^2) - y)^2,
                                    * s the coil images' noise SD, C the coils (undersampling) */

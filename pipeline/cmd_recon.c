@@ -16,7 +16,8 @@
 static const char *USAGE =
     "usage: mrpipe recon --input K --output OUT [--method M] [--lambda L] [--iters N]\n"
     "                    [--sens MAPS.cfl] [--mask TYPE --accel R --center-fraction CF [--seed S]]\n"
-    "                    [--uncertainty none|replica [--replicas N] [--uncertainty-output PATH]]\n"
+    "                    [--uncertainty none|replica|model|both|bootstrap [--replicas N]\n"
+    "                     [--uncertainty-output PATH]]\n"
     "\n"
     "  --input K            k-space: fastMRI .h5 (kspace (S,C,H,W) or (S,H,W)), ISMRMRD .h5 or BART\n"
     "                       .cfl (d0=H readout, d1=W, d3=coils, d13=slices)\n"
@@ -38,8 +39,12 @@ static const char *USAGE =
     "                       (docs/uncertainty.md). replica: pseudo-multiple replicas (cost: N extra\n"
     "                       reconstructions); model: the method's calibrated variance network\n"
     "                       (models/METHOD_sigma.h5; one small CNN pass); both: sqrt of the sum of\n"
-    "                       the two variances  [none]\n"
-    "  --uncertainty-model S.h5  the variance network for model/both [models/METHOD_sigma.h5]\n"
+    "                       the two variances; bootstrap (sense, cs-l1, cs-tv): the variance network\n"
+    "                       refitted with a parametric bootstrap of the reconstruction (the method\n"
+    "                       run once more on k-space re-simulated from its own image;\n"
+    "                       models/METHOD_sigma_bootstrap.h5)  [none]\n"
+    "  --uncertainty-model S.h5  the variance network for model/both/bootstrap\n"
+    "                       [models/METHOD_sigma.h5, models/METHOD_sigma_bootstrap.h5]\n"
     "  --replicas N         replicas for --uncertainty replica (N >= 2)  [16]\n"
     "  --replica-threads T  replicas run at once, each in its own method state  [1]\n"
     "  --uncertainty-output PATH  the SD map (any output format; .png: inferno with a colour bar)\n"
@@ -62,6 +67,7 @@ typedef struct {
     int unc_net; /* model or both */
     long replicas, replica_threads;
     int unc_replica;
+    int unc_boot; /* --uncertainty bootstrap: the variance network refitted with the bootstrap map */
 } recon_opts;
 
 static int parse(recon_opts *o, int argc, char **argv)
@@ -124,10 +130,17 @@ static int parse(recon_opts *o, int argc, char **argv)
         if (!v) return mr_cli_usage_error("recon", "%s needs a value", argv[i]);
     }
     mr_uq_kind uk;
-    if ((st = mr_uq_kind_parse(&uk, o->uncertainty, "--uncertainty")) != MR_OK)
+    if (o->uncertainty && !strcmp(o->uncertainty, "bootstrap")) {
+        o->unc_boot = 1;
+        uk = MR_UQ_MODEL; /* the model path, with the bootstrap map as the refit's feature */
+    } else if ((st = mr_uq_kind_parse(&uk, o->uncertainty, "--uncertainty")) != MR_OK)
         return mr_cli_fail("recon", st);
     o->unc_replica = uk == MR_UQ_REPLICA || uk == MR_UQ_BOTH;
     o->unc_net = uk == MR_UQ_MODEL || uk == MR_UQ_BOTH;
+    if (o->unc_boot && o->method && !strcmp(o->method, "zf"))
+        return mr_cli_usage_error("recon", "--uncertainty bootstrap: method zf has nothing to "
+                                  "re-simulate (its image is the data itself); use sense, cs-l1 "
+                                  "or cs-tv, or --uncertainty model");
     if ((o->unc_output || o->unc_model) && uk == MR_UQ_NONE)
         return mr_cli_usage_error("recon", "%s needs --uncertainty replica, model or both",
                                   o->unc_output ? "--uncertainty-output" : "--uncertainty-model");
@@ -316,6 +329,7 @@ int mr_cmd_recon(int argc, char **argv)
     float *gvol = NULL, *gbuf = NULL; /* ... or the unsampled part: (S, h, w), one grid slice */
     mr_zf_plan *zfp = NULL;
     float *sd_grid = NULL;
+    float *bvol = NULL, *bgrid = NULL; /* --bootstrap: mean square deviation (S, h, w), grid slice */
     mr_cfloat *chol = NULL, *slice_chol = NULL, *psi_est = NULL, *umaps = NULL;
     /* per slice, the coil noise SD estimated from the k-space (image units: orthonormal FFTs):
      * written with .h5 outputs (mrpipe_noise_sd) and used by variance networks' noise term */
@@ -341,7 +355,8 @@ int mr_cmd_recon(int argc, char **argv)
     if (st == MR_OK && ofmt == MR_FMT_CFL) st = mr_array_create(&cplx, MR_COMPLEX64, 3, dims);
     if (st == MR_OK && o.unc_net) { /* the variance network, checked before any work */
         char sp[4096], name[64];
-        snprintf(name, sizeof name, "models/%s_sigma.h5", method->name);
+        snprintf(name, sizeof name, "models/%s_sigma%s.h5", method->name,
+                 o.unc_boot ? "_bootstrap" : "");
         if (o.unc_model) snprintf(sp, sizeof sp, "%s", o.unc_model);
         else if (mr_data_path(sp, sizeof sp, name) != MR_OK) /* not shipped: say which file */
             snprintf(sp, sizeof sp, "%s (in mrpipe's data root)", name);
@@ -350,6 +365,11 @@ int mr_cmd_recon(int argc, char **argv)
             snprintf(what, sizeof what, "method %s", method->name);
             st = mr_sigma_load(&sigma, sp, what);
         }
+        if (st == MR_OK && o.unc_boot != mr_sigma_wants_bootstrap(sigma))
+            st = mr_error_set(MR_ERR_INPUT, o.unc_boot ? "%s: not calibrated with the parametric "
+                              "bootstrap (no attribute 'calibration_feature_bootstrap'): use it "
+                              "with --uncertainty model" : "%s: calibrated with the parametric "
+                              "bootstrap: use it with --uncertainty bootstrap", sp);
         if (st == MR_OK && !strcmp(mr_sigma_base(sigma), "zero-filled")) {
             zfvol = malloc(in->slices * hw_out * sizeof *zfvol);
             if (!zfvol) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
@@ -359,6 +379,12 @@ int mr_cmd_recon(int argc, char **argv)
             gbuf = malloc(H * W * sizeof *gbuf);
             if (!gvol || !gbuf) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
         }
+    }
+    if (st == MR_OK && o.unc_boot) { /* bootstrap deviations (S, h, w), a grid slice, maps */
+        bvol = malloc(in->slices * hw_out * sizeof *bvol);
+        bgrid = malloc((H * W > 3 * hw_out ? H * W : 3 * hw_out) * sizeof *bgrid);
+        umaps = mr_malloc_aligned(chw * sizeof *umaps);
+        if (!bvol || !bgrid || !umaps) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
     }
     if (st == MR_OK && !o.unc_replica && o.unc_net) {
         mr_format ufmt;
@@ -443,6 +469,7 @@ int mr_cmd_recon(int argc, char **argv)
         else if (mask2d) memcpy(pattern, mask2d, gh * W * sizeof *pattern); /* row-constant */
         /* zf ignores the pattern: infer it once, for the log */
         int need_pattern = !mask2d && (s == 0 || strcmp(method->name, "zf") != 0 || o.unc_replica ||
+                                       o.unc_boot ||
                                        gvol);
         frac = need_pattern ? mr_mask_infer(pattern, k, C, gh, W) : 0;
         if (s == 0) acq_frac0 = frac;
@@ -455,7 +482,7 @@ int mr_cmd_recon(int argc, char **argv)
             n_nsd_fail++, mr_error_clear();
         const mr_cfloat *maps =
             sens ? mr_array_c64(sens) + (sens->dims[0] == 1 ? 0 : s) * C * gh * W : NULL;
-        if (o.unc_replica && !maps && umaps) {
+        if ((o.unc_replica || o.unc_boot) && !maps && umaps) {
             /* maps estimated once from the original data and given to every replica, so that
              * replicas differ by noise only (the methods' own ESPIRiT defaults) */
             mr_espirit_params ep;
@@ -502,6 +529,14 @@ int mr_cmd_recon(int argc, char **argv)
             }
             mr_crop_f32(mr_array_f32(unc) + s * hw_out, in->recon_h, in->recon_w, sd_grid, gh, W);
         }
+        if (o.unc_boot) { /* parametric bootstrap (recon/bootstrap.c): one more run */
+            if ((st = mr_bootstrap_dev(bgrid, method, &rp, image, pattern, maps, C, gh, W)) !=
+                MR_OK) {
+                mr_error_prefix(st, "slice %zu: --uncertainty bootstrap: ", s);
+                break;
+            }
+            mr_crop_f32(bvol + s * hw_out, in->recon_h, in->recon_w, bgrid, gh, W);
+        }
         if (cplx) mr_crop_c64(mr_array_c64(cplx) + s * hw_out, in->recon_h, in->recon_w, image, gh, W);
         /* magnitude of the cropped complex image */
         {
@@ -524,6 +559,12 @@ int mr_cmd_recon(int argc, char **argv)
             MR_INFO("coil noise SD estimated from the outer k-space: %.4g (mean over slices)",
                     m / (double)(in->slices - n_nsd_fail));
     }
+    if (st == MR_OK && o.unc_boot) /* the bootstrap map: local RMS of the deviations */
+        for (size_t s = 0; s < in->slices; s++) {
+            float *b = bvol + s * hw_out;
+            memcpy(bgrid, b, hw_out * sizeof *bgrid);
+            mr_sigma_bootstrap_map(b, bgrid, in->recon_h, in->recon_w, bgrid + hw_out);
+        }
     if (st == MR_OK && o.unc_net) { /* model SD of the magnitude volume; both: variances added */
         size_t nv = in->slices * hw_out;
         float *sdm = malloc(nv * sizeof *sdm), *u = mr_array_f32(unc);
@@ -531,8 +572,9 @@ int mr_cmd_recon(int argc, char **argv)
                                                     : acq_frac0 > 0 ? 1 / acq_frac0 : 0);
         if (!sdm) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
         if (st == MR_OK)
-            st = mr_sigma_volume(sdm, mr_array_f32(mag), zfvol ? zfvol : mr_array_f32(mag), gvol,
-                                 in->slices, in->recon_h, in->recon_w, sigma, scale, o.input);
+            st = mr_sigma_volume_boot(sdm, mr_array_f32(mag), zfvol ? zfvol : mr_array_f32(mag),
+                                      gvol, bvol, in->slices, in->recon_h, in->recon_w, sigma,
+                                      scale, o.input);
         if (st == MR_OK) /* the reference's noise (networks with a noise term) */
             mr_sigma_add_noise_term(sdm, mr_array_f32(mag), in->slices, hw_out, sigma, scale, nsd,
                                     (int)C, method->name);
@@ -583,6 +625,7 @@ int mr_cmd_recon(int argc, char **argv)
     free(zfvol), free(gvol), free(gbuf);
     mr_zf_plan_destroy(zfp);
     free(sd_grid);
+    free(bvol), free(bgrid);
     free(chol);
     free(slice_chol);
     free(psi_est);

@@ -83,6 +83,9 @@ typedef struct {
     int vh_unsampled;   /* unsampled_part: a third channel, the input's unsampled part */
     double vh_drop;     /* unsampled_dropout: training patches whose third channel is zeroed */
     int vh_feat;        /* feature_fit: refit the SD on image features on the calibration set */
+    int vh_boot;        /* bootstrap: the refit's second feature is the reconstruction's parametric
+                         * bootstrap map instead of G|y - x| (recon --uncertainty bootstrap) */
+    int boot_sets;      /* set on cal_set_sd's copy: degraded sets also get their bootstrap maps */
     int vh_noise;       /* noise_term: the reference's noise added to the SD (undersampling) */
     int noise_ends;     /* noise_at cycles the ends and the middle of the noise range */
     int n_cal_sigma;
@@ -360,7 +363,7 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
         static const char *const kvh[] = {"base", "calibration_sigma", "calibration_slices",
                                           "second_input", "unsampled_part",
                                           "unsampled_dropout", "feature_fit", "noise_term",
-                                          NULL};
+                                          "bootstrap", NULL};
         const char *b;
         if ((st = check_keys(c, sec, kvh)) != MR_OK) return st;
         t->vh = 1;
@@ -417,6 +420,16 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
                                        "{type: undersampling} before variance_head (Rician "
                                        "models have scales per noise level instead)");
         }
+        if ((n = mr_cfg_child(sec, "bootstrap"))) {
+            if ((st = mr_cfg_as_bool(&t->vh_boot, c, n)) != MR_OK) return st;
+            int zf = 0;
+            for (int i = 0; i < t->u.n_methods; i++) zf |= !strcmp(t->u.methods[i], "zf");
+            if (t->vh_boot && (!t->us || !t->vh_feat || t->vh_base[0] || zf))
+                return mr_config_error(c, n, MR_ERR_USAGE, "bootstrap needs degradation: {type: "
+                                       "undersampling} with methods other than zf before "
+                                       "variance_head, base: none and feature_fit: true (the "
+                                       "bootstrap map is a feature of the refit)");
+        }
         t->vh_drop = 0.2;
         if ((st = get_double(&t->vh_drop, c, sec, "unsampled_dropout", 0, 1)) != MR_OK) return st;
     }
@@ -439,7 +452,7 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
         t->sampler.patch = (int)v, v = t->batch;
         if ((st = get_long(&v, c, sec, "batch", 1, 4096)) != MR_OK) return st;
         t->batch = (int)v;
-        if ((st = get_long(&t->epochs, c, sec, "epochs", 1, MAX_EPOCHS)) != MR_OK ||
+        if ((st = get_long(&t->epochs, c, sec, "epochs", 0, MAX_EPOCHS)) != MR_OK ||
             (st = get_long(&t->steps_per_epoch, c, sec, "steps_per_epoch", 1, 10000000)) != MR_OK ||
             (st = get_long(&t->warmup, c, sec, "warmup_steps", 0, 100000000)) != MR_OK ||
             (st = get_double(&t->lr, c, sec, "lr", 1e-8, 1)) != MR_OK ||
@@ -455,6 +468,10 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
                 return mr_config_error(c, n, MR_ERR_USAGE, "expected mse or l1, found '%s'", s);
         }
     }
+    if (t->epochs == 0 && (!t->vh || !t->init[0]))
+        return mr_config_error(c, mr_cfg_child(r, "training") ? mr_cfg_child(r, "training") : r,
+                               MR_ERR_USAGE, "epochs 0 (calibrate only) needs a variance_head and "
+                               "init: the trained variance network to calibrate");
     if (2 * t->depth + 1 > t->sampler.patch)
         return mr_config_error(c, mr_cfg_child(r, "training") ? mr_cfg_child(r, "training") : r,
                                MR_ERR_USAGE,
@@ -492,6 +509,7 @@ typedef struct {
     float *out;    /* denoised */
     float *aux;    /* undersampling: the zero-filled image of the same k-space, or NULL */
     float *cols;   /* undersampling: (S, M) each slice's phase-encode mask, or NULL */
+    float *boot;   /* variance_head.bootstrap: (S, M, M) the bootstrap SD map (original units) */
     double *nsd;   /* undersampling: (S) each slice's k-space noise SD as recon estimates it
                     * (original units), or NULL */
     int coils;     /* undersampling: the simulated coils */
@@ -580,10 +598,12 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
     float *ref = malloc(ns * hw * sizeof *ref), *deg = malloc(ns * hw * sizeof *deg),
           *img = malloc(hw * sizeof *img), *out = malloc(ns * hw * sizeof *out),
           *aux = malloc(ns * hw * sizeof *aux), *cols = malloc(ns * M * sizeof *cols);
+    float *boot = t->boot_sets ? malloc(ns * hw * sizeof *boot) : NULL,
+          *btmp = t->boot_sets ? malloc(3 * hw * sizeof *btmp) : NULL;
     double *nsd = malloc(ns * sizeof *nsd);
     mr_status st = MR_OK;
     double level = 0;
-    if (!ref || !deg || !img || !out || !aux || !cols || !nsd)
+    if (!ref || !deg || !img || !out || !aux || !cols || !nsd || (t->boot_sets && (!boot || !btmp)))
         st = mr_error_set(MR_ERR_NOMEM, "validation: out of memory");
     if (st == MR_OK)
         st = mr_train_percentile(&level, vs->clean, ns * vs->H * vs->W, t->percentile);
@@ -605,23 +625,28 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
         if (st == MR_OK) st = mr_train_degrader_aux(dg, aux + i * hw, deg + i * hw);
         if (st == MR_OK) memcpy(cols + i * M, mr_train_degrader_mask(dg), M * sizeof *cols);
         if (st == MR_OK) st = mr_train_degrader_noise_sd(dg, nsd + i);
+        if (st == MR_OK && boot && (st = mr_train_degrader_boot(dg, btmp)) == MR_OK)
+            mr_sigma_bootstrap_map(boot + i * hw, btmp, M, M, btmp + hw);
     }
     if (st == MR_OK) {
         vs->maxval = 0;
         for (size_t k = 0; k < ns * hw; k++) {
             ref[k] = (float)(ref[k] * level), deg[k] = (float)(deg[k] * level);
             aux[k] = (float)(aux[k] * level);
+            if (boot) boot[k] = (float)(boot[k] * level);
             if (ref[k] > vs->maxval) vs->maxval = ref[k];
         }
         for (size_t i = 0; i < ns; i++) nsd[i] *= level;
-        free(vs->clean), free(vs->noisy), free(vs->out), free(vs->nsd);
+        free(vs->clean), free(vs->noisy), free(vs->out), free(vs->nsd), free(vs->boot);
         vs->clean = ref, vs->noisy = deg, vs->out = out, vs->aux = aux, vs->cols = cols;
+        vs->boot = boot, boot = NULL;
         vs->nsd = nsd, vs->coils = t->u.coils;
         vs->H = vs->W = M;
         ref = deg = out = aux = cols = NULL;
         nsd = NULL;
     }
-    free(ref), free(deg), free(img), free(out), free(aux), free(cols), free(nsd);
+    free(ref), free(deg), free(img), free(out), free(aux), free(cols), free(nsd), free(boot);
+    free(btmp);
     return st;
 }
 
@@ -927,6 +952,7 @@ static mr_status cal_set_sd(val_set *vs, float **sd, const train_cfg *t, int i, 
     /* wide: the noise term's fit spans the whole training noise range, ends included, so that
      * its weights are fitted where the noise matters (the scales keep the usual levels) */
     tc.noise_ends = wide;
+    tc.boot_sets = t->vh_boot;
     if (!t->us) tc.val_sigma = t->cal_sigma[l];
     memset(vs, 0, sizeof *vs);
     *sd = NULL;
@@ -939,9 +965,9 @@ static mr_status cal_set_sd(val_set *vs, float **sd, const train_cfg *t, int i, 
     if (st == MR_OK && t->vh_unsampled && base && vs->cols)
         st = unsampled_of(vs->aux, vs->out, vs->cols, vs->S, vs->W);
     if (st == MR_OK)
-        st = mr_sigma_volume(*sd, vs->noisy, t->vh_zf && vs->aux ? vs->aux : vs->out,
-                             t->vh_unsampled ? vs->aux : NULL, vs->S, vs->H, vs->W, sig, 1.0,
-                             vs->name);
+        st = mr_sigma_volume_boot(*sd, vs->noisy, t->vh_zf && vs->aux ? vs->aux : vs->out,
+                                  t->vh_unsampled ? vs->aux : NULL, vs->boot, vs->S, vs->H, vs->W,
+                                  sig, 1.0, vs->name);
     /* no-op until fit_noise_term has set the term; each slice with its own method's */
     size_t hw = vs->H * vs->W;
     for (size_t k = 0; st == MR_OK && k < vs->S && vs->nsd; k++)
@@ -1007,6 +1033,7 @@ static mr_status fit_noise_term(char *text, size_t tsize, const train_cfg *t,
         }
         free(sd);
         free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols), free(vs.nsd);
+        free(vs.boot);
     }
     double bf[2], nll = 0, nll0 = 0;
     if (st == MR_OK && (st = mr_sigma_fit_noise_term(bf, &nll, &nll0, rows, n)) == MR_OK) {
@@ -1050,7 +1077,7 @@ static mr_status fit_features(char *text, size_t tsize, const train_cfg *t, cons
     size_t cap = 0, n = 0;
     double *rows = NULL;
     mr_status st = MR_OK;
-    sig->meta.n_feature_weights = 0;
+    sig->meta.n_feature_weights = 0, sig->meta.feature_bootstrap = 0;
     int nlev = t->us ? 1 : t->n_cal_sigma;
     for (int l = 0; l < nlev && st == MR_OK; l++)
         for (int i = 0; i < t->ncal && st == MR_OK; i++) {
@@ -1069,6 +1096,7 @@ static mr_status fit_features(char *text, size_t tsize, const train_cfg *t, cons
             for (size_t s = 0; st == MR_OK && s < vs.S; s++) {
                 mr_sigma_features(fb, fb + hw, vs.noisy + s * hw, vs.out + s * hw, vs.H, vs.W,
                                   fb + 2 * hw);
+                if (t->vh_boot) memcpy(fb, vs.boot + s * hw, hw * sizeof *fb);
                 for (size_t p = 0; p < hw; p++) {
                     size_t q = s * hw + p;
                     if (!(vs.clean[q] > 0.05 * mx) || !(sd[q] > 0)) continue;
@@ -1079,11 +1107,14 @@ static mr_status fit_features(char *text, size_t tsize, const train_cfg *t, cons
                     }
                     r[0] = (double)vs.out[q] - vs.clean[q];
                     r[1] = log(sd[q] + eps) - L, r[2] = log(fb[p] + eps) - L;
-                    r[3] = log(fb[hw + p] + eps) - L, r[4] = L;
+                    /* with the bootstrap map, no edge feature (w3 stays 0): measured, it took
+                     * a negative weight and made the ranking worse (docs/uncertainty.md) */
+                    r[3] = t->vh_boot ? 0 : log(fb[hw + p] + eps) - L, r[4] = L;
                 }
             }
             free(sd), free(fb);
             free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols), free(vs.nsd);
+            free(vs.boot);
         }
     double w[4], nll = 0;
     if (st == MR_OK && (st = mr_sigma_fit_features(w, &nll, rows, n)) == MR_OK) {
@@ -1096,9 +1127,11 @@ static mr_status fit_features(char *text, size_t tsize, const train_cfg *t, cons
         nll0 /= (double)n;
         memcpy(sig->meta.feature_weights, w, sizeof w);
         sig->meta.n_feature_weights = 4;
+        sig->meta.feature_bootstrap = t->vh_boot;
         snprintf(text, tsize, "features refitted on %zu pixels: log SD = %.4g + %.4g log(net) + "
-                 "%.4g log(G|y-x|) + %.4g log(G|grad y|) + %.4g log(level); NLL %.4f (network "
-                 "alone %.4f)", n, w[0], w[1], w[2], w[3], 1 - w[1] - w[2] - w[3], nll, nll0);
+                 "%.4g log(%s) + %.4g log(G|grad y|) + %.4g log(level); NLL %.4f (network "
+                 "alone %.4f)", n, w[0], w[1], w[2], t->vh_boot ? "bootstrap" : "G|y-x|", w[3],
+                 1 - w[1] - w[2] - w[3], nll, nll0);
     }
     free(rows);
     return st;
@@ -1172,6 +1205,7 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
                 lev_noise[l] += nz, lev_count[l]++;
             free(sd);
             free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols), free(vs.nsd);
+            free(vs.boot);
         }
     }
     lev_start[nlev] = nr;
@@ -1397,6 +1431,7 @@ static int run(const train_opts *o)
     int nvol = t.ntrain + t.nsynth;
     if (t.us) {
         if ((st = mr_train_degrader_create(&dg, &t.u)) != MR_OK) goto fail;
+        if (t.vh_boot && (st = mr_train_degrader_bootstrap(dg)) != MR_OK) goto fail;
     }
     for (int i = 0; i < t.nval; i++)
         if ((st = load_validation(&vs[i], &t.val[i], &t, (uint64_t)t.seed * 7919u + 17u + i,
@@ -1669,8 +1704,13 @@ static int run(const train_opts *o)
                 prev_seconds + now_s() - t0);
     exported:
         if (t.export_model[0] && (st = copy_file(t.export_model, model_path)) != MR_OK) goto fail;
-        if (t.export_log[0] && (st = copy_file(t.export_log, log_path)) != MR_OK) goto fail;
-        if (t.export_curve[0] && (st = copy_file(t.export_curve, curve_path)) != MR_OK) goto fail;
+        /* a calibrate-only run (epochs 0) has no log or curve of its own */
+        if (t.export_log[0] && mr_path_is_file(log_path) &&
+            (st = copy_file(t.export_log, log_path)) != MR_OK)
+            goto fail;
+        if (t.export_curve[0] && mr_path_is_file(curve_path) &&
+            (st = copy_file(t.export_curve, curve_path)) != MR_OK)
+            goto fail;
     }
     rc = 0;
     goto done;
@@ -1680,7 +1720,7 @@ done:
     for (int i = 0; i < MAX_SETS; i++) {
         mr_array_destroy(tv[i].vol);
         free(vs[i].clean), free(vs[i].noisy), free(vs[i].out), free(vs[i].aux),
-            free(vs[i].cols), free(vs[i].nsd);
+            free(vs[i].cols), free(vs[i].nsd), free(vs[i].boot);
     }
     free(clean), free(noisy), free(rows);
     mr_nn_trainer_destroy(tr);

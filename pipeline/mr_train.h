@@ -118,6 +118,13 @@ mr_status mr_train_degrade(mr_train_degrader *d, float *ref, float *deg, const f
 /* The zero-filled magnitude (M, M) of the last mr_train_degrade's undersampled k-space (whatever
  * the method). */
 const float *mr_train_degrader_zf(const mr_train_degrader *d);
+/* From now on, reconstruct with explicit ESPIRiT maps (the methods' defaults: the same images) and
+ * keep them, so that mr_train_degrader_boot can re-simulate the last degradation. */
+mr_status mr_train_degrader_bootstrap(mr_train_degrader *d);
+/* The parametric bootstrap deviation (M, M) of the last degradation's reconstruction
+ * (mr_bootstrap_dev with its maps and mask; normalised units as deg). MR_ERR_USAGE after a
+ * zero-filled degradation or without mr_train_degrader_bootstrap. */
+mr_status mr_train_degrader_boot(const mr_train_degrader *d, float *dev);
 /* The (M, M) sampling mask of the last mr_train_degrade (1 acquired, 0 not; centred k-space). */
 const float *mr_train_degrader_mask(const mr_train_degrader *d);
 
@@ -175,6 +182,17 @@ mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big,
 mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float *g, size_t S,
                           size_t H, size_t W, const void *sigma, double scale, const char *what);
 
+/* The same with a variance network whose feature refit uses the reconstruction's parametric
+ * bootstrap map boot (S, H, W) (mr_sigma_bootstrap_map) in place of G|y - x|
+ * (mr_sigma_wants_bootstrap): MR_ERR_USAGE when such a network gets boot NULL. */
+mr_status mr_sigma_volume_boot(float *sd, const float *x, const float *y, const float *g,
+                               const float *boot, size_t S, size_t H, size_t W, const void *sigma,
+                               double scale, const char *what);
+/* 1 when the variance network's feature refit reads a bootstrap map (calibration_feature_bootstrap). */
+int mr_sigma_wants_bootstrap(const void *sigma);
+/* The bootstrap SD map of one (H, W) slice: b = sqrt(G(dev^2)), dev = |x_b| - |x^|
+ * (mr_bootstrap_dev), G the Gaussian of sigma 1.5 px: the local RMS of the draw. tmp: 2 H W floats. */
+void mr_sigma_bootstrap_map(float *b, const float *dev, size_t H, size_t W, float *tmp);
 /* Image features of a model's input x and output y, one (H, W) slice: fc = G(|y - x|) (what the
  * model changed), fg = G(|Sobel y| / 8) (edges), G a Gaussian of sigma 1.5 px. tmp: 2 H W floats. */
 void mr_sigma_features(float *fc, float *fg, const float *x, const float *y, size_t H, size_t W,

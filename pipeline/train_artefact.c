@@ -30,6 +30,9 @@ struct mr_train_degrader {
     float *phase, *mask, *zf; /* zf: the zero-filled image of the last degradation */
     const mr_recon_method *method[MR_TRAIN_US_MAX];
     void *state[MR_TRAIN_US_MAX];
+    int boot;          /* mr_train_degrader_bootstrap: ESPIRiT maps made explicit, kept in emaps */
+    int last_method;   /* the method of the last degradation (-1: zero-filled) */
+    mr_cfloat *emaps;  /* (C, M, M) the maps of the last degradation's reconstruction */
 };
 
 void mr_train_degrader_destroy(mr_train_degrader *d)
@@ -41,6 +44,7 @@ void mr_train_degrader_destroy(mr_train_degrader *d)
     mr_zf_plan_destroy(d->zfp);
     free(d->maps), free(d->ks), free(d->kmask), free(d->img), free(d->phase), free(d->mask);
     free(d->zf);
+    free(d->emaps);
     free(d);
 }
 
@@ -53,6 +57,7 @@ mr_status mr_train_degrader_create(mr_train_degrader **out, const mr_train_us *u
     mr_train_degrader *d = calloc(1, sizeof *d);
     if (!d) return mr_error_set(MR_ERR_NOMEM, "degradation: out of memory");
     d->u = *u;
+    d->last_method = -1;
     d->m = (size_t)u->matrix, d->coils = (size_t)u->coils;
     size_t hw = d->m * d->m, n = d->coils * hw;
     mr_status st;
@@ -108,6 +113,7 @@ mr_status mr_train_degrade(mr_train_degrader *d, float *ref, float *deg, const f
     mr_mask_params mp = {g->mask, g->accel, g->center_fraction, words, 2};
     if ((st = mr_mask_create_2d(d->mask, m, m, &mp)) != MR_OK) return st;
     if ((st = mr_zf_execute(d->zfp, d->zf, NULL, d->ks, d->mask)) != MR_OK) return st;
+    d->last_method = -1;
     if (!d->state[g->method]) { /* zero-filled */
         memcpy(deg, d->zf, hw * sizeof *deg);
         return MR_OK;
@@ -115,9 +121,15 @@ mr_status mr_train_degrade(mr_train_degrader *d, float *ref, float *deg, const f
     for (size_t c = 0; c < C; c++)
         for (size_t i = 0; i < hw; i++) d->kmask[c * hw + i] = d->ks[c * hw + i] * d->mask[i];
     mr_recon_stats rs;
+    if (d->boot) { /* the methods' own ESPIRiT defaults, made explicit for the bootstrap */
+        mr_espirit_params ep;
+        mr_espirit_params_default(&ep);
+        if ((st = mr_espirit_maps(d->emaps, d->kmask, d->mask, C, m, m, &ep)) != MR_OK) return st;
+    }
     if ((st = d->method[g->method]->run(d->state[g->method], d->img, &rs, d->kmask, d->mask,
-                                        NULL)) != MR_OK)
+                                        d->boot ? d->emaps : NULL)) != MR_OK)
         return st;
+    d->last_method = g->method;
     for (size_t i = 0; i < hw; i++) deg[i] = cabsf(d->img[i]);
     return MR_OK;
 }
@@ -211,6 +223,25 @@ static double cut_plane(float *dst, size_t m, const mr_train_volume *vols, int n
 }
 
 const float *mr_train_degrader_zf(const mr_train_degrader *d) { return d->zf; }
+
+mr_status mr_train_degrader_bootstrap(mr_train_degrader *d)
+{
+    if (!d->emaps && !(d->emaps = malloc(d->coils * d->m * d->m * sizeof *d->emaps)))
+        return mr_error_set(MR_ERR_NOMEM, "degradation: out of memory");
+    d->boot = 1;
+    return MR_OK;
+}
+
+mr_status mr_train_degrader_boot(const mr_train_degrader *d, float *dev)
+{
+    if (!d->boot || d->last_method < 0)
+        return mr_error_set(MR_ERR_USAGE, "degradation: the bootstrap needs a reconstruction with "
+                            "coil maps (methods other than zf, mr_train_degrader_bootstrap first)");
+    mr_recon_params rp = {0};
+    rp.seed = 1; /* as the degrader's own states */
+    return mr_bootstrap_dev(dev, d->method[d->last_method], &rp, d->img, d->mask, d->emaps,
+                            d->coils, d->m, d->m);
+}
 const float *mr_train_degrader_mask(const mr_train_degrader *d) { return d->mask; }
 
 mr_status mr_train_degrader_noise_sd(const mr_train_degrader *d, double *sd)

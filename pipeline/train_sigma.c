@@ -300,11 +300,36 @@ void mr_sigma_add_noise_term(float *sd, const float *y, size_t S, size_t hw, con
     }
 }
 
+void mr_sigma_bootstrap_map(float *b, const float *dev, size_t H, size_t W, float *tmp)
+{
+    float *sq = tmp, *t2 = tmp + H * W;
+    for (size_t i = 0; i < H * W; i++) sq[i] = dev[i] * dev[i];
+    blur15(b, sq, H, W, t2);
+    for (size_t i = 0; i < H * W; i++) b[i] = sqrtf(b[i] > 0 ? b[i] : 0);
+}
+
+int mr_sigma_wants_bootstrap(const void *sigma_model)
+{
+    const mr_nn_model *sigma = sigma_model;
+    return sigma && sigma->meta.n_feature_weights == 4 && sigma->meta.feature_bootstrap;
+}
+
 mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float *g, size_t S,
                           size_t H, size_t W, const void *sigma_model, double scale,
                           const char *what)
 {
+    return mr_sigma_volume_boot(sd, x, y, g, NULL, S, H, W, sigma_model, scale, what);
+}
+
+mr_status mr_sigma_volume_boot(float *sd, const float *x, const float *y, const float *g,
+                               const float *boot, size_t S, size_t H, size_t W,
+                               const void *sigma_model, double scale, const char *what)
+{
     const mr_nn_model *sigma = sigma_model;
+    if (mr_sigma_wants_bootstrap(sigma) && !boot)
+        return mr_error_set(MR_ERR_USAGE, "%s: this variance network was calibrated with the "
+                            "reconstruction's parametric bootstrap: use it with `mrpipe recon "
+                            "--uncertainty bootstrap`", what);
     size_t n = S * H * W, hw = H * W, bad = mr_train_first_nonfinite(x, n);
     if (bad < n)
         return mr_error_set(MR_ERR_INPUT, "%s: pixel (slice %zu, row %zu, column %zu) is not finite",
@@ -356,6 +381,7 @@ mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float
         if (feat) { /* refitted on image features (mr_sigma_fit_features) */
             float *fc = buf, *fg = buf + hw;
             mr_sigma_features(fc, fg, x + s * hw, y + s * hw, H, W, buf + 2 * hw);
+            if (sigma->meta.feature_bootstrap) memcpy(fc, boot + s * hw, hw * sizeof *fc);
             double eps = 1e-3 * level, L = log(level);
             for (size_t i = 0; i < hw; i++) {
                 double raw = sd[s * hw + i] / scale;

@@ -481,6 +481,16 @@ mr_status mr_replica_sd(float *sd, const mr_recon_method *method, void *state,
                         const mr_cfloat *chol, size_t coils, size_t h, size_t w,
                         const mr_replica_params *p);
 
+/* Parametric bootstrap of the reconstruction's own error (recon/bootstrap.c): with the magnitude
+ * of the reconstruction xhat (h, w) standing in for the object, k = mask . F (sens |xhat|) is
+ * reconstructed once more by method (a fresh state made from rp) with the same mask and coil maps
+ * sens (C, h, w; required: MR_ERR_USAGE without), and dev (h, w) = |x_b| - |xhat|: one draw of the
+ * error the method makes on an object like xhat with this mask. Costs one reconstruction; no noise
+ * is added. Errors of the method. */
+mr_status mr_bootstrap_dev(float *dev, const mr_recon_method *method, const mr_recon_params *rp,
+                           const mr_cfloat *xhat, const float *mask, const mr_cfloat *sens,
+                           size_t coils, size_t h, size_t w);
+
 /* Analytic SENSE g-factor map g (H, W) for a Cartesian R-fold equispaced undersampling of the
  * columns (x, the phase-encode axis of mrpipe's masks; W % R == 0): pixel (y, x) aliases with
  * (y, x + k W / R), and over each aliased set of pixels with a non-zero map,

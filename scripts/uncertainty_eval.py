@@ -133,7 +133,8 @@ def main():
     ap.add_argument("--csl1-sigma", default=None,
                     help="variance network for cs-l1 (default: models/cs-l1_sigma.h5)")
     ap.add_argument("--kinds", default="model,replica,both",
-                    help="denoiser maps to judge (replica and both cost N denoisings)")
+                    help="maps to judge: model, replica, both (denoiser; replica and both cost N "
+                         "denoisings), bootstrap (cs-l1, sense, cs-tv: one more reconstruction)")
     a = ap.parse_args()
     mrpipe = os.path.abspath(a.mrpipe)
     work = a.work or tempfile.mkdtemp(prefix="mrpipe-uq-")
@@ -161,7 +162,7 @@ def main():
                 noisy = rician(clean, lev * float(clean.max()), 1000 + li)
                 inp = os.path.join(work, "%s_noisy%d.h5" % (short, round(lev * 100)))
                 write_h5(inp, noisy, "reconstruction")
-                for kind in a.kinds.split(","):
+                for kind in [k for k in a.kinds.split(",") if k != "bootstrap"]:
                     tag = "%s_den%d_%s" % (short, round(lev * 100), kind)
                     out = os.path.join(work, tag + ".h5")
                     sdp = os.path.join(work, tag + "_sd.h5")
@@ -186,19 +187,24 @@ def main():
                 cs = os.path.join(work, "%s_csl1_4x_%s.h5" % (short, mk))
                 # the other reconstruction methods' own variance networks (models/<method>_sigma.h5)
                 for meth in [c for c in recon_cases if c != "cs-l1"]:
-                    out = os.path.join(work, "%s_%s_4x_%s.h5" % (short, meth, mk))
-                    sdp = out[:-3] + "_sd.h5"
-                    t0 = time.time()
-                    run([mrpipe, "recon", "--input", ksp, "--output", out, "--method", meth] + mask +
-                        ["--uncertainty", "model"])
-                    sec = time.time() - t0
-                    u = uq_figures(mrpipe, ref, out, sdp, work, os.path.basename(out[:-3]))
-                    rows.append(row("%s 4x %s" % (meth, mt), name, "model", u, sec))
+                    for kind in [k for k in ("model", "bootstrap") if k in a.kinds.split(",") and
+                                 (k == "model" or meth != "zf")]:
+                        out = os.path.join(work, "%s_%s_4x_%s%s.h5" % (
+                            short, meth, mk, "" if kind == "model" else "_" + kind))
+                        sdp = out[:-3] + "_sd.h5"
+                        t0 = time.time()
+                        run([mrpipe, "recon", "--input", ksp, "--output", out, "--method", meth] +
+                            mask + ["--uncertainty", kind])
+                        sec = time.time() - t0
+                        u = uq_figures(mrpipe, ref, out, sdp, work, os.path.basename(out[:-3]))
+                        rows.append(row("%s 4x %s" % (meth, mt), name, kind, u, sec))
                 if "cs-l1" not in cases and "artefact" not in cases:
                     continue
                 kinds = ["model", "both"] if a.recon_both else ["model"]
+                if "bootstrap" in a.kinds.split(",") and "cs-l1" in cases:
+                    kinds.append("bootstrap")
                 for kind in kinds:
-                    out = cs if kind == "model" else cs[:-3] + "_both.h5"
+                    out = cs if kind == "model" else cs[:-3] + "_%s.h5" % kind
                     sdp = out[:-3] + "_sd.h5"
                     t0 = time.time()
                     run([mrpipe, "recon", "--input", ksp, "--output", out, "--method", "cs-l1"] +
@@ -236,11 +242,13 @@ def main():
             r["case"], r["data"], r["method"], r["psnr"], r["c68"], r["c90"], r["c95"],
             fmt(r["rho"]), fmt(r["rho_oracle"]), fmt(r["uce_rel"]), fmt(r["ause"]),
             fmt(r["ratio"], "%.2f"), r["seconds"]))
-    ok = [abs(r["c90"] - 90) <= 3 and abs(r["c95"] - 95) <= 3 and (r["rho"] or 0) >= 0.5
-          for r in rows if r["method"] == "model"]
     lines.append("")
-    lines.append("goal met (model SD: coverage within 3 points at 90 and 95 %%, Spearman >= 0.5): "
-                 "%d of %d rows" % (sum(ok), len(ok)))
+    for kind in ("model", "bootstrap"):
+        ok = [abs(r["c90"] - 90) <= 3 and abs(r["c95"] - 95) <= 3 and (r["rho"] or 0) >= 0.5
+              for r in rows if r["method"] == kind]
+        if ok:
+            lines.append("goal met (%s SD: coverage within 3 points at 90 and 95 %%, Spearman >= "
+                         "0.5): %d of %d rows" % (kind, sum(ok), len(ok)))
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:
