@@ -302,6 +302,11 @@ int mr_sigma_wants_mask(const void *sigma);
 mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, size_t S, size_t H,
                                  size_t W, const void *sigma, double scale, const float *mask,
                                  size_t mask_len, const char *what);
+/* The same with the reconstruction's bootstrap map boot (S, H, W) for networks calibrated with it
+ * (mr_sigma_wants_bootstrap; NULL otherwise). */
+mr_status mr_sigma_volume_masked_boot(float *sd, const float *x, const float *y, const float *boot,
+                                      size_t S, size_t H, size_t W, const void *sigma, double scale,
+                                      const float *mask, size_t mask_len, const char *what);
 
 /* Denoise a float32 volume (S, H, W) slice by slice with a loaded model, whole slices, one plan:
  * the model's normalisation (norm_method "percentile", norm_params[0] = p) divides the input by

@@ -9,7 +9,10 @@
  * uncertainty: model gives each image the SD map of its method's calibrated variance network
  * (models/<method>_sigma.h5, as `mrpipe recon --uncertainty model`), with the sampling mask (given,
  * or inferred from slice 0's k-space) and each slice's coil noise SD (mr_noise_sd_estimate), both
- * also kept with the image for later stages and outputs.
+ * also kept with the image for later stages and outputs. uncertainty: bootstrap (sense, cs-l1,
+ * cs-tv) does the same with models/<method>_sigma_bootstrap.h5 and the reconstruction's parametric
+ * bootstrap map (as `mrpipe recon --uncertainty bootstrap`: ESPIRiT maps made explicit, the method
+ * run once more on k-space re-simulated from its image; recon/bootstrap.c).
  */
 #include "mr_recon.h"
 #include "mr_stages.h"
@@ -26,7 +29,8 @@ typedef struct {
     mr_mask_params mp;
     uint32_t seed;
     mr_recon_params rp;
-    void *sigma; /* uncertainty: model: the method's variance network */
+    void *sigma; /* uncertainty: model or bootstrap: the method's variance network */
+    int boot;    /* uncertainty: bootstrap */
     /* kept across scans */
     void *mstate;
     size_t mc, mh, mw;
@@ -44,8 +48,9 @@ static const mr_stage_key recon_keys[] = {
     {"lambda", MR_KEY_FLOAT, NULL, 0, "regularisation weight as BART pics -r [method's default]"},
     {"iters", MR_KEY_INT, NULL, 0, "iterations [method's default]"},
     {"uncertainty", MR_KEY_STRING, "none", 0,
-     "none or model: the SD map of the method's calibrated variance network "
-     "(models/<method>_sigma.h5, as mrpipe recon --uncertainty model)"},
+     "none, model or bootstrap: the SD map of the method's calibrated variance network "
+     "(models/<method>_sigma.h5, as mrpipe recon --uncertainty model; bootstrap: "
+     "models/<method>_sigma_bootstrap.h5 with one more reconstruction per slice, not zf)"},
     {NULL, 0, NULL, 0, NULL},
 };
 
@@ -101,11 +106,16 @@ static mr_status recon_create(void **state, const mr_stage_ctx *x)
     if (st == MR_OK && (v = mr_cfg_child(n, "iters"))) st = mr_cfg_as_long(&s->rp.iters, c, v, 1, 100000);
     v = mr_cfg_child(n, "uncertainty");
     if (st == MR_OK && strcmp(v->value, "none") != 0) {
-        if (strcmp(v->value, "model") != 0)
-            st = mr_config_error(c, v, MR_ERR_USAGE, "expected none or model (replica maps: "
-                                 "mrpipe recon --uncertainty replica), found '%s'", v->value);
+        s->boot = !strcmp(v->value, "bootstrap");
+        if (strcmp(v->value, "model") != 0 && !s->boot)
+            st = mr_config_error(c, v, MR_ERR_USAGE, "expected none, model or bootstrap (replica "
+                                 "maps: mrpipe recon --uncertainty replica), found '%s'", v->value);
+        if (st == MR_OK && s->boot && !strcmp(s->method->name, "zf"))
+            st = mr_config_error(c, v, MR_ERR_USAGE, "bootstrap: method zf has nothing to "
+                                 "re-simulate (its image is the data itself); use model");
         char rel[96], sp[4096], what[96];
-        snprintf(rel, sizeof rel, "models/%s_sigma.h5", s->method->name);
+        snprintf(rel, sizeof rel, "models/%s_sigma%s.h5", s->method->name,
+                 s->boot ? "_bootstrap" : "");
         snprintf(what, sizeof what, "method %s", s->method->name);
         if (st == MR_OK && mr_data_path(sp, sizeof sp, rel) != MR_OK)
             snprintf(sp, sizeof sp, "%s (in mrpipe's data root)", rel);
@@ -114,6 +124,11 @@ static mr_status recon_create(void **state, const mr_stage_ctx *x)
             snprintf(why, sizeof why, "%s", mr_error_message());
             st = mr_config_error(c, v, st, "%s", why);
         }
+        if (st == MR_OK && s->boot != mr_sigma_wants_bootstrap(s->sigma))
+            st = mr_config_error(c, v, MR_ERR_INPUT, "%s: %s", sp, s->boot ?
+                                 "not calibrated with the parametric bootstrap" :
+                                 "calibrated with the parametric bootstrap: use uncertainty: "
+                                 "bootstrap");
     }
     if (st != MR_OK) {
         mr_sigma_free(s->sigma);
@@ -153,6 +168,8 @@ static mr_status recon_run(void *state, mr_scan *scan)
     mr_array *mag = NULL, *cplx = NULL, *sd = NULL;
     mr_cfloat *slice = NULL, *grid = NULL, *image = NULL;
     float *mask2d = NULL, *mask1d = NULL, *pattern = NULL;
+    float *bvol = NULL, *bdev = NULL; /* uncertainty: bootstrap: the map (S, h, w), one grid slice */
+    mr_cfloat *bmaps = NULL;          /* ... and the ESPIRiT maps of the slice */
     double *nsd = NULL; /* per slice the coil noise SD */
     size_t n_nsd_fail = 0;
     int is_zf = !strcmp(s->method->name, "zf");
@@ -202,7 +219,12 @@ static mr_status recon_run(void *state, mr_scan *scan)
         s->mc = C, s->mh = gh, s->mw = W;
     }
     nsd = calloc(S ? S : 1, sizeof *nsd);
-    if (!nsd) {
+    if (s->boot) {
+        bvol = malloc(S * hw_out * sizeof *bvol);
+        bdev = malloc((H * W > 3 * hw_out ? H * W : 3 * hw_out) * sizeof *bdev);
+        bmaps = mr_malloc_aligned(chw * sizeof *bmaps);
+    }
+    if (!nsd || (s->boot && (!bvol || !bdev || !bmaps))) {
         st = MR_ERR_NOMEM;
         goto done;
     }
@@ -233,9 +255,29 @@ static mr_status recon_run(void *state, mr_scan *scan)
         if (mr_noise_sd_estimate(nsd + i, k, (mask2d || !is_zf || i == 0) ? pattern : NULL, C, gh,
                                  W) != MR_OK)
             n_nsd_fail++, mr_error_clear();
-        if ((st = s->method->run(s->mstate, image, &stats, k, pattern, NULL)) != MR_OK) {
+        if (s->boot) { /* the methods' own ESPIRiT defaults, made explicit for the bootstrap */
+            mr_espirit_params ep;
+            mr_espirit_params_default(&ep);
+            if ((st = mr_espirit_maps(bmaps, k, pattern, C, gh, W, &ep)) != MR_OK) {
+                mr_error_prefix(st, "%s: slice %zu: ", scan->kspace_path, sl);
+                goto done;
+            }
+        }
+        if ((st = s->method->run(s->mstate, image, &stats, k, pattern, s->boot ? bmaps : NULL)) !=
+            MR_OK) {
             mr_error_prefix(st, "%s: slice %zu: ", scan->kspace_path, sl);
             goto done;
+        }
+        if (s->boot) { /* parametric bootstrap: one more reconstruction (recon/bootstrap.c) */
+            if ((st = mr_bootstrap_dev(bdev, s->method, &s->rp, image, pattern, bmaps, C, gh, W)) !=
+                MR_OK) {
+                mr_error_prefix(st, "%s: slice %zu: ", scan->kspace_path, sl);
+                goto done;
+            }
+            float *b = bvol + i * hw_out;
+            mr_crop_f32(b, in->recon_h, in->recon_w, bdev, gh, W);
+            memcpy(bdev, b, hw_out * sizeof *bdev);
+            mr_sigma_bootstrap_map(b, bdev, in->recon_h, in->recon_w, bdev + hw_out);
         }
         if (!stats.converged)
             MR_WARN("%s: slice %zu: %s did not converge: %ld iterations, residual %.3g", scan->id,
@@ -252,9 +294,9 @@ static mr_status recon_run(void *state, mr_scan *scan)
         char what[4200];
         snprintf(what, sizeof what, "%s (image %s)", scan->input, s->label);
         if ((st = mr_array_create(&sd, MR_FLOAT32, 3, dims)) != MR_OK) goto done;
-        st = mr_sigma_volume_masked(mr_array_f32(sd), mr_array_f32(mag), mr_array_f32(mag), S,
-                                    in->recon_h, in->recon_w, s->sigma, scale, mask1d,
-                                    mask1d ? W : 0, what);
+        st = mr_sigma_volume_masked_boot(mr_array_f32(sd), mr_array_f32(mag), mr_array_f32(mag),
+                                         bvol, S, in->recon_h, in->recon_w, s->sigma, scale,
+                                         mask1d, mask1d ? W : 0, what);
         if (st != MR_OK) goto done;
         if (n_nsd_fail < S)
             mr_sigma_add_noise_term(mr_array_f32(sd), mr_array_f32(mag), S, hw_o, s->sigma, scale,
@@ -270,7 +312,8 @@ static mr_status recon_run(void *state, mr_scan *scan)
         mag = cplx = NULL;
         if (sd) {
             im->uncertainty = sd, sd = NULL;
-            snprintf(im->uncertainty_kind, sizeof im->uncertainty_kind, "model");
+            snprintf(im->uncertainty_kind, sizeof im->uncertainty_kind, "%s",
+                     s->boot ? "bootstrap" : "model");
         }
         if (mask1d && (!s->has_mask || s->mp.type != MR_MASK_POISSON)) {
             im->mask1d = mask1d;
@@ -283,6 +326,8 @@ static mr_status recon_run(void *state, mr_scan *scan)
     MR_INFO("%s: %s: %s, %zu slice(s) -> %zu x %zu", scan->id, s->label, s->method->name, S,
             in->recon_h, in->recon_w);
 done:
+    free(bvol), free(bdev);
+    mr_free_aligned(bmaps);
     mr_array_destroy(sd);
     mr_array_destroy(mag);
     mr_array_destroy(cplx);

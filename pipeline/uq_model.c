@@ -184,6 +184,13 @@ mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, size
                                  size_t W, const void *sigma, double scale, const float *mask,
                                  size_t mask_len, const char *what)
 {
+    return mr_sigma_volume_masked_boot(sd, x, y, NULL, S, H, W, sigma, scale, mask, mask_len, what);
+}
+
+mr_status mr_sigma_volume_masked_boot(float *sd, const float *x, const float *y, const float *boot,
+                                      size_t S, size_t H, size_t W, const void *sigma, double scale,
+                                      const float *mask, size_t mask_len, const char *what)
+{
     float *g = NULL;
     mr_status st = MR_OK;
     if (mr_sigma_wants_mask(sigma)) {
@@ -197,7 +204,7 @@ mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, size
                     mask ? "mask narrower than the image" : "no sampling mask",
                     mask ? "" : " (mrpipe's .h5 outputs carry it as 'mask')");
     }
-    if (st == MR_OK) st = mr_sigma_volume(sd, x, y, g, S, H, W, sigma, scale, what);
+    if (st == MR_OK) st = mr_sigma_volume_boot(sd, x, y, g, boot, S, H, W, sigma, scale, what);
     free(g);
     return st;
 }
