@@ -617,7 +617,13 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
                                   "expected 0 or 1, found %g", path, fb);
                 goto fail;
             }
-            m->meta.feature_bootstrap = nn == 1 && fb == 1 && m->meta.n_feature_weights == 4;
+            if (nn == 1 && fb == 1 && m->meta.n_feature_weights != 4) {
+                st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'calibration_feature_bootstrap' "
+                                  "is 1 but 'calibration_feature_weights' is missing: expected "
+                                  "4 feature weights with it", path);
+                goto fail;
+            }
+            m->meta.feature_bootstrap = nn == 1 && fb == 1;
         }
         TRY(get_nums(f, path, "calibration_noise_term", m->meta.noise_term, 2, &nn, 0));
         ok = nn == 0 || nn == 2;

@@ -144,6 +144,12 @@ int mr_cmd_denoise(int argc, char **argv)
             kind = MR_UQ_NONE;
         } else if ((st = mr_sigma_load(&sigma, sp, model_path)) != MR_OK)
             goto fail;
+        else if (mr_sigma_wants_bootstrap(sigma)) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: calibrated with a reconstruction's parametric "
+                              "bootstrap (`mrpipe recon --uncertainty bootstrap`), not for denoise",
+                              sp);
+            goto fail;
+        }
     }
     if (kind != MR_UQ_NONE) { /* where the map goes, checked before any work */
         mr_format sfmt;

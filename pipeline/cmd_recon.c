@@ -493,6 +493,14 @@ int mr_cmd_recon(int argc, char **argv)
             }
             maps = umaps;
         }
+        if (o.unc_boot) { /* each slice in a fresh state, as its bootstrap run: cs-l1's random
+                           * wavelet shifts then follow the same sequence in both, so the
+                           * deviation is the re-simulation's alone (and a slice's image does not
+                           * depend on the slices before it) */
+            method->destroy(state);
+            state = NULL;
+            if ((st = method->create(&state, &rp, C, gh, W)) != MR_OK) break;
+        }
         if ((st = method->run(state, image, &stats, k, pattern, maps)) != MR_OK) {
             mr_error_prefix(st, "slice %zu: ", s);
             break;

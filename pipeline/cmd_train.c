@@ -469,7 +469,7 @@ static mr_status parse_config(train_cfg *t, const mr_config *c)
         }
     }
     if (t->epochs == 0 && (!t->vh || !t->init[0]))
-        return mr_config_error(c, mr_cfg_child(r, "training") ? mr_cfg_child(r, "training") : r,
+        return mr_config_error(c, mr_cfg_child(mr_cfg_child(r, "training"), "epochs"),
                                MR_ERR_USAGE, "epochs 0 (calibrate only) needs a variance_head and "
                                "init: the trained variance network to calibrate");
     if (2 * t->depth + 1 > t->sampler.patch)

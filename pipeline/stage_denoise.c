@@ -141,7 +141,10 @@ static mr_status denoise_create(void **state, const mr_stage_ctx *x)
             char why[1024];
             snprintf(why, sizeof why, "%s", mr_error_message());
             st = mr_config_error(c, un, st, "%s", why);
-        }
+        } else if (st == MR_OK && mr_sigma_wants_bootstrap(s->sigma))
+            st = mr_config_error(c, un, MR_ERR_INPUT, "%s: calibrated with a reconstruction's "
+                                 "parametric bootstrap (recon stage uncertainty: bootstrap), not "
+                                 "for denoise", sp);
     }
     /* which images: the list, or every recon image and input made before this stage */
     if (st == MR_OK)

@@ -263,6 +263,11 @@ static mr_status recon_run(void *state, mr_scan *scan)
                 goto done;
             }
         }
+        if (s->boot) { /* a fresh state per slice, as its bootstrap run (cmd_recon.c says why) */
+            s->method->destroy(s->mstate);
+            s->mstate = NULL;
+            if ((st = s->method->create(&s->mstate, &s->rp, C, gh, W)) != MR_OK) goto done;
+        }
         if ((st = s->method->run(s->mstate, image, &stats, k, pattern, s->boot ? bmaps : NULL)) !=
             MR_OK) {
             mr_error_prefix(st, "%s: slice %zu: ", scan->kspace_path, sl);

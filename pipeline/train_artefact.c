@@ -126,6 +126,14 @@ mr_status mr_train_degrade(mr_train_degrader *d, float *ref, float *deg, const f
         mr_espirit_params_default(&ep);
         if ((st = mr_espirit_maps(d->emaps, d->kmask, d->mask, C, m, m, &ep)) != MR_OK) return st;
     }
+    if (d->boot) { /* a fresh state, as the bootstrap's (cmd_recon.c says why) */
+        mr_recon_params rp = {0};
+        rp.seed = 1;
+        d->method[g->method]->destroy(d->state[g->method]);
+        d->state[g->method] = NULL;
+        if ((st = d->method[g->method]->create(&d->state[g->method], &rp, C, m, m)) != MR_OK)
+            return st;
+    }
     if ((st = d->method[g->method]->run(d->state[g->method], d->img, &rs, d->kmask, d->mask,
                                         d->boot ? d->emaps : NULL)) != MR_OK)
         return st;

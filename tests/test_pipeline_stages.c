@@ -211,10 +211,15 @@ static void test_config_errors(void)
              "    uncertainty: maybe\n",
              h5);
     expect_error(yaml, "expected none, model, replica or both, found 'maybe'");
-    /* the recon stage's uncertainty: none or model (replica maps are mrpipe recon's) */
+    /* the recon stage's uncertainty: none, model or bootstrap (replica maps are mrpipe recon's);
+     * bootstrap re-simulates from the image, which zf's image already is */
     snprintf(yaml, sizeof yaml,
              "inputs:\n  file: %s\nstages:\n  zf: {stage: recon, uncertainty: replica}\n", h5);
-    expect_error(yaml, "t.yaml line 4: stages.zf.uncertainty: expected none or model");
+    expect_error(yaml, "t.yaml line 4: stages.zf.uncertainty: expected none, model or bootstrap");
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf: {stage: recon, uncertainty: bootstrap}\n", h5);
+    expect_error(yaml, "t.yaml line 4: stages.zf.uncertainty: bootstrap: method zf has nothing to "
+                       "re-simulate");
     /* a suffix that makes a label already taken */
     snprintf(yaml, sizeof yaml,
              "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n"
