@@ -617,7 +617,7 @@ int mr_cmd_recon(int argc, char **argv)
             if (st == MR_OK && o.unc_replica)
                 MR_INFO("wrote %s (%s SD, %ld replicas)", up, o.uncertainty, o.replicas);
             else if (st == MR_OK)
-                MR_INFO("wrote %s (model SD)", up);
+                MR_INFO("wrote %s (%s SD)", up, o.unc_boot ? "bootstrap" : "model");
         }
     }
     rc = st == MR_OK ? 0 : mr_cli_fail("recon", st);
