@@ -581,14 +581,7 @@ static void test_cli_run(void)
 /* Lines 1-9 of the configs below (the degradation, when there is one, is line 10). */
 #define TRAIN_HEAD                                                                                 \
     "seed: 7\n"                                                                                    \
-    "model: {depth: 8, channels: 16}\n"                                                            \
-    "data:\n"                                                                                      \
-    "  dir: " TEMPLATES "\n"                                                                       \
-    "  training: [ch2.nii.gz]\n"                                                                   \
-    "  validation:\n"                                                                              \
-    "    - {file: ch2.nii.gz, z_mm: [20, 40]}\n"                                                   \
-    "  calibration:\n"                                                                             \
-    "    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
+    "model: {depth: 8, channels: 16}\n" MR_TEST_CH2_SPLIT
 
 #define DEGRADE(methods)                                                                           \
     "degradation: {type: undersampling, accel: [4], center_fraction: [0.16], masks: "              \

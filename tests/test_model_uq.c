@@ -31,14 +31,7 @@
 #define TEMPLATES "/usr/share/mricron/templates"
 /* the training configs' data section (7 lines): ch2 for training, validation z 20..40 mm,
  * calibration z -10..10 mm */
-#define CH2_SPLIT                                                                                  \
-    "data:\n"                                                                                     \
-    "  dir: " TEMPLATES "\n"                                                                      \
-    "  training: [ch2.nii.gz]\n"                                                                  \
-    "  validation:\n"                                                                             \
-    "    - {file: ch2.nii.gz, z_mm: [20, 40]}\n"                                                  \
-    "  calibration:\n"                                                                            \
-    "    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
+#define CH2_SPLIT MR_TEST_CH2_SPLIT
 
 static int have_data(void) { return mr_path_is_file(TEMPLATES "/ch2.nii.gz"); }
 

@@ -42,6 +42,17 @@ const char *mr_test_output(void);
 /* The Python interpreter that has Debian's numpy/h5py/skimage ("/usr/bin/python3"). */
 const char *mr_test_python(void);
 
+/* The training configs' data section (7 lines): Debian's Colin27 (mricron-data) for training,
+ * validation slab z 20..40 mm, calibration slab z -10..10 mm (the shipped models' split). */
+#define MR_TEST_CH2_SPLIT                                                                          \
+    "data:\n"                                                                                      \
+    "  dir: /usr/share/mricron/templates\n"                                                        \
+    "  training: [ch2.nii.gz]\n"                                                                   \
+    "  validation:\n"                                                                              \
+    "    - {file: ch2.nii.gz, z_mm: [20, 40]}\n"                                                   \
+    "  calibration:\n"                                                                             \
+    "    - {file: ch2.nii.gz, z_mm: [-10, 10]}\n"
+
 /* Write text to path (a CUnit fatal assertion when the file cannot be created). */
 void mr_test_write_text(const char *path, const char *text);
 
