@@ -1339,6 +1339,9 @@ static void describe(mr_nn_model *m, const train_cfg *t, long epochs, const char
              t->sampler.sigma_min, t->sampler.sigma_max, t->percentile, t->sampler.gamma_min,
              t->sampler.gamma_max, t->sampler.scale_min, t->sampler.scale_max);
     size_t off = 0;
+    if (t->init[0]) /* fine-tuned, or (epochs 0) only calibrated: say whose weights */
+        off += (size_t)snprintf(me->training_data, sizeof me->training_data, "the weights of %s%s",
+                                base_name(t->init), epochs ? ", then " : " (calibrated only); ");
     off += (size_t)snprintf(me->training_data + off, sizeof me->training_data - off,
                             "patches %dx%d batch %d steps %ld (seed %ld):", t->sampler.patch,
                             t->sampler.patch, t->batch, epochs * t->steps_per_epoch, t->seed);
