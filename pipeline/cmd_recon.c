@@ -329,7 +329,7 @@ int mr_cmd_recon(int argc, char **argv)
     float *gvol = NULL, *gbuf = NULL; /* ... or the unsampled part: (S, h, w), one grid slice */
     mr_zf_plan *zfp = NULL;
     float *sd_grid = NULL;
-    float *bvol = NULL, *bgrid = NULL; /* --bootstrap: mean square deviation (S, h, w), grid slice */
+    float *bvol = NULL, *bgrid = NULL; /* --uncertainty bootstrap: the map (S, h, w); a grid slice */
     mr_cfloat *chol = NULL, *slice_chol = NULL, *psi_est = NULL, *umaps = NULL;
     /* per slice, the coil noise SD estimated from the k-space (image units: orthonormal FFTs):
      * written with .h5 outputs (mrpipe_noise_sd) and used by variance networks' noise term */
@@ -382,7 +382,7 @@ int mr_cmd_recon(int argc, char **argv)
     }
     if (st == MR_OK && o.unc_boot) { /* bootstrap deviations (S, h, w), a grid slice, maps */
         bvol = malloc(in->slices * hw_out * sizeof *bvol);
-        bgrid = malloc((H * W > 3 * hw_out ? H * W : 3 * hw_out) * sizeof *bgrid);
+        bgrid = malloc((H * W > 2 * hw_out ? H * W : 2 * hw_out) * sizeof *bgrid);
         umaps = mr_malloc_aligned(chw * sizeof *umaps);
         if (!bvol || !bgrid || !umaps) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
     }
@@ -497,9 +497,7 @@ int mr_cmd_recon(int argc, char **argv)
                            * wavelet shifts then follow the same sequence in both, so the
                            * deviation is the re-simulation's alone (and a slice's image does not
                            * depend on the slices before it) */
-            method->destroy(state);
-            state = NULL;
-            if ((st = method->create(&state, &rp, C, gh, W)) != MR_OK) break;
+            if ((st = mr_recon_state_renew(method, &state, &rp, C, gh, W)) != MR_OK) break;
         }
         if ((st = method->run(state, image, &stats, k, pattern, maps)) != MR_OK) {
             mr_error_prefix(st, "slice %zu: ", s);
@@ -543,7 +541,9 @@ int mr_cmd_recon(int argc, char **argv)
                 mr_error_prefix(st, "slice %zu: --uncertainty bootstrap: ", s);
                 break;
             }
-            mr_crop_f32(bvol + s * hw_out, in->recon_h, in->recon_w, bgrid, gh, W);
+            float *b = bvol + s * hw_out; /* cropped, then its local RMS in place */
+            mr_crop_f32(b, in->recon_h, in->recon_w, bgrid, gh, W);
+            mr_sigma_bootstrap_map(b, b, in->recon_h, in->recon_w, bgrid);
         }
         if (cplx) mr_crop_c64(mr_array_c64(cplx) + s * hw_out, in->recon_h, in->recon_w, image, gh, W);
         /* magnitude of the cropped complex image */
@@ -567,12 +567,6 @@ int mr_cmd_recon(int argc, char **argv)
             MR_INFO("coil noise SD estimated from the outer k-space: %.4g (mean over slices)",
                     m / (double)(in->slices - n_nsd_fail));
     }
-    if (st == MR_OK && o.unc_boot) /* the bootstrap map: local RMS of the deviations */
-        for (size_t s = 0; s < in->slices; s++) {
-            float *b = bvol + s * hw_out;
-            memcpy(bgrid, b, hw_out * sizeof *bgrid);
-            mr_sigma_bootstrap_map(b, bgrid, in->recon_h, in->recon_w, bgrid + hw_out);
-        }
     if (st == MR_OK && o.unc_net) { /* model SD of the magnitude volume; both: variances added */
         size_t nv = in->slices * hw_out;
         float *sdm = malloc(nv * sizeof *sdm), *u = mr_array_f32(unc);
@@ -580,9 +574,8 @@ int mr_cmd_recon(int argc, char **argv)
                                                     : acq_frac0 > 0 ? 1 / acq_frac0 : 0);
         if (!sdm) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
         if (st == MR_OK)
-            st = mr_sigma_volume_boot(sdm, mr_array_f32(mag), zfvol ? zfvol : mr_array_f32(mag),
-                                      gvol, bvol, in->slices, in->recon_h, in->recon_w, sigma,
-                                      scale, o.input);
+            st = mr_sigma_volume(sdm, mr_array_f32(mag), zfvol ? zfvol : mr_array_f32(mag), gvol,
+                                 bvol, in->slices, in->recon_h, in->recon_w, sigma, scale, o.input);
         if (st == MR_OK) /* the reference's noise (networks with a noise term) */
             mr_sigma_add_noise_term(sdm, mr_array_f32(mag), in->slices, hw_out, sigma, scale, nsd,
                                     (int)C, method->name);

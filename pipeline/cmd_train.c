@@ -516,6 +516,13 @@ typedef struct {
     double maxval; /* the region's maximum */
 } val_set;
 
+/* Free a set's buffers (the struct itself is the caller's). */
+static void val_set_free(val_set *vs)
+{
+    free(vs->clean), free(vs->noisy), free(vs->out), free(vs->aux), free(vs->cols), free(vs->nsd);
+    free(vs->boot);
+}
+
 /* Exclusion ranges in z (mm) from the held-out slabs, widened by the guard. */
 static void cut_blocks(mr_train_volume *tv, const mr_nifti_meta *meta, const train_cfg *t)
 {
@@ -599,7 +606,7 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
           *img = malloc(hw * sizeof *img), *out = malloc(ns * hw * sizeof *out),
           *aux = malloc(ns * hw * sizeof *aux), *cols = malloc(ns * M * sizeof *cols);
     float *boot = t->boot_sets ? malloc(ns * hw * sizeof *boot) : NULL,
-          *btmp = t->boot_sets ? malloc(3 * hw * sizeof *btmp) : NULL;
+          *btmp = t->boot_sets ? malloc(2 * hw * sizeof *btmp) : NULL;
     double *nsd = malloc(ns * sizeof *nsd);
     mr_status st = MR_OK;
     double level = 0;
@@ -625,8 +632,8 @@ static mr_status degrade_validation(val_set *vs, const train_cfg *t, mr_train_de
         if (st == MR_OK) st = mr_train_degrader_aux(dg, aux + i * hw, deg + i * hw);
         if (st == MR_OK) memcpy(cols + i * M, mr_train_degrader_mask(dg), M * sizeof *cols);
         if (st == MR_OK) st = mr_train_degrader_noise_sd(dg, nsd + i);
-        if (st == MR_OK && boot && (st = mr_train_degrader_boot(dg, btmp)) == MR_OK)
-            mr_sigma_bootstrap_map(boot + i * hw, btmp, M, M, btmp + hw);
+        if (st == MR_OK && boot && (st = mr_train_degrader_boot(dg, boot + i * hw)) == MR_OK)
+            mr_sigma_bootstrap_map(boot + i * hw, boot + i * hw, M, M, btmp); /* in place */
     }
     if (st == MR_OK) {
         vs->maxval = 0;
@@ -908,9 +915,10 @@ static mr_status validate_sigma(double *nll, double *cov90, val_set *vs, int nv,
         if (st == MR_OK && aux_mode == 2 && base && vs[i].cols)
             st = unsampled_of(vs[i].aux, vs[i].out, vs[i].cols, vs[i].S, vs[i].W);
         if (st == MR_OK)
+            /* validation runs before any refit: no bootstrap map */
             st = mr_sigma_volume(sd, vs[i].noisy, aux_mode == 1 && vs[i].aux ? vs[i].aux : vs[i].out,
-                                 aux_mode == 2 ? vs[i].aux : NULL, vs[i].S, vs[i].H, vs[i].W, sig,
-                                 1.0, vs[i].name);
+                                 aux_mode == 2 ? vs[i].aux : NULL, NULL, vs[i].S, vs[i].H, vs[i].W,
+                                 sig, 1.0, vs[i].name);
         if (st != MR_OK) {
             free(sd);
             return st;
@@ -965,9 +973,9 @@ static mr_status cal_set_sd(val_set *vs, float **sd, const train_cfg *t, int i, 
     if (st == MR_OK && t->vh_unsampled && base && vs->cols)
         st = unsampled_of(vs->aux, vs->out, vs->cols, vs->S, vs->W);
     if (st == MR_OK)
-        st = mr_sigma_volume_boot(*sd, vs->noisy, t->vh_zf && vs->aux ? vs->aux : vs->out,
-                                  t->vh_unsampled ? vs->aux : NULL, vs->boot, vs->S, vs->H, vs->W,
-                                  sig, 1.0, vs->name);
+        st = mr_sigma_volume(*sd, vs->noisy, t->vh_zf && vs->aux ? vs->aux : vs->out,
+                             t->vh_unsampled ? vs->aux : NULL, vs->boot, vs->S, vs->H, vs->W, sig,
+                             1.0, vs->name);
     /* no-op until fit_noise_term has set the term; each slice with its own method's */
     size_t hw = vs->H * vs->W;
     for (size_t k = 0; st == MR_OK && k < vs->S && vs->nsd; k++)
@@ -1032,8 +1040,7 @@ static mr_status fit_noise_term(char *text, size_t tsize, const train_cfg *t,
             mrow[n - 1] = (unsigned char)method_of_slice(t, q / hw);
         }
         free(sd);
-        free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols), free(vs.nsd);
-        free(vs.boot);
+        val_set_free(&vs);
     }
     double bf[2], nll = 0, nll0 = 0;
     if (st == MR_OK && (st = mr_sigma_fit_noise_term(bf, &nll, &nll0, rows, n)) == MR_OK) {
@@ -1113,8 +1120,7 @@ static mr_status fit_features(char *text, size_t tsize, const train_cfg *t, cons
                 }
             }
             free(sd), free(fb);
-            free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols), free(vs.nsd);
-            free(vs.boot);
+            val_set_free(&vs);
         }
     double w[4], nll = 0;
     if (st == MR_OK && (st = mr_sigma_fit_features(w, &nll, rows, n)) == MR_OK) {
@@ -1204,8 +1210,7 @@ static mr_status calibrate_sigma(double *scale, char *text, size_t tsize, const 
             if (st == MR_OK && (st = mr_sigma_input_noise(&nz, vs.noisy, vs.S, vs.H, vs.W, sig)) == MR_OK)
                 lev_noise[l] += nz, lev_count[l]++;
             free(sd);
-            free(vs.clean), free(vs.noisy), free(vs.out), free(vs.aux), free(vs.cols), free(vs.nsd);
-            free(vs.boot);
+            val_set_free(&vs);
         }
     }
     lev_start[nlev] = nr;
@@ -1722,8 +1727,7 @@ fail:
 done:
     for (int i = 0; i < MAX_SETS; i++) {
         mr_array_destroy(tv[i].vol);
-        free(vs[i].clean), free(vs[i].noisy), free(vs[i].out), free(vs[i].aux),
-            free(vs[i].cols), free(vs[i].nsd), free(vs[i].boot);
+        val_set_free(&vs[i]);
     }
     free(clean), free(noisy), free(rows);
     mr_nn_trainer_destroy(tr);

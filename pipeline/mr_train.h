@@ -177,21 +177,18 @@ mr_status mr_sigma_batch(float *input, float *target, const float *noisy_big,
 /* Calibrated model SD (S, H, W) of y = model(x), in x's units: scale x level x exp(s / 2), s the
  * variance network's output on (x, y) / level (3-channel networks: (x, y, g) / level, g the
  * unsampled part of y, or zeros when g is NULL: the sampling mask is unknown), level the
- * network's percentile of x. sigma: a loaded mr_nn_model (void * keeps mr_nn.h out of this
- * header's users). */
-mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float *g, size_t S,
-                          size_t H, size_t W, const void *sigma, double scale, const char *what);
-
-/* The same with a variance network whose feature refit uses the reconstruction's parametric
- * bootstrap map boot (S, H, W) (mr_sigma_bootstrap_map) in place of G|y - x|
- * (mr_sigma_wants_bootstrap): MR_ERR_USAGE when such a network gets boot NULL. */
-mr_status mr_sigma_volume_boot(float *sd, const float *x, const float *y, const float *g,
-                               const float *boot, size_t S, size_t H, size_t W, const void *sigma,
-                               double scale, const char *what);
+ * network's percentile of x. boot (S, H, W): the reconstruction's parametric bootstrap map
+ * (mr_sigma_bootstrap_map), read in place of G|y - x| by networks refitted with it
+ * (mr_sigma_wants_bootstrap: MR_ERR_USAGE when such a network gets boot NULL); NULL for others.
+ * sigma: a loaded mr_nn_model (void * keeps mr_nn.h out of this header's users). */
+mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float *g,
+                          const float *boot, size_t S, size_t H, size_t W, const void *sigma,
+                          double scale, const char *what);
 /* 1 when the variance network's feature refit reads a bootstrap map (calibration_feature_bootstrap). */
 int mr_sigma_wants_bootstrap(const void *sigma);
 /* The bootstrap SD map of one (H, W) slice: b = sqrt(G(dev^2)), dev = |x_b| - |x^|
- * (mr_bootstrap_dev), G the Gaussian of sigma 1.5 px: the local RMS of the draw. tmp: 2 H W floats. */
+ * (mr_bootstrap_dev), G the Gaussian of sigma 1.5 px: the local RMS of the draw; b may be dev.
+ * tmp: 2 H W floats. */
 void mr_sigma_bootstrap_map(float *b, const float *dev, size_t H, size_t W, float *tmp);
 /* Image features of a model's input x and output y, one (H, W) slice: fc = G(|y - x|) (what the
  * model changed), fg = G(|Sobel y| / 8) (edges), G a Gaussian of sigma 1.5 px. tmp: 2 H W floats. */
@@ -298,15 +295,11 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
 /* Does the variance network read the unsampled part (a third input channel, so the mask)? */
 int mr_sigma_wants_mask(const void *sigma);
 /* Its SD (S, H, W) of y = model(x) with the unsampled part of y for the given mask (NULL/0: zeros,
- * with a warning naming `what`); scale: the calibration scale to use. */
-mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, size_t S, size_t H,
-                                 size_t W, const void *sigma, double scale, const float *mask,
-                                 size_t mask_len, const char *what);
-/* The same with the reconstruction's bootstrap map boot (S, H, W) for networks calibrated with it
- * (mr_sigma_wants_bootstrap; NULL otherwise). */
-mr_status mr_sigma_volume_masked_boot(float *sd, const float *x, const float *y, const float *boot,
-                                      size_t S, size_t H, size_t W, const void *sigma, double scale,
-                                      const float *mask, size_t mask_len, const char *what);
+ * with a warning naming `what`) and the bootstrap map boot (as mr_sigma_volume; NULL for networks
+ * without it); scale: the calibration scale to use. */
+mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, const float *boot,
+                                 size_t S, size_t H, size_t W, const void *sigma, double scale,
+                                 const float *mask, size_t mask_len, const char *what);
 
 /* Denoise a float32 volume (S, H, W) slice by slice with a loaded model, whole slices, one plan:
  * the model's normalisation (norm_method "percentile", norm_params[0] = p) divides the input by

@@ -221,7 +221,7 @@ static mr_status recon_run(void *state, mr_scan *scan)
     nsd = calloc(S ? S : 1, sizeof *nsd);
     if (s->boot) {
         bvol = malloc(S * hw_out * sizeof *bvol);
-        bdev = malloc((H * W > 3 * hw_out ? H * W : 3 * hw_out) * sizeof *bdev);
+        bdev = malloc((H * W > 2 * hw_out ? H * W : 2 * hw_out) * sizeof *bdev);
         bmaps = mr_malloc_aligned(chw * sizeof *bmaps);
     }
     if (!nsd || (s->boot && (!bvol || !bdev || !bmaps))) {
@@ -255,18 +255,16 @@ static mr_status recon_run(void *state, mr_scan *scan)
         if (mr_noise_sd_estimate(nsd + i, k, (mask2d || !is_zf || i == 0) ? pattern : NULL, C, gh,
                                  W) != MR_OK)
             n_nsd_fail++, mr_error_clear();
-        if (s->boot) { /* the methods' own ESPIRiT defaults, made explicit for the bootstrap */
+        if (s->boot) { /* the methods' own ESPIRiT defaults, made explicit for the bootstrap, and
+                        * a fresh state per slice, as its bootstrap run's (cmd_recon.c says why) */
             mr_espirit_params ep;
             mr_espirit_params_default(&ep);
             if ((st = mr_espirit_maps(bmaps, k, pattern, C, gh, W, &ep)) != MR_OK) {
                 mr_error_prefix(st, "%s: slice %zu: ", scan->kspace_path, sl);
                 goto done;
             }
-        }
-        if (s->boot) { /* a fresh state per slice, as its bootstrap run (cmd_recon.c says why) */
-            s->method->destroy(s->mstate);
-            s->mstate = NULL;
-            if ((st = s->method->create(&s->mstate, &s->rp, C, gh, W)) != MR_OK) goto done;
+            if ((st = mr_recon_state_renew(s->method, &s->mstate, &s->rp, C, gh, W)) != MR_OK)
+                goto done;
         }
         if ((st = s->method->run(s->mstate, image, &stats, k, pattern, s->boot ? bmaps : NULL)) !=
             MR_OK) {
@@ -279,10 +277,9 @@ static mr_status recon_run(void *state, mr_scan *scan)
                 mr_error_prefix(st, "%s: slice %zu: ", scan->kspace_path, sl);
                 goto done;
             }
-            float *b = bvol + i * hw_out;
+            float *b = bvol + i * hw_out; /* cropped, then its local RMS in place */
             mr_crop_f32(b, in->recon_h, in->recon_w, bdev, gh, W);
-            memcpy(bdev, b, hw_out * sizeof *bdev);
-            mr_sigma_bootstrap_map(b, bdev, in->recon_h, in->recon_w, bdev + hw_out);
+            mr_sigma_bootstrap_map(b, b, in->recon_h, in->recon_w, bdev);
         }
         if (!stats.converged)
             MR_WARN("%s: slice %zu: %s did not converge: %ld iterations, residual %.3g", scan->id,
@@ -299,7 +296,7 @@ static mr_status recon_run(void *state, mr_scan *scan)
         char what[4200];
         snprintf(what, sizeof what, "%s (image %s)", scan->input, s->label);
         if ((st = mr_array_create(&sd, MR_FLOAT32, 3, dims)) != MR_OK) goto done;
-        st = mr_sigma_volume_masked_boot(mr_array_f32(sd), mr_array_f32(mag), mr_array_f32(mag),
+        st = mr_sigma_volume_masked(mr_array_f32(sd), mr_array_f32(mag), mr_array_f32(mag),
                                          bvol, S, in->recon_h, in->recon_w, s->sigma, scale,
                                          mask1d, mask1d ? W : 0, what);
         if (st != MR_OK) goto done;

@@ -30,6 +30,7 @@ struct mr_train_degrader {
     float *phase, *mask, *zf; /* zf: the zero-filled image of the last degradation */
     const mr_recon_method *method[MR_TRAIN_US_MAX];
     void *state[MR_TRAIN_US_MAX];
+    mr_recon_params rp; /* every state's parameters: the methods' defaults, seed 1 */
     int boot;          /* mr_train_degrader_bootstrap: ESPIRiT maps made explicit, kept in emaps */
     int last_method;   /* the method of the last degradation (-1: zero-filled) */
     mr_cfloat *emaps;  /* (C, M, M) the maps of the last degradation's reconstruction */
@@ -58,6 +59,7 @@ mr_status mr_train_degrader_create(mr_train_degrader **out, const mr_train_us *u
     if (!d) return mr_error_set(MR_ERR_NOMEM, "degradation: out of memory");
     d->u = *u;
     d->last_method = -1;
+    d->rp.seed = 1;
     d->m = (size_t)u->matrix, d->coils = (size_t)u->coils;
     size_t hw = d->m * d->m, n = d->coils * hw;
     mr_status st;
@@ -85,9 +87,7 @@ mr_status mr_train_degrader_create(mr_train_degrader **out, const mr_train_us *u
                                 u->methods[i]);
         }
         if (!strcmp(u->methods[i], "zf")) continue; /* zero-filled RSS: the zf plan */
-        mr_recon_params rp = {0};
-        rp.seed = 1;
-        if ((st = d->method[i]->create(&d->state[i], &rp, d->coils, d->m, d->m)) != MR_OK) {
+        if ((st = d->method[i]->create(&d->state[i], &d->rp, d->coils, d->m, d->m)) != MR_OK) {
             mr_train_degrader_destroy(d);
             return st;
         }
@@ -121,17 +121,13 @@ mr_status mr_train_degrade(mr_train_degrader *d, float *ref, float *deg, const f
     for (size_t c = 0; c < C; c++)
         for (size_t i = 0; i < hw; i++) d->kmask[c * hw + i] = d->ks[c * hw + i] * d->mask[i];
     mr_recon_stats rs;
-    if (d->boot) { /* the methods' own ESPIRiT defaults, made explicit for the bootstrap */
+    if (d->boot) { /* the methods' own ESPIRiT defaults, made explicit for the bootstrap, and a
+                    * fresh state, as the bootstrap run's (cmd_recon.c says why) */
         mr_espirit_params ep;
         mr_espirit_params_default(&ep);
-        if ((st = mr_espirit_maps(d->emaps, d->kmask, d->mask, C, m, m, &ep)) != MR_OK) return st;
-    }
-    if (d->boot) { /* a fresh state, as the bootstrap's (cmd_recon.c says why) */
-        mr_recon_params rp = {0};
-        rp.seed = 1;
-        d->method[g->method]->destroy(d->state[g->method]);
-        d->state[g->method] = NULL;
-        if ((st = d->method[g->method]->create(&d->state[g->method], &rp, C, m, m)) != MR_OK)
+        if ((st = mr_espirit_maps(d->emaps, d->kmask, d->mask, C, m, m, &ep)) != MR_OK ||
+            (st = mr_recon_state_renew(d->method[g->method], &d->state[g->method], &d->rp, C, m,
+                                       m)) != MR_OK)
             return st;
     }
     if ((st = d->method[g->method]->run(d->state[g->method], d->img, &rs, d->kmask, d->mask,
@@ -245,9 +241,7 @@ mr_status mr_train_degrader_boot(const mr_train_degrader *d, float *dev)
     if (!d->boot || d->last_method < 0)
         return mr_error_set(MR_ERR_USAGE, "degradation: the bootstrap needs a reconstruction with "
                             "coil maps (methods other than zf, mr_train_degrader_bootstrap first)");
-    mr_recon_params rp = {0};
-    rp.seed = 1; /* as the degrader's own states */
-    return mr_bootstrap_dev(dev, d->method[d->last_method], &rp, d->img, d->mask, d->emaps,
+    return mr_bootstrap_dev(dev, d->method[d->last_method], &d->rp, d->img, d->mask, d->emaps,
                             d->coils, d->m, d->m);
 }
 const float *mr_train_degrader_mask(const mr_train_degrader *d) { return d->mask; }

@@ -302,7 +302,7 @@ void mr_sigma_add_noise_term(float *sd, const float *y, size_t S, size_t hw, con
 
 void mr_sigma_bootstrap_map(float *b, const float *dev, size_t H, size_t W, float *tmp)
 {
-    float *sq = tmp, *t2 = tmp + H * W;
+    float *sq = tmp, *t2 = tmp + H * W; /* dev is read once, into sq: b may be dev */
     for (size_t i = 0; i < H * W; i++) sq[i] = dev[i] * dev[i];
     blur15(b, sq, H, W, t2);
     for (size_t i = 0; i < H * W; i++) b[i] = sqrtf(b[i] > 0 ? b[i] : 0);
@@ -314,16 +314,9 @@ int mr_sigma_wants_bootstrap(const void *sigma_model)
     return sigma && sigma->meta.n_feature_weights == 4 && sigma->meta.feature_bootstrap;
 }
 
-mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float *g, size_t S,
-                          size_t H, size_t W, const void *sigma_model, double scale,
-                          const char *what)
-{
-    return mr_sigma_volume_boot(sd, x, y, g, NULL, S, H, W, sigma_model, scale, what);
-}
-
-mr_status mr_sigma_volume_boot(float *sd, const float *x, const float *y, const float *g,
-                               const float *boot, size_t S, size_t H, size_t W,
-                               const void *sigma_model, double scale, const char *what)
+mr_status mr_sigma_volume(float *sd, const float *x, const float *y, const float *g,
+                          const float *boot, size_t S, size_t H, size_t W, const void *sigma_model,
+                          double scale, const char *what)
 {
     const mr_nn_model *sigma = sigma_model;
     if (mr_sigma_wants_bootstrap(sigma) && !boot)

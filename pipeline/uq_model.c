@@ -180,16 +180,9 @@ int mr_sigma_wants_mask(const void *sigma)
     return sigma && ((const mr_nn_model *)sigma)->arch.in_channels == 3;
 }
 
-mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, size_t S, size_t H,
-                                 size_t W, const void *sigma, double scale, const float *mask,
-                                 size_t mask_len, const char *what)
-{
-    return mr_sigma_volume_masked_boot(sd, x, y, NULL, S, H, W, sigma, scale, mask, mask_len, what);
-}
-
-mr_status mr_sigma_volume_masked_boot(float *sd, const float *x, const float *y, const float *boot,
-                                      size_t S, size_t H, size_t W, const void *sigma, double scale,
-                                      const float *mask, size_t mask_len, const char *what)
+mr_status mr_sigma_volume_masked(float *sd, const float *x, const float *y, const float *boot,
+                                 size_t S, size_t H, size_t W, const void *sigma, double scale,
+                                 const float *mask, size_t mask_len, const char *what)
 {
     float *g = NULL;
     mr_status st = MR_OK;
@@ -204,7 +197,7 @@ mr_status mr_sigma_volume_masked_boot(float *sd, const float *x, const float *y,
                     mask ? "mask narrower than the image" : "no sampling mask",
                     mask ? "" : " (mrpipe's .h5 outputs carry it as 'mask')");
     }
-    if (st == MR_OK) st = mr_sigma_volume_boot(sd, x, y, g, boot, S, H, W, sigma, scale, what);
+    if (st == MR_OK) st = mr_sigma_volume(sd, x, y, g, boot, S, H, W, sigma, scale, what);
     free(g);
     return st;
 }
@@ -239,7 +232,7 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
         else
             st = mr_sigma_scale_for(&scale, sigma, x, S, H, W, NULL);
         if (st != MR_OK ||
-            (st = mr_sigma_volume_masked(sd, x, y, S, H, W, sigma, scale, info->mask,
+            (st = mr_sigma_volume_masked(sd, x, y, NULL, S, H, W, sigma, scale, info->mask,
                                          info->mask_len, what)) != MR_OK)
             return st;
         if (sm->meta.n_noise_term == 2) { /* the reference's noise */

@@ -78,3 +78,13 @@ const mr_recon_method *mr_recon_method_find(const char *name)
         if (!strcmp((*m)->name, name)) return *m;
     return NULL;
 }
+
+mr_status mr_recon_state_renew(const mr_recon_method *m, void **state, const mr_recon_params *rp,
+                               size_t coils, size_t h, size_t w)
+{
+    if (*state) m->destroy(*state);
+    *state = NULL;
+    mr_status st = m->create(state, rp, coils, h, w);
+    if (st != MR_OK) *state = NULL;
+    return st;
+}

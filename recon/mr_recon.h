@@ -239,6 +239,12 @@ extern const mr_recon_method *const mr_recon_methods[];
 /* By name; NULL when unknown. */
 const mr_recon_method *mr_recon_method_find(const char *name);
 
+/* Replace *state (may be NULL) by a fresh one made from rp for (coils, h, w): stateful methods
+ * (cs-l1's random wavelet shifts) then start their sequence anew, as a state made for one run
+ * (mr_bootstrap_dev's). On failure *state is NULL. */
+mr_status mr_recon_state_renew(const mr_recon_method *m, void **state, const mr_recon_params *rp,
+                               size_t coils, size_t h, size_t w);
+
 /* ================================================================ parallel imaging (issue 4, part 1)
  * ESPIRiT coil maps, SENSE (CG), noise pre-whitening, BART's data scaling. */
 

@@ -428,13 +428,13 @@ static void test_map_is_the_feature(void)
     void *sb = NULL, *sp = NULL;
     CU_ASSERT_EQUAL_FATAL(mr_sigma_load(&sb, yes, "test"), MR_OK);
     CU_ASSERT_EQUAL_FATAL(mr_sigma_load(&sp, no, "test"), MR_OK);
-    CU_ASSERT_EQUAL_FATAL(mr_sigma_volume_boot(sd, x, x, NULL, boot, S, H, W, sb, scale, "img"),
+    CU_ASSERT_EQUAL_FATAL(mr_sigma_volume(sd, x, x, NULL, boot, S, H, W, sb, scale, "img"),
                           MR_OK);
     double err = 0;
     for (size_t i = 0; i < N; i++)
         err = fmax(err, fabs(sd[i] / (scale * (boot[i] + e)) - 1));
     CU_ASSERT(err < 1e-5);
-    CU_ASSERT_EQUAL_FATAL(mr_sigma_volume_boot(sd, x, x, NULL, boot, S, H, W, sp, scale, "img"),
+    CU_ASSERT_EQUAL_FATAL(mr_sigma_volume(sd, x, x, NULL, boot, S, H, W, sp, scale, "img"),
                           MR_OK);
     double err0 = 0;
     for (size_t i = 0; i < N; i++)
@@ -447,11 +447,12 @@ static void test_map_is_the_feature(void)
     /* without a map */
     for (size_t i = 0; i < N; i++)
         sd[i] = -1;
-    CU_ASSERT_EQUAL(mr_sigma_volume_boot(sd, x, x, NULL, NULL, S, H, W, sb, scale, "img.h5"),
+    CU_ASSERT_EQUAL(mr_sigma_volume(sd, x, x, NULL, NULL, S, H, W, sb, scale, "img.h5"),
                     MR_ERR_USAGE);
     CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "--uncertainty bootstrap"));
     CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "img.h5"));
-    CU_ASSERT_EQUAL(mr_sigma_volume(sd, x, x, NULL, S, H, W, sb, scale, "img.h5"), MR_ERR_USAGE);
+    CU_ASSERT_EQUAL(mr_sigma_volume_masked(sd, x, x, NULL, S, H, W, sb, scale, NULL, 0, "img.h5"),
+                    MR_ERR_USAGE);
     CU_ASSERT(sd[0] == -1 && sd[N - 1] == -1);
     mr_sigma_free(sb);
     mr_sigma_free(sp);
