@@ -126,6 +126,11 @@ def main():
                          "(their own variance networks, models/<method>_sigma.h5)")
     ap.add_argument("--masks", default="equispaced,random",
                     help="fastMRI masks of the k-space cases (4x, centre fraction 0.08)")
+    ap.add_argument("--mask-seeds", default="0",
+                    help="mask draws of the k-space cases (recon --seed): with several, each row "
+                         "pools its images over the draws (one fastMRI mask per volume makes a "
+                         "single draw one sample of the coverage) and reports the range of the "
+                         "per-draw coverage at 90 %%")
     ap.add_argument("--recon-both", action="store_true",
                     help="also judge recon --uncertainty both (cost: N replicas of cs-l1)")
     ap.add_argument("--artefact-sigma", default=None,
@@ -151,6 +156,42 @@ def main():
         d = os.path.join(work, "reports", tag)
         run([mrpipe, "report", "--reference", ref, "--input", est, "--label", label,
              "--uncertainty", sd, "--output", d])
+
+    seeds = a.mask_seeds.split(",")
+    pending = {}  # (case, data, kind) -> [(ref, est, sd, seconds)] over the mask draws
+
+    def judge(case, data, kind, ref, est, sd, sec):
+        if len(seeds) == 1:
+            u = uq_figures(mrpipe, ref, est, sd, work, os.path.basename(est[:-3]))
+            rows.append(row(case, data, kind, u, sec))
+        else:
+            pending.setdefault((case, data, kind), []).append((ref, est, sd, sec))
+
+    def pool():
+        """One row per (case, data, kind): mrpipe metrics on the draws' images stacked."""
+        for (case, data, kind), runs in pending.items():
+            tag = "pool_" + "".join(c if c.isalnum() else "_" for c in "%s_%s_%s" % (case, data, kind))
+            stk = {}
+            per = []
+            for ref, est, sd, _ in runs:
+                fn, ds = ref.rsplit(":", 1)
+                with h5py.File(fn) as f:
+                    stk.setdefault("ref", []).append(f[ds][()])
+                with h5py.File(est) as f:
+                    stk.setdefault("est", []).append(f["reconstruction"][()])
+                with h5py.File(sd) as f:
+                    stk.setdefault("sd", []).append(f["uncertainty"][()])
+                per.append(100 * uq_figures(mrpipe, ref, est, sd, work,
+                                            os.path.basename(est[:-3]))["coverage_90"])
+            paths = {}
+            for key, dname in (("ref", "reconstruction"), ("est", "reconstruction"),
+                               ("sd", "uncertainty")):
+                paths[key] = os.path.join(work, "%s_%s.h5" % (tag, key))
+                write_h5(paths[key], np.concatenate(stk[key]), dname)
+            u = uq_figures(mrpipe, paths["ref"], paths["est"], paths["sd"], work, tag)
+            r = row(case, data, kind, u, sum(x[3] for x in runs) / len(runs))
+            r["c90_draws"] = per
+            rows.append(r)
 
     for name, fname, ks, kks, stack in validation_sets(a.quick):
         clean = stack[ks]
@@ -181,9 +222,11 @@ def main():
                  "--slices", "%d:%d" % (kks[0], kks[-1] + 1), "--coils", "8", "--noise", str(a.kspace_noise),
                  "--seed", "7"])
             ref = ksp + ":reconstruction_rss"
-            for mk in a.masks.split(","):
-                mask = ["--mask", mk, "--accel", "4", "--center-fraction", "0.08"]
+            for mk, seed in [(m, sd_) for m in a.masks.split(",") for sd_ in seeds]:
+                mask = ["--mask", mk, "--accel", "4", "--center-fraction", "0.08", "--seed", seed]
                 mt = "random" if mk == "random" else "equisp."
+                if seed != "0":
+                    mk = "%s_s%s" % (mk, seed)  # file names; seed 0 keeps the old ones
                 cs = os.path.join(work, "%s_csl1_4x_%s.h5" % (short, mk))
                 # the other reconstruction methods' own variance networks (models/<method>_sigma.h5)
                 for meth in [c for c in recon_cases if c != "cs-l1"]:
@@ -196,8 +239,7 @@ def main():
                         run([mrpipe, "recon", "--input", ksp, "--output", out, "--method", meth] +
                             mask + ["--uncertainty", kind])
                         sec = time.time() - t0
-                        u = uq_figures(mrpipe, ref, out, sdp, work, os.path.basename(out[:-3]))
-                        rows.append(row("%s 4x %s" % (meth, mt), name, kind, u, sec))
+                        judge("%s 4x %s" % (meth, mt), name, kind, ref, out, sdp, sec)
                 if "cs-l1" not in cases and "artefact" not in cases:
                     continue
                 kinds = ["model", "both"] if a.recon_both else ["model"]
@@ -212,8 +254,7 @@ def main():
                         (["--uncertainty-model", a.csl1_sigma] if a.csl1_sigma else []))
                     sec = time.time() - t0
                     if "cs-l1" in cases:
-                        u = uq_figures(mrpipe, ref, out, sdp, work, os.path.basename(out[:-3]))
-                        rows.append(row("cs-l1 4x %s" % mt, name, kind, u, sec))
+                        judge("cs-l1 4x %s" % mt, name, kind, ref, out, sdp, sec)
                         if kind == "model":
                             report("%s_csl1_%s" % (short, mk), ref, out, sdp,
                                    "cs-l1 4x %s (model SD)" % mk)
@@ -229,19 +270,27 @@ def main():
                              artefact, "--uncertainty", "model", "--accel", "4"] +
                             (["--uncertainty-model", a.artefact_sigma] if a.artefact_sigma else []))
                         sec = time.time() - t0
-                        u = uq_figures(mrpipe, ref, out, sdp, work, tag)
-                        rows.append(row("artefact model on %s 4x %s" % (lab, mt), name, "model", u,
-                                        sec))
+                        judge("artefact model on %s 4x %s" % (lab, mt), name, "model", ref, out,
+                              sdp, sec)
                         if lab == "zf":
                             report(tag, ref, out, sdp, "artefact model on zf 4x %s (model SD)" % mk)
 
+    pool()
+    draws = len(seeds) > 1
     lines = ["| case | data | SD | PSNR dB | cover 68 / 90 / 95 % | Spearman (oracle) | UCE/MSE "
-             "| AUSE | RMSE/RMS(SD) | s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| AUSE | RMSE/RMS(SD) | s |" + (" 90 % per mask draw |" if draws else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if draws else "")]
     for r in rows:
         lines.append("| %s | %s | %s | %.2f | %.1f / %.1f / %.1f | %s (%s) | %s | %s | %s | %.1f |" % (
             r["case"], r["data"], r["method"], r["psnr"], r["c68"], r["c90"], r["c95"],
             fmt(r["rho"]), fmt(r["rho_oracle"]), fmt(r["uce_rel"]), fmt(r["ause"]),
-            fmt(r["ratio"], "%.2f"), r["seconds"]))
+            fmt(r["ratio"], "%.2f"), r["seconds"]) +
+            (" %s |" % " ".join("%.1f" % c for c in r["c90_draws"]) if "c90_draws" in r else
+             (" |" if draws else "")))
+    if draws:
+        lines.append("")
+        lines.append("k-space rows pool the images of mask draws (recon --seed) %s." %
+                     ", ".join(seeds))
     lines.append("")
     for kind in ("model", "bootstrap"):
         ok = [abs(r["c90"] - 90) <= 3 and abs(r["c95"] - 95) <= 3 and (r["rho"] or 0) >= 0.5
