@@ -185,6 +185,19 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
             ok &= put_num(f, "calibration_method_scales", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v,
                           (hsize_t)(M->n_calibration_methods * M->n_calibration_accel)) >= 0;
         }
+        if (M->n_calibration_masks > 0 && M->n_calibration_accel > 0) {
+            char names[160] = "";
+            double v[16];
+            for (int i = 0; i < M->n_calibration_masks; i++) {
+                if (i) strncat(names, " ", sizeof names - strlen(names) - 1);
+                strncat(names, M->calibration_masks[i], sizeof names - strlen(names) - 1);
+                for (int j = 0; j < M->n_calibration_accel; j++)
+                    v[i * M->n_calibration_accel + j] = M->calibration_mask_scales[i][j];
+            }
+            ok &= put_str(f, "calibration_masks", names) >= 0;
+            ok &= put_num(f, "calibration_mask_scales", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v,
+                          (hsize_t)(M->n_calibration_masks * M->n_calibration_accel)) >= 0;
+        }
         if (M->n_feature_weights > 0)
             ok &= put_num(f, "calibration_feature_weights", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->feature_weights, (hsize_t)M->n_feature_weights) >= 0;
@@ -600,6 +613,26 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
             for (int j = 0; j < m->meta.n_calibration_accel; j++)
                 m->meta.calibration_method_scales[i][j] = v[i * m->meta.n_calibration_accel + j];
         m->meta.n_calibration_methods = nn;
+        names[0] = 0;
+        TRY(get_str(f, path, "calibration_masks", names, sizeof names, 0));
+        TRY(get_nums(f, path, "calibration_mask_scales", v, 16, &ns, 0));
+        nn = 0;
+        for (char *tok = strtok(names, " "); tok && nn < 4; tok = strtok(NULL, " "))
+            snprintf(m->meta.calibration_masks[nn++], sizeof m->meta.calibration_masks[0], "%s", tok);
+        ok = (nn == 0 && ns == 0) || (m->meta.n_calibration_accel > 0 &&
+                                      ns == nn * m->meta.n_calibration_accel);
+        for (int i = 0; ok && i < ns; i++) ok = v[i] > 0 && isfinite(v[i]);
+        if (!ok) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: attributes 'calibration_masks' (%d names) and "
+                              "'calibration_mask_scales' (%d values): expected one positive scale "
+                              "per mask kind and calibration acceleration (%d)", path, nn, ns,
+                              m->meta.n_calibration_accel);
+            goto fail;
+        }
+        for (int i = 0; i < nn; i++)
+            for (int j = 0; j < m->meta.n_calibration_accel; j++)
+                m->meta.calibration_mask_scales[i][j] = v[i * m->meta.n_calibration_accel + j];
+        m->meta.n_calibration_masks = nn;
         TRY(get_nums(f, path, "calibration_feature_weights", m->meta.feature_weights, 4, &nn, 0));
         ok = nn == 0 || nn == 4;
         for (int i = 0; ok && i < nn; i++) ok = isfinite(m->meta.feature_weights[i]);

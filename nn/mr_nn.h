@@ -212,6 +212,9 @@ typedef struct {
     int n_calibration_methods;    /* 0, or scales per (input method, acceleration): the artefact */
     char calibration_methods[4][32]; /* model's errors differ by what made its input (zf, cs-l1) */
     double calibration_method_scales[4][4]; /* [method][i]: at calibration_accel[i] */
+    int n_calibration_masks;      /* 0, or scales per (mask kind, acceleration): */
+    char calibration_masks[4][32]; /* "equispaced", "random" */
+    double calibration_mask_scales[4][4]; /* [kind][i]: at calibration_accel[i] */
     int n_feature_weights;        /* 0, or 4: the SD refitted on image features (calibration set):
                                    * log SD = w0 + w1 log(net SD + e) + w2 log(G|y - x| + e)
                                    * + w3 log(G|grad y| + e) + (1 - w1 - w2 - w3) log(level) */

@@ -13,6 +13,7 @@ int mr_cmd_query(int argc, char **argv); /* cmd_query.c */
 
 const mr_command mr_commands[] = {
     {"batch", mr_cmd_batch, "run a pipeline config over many scans: parallel, resumable, summary"},
+    {"calibrate", mr_cmd_calibrate, "recalibrate a variance network's scales on images made by recon / denoise"},
     {"convert", mr_cmd_convert, "DICOM to NIfTI (geometry kept) or to a derived DICOM series"},
     {"denoise", mr_cmd_denoise, "learned residual-CNN denoiser on a NIfTI, .h5 or DICOM volume"},
     {"fetch", mr_cmd_fetch, "retrieve a series from a PACS (C-GET or C-MOVE) into a folder"},

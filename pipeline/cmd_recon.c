@@ -570,8 +570,11 @@ int mr_cmd_recon(int argc, char **argv)
     if (st == MR_OK && o.unc_net) { /* model SD of the magnitude volume; both: variances added */
         size_t nv = in->slices * hw_out;
         float *sdm = malloc(nv * sizeof *sdm), *u = mr_array_f32(unc);
-        double scale = mr_sigma_scale_accel(sigma, o.mask_type ? o.accel
-                                                    : acq_frac0 > 0 ? 1 / acq_frac0 : 0);
+        /* the scale at this R and mask kind (networks calibrated per kind; an inferred pattern's
+         * first row is its column pattern) */
+        const float *cols = mask1d ? mask1d : acq_frac0 > 0 ? pattern : NULL;
+        double scale = mr_sigma_scale_full(sigma, NULL, cols, cols ? W : 0,
+                                           o.mask_type ? o.accel : acq_frac0 > 0 ? 1 / acq_frac0 : 0);
         if (!sdm) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
         if (st == MR_OK)
             st = mr_sigma_volume(sdm, mr_array_f32(mag), zfvol ? zfvol : mr_array_f32(mag), gvol,

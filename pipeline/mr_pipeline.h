@@ -34,6 +34,7 @@ int mr_cmd_fetch(int argc, char **argv);
 int mr_cmd_info(int argc, char **argv);
 int mr_cmd_mask(int argc, char **argv);
 int mr_cmd_metrics(int argc, char **argv);
+int mr_cmd_calibrate(int argc, char **argv);
 int mr_cmd_recon(int argc, char **argv);
 int mr_cmd_report(int argc, char **argv);
 int mr_cmd_run(int argc, char **argv);

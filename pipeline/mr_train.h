@@ -261,7 +261,34 @@ double mr_sigma_scale_accel(const void *sigma, double accel);
 /* The scale at acceleration R for images the given method made (calibration_methods), else
  * mr_sigma_scale_accel. */
 double mr_sigma_scale_method(const void *sigma, const char *method, double accel);
+/* ... times the ratio of the scale for the mask's kind (mr_mask_is_equispaced: equispaced or
+ * random; calibration_masks) to the pooled one at R: method and mask kind compose. mask NULL or
+ * of unknown kind: mr_sigma_scale_method. */
+double mr_sigma_scale_full(const void *sigma, const char *method, const float *mask,
+                           size_t mask_len, double accel);
 const char *mr_sigma_calibration(const void *sigma); /* what the calibration was, as text */
+
+/* One image of a recalibration set (`mrpipe calibrate`): r, its n foreground ratios |e| / SD (the
+ * SD as the network to recalibrate made it), at acceleration accel, with a mask of kind
+ * mask_kind ("random", "equispaced") and from input method `method` (either NULL: unknown). */
+typedef struct {
+    const double *r;
+    size_t n;
+    double accel;
+    const char *mask_kind;
+    const char *method;
+} mr_recal_image;
+/* Split-conformal recalibration of an undersampling variance network (n_calibration_accel >= 2)
+ * on images made through the deployment path: per calibration acceleration i with images (nearest
+ * R in log; at least min_pixels ratios, else kept), the factor c_i (mr_sigma_conformal_scale of
+ * the pooled ratios) multiplies the scale at R_i; per (input method, R_i) and per (mask kind, R_i)
+ * likewise (a kind not yet in the network starts from the pooled scale), so that the scale
+ * mr_sigma_scale_full gives an image becomes the one its group's ratios ask for. sigma: a loaded
+ * mr_nn_model, changed in place; text (tsize) receives the factors and coverage; appended to the
+ * network's calibration text. MR_ERR_INPUT for a network without per-acceleration scales, an
+ * image of unknown mask kind, no group with enough pixels. */
+mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim, size_t min_pixels,
+                               const char *source, char *text, size_t tsize);
 
 /* Robust Gaussian noise level of an image volume: median |HH| / 0.6745 of the finest diagonal
  * Haar band (Donoho & Johnstone 1994). */

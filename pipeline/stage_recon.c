@@ -292,7 +292,8 @@ static mr_status recon_run(void *state, mr_scan *scan)
     if (s->sigma) { /* uncertainty: model */
         size_t hw_o = in->recon_h * in->recon_w, acq = 0;
         for (size_t x = 0; mask1d && x < W; x++) acq += mask1d[x] != 0;
-        double scale = mr_sigma_scale_accel(s->sigma, acq ? (double)W / (double)acq : 0);
+        double scale = mr_sigma_scale_full(s->sigma, NULL, mask1d, mask1d ? W : 0,
+                                           acq ? (double)W / (double)acq : 0);
         char what[4200];
         snprintf(what, sizeof what, "%s (image %s)", scan->input, s->label);
         if ((st = mr_array_create(&sd, MR_FLOAT32, 3, dims)) != MR_OK) goto done;

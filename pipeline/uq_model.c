@@ -127,6 +127,21 @@ double mr_sigma_scale_method(const void *sigma_model, const char *method, double
     return mr_sigma_scale_accel(sigma_model, accel);
 }
 
+double mr_sigma_scale_full(const void *sigma_model, const char *method, const float *mask,
+                           size_t mask_len, double accel)
+{
+    const mr_nn_model *m = sigma_model;
+    double s = mr_sigma_scale_method(sigma_model, method, accel);
+    int eq = mask && mask_len ? mr_mask_is_equispaced(mask, mask_len) : -1;
+    if (eq < 0 || !(accel >= 1) || m->meta.n_calibration_accel < 2) return s;
+    for (int i = 0; i < m->meta.n_calibration_masks; i++)
+        if (!strcmp(m->meta.calibration_masks[i], eq ? "equispaced" : "random"))
+            return s * interp_log(m->meta.calibration_accel, m->meta.calibration_mask_scales[i],
+                                  m->meta.n_calibration_accel, accel) /
+                   mr_sigma_scale_accel(sigma_model, accel);
+    return s;
+}
+
 mr_status mr_sigma_scale_for(double *scale, const void *sigma_model, const float *x, size_t S,
                              size_t H, size_t W, double *noise_out)
 {
@@ -228,7 +243,8 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
         double scale;
         const mr_nn_model *sm = sigma;
         if (info->accel >= 1 && sm->meta.n_calibration_accel > 1)
-            scale = mr_sigma_scale_method(sigma, info->method, info->accel), st = MR_OK;
+            scale = mr_sigma_scale_full(sigma, info->method, info->mask, info->mask_len,
+                                        info->accel), st = MR_OK;
         else
             st = mr_sigma_scale_for(&scale, sigma, x, S, H, W, NULL);
         if (st != MR_OK ||
@@ -288,5 +304,140 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
             sd[i] = (float)sqrt(v);
         }
     free(xr), free(mean), free(m2);
+    return st;
+}
+
+/* ---------------------------------------------------------------- recalibration (mrpipe calibrate) */
+
+/* The calibration acceleration nearest R (in log R). */
+static int nearest_accel(const mr_nn_meta *M, double R)
+{
+    int best = 0;
+    for (int i = 1; i < M->n_calibration_accel; i++)
+        if (fabs(log(R / M->calibration_accel[i])) < fabs(log(R / M->calibration_accel[best])))
+            best = i;
+    return best;
+}
+
+/* The ratios of the images at acceleration index ai (-1: all) whose `field` (0 none, 1 method,
+ * 2 mask kind) equals key, pooled into a new *out (*n of them; *out NULL when none). */
+static int in_group(const mr_recal_image *im, const mr_nn_meta *M, int ai, int field,
+                    const char *key)
+{
+    const char *v = field == 1 ? im->method : field == 2 ? im->mask_kind : NULL;
+    return (ai < 0 || nearest_accel(M, im->accel) == ai) && (!field || (v && !strcmp(v, key)));
+}
+
+static mr_status pool_ratios(double **out, size_t *n, const mr_recal_image *im, size_t nim,
+                             const mr_nn_meta *M, int ai, int field, const char *key)
+{
+    size_t total = 0;
+    *out = NULL, *n = 0;
+    for (size_t i = 0; i < nim; i++)
+        if (in_group(im + i, M, ai, field, key)) total += im[i].n;
+    if (!total) return MR_OK;
+    if (!(*out = malloc(total * sizeof **out)))
+        return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    for (size_t i = 0; i < nim; i++)
+        if (in_group(im + i, M, ai, field, key))
+            memcpy(*out + *n, im[i].r, im[i].n * sizeof **out), *n += im[i].n;
+    return MR_OK;
+}
+
+/* The split-conformal factor of the pooled group (1 and *used 0 below min_pixels); cov its
+ * coverage at 68 / 90 / 95 % with the factor. */
+static mr_status group_factor(double *c, int *used, size_t *npix, double cov[3],
+                              const mr_recal_image *im, size_t nim, const mr_nn_meta *M, int ai,
+                              int field, const char *key, size_t min_pixels)
+{
+    double *r = NULL;
+    size_t n = 0;
+    mr_status st = pool_ratios(&r, &n, im, nim, M, ai, field, key);
+    *c = 1, *used = 0, *npix = n;
+    if (st == MR_OK && n >= min_pixels && n > 0) *c = mr_sigma_conformal_scale(r, n, cov), *used = 1;
+    free(r);
+    return st;
+}
+
+mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim, size_t min_pixels,
+                               const char *source, char *text, size_t tsize)
+{
+    mr_nn_model *m = sigma;
+    mr_nn_meta *M = &m->meta;
+    static const char *const kinds[2] = {"random", "equispaced"};
+    size_t o = 0;
+    text[0] = 0;
+    if (M->n_calibration_accel < 2)
+        return mr_error_set(MR_ERR_INPUT, "the variance network has no scales per acceleration "
+                            "(calibration_accel): expected an undersampling network "
+                            "(mrpipe train with degradation.type undersampling)");
+    for (size_t i = 0; i < nim; i++) {
+        if (!(im[i].accel >= 1))
+            return mr_error_set(MR_ERR_INPUT, "image %zu: acceleration %g; expected R >= 1", i + 1,
+                                im[i].accel);
+        if (!im[i].mask_kind || (strcmp(im[i].mask_kind, "random") &&
+                                 strcmp(im[i].mask_kind, "equispaced")))
+            return mr_error_set(MR_ERR_INPUT, "image %zu: mask kind '%s'; expected random or "
+                                "equispaced", i + 1, im[i].mask_kind ? im[i].mask_kind : "");
+    }
+    /* the mask kinds, starting from the pooled scales when the network has none yet */
+    int kidx[2];
+    for (int k = 0; k < 2; k++) {
+        kidx[k] = -1;
+        for (int j = 0; j < M->n_calibration_masks; j++)
+            if (!strcmp(M->calibration_masks[j], kinds[k])) kidx[k] = j;
+        if (kidx[k] < 0) {
+            if (M->n_calibration_masks >= 4)
+                return mr_error_set(MR_ERR_INPUT, "the variance network has 4 mask kinds already");
+            kidx[k] = M->n_calibration_masks++;
+            snprintf(M->calibration_masks[kidx[k]], sizeof M->calibration_masks[0], "%s", kinds[k]);
+            for (int a = 0; a < M->n_calibration_accel; a++)
+                M->calibration_mask_scales[kidx[k]][a] = M->calibration_accel_scales[a];
+        }
+    }
+    mr_status st = MR_OK;
+    int any = 0;
+    double cov[3] = {0, 0, 0}, c;
+    int used;
+    size_t np;
+    o += (size_t)snprintf(text + o, tsize - o, "recalibrated by mrpipe calibrate on %zu image(s)%s%s",
+                          nim, source ? " of " : "", source ? source : "");
+    for (int a = 0; a < M->n_calibration_accel && st == MR_OK; a++) {
+        double ca;
+        if ((st = group_factor(&ca, &used, &np, cov, im, nim, M, a, 0, NULL, min_pixels)) != MR_OK)
+            break;
+        if (!used) continue;
+        any = 1;
+        M->calibration_accel_scales[a] *= ca;
+        if (o < tsize)
+            o += (size_t)snprintf(text + o, tsize - o, "; R %g: x %.4g (%zu pixels; coverage "
+                                  "68/90/95 = %.1f/%.1f/%.1f %%)", M->calibration_accel[a], ca, np,
+                                  100 * cov[0], 100 * cov[1], 100 * cov[2]);
+        for (int k = 0; k < 2 && st == MR_OK; k++) {
+            st = group_factor(&c, &used, &np, cov, im, nim, M, a, 2, kinds[k], min_pixels);
+            M->calibration_mask_scales[kidx[k]][a] *= used ? c : ca;
+            if (st == MR_OK && used && o < tsize)
+                o += (size_t)snprintf(text + o, tsize - o, ", %s x %.4g (%zu; %.1f/%.1f/%.1f %%)",
+                                      kinds[k], c, np, 100 * cov[0], 100 * cov[1], 100 * cov[2]);
+        }
+        for (int j = 0; j < M->n_calibration_methods && st == MR_OK; j++) {
+            st = group_factor(&c, &used, &np, cov, im, nim, M, a, 1, M->calibration_methods[j],
+                              min_pixels);
+            M->calibration_method_scales[j][a] *= used ? c : ca;
+            if (st == MR_OK && used && o < tsize)
+                o += (size_t)snprintf(text + o, tsize - o, ", input %s x %.4g (%zu; %.1f/%.1f/%.1f %%)",
+                                      M->calibration_methods[j], c, np, 100 * cov[0],
+                                      100 * cov[1], 100 * cov[2]);
+        }
+    }
+    if (st == MR_OK && !any)
+        return mr_error_set(MR_ERR_INPUT, "no acceleration has %zu foreground pixels to calibrate "
+                            "on; expected more images", min_pixels);
+    if (st == MR_OK && (st = group_factor(&c, &used, &np, cov, im, nim, M, -1, 0, NULL, 1)) == MR_OK)
+        M->calibration_scale *= c; /* the single scale (R unknown) */
+    if (st == MR_OK) {
+        size_t l = strlen(M->calibration);
+        snprintf(M->calibration + l, sizeof M->calibration - l, "%s%s", l ? "; " : "", text);
+    }
     return st;
 }

@@ -405,6 +405,27 @@ mr_status mr_mask_create_2d(float *out, size_t h, size_t w, const mr_mask_params
     return MR_OK;
 }
 
+int mr_mask_is_equispaced(const float *cols, size_t n)
+{
+    /* the fully sampled centre: the run of sampled columns through n / 2 */
+    size_t c = n / 2, lo = c, hi = c;
+    if (n < 8 || cols[c] == 0) return -1;
+    while (lo > 0 && cols[lo - 1] != 0) lo--;
+    while (hi + 1 < n && cols[hi + 1] != 0) hi++;
+    long prev = -1, gmin = (long)n, gmax = 0, lines = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (cols[j] == 0 || (j >= lo && j <= hi)) continue;
+        if (prev >= 0 && !(prev < (long)lo && (long)j > (long)hi)) { /* gaps beside the centre */
+            long g = (long)j - prev;
+            if (g < gmin) gmin = g;
+            if (g > gmax) gmax = g;
+        }
+        prev = (long)j, lines++;
+    }
+    if (lines < 4 || gmax < gmin) return -1;
+    return gmax - gmin <= 1; /* fastMRI's equispaced lines round a fractional spacing */
+}
+
 double mr_mask_infer(float *out, const mr_cfloat *kspace, size_t coils, size_t h, size_t w)
 {
     size_t n = h * w, sampled = 0;

@@ -101,6 +101,11 @@ mr_status mr_mask_create_2d(float *out, size_t h, size_t w, const mr_mask_params
  * any coil holds a non-zero value. Writes (H, W) 0/1 into out; returns the sampled fraction. */
 double mr_mask_infer(float *out, const mr_cfloat *kspace, size_t coils, size_t h, size_t w);
 
+/* Is the 1-D column mask (n values, non-zero = sampled) equispaced outside its fully sampled centre
+ * (the gaps between the outer lines differ by at most 1)? 1 yes, 0 no (random-like), -1 cannot
+ * tell (no sampled centre, fewer than 4 outer lines). */
+int mr_mask_is_equispaced(const float *cols, size_t n);
+
 /* ================================================================ zero-filled reconstruction */
 
 /* A reusable plan for zero-filled reconstruction of slices of (C, H, W) k-space into (out_h, out_w)

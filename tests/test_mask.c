@@ -582,6 +582,38 @@ static void test_cli_errors(void)
     CU_ASSERT_EQUAL(mr_test_count_files(mr_test_tmpdir(), ".partial"), 0);
 }
 
+/* Equispaced or random, read off a column mask: every fastMRI equispaced / equispaced-fraction mask
+ * is called equispaced and every random one random, over sizes, accelerations, centres and seeds;
+ * a mask without a sampled centre cannot be told. */
+static void test_kind_from_mask(void)
+{
+    const size_t widths[4] = {181, 256, 320, 368};
+    const double acc[2] = {4, 8}, cf[2] = {0.08, 0.04};
+    float m[400];
+    int wrong = 0, total = 0;
+    for (int wi = 0; wi < 4; wi++)
+        for (int a = 0; a < 2; a++)
+            for (uint32_t seed = 1; seed <= 20; seed++)
+                for (int t = 0; t < 3; t++) {
+                    mr_mask_type ty = t == 0 ? MR_MASK_RANDOM : t == 1 ? MR_MASK_EQUISPACED
+                                                                       : MR_MASK_EQUISPACED_FRACTION;
+                    mr_mask_params p = {ty, acc[a], cf[a], &seed, 1};
+                    CU_ASSERT_EQUAL_FATAL(mr_mask_create_1d(m, widths[wi], &p, NULL), MR_OK);
+                    int eq = mr_mask_is_equispaced(m, widths[wi]);
+                    total++;
+                    if (eq != (ty != MR_MASK_RANDOM)) {
+                        wrong++;
+                        fprintf(stderr, "width %zu R %g seed %u %s: %d\n", widths[wi], acc[a],
+                                seed, mr_mask_type_name(ty), eq);
+                    }
+                }
+    CU_ASSERT_EQUAL(wrong, 0);
+    CU_ASSERT_EQUAL(total, 480);
+    for (size_t j = 0; j < 64; j++) m[j] = j % 4 == 0; /* no centre */
+    m[32] = 0;
+    CU_ASSERT_EQUAL(mr_mask_is_equispaced(m, 64), -1);
+}
+
 int main(void)
 {
     static const mr_test_case cases[] = {
@@ -595,6 +627,7 @@ int main(void)
         {"tuple seed differs from int seed", test_array_seed_differs_from_int_seed},
         {"bad parameters are usage errors with messages", test_bad_parameters},
         {"mask inference from k-space", test_infer},
+        {"equispaced or random, read off the mask", test_kind_from_mask},
         {"mrpipe mask writes h5/png/cfl", test_cli_outputs},
         {"mrpipe mask errors", test_cli_errors},
         {NULL, NULL},

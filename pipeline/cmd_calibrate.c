@@ -1,0 +1,283 @@
+/*
+ * cmd_calibrate.c: `mrpipe calibrate`: split-conformal recalibration of an undersampling variance
+ * network on images made through the deployment path (mrpipe simulate + recon / denoise), per
+ * acceleration, mask kind and input method (mr_sigma_recalibrate; docs/uncertainty.md).
+ */
+#include "mr_io.h"
+#include "mr_nn.h"
+#include "mr_pipeline.h"
+#include "mr_train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *USAGE =
+    "usage: mrpipe calibrate --model SIGMA.h5 --list IMAGES.csv --output NEW.h5\n"
+    "                        [--min-pixels N] [--foreground F]\n"
+    "\n"
+    "Recalibrate the split-conformal scales of an undersampling variance network on images made\n"
+    "the way users make them: each row of IMAGES.csv is one image volume whose SD map the network\n"
+    "SIGMA.h5 made (mrpipe recon / denoise --uncertainty model), with its reference. Per\n"
+    "acceleration, per mask kind and per input method, the scale is multiplied by the factor at\n"
+    "which the +-1.645 and +-1.96 SD intervals cover 90 and 95 % of the foreground pixels.\n"
+    "\n"
+    "IMAGES.csv: one image per line, '#' comments, an optional header line:\n"
+    "  reference,image,uncertainty,accel,mask,method\n"
+    "  reference    FILE[:DATASET] the truth (an .h5 without a dataset: reconstruction_rss first)\n"
+    "  image        FILE[:DATASET] the judged image\n"
+    "  uncertainty  FILE[:DATASET] its SD map; empty: the image file's `uncertainty` dataset\n"
+    "  accel        its undersampling R\n"
+    "  mask         random or equispaced\n"
+    "  method       what made the image the network judges (zf, cs-l1, ...); may be empty\n"
+    "  Relative paths are relative to the list's directory.\n"
+    "\n"
+    "  --model SIGMA.h5   the variance network the SD maps were made with (never modified)\n"
+    "  --output NEW.h5    the recalibrated network (written under a temporary name, then renamed)\n"
+    "  --min-pixels N     fewest foreground pixels a group needs to get its own factor [10000]\n"
+    "  --foreground F     foreground: reference > F x its maximum [0.05]\n";
+
+typedef struct {
+    const char *model, *list, *output;
+    size_t min_pixels;
+    double fg;
+} cal_opts;
+
+static int parse(cal_opts *o, int argc, char **argv)
+{
+    const char *v = NULL, *mp = NULL, *fg = NULL;
+    o->min_pixels = 10000, o->fg = 0.05;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(USAGE, stdout);
+            return -1;
+        } else if (mr_opt_value(&v, "--model", argc, argv, &i))
+            o->model = v;
+        else if (mr_opt_value(&v, "--list", argc, argv, &i))
+            o->list = v;
+        else if (mr_opt_value(&v, "--output", argc, argv, &i))
+            o->output = v;
+        else if (mr_opt_value(&v, "--min-pixels", argc, argv, &i))
+            mp = v;
+        else if (mr_opt_value(&v, "--foreground", argc, argv, &i))
+            fg = v;
+        else
+            return mr_cli_usage_error("calibrate", "unknown option '%s'", argv[i]);
+        if (!v) return mr_cli_usage_error("calibrate", "%s needs a value", argv[i]);
+    }
+    if (!o->model) return mr_cli_usage_error("calibrate", "--model is required");
+    if (!o->list) return mr_cli_usage_error("calibrate", "--list is required");
+    if (!o->output) return mr_cli_usage_error("calibrate", "--output is required");
+    char *end;
+    if (mp) {
+        long n = strtol(mp, &end, 10);
+        if (*end || end == mp || n < 1)
+            return mr_cli_usage_error("calibrate", "--min-pixels: expected a count >= 1, found '%s'",
+                                      mp);
+        o->min_pixels = (size_t)n;
+    }
+    if (fg) {
+        o->fg = strtod(fg, &end);
+        if (*end || end == fg || !(o->fg >= 0 && o->fg < 1))
+            return mr_cli_usage_error("calibrate", "--foreground: expected a fraction 0 <= F < 1, "
+                                      "found '%s'", fg);
+    }
+    struct stat a, b;
+    if (!strcmp(o->model, o->output) ||
+        (stat(o->model, &a) == 0 && stat(o->output, &b) == 0 && a.st_dev == b.st_dev &&
+         a.st_ino == b.st_ino))
+        return mr_cli_usage_error("calibrate", "--output names the input network %s: inputs are "
+                                  "never modified; give another name", o->model);
+    return 0;
+}
+
+/* A path of the list, relative to the list's directory unless absolute. */
+static void resolve(char *buf, size_t n, const char *list, const char *p)
+{
+    const char *slash = strrchr(list, '/');
+    if (p[0] == '/' || !slash) snprintf(buf, n, "%s", p);
+    else snprintf(buf, n, "%.*s/%s", (int)(slash - list), list, p);
+}
+
+/* Trim spaces in place; returns s. */
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') s++;
+    size_t l = strlen(s);
+    while (l && (s[l - 1] == ' ' || s[l - 1] == '\t' || s[l - 1] == '\r' || s[l - 1] == '\n'))
+        s[--l] = 0;
+    return s;
+}
+
+typedef struct {
+    mr_recal_image *im;
+    double **r;
+    char (*kind)[16];
+    char (*method)[32];
+    size_t n, cap;
+} image_set;
+
+static void set_free(image_set *s)
+{
+    for (size_t i = 0; i < s->n; i++) free(s->r[i]);
+    free(s->im), free(s->r), free(s->kind), free(s->method);
+}
+
+static mr_status grow(image_set *s)
+{
+    if (s->n < s->cap) return MR_OK;
+    size_t nc = s->cap ? 2 * s->cap : 16;
+    mr_recal_image *im = realloc(s->im, nc * sizeof *im);
+    if (im) s->im = im;
+    double **r = realloc(s->r, nc * sizeof *r);
+    if (r) s->r = r;
+    char(*k)[16] = realloc(s->kind, nc * sizeof *k);
+    if (k) s->kind = k;
+    char(*m)[32] = realloc(s->method, nc * sizeof *m);
+    if (m) s->method = m;
+    if (!im || !r || !k || !m) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    s->cap = nc;
+    return MR_OK;
+}
+
+/* One row: load the three volumes, check shapes and values, collect |image - ref| / SD over the
+ * foreground. where: "LIST:LINE" for messages. */
+static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char *where)
+{
+    char ref_p[4200], img_p[4200], sd_p[4300], d1[4400], d2[4400], d3[4400];
+    mr_array *ref = NULL, *img = NULL, *sd = NULL;
+    mr_status st = grow(s);
+    if (st != MR_OK) return st;
+    resolve(ref_p, sizeof ref_p, o->list, f[0]);
+    resolve(img_p, sizeof img_p, o->list, f[1]);
+    if (*f[2]) resolve(sd_p, sizeof sd_p, o->list, f[2]);
+    else {
+        char base[4200];
+        snprintf(base, sizeof base, "%s", img_p);
+        char *colon = strrchr(base, ':');
+        if (colon && !strchr(colon, '/')) *colon = 0; /* FILE:DATASET -> FILE */
+        snprintf(sd_p, sizeof sd_p, "%s:uncertainty", base);
+    }
+    char *end;
+    double R = strtod(f[3], &end);
+    if (*end || end == f[3] || !(R >= 1 && R < 1e6))
+        return mr_error_set(MR_ERR_INPUT, "%s: accel: expected an acceleration R >= 1, found '%s'",
+                            where, f[3]);
+    if (strcmp(f[4], "random") && strcmp(f[4], "equispaced"))
+        return mr_error_set(MR_ERR_INPUT, "%s: mask: expected random or equispaced, found '%s'",
+                            where, f[4]);
+    if (strlen(f[5]) >= 32)
+        return mr_error_set(MR_ERR_INPUT, "%s: method: '%s' is too long", where, f[5]);
+    if ((st = mr_image_load(&ref, d1, sizeof d1, ref_p, 1)) == MR_OK &&
+        (st = mr_image_load(&img, d2, sizeof d2, img_p, 0)) == MR_OK)
+        st = mr_image_load(&sd, d3, sizeof d3, sd_p, 0);
+    if (st != MR_OK) mr_error_prefix(st, "%s: ", where);
+    if (st == MR_OK) {
+        for (int k = 0; k < 3 && st == MR_OK; k++)
+            if (img->dims[k] != ref->dims[k] || sd->dims[k] != ref->dims[k]) {
+                char a[96], b[96], c[96];
+                mr_dims_format(a, sizeof a, 3, ref->dims);
+                mr_dims_format(b, sizeof b, 3, img->dims);
+                mr_dims_format(c, sizeof c, 3, sd->dims);
+                st = mr_error_set(MR_ERR_INPUT, "%s: the image %s %s and its SD map %s %s; "
+                                  "expected the reference's shape %s (%s)", where, d2, b, d3, c,
+                                  a, d1);
+            }
+    }
+    size_t n = 0, cnt = 0;
+    double mx = 0;
+    const float *pr = NULL, *pi = NULL, *ps = NULL;
+    if (st == MR_OK) {
+        n = mr_array_numel(ref);
+        pr = mr_array_f32(ref), pi = mr_array_f32(img), ps = mr_array_f32(sd);
+        for (size_t i = 0; i < n; i++)
+            if (pr[i] > mx) mx = pr[i];
+        for (size_t i = 0; i < n && st == MR_OK; i++) {
+            if (!isfinite(pi[i]))
+                st = mr_error_set(MR_ERR_INPUT, "%s: the image %s has a non-finite pixel (index "
+                                  "%zu); expected finite values", where, d2, i);
+            else if (!isfinite(ps[i]) || ps[i] < 0)
+                st = mr_error_set(MR_ERR_INPUT, "%s: the SD map %s has the value %g (index %zu); "
+                                  "expected finite values >= 0", where, d3, (double)ps[i], i);
+            else if (pr[i] > o->fg * mx && ps[i] > 0)
+                cnt++;
+        }
+        if (st == MR_OK && !(mx > 0))
+            st = mr_error_set(MR_ERR_INPUT, "%s: the reference %s is all zero", where, d1);
+    }
+    double *r = NULL;
+    if (st == MR_OK && !(r = malloc((cnt ? cnt : 1) * sizeof *r)))
+        st = mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    if (st == MR_OK) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (pr[i] > o->fg * mx && ps[i] > 0) r[k++] = fabs((double)pi[i] - pr[i]) / ps[i];
+        size_t j = s->n++;
+        s->r[j] = r;
+        snprintf(s->kind[j], sizeof s->kind[0], "%s", f[4]);
+        snprintf(s->method[j], sizeof s->method[0], "%s", f[5]);
+        s->im[j] = (mr_recal_image){r, cnt, R, s->kind[j], *f[5] ? s->method[j] : NULL};
+        MR_INFO("%s: %s: %zu foreground pixels, R %g, %s mask%s%s", where, d2, cnt, R, f[4],
+                *f[5] ? ", input " : "", f[5]);
+    }
+    mr_array_destroy(ref), mr_array_destroy(img), mr_array_destroy(sd);
+    return st;
+}
+
+static mr_status read_list(image_set *s, const cal_opts *o)
+{
+    FILE *fp = fopen(o->list, "r");
+    if (!fp) return mr_error_set(MR_ERR_IO, "%s: cannot open the image list", o->list);
+    char line[16384], where[4300];
+    mr_status st = MR_OK;
+    for (int ln = 1; st == MR_OK && fgets(line, sizeof line, fp); ln++) {
+        char *t = trim(line);
+        if (!*t || *t == '#') continue;
+        if (!strncmp(t, "reference,", 10)) continue; /* the header */
+        char *f[6];
+        int nf = 0;
+        for (char *p = t; nf < 6;) {
+            char *c = strchr(p, ',');
+            if (c) *c = 0;
+            f[nf++] = trim(p);
+            if (!c) break;
+            p = c + 1;
+        }
+        snprintf(where, sizeof where, "%s:%d", o->list, ln);
+        if (nf == 5) f[5] = "", nf = 6;
+        if (nf != 6 || !*f[0] || !*f[1])
+            st = mr_error_set(MR_ERR_INPUT, "%s: expected reference,image,uncertainty,accel,mask"
+                              "[,method] (reference and image required)", where);
+        else st = load_row(s, o, f, where);
+    }
+    fclose(fp);
+    if (st == MR_OK && s->n == 0)
+        st = mr_error_set(MR_ERR_INPUT, "%s: no images listed; expected one line per image "
+                          "(reference,image,uncertainty,accel,mask,method)", o->list);
+    return st;
+}
+
+int mr_cmd_calibrate(int argc, char **argv)
+{
+    cal_opts o;
+    memset(&o, 0, sizeof o);
+    int rc = parse(&o, argc, argv);
+    if (rc) return rc < 0 ? 0 : rc;
+    void *sig = NULL;
+    image_set s;
+    memset(&s, 0, sizeof s);
+    mr_status st = mr_sigma_load(&sig, o.model, "calibrate");
+    if (st == MR_OK) st = read_list(&s, &o);
+    char text[2048];
+    if (st == MR_OK) {
+        st = mr_sigma_recalibrate(sig, s.im, s.n, o.min_pixels, o.list, text, sizeof text);
+        if (st != MR_OK) mr_error_prefix(st, "%s: ", o.model);
+    }
+    if (st == MR_OK) st = mr_nn_model_save(sig, o.output);
+    if (st == MR_OK) MR_INFO("%s: %s; wrote %s", o.model, text, o.output);
+    set_free(&s);
+    mr_sigma_free(sig);
+    return st == MR_OK ? 0 : mr_cli_fail("calibrate", st);
+}
