@@ -218,7 +218,7 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
         s->r[j] = r;
         snprintf(s->kind[j], sizeof s->kind[0], "%s", f[4]);
         snprintf(s->method[j], sizeof s->method[0], "%s", f[5]);
-        s->im[j] = (mr_recal_image){r, cnt, R, s->kind[j], *f[5] ? s->method[j] : NULL};
+        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL}; /* names set by read_list */
         MR_INFO("%s: %s: %zu foreground pixels, R %g, %s mask%s%s", where, d2, cnt, R, f[4],
                 *f[5] ? ", input " : "", f[5]);
     }
@@ -253,6 +253,10 @@ static mr_status read_list(image_set *s, const cal_opts *o)
         else st = load_row(s, o, f, where);
     }
     fclose(fp);
+    for (size_t i = 0; i < s->n; i++) { /* the arrays may have moved while growing */
+        s->im[i].mask_kind = s->kind[i];
+        s->im[i].method = s->method[i][0] ? s->method[i] : NULL;
+    }
     if (st == MR_OK && s->n == 0)
         st = mr_error_set(MR_ERR_INPUT, "%s: no images listed; expected one line per image "
                           "(reference,image,uncertainty,accel,mask,method)", o->list);

@@ -9,8 +9,8 @@
 # the network's SD map; `mrpipe calibrate` then fits the scales per acceleration and mask kind.
 #
 # usage: scripts/calibrate_sigma.sh KIND NETWORK OUT [WORKDIR]
-#   KIND: cs-l1 | cs-l1-bootstrap | sense | cs-tv | zf   (recon --method, --uncertainty model or
-#         bootstrap) | artefact (models/artefact.h5 on zf and cs-l1 images: denoise --accel R)
+#   KIND: zf | sense | cs-l1 | cs-tv (recon --method M --uncertainty model) | sense-bootstrap |
+#         cs-l1-bootstrap | cs-tv-bootstrap (--uncertainty bootstrap) | artefact (models/artefact.h5 on zf and cs-l1 images: denoise --accel R)
 # env: MRPIPE (build/mrpipe), SEEDS ("100 101 102"), NOISES ("0.002 0.0063 0.02")
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,9 +24,9 @@ LIST=$WORK/images.csv
 echo "reference,image,uncertainty,accel,mask,method" > "$LIST"
 case $KIND in
 cs-l1 | sense | cs-tv | zf) METHOD=$KIND UQ=model ;;
-cs-l1-bootstrap) METHOD=cs-l1 UQ=bootstrap ;;
+sense-bootstrap | cs-l1-bootstrap | cs-tv-bootstrap) METHOD=${KIND%-bootstrap} UQ=bootstrap ;;
 artefact) METHOD= UQ=model ;;
-*) echo "calibrate_sigma.sh: KIND: expected cs-l1, cs-l1-bootstrap, sense, cs-tv, zf or artefact, found '$KIND'" >&2
+*) echo "calibrate_sigma.sh: KIND: expected zf, sense, cs-l1, cs-tv, METHOD-bootstrap or artefact, found '$KIND'" >&2
    exit 2 ;;
 esac
 for nz in $NOISES; do
