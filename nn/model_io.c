@@ -166,6 +166,12 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
             ok &= put_num(f, "calibration_scales", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->calibration_scales, (hsize_t)M->n_calibration_levels) >= 0;
         }
+        if (M->n_noise_factors > 0) {
+            ok &= put_num(f, "calibration_noise_factor_levels", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                          M->noise_factor_levels, (hsize_t)M->n_noise_factors) >= 0;
+            ok &= put_num(f, "calibration_noise_factors", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                          M->noise_factors, (hsize_t)M->n_noise_factors) >= 0;
+        }
         if (M->n_calibration_accel > 0) {
             ok &= put_num(f, "calibration_accel", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->calibration_accel, (hsize_t)M->n_calibration_accel) >= 0;
@@ -588,6 +594,9 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
         TRY(get_key_scales(f, path, "calibration_noise", "calibration_scales",
                            m->meta.calibration_noise, m->meta.calibration_scales, 8, 0, 1, "noise",
                            &m->meta.n_calibration_levels));
+        TRY(get_key_scales(f, path, "calibration_noise_factor_levels", "calibration_noise_factors",
+                           m->meta.noise_factor_levels, m->meta.noise_factors, 8, 0, 1,
+                           "relative noise levels", &m->meta.n_noise_factors));
         TRY(get_key_scales(f, path, "calibration_accel", "calibration_accel_scales",
                            m->meta.calibration_accel, m->meta.calibration_accel_scales, 4, 1, 0,
                            "accelerations", &m->meta.n_calibration_accel));

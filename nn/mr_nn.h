@@ -215,6 +215,9 @@ typedef struct {
     int n_calibration_masks;      /* 0, or scales per (mask kind, acceleration): */
     char calibration_masks[4][32]; /* "equispaced", "random" */
     double calibration_mask_scales[4][4]; /* [kind][i]: at calibration_accel[i] */
+    int n_noise_factors;          /* 0, or factors per relative noise level (mrpipe calibrate): */
+    double noise_factor_levels[8]; /* the image's coil noise SD / its 99.5th percentile, ascending */
+    double noise_factors[8];      /* the SD's factor there (interpolated in log, constant outside) */
     int n_feature_weights;        /* 0, or 4: the SD refitted on image features (calibration set):
                                    * log SD = w0 + w1 log(net SD + e) + w2 log(G|y - x| + e)
                                    * + w3 log(G|grad y| + e) + (1 - w1 - w2 - w3) log(level) */

@@ -582,6 +582,8 @@ int mr_cmd_recon(int argc, char **argv)
         if (st == MR_OK) /* the reference's noise (networks with a noise term) */
             mr_sigma_add_noise_term(sdm, mr_array_f32(mag), in->slices, hw_out, sigma, scale, nsd,
                                     (int)C, method->name);
+        if (st == MR_OK) /* mrpipe calibrate's factors per relative noise level */
+            st = mr_sigma_apply_noise_factors(sdm, mr_array_f32(mag), in->slices, hw_out, sigma, nsd);
         if (st == MR_OK)
             for (size_t i = 0; i < nv; i++)
                 u[i] = o.unc_replica ? sqrtf(u[i] * u[i] + sdm[i] * sdm[i]) : sdm[i];

@@ -267,6 +267,16 @@ double mr_sigma_scale_method(const void *sigma, const char *method, double accel
 double mr_sigma_scale_full(const void *sigma, const char *method, const float *mask,
                            size_t mask_len, double accel);
 const char *mr_sigma_calibration(const void *sigma); /* what the calibration was, as text */
+/* The factor of the SD at relative noise level rel (mrpipe calibrate's noise_factors,
+ * interpolated in log, constant outside; 1 without them or for rel <= 0). The relative noise
+ * level of a slice is its coil noise SD (mrpipe_noise_sd) / the 99.5th percentile of the image
+ * volume (mr_sigma_rel_noise_level). */
+double mr_sigma_noise_factor(const void *sigma, double rel_noise);
+mr_status mr_sigma_rel_noise_level(double *level, const float *y, size_t n);
+/* sd (S slices of hw) *= the noise factor of each slice of image y with coil noise SD noise_sd[s];
+ * no-op without factors or noise_sd, slices with noise_sd <= 0 left alone. */
+mr_status mr_sigma_apply_noise_factors(float *sd, const float *y, size_t S, size_t hw,
+                                       const void *sigma, const double *noise_sd);
 
 /* One image of a recalibration set (`mrpipe calibrate`): r, its n foreground ratios |e| / SD (the
  * SD as the network to recalibrate made it), at acceleration accel, with a mask of kind
@@ -277,6 +287,7 @@ typedef struct {
     double accel;
     const char *mask_kind;
     const char *method;
+    double rel_noise; /* its relative noise level (mr_sigma_noise_factor), 0: unknown */
 } mr_recal_image;
 /* Split-conformal recalibration of an undersampling variance network (n_calibration_accel >= 2)
  * on images made through the deployment path: per calibration acceleration i with images (nearest

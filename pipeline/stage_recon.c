@@ -304,6 +304,10 @@ static mr_status recon_run(void *state, mr_scan *scan)
         if (n_nsd_fail < S)
             mr_sigma_add_noise_term(mr_array_f32(sd), mr_array_f32(mag), S, hw_o, s->sigma, scale,
                                     nsd, (int)C, s->method->name);
+        if (n_nsd_fail < S &&
+            (st = mr_sigma_apply_noise_factors(mr_array_f32(sd), mr_array_f32(mag), S, hw_o,
+                                               s->sigma, nsd)) != MR_OK)
+            goto done;
     }
     {
         mr_scan_image *im = &scan->images[scan->n_images++];

@@ -127,19 +127,56 @@ double mr_sigma_scale_method(const void *sigma_model, const char *method, double
     return mr_sigma_scale_accel(sigma_model, accel);
 }
 
+/* mr_sigma_scale_full with the mask kind by name (NULL: unknown). */
+static double scale_kind(const mr_nn_model *m, const char *method, const char *kind, double accel)
+{
+    double s = mr_sigma_scale_method(m, method, accel);
+    if (!kind || !(accel >= 1) || m->meta.n_calibration_accel < 2) return s;
+    for (int i = 0; i < m->meta.n_calibration_masks; i++)
+        if (!strcmp(m->meta.calibration_masks[i], kind))
+            return s * interp_log(m->meta.calibration_accel, m->meta.calibration_mask_scales[i],
+                                  m->meta.n_calibration_accel, accel) /
+                   mr_sigma_scale_accel(m, accel);
+    return s;
+}
+
 double mr_sigma_scale_full(const void *sigma_model, const char *method, const float *mask,
                            size_t mask_len, double accel)
 {
-    const mr_nn_model *m = sigma_model;
-    double s = mr_sigma_scale_method(sigma_model, method, accel);
     int eq = mask && mask_len ? mr_mask_is_equispaced(mask, mask_len) : -1;
-    if (eq < 0 || !(accel >= 1) || m->meta.n_calibration_accel < 2) return s;
-    for (int i = 0; i < m->meta.n_calibration_masks; i++)
-        if (!strcmp(m->meta.calibration_masks[i], eq ? "equispaced" : "random"))
-            return s * interp_log(m->meta.calibration_accel, m->meta.calibration_mask_scales[i],
-                                  m->meta.n_calibration_accel, accel) /
-                   mr_sigma_scale_accel(sigma_model, accel);
-    return s;
+    return scale_kind(sigma_model, method, eq < 0 ? NULL : eq ? "equispaced" : "random", accel);
+}
+
+double mr_sigma_noise_factor(const void *sigma_model, double rel_noise)
+{
+    const mr_nn_model *m = sigma_model;
+    if (m->meta.n_noise_factors < 1 || !(rel_noise > 0)) return 1;
+    return interp_log(m->meta.noise_factor_levels, m->meta.noise_factors, m->meta.n_noise_factors,
+                      rel_noise);
+}
+
+mr_status mr_sigma_rel_noise_level(double *level, const float *y, size_t n)
+{
+    mr_status st = mr_train_percentile(level, y, n, 99.5);
+    if (st == MR_OK && !(*level > 0))
+        st = mr_error_set(MR_ERR_INPUT, "the image is empty: no noise level relative to it");
+    return st;
+}
+
+mr_status mr_sigma_apply_noise_factors(float *sd, const float *y, size_t S, size_t hw,
+                                       const void *sigma_model, const double *noise_sd)
+{
+    const mr_nn_model *m = sigma_model;
+    if (m->meta.n_noise_factors < 1 || !noise_sd) return MR_OK;
+    double level;
+    mr_status st = mr_sigma_rel_noise_level(&level, y, S * hw);
+    if (st != MR_OK) return st;
+    for (size_t s = 0; s < S; s++) {
+        if (!(noise_sd[s] > 0)) continue; /* no estimate: left alone */
+        float f = (float)mr_sigma_noise_factor(sigma_model, noise_sd[s] / level);
+        for (size_t i = 0; i < hw; i++) sd[s * hw + i] *= f;
+    }
+    return MR_OK;
 }
 
 mr_status mr_sigma_scale_for(double *scale, const void *sigma_model, const float *x, size_t S,
@@ -271,6 +308,9 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
                                     info->coils > 0 ? info->coils : 1, info->method);
             free(ns);
         }
+        /* mrpipe calibrate's factors per relative noise level (the k-space noise only) */
+        if ((st = mr_sigma_apply_noise_factors(sd, y, S, H * W, sigma, info->noise_sd)) != MR_OK)
+            return st;
         if (kind == MR_UQ_MODEL) return MR_OK;
     }
     /* replicas: x + fresh Rician noise at the estimated level, through the model; the per-pixel
@@ -359,6 +399,65 @@ static mr_status group_factor(double *c, int *used, size_t *npix, double cov[3],
     return st;
 }
 
+static int cmp_rel(const void *a, const void *b)
+{
+    double x = ((const double *)a)[0], y = ((const double *)b)[0];
+    return x < y ? -1 : x > y;
+}
+
+/* After the group factors: the images' ratios divided by their group's new factor (new / old
+ * effective scale), binned by relative noise level (images within 15 % in level share a bin),
+ * give one split-conformal factor per bin with min_pixels; two bins or more replace the network's
+ * noise factors (times the old factor at the bin's level, which the SD maps were made with). */
+static mr_status fit_noise_factors(mr_nn_model *m, const mr_recal_image *im, size_t nim,
+                                   const double *old_eff, size_t min_pixels, char *text,
+                                   size_t tsize, size_t *o)
+{
+    double (*ord)[2] = malloc((nim ? nim : 1) * sizeof *ord); /* (level, image index) */
+    if (!ord) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    size_t nk = 0;
+    for (size_t i = 0; i < nim; i++)
+        if (im[i].rel_noise > 0) ord[nk][0] = im[i].rel_noise, ord[nk][1] = (double)i, nk++;
+    qsort(ord, nk, sizeof *ord, cmp_rel);
+    double lev[8], fac[8];
+    int nb = 0;
+    mr_status st = MR_OK;
+    for (size_t a = 0; a < nk && st == MR_OK;) {
+        size_t b = a, n = 0;
+        while (b < nk && log(ord[b][0] / ord[a][0]) < log(1.15)) n += im[(size_t)ord[b][1]].n, b++;
+        double *r = n >= min_pixels && nb < 8 ? malloc(n * sizeof *r) : NULL;
+        if (n >= min_pixels && nb < 8 && !r) st = mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+        if (r) {
+            size_t k = 0;
+            double lsum = 0;
+            for (size_t j = a; j < b; j++) {
+                size_t i = (size_t)ord[j][1];
+                double g = scale_kind(m, im[i].method, im[i].mask_kind, im[i].accel) / old_eff[i];
+                for (size_t q = 0; q < im[i].n; q++) r[k++] = im[i].r[q] / g;
+                lsum += log(ord[j][0]);
+            }
+            double cov[3];
+            lev[nb] = exp(lsum / (double)(b - a));
+            fac[nb] = mr_sigma_conformal_scale(r, n, cov) * mr_sigma_noise_factor(m, lev[nb]);
+            if (*o < tsize)
+                *o += (size_t)snprintf(text + *o, tsize - *o, "%s%.4g at relative noise %.3g (%zu; "
+                                       "%.1f/%.1f/%.1f %%)", nb ? ", " : "; noise factors: ",
+                                       fac[nb], lev[nb], n, 100 * cov[0], 100 * cov[1],
+                                       100 * cov[2]);
+            nb++;
+            free(r);
+        }
+        a = b;
+    }
+    free(ord);
+    if (st == MR_OK && nb >= 2) {
+        m->meta.n_noise_factors = nb;
+        memcpy(m->meta.noise_factor_levels, lev, (size_t)nb * sizeof *lev);
+        memcpy(m->meta.noise_factors, fac, (size_t)nb * sizeof *fac);
+    }
+    return st;
+}
+
 mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim, size_t min_pixels,
                                const char *source, char *text, size_t tsize)
 {
@@ -395,6 +494,11 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim
                 M->calibration_mask_scales[kidx[k]][a] = M->calibration_accel_scales[a];
         }
     }
+    /* each image's scale as its SD was made (for the noise levels' fit below) */
+    double *old_eff = malloc((nim ? nim : 1) * sizeof *old_eff);
+    if (!old_eff) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    for (size_t i = 0; i < nim; i++)
+        old_eff[i] = scale_kind(m, im[i].method, im[i].mask_kind, im[i].accel);
     mr_status st = MR_OK;
     int any = 0;
     double cov[3] = {0, 0, 0}, c;
@@ -431,8 +535,10 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim
         }
     }
     if (st == MR_OK && !any)
-        return mr_error_set(MR_ERR_INPUT, "no acceleration has %zu foreground pixels to calibrate "
-                            "on; expected more images", min_pixels);
+        st = mr_error_set(MR_ERR_INPUT, "no acceleration has %zu foreground pixels to calibrate "
+                          "on; expected more images", min_pixels);
+    if (st == MR_OK) st = fit_noise_factors(m, im, nim, old_eff, min_pixels, text, tsize, &o);
+    free(old_eff);
     if (st == MR_OK && (st = group_factor(&c, &used, &np, cov, im, nim, M, -1, 0, NULL, 1)) == MR_OK)
         M->calibration_scale *= c; /* the single scale (R unknown) */
     if (st == MR_OK) {

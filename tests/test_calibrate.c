@@ -63,7 +63,7 @@ static void test_factors_per_kind(void)
            e8 = mr_sigma_scale_full(m, NULL, eq, 256, 8);
     const size_t n = 200000;
     double *a = ratios(n, 1.3, 1), *b = ratios(n, 0.9, 2);
-    mr_recal_image im[2] = {{a, n, 4, "random", "cs-l1"}, {b, n, 4.2, "equispaced", NULL}};
+    mr_recal_image im[2] = {{a, n, 4, "random", "cs-l1", 0}, {b, n, 4.2, "equispaced", NULL, 0}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 2, 1000, "synthetic", text, sizeof text),
                           MR_OK);
@@ -92,7 +92,7 @@ static void test_factors_per_kind(void)
     /* again on the recalibrated network: its SDs are a factor 1.3 larger now, so the same errors
      * ask for 1.0 (the kind's scale composes with what the SD was made with) */
     double *a2 = ratios(n, 1.0, 3);
-    mr_recal_image im2[1] = {{a2, n, 4, "random", NULL}};
+    mr_recal_image im2[1] = {{a2, n, 4, "random", NULL, 0}};
     double before = mr_sigma_scale_full(q, NULL, rnd, 256, 4);
     CU_ASSERT_EQUAL(mr_sigma_recalibrate(q, im2, 1, 1000, NULL, text, sizeof text), MR_OK);
     CU_ASSERT(fabs(mr_sigma_scale_full(q, NULL, rnd, 256, 4) / before - 1) < 0.015);
@@ -111,7 +111,7 @@ static void test_factors_per_method(void)
     double z4 = mr_sigma_scale_method(m, "zf", 4), c4 = mr_sigma_scale_method(m, "cs-l1", 4);
     const size_t n = 200000;
     double *a = ratios(n, 1.2, 4), *b = ratios(n, 0.8, 5);
-    mr_recal_image im[2] = {{a, n, 4, "random", "zf"}, {b, n, 4, "random", "cs-l1"}};
+    mr_recal_image im[2] = {{a, n, 4, "random", "zf", 0}, {b, n, 4, "random", "cs-l1", 0}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 2, 1000, NULL, text, sizeof text), MR_OK);
     fprintf(stderr, "%s\n", text);
@@ -125,6 +125,55 @@ static void test_factors_per_method(void)
     mr_nn_model_destroy(m);
 }
 
+/* Two relative noise levels, errors 0.9 and 1.2 times the SD: factors per level, composed with the
+ * kind's scale, interpolated in log between and constant outside; written and read back; applied
+ * per slice by mr_sigma_apply_noise_factors (a slice without a noise estimate left alone). */
+static void test_noise_factors(void)
+{
+    mr_nn_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/cs-l1_sigma.h5"), NULL), MR_OK);
+    m->meta.n_noise_factors = 0;
+    float rnd[256];
+    mask_cols(rnd, 256, MR_MASK_RANDOM, 4);
+    double r4 = mr_sigma_scale_full(m, NULL, rnd, 256, 4);
+    const size_t n = 200000;
+    double *a = ratios(n, 0.9, 7), *b = ratios(n, 1.2, 8), *c = ratios(n, 1.2, 9);
+    /* the 0.04 level in two images 5 % apart: one bin */
+    mr_recal_image im[3] = {{a, n, 4, "random", NULL, 0.01}, {b, n, 4, "random", NULL, 0.04},
+                            {c, n, 4, "random", NULL, 0.042}};
+    char text[2048];
+    CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 3, 1000, NULL, text, sizeof text), MR_OK);
+    fprintf(stderr, "%s\n", text);
+    CU_ASSERT_EQUAL_FATAL(m->meta.n_noise_factors, 2);
+    double s4 = mr_sigma_scale_full(m, NULL, rnd, 256, 4) / r4;
+    double lo = s4 * mr_sigma_noise_factor(m, 0.01), hi = s4 * mr_sigma_noise_factor(m, 0.041);
+    fprintf(stderr, "at 0.01: %.4f (0.9), at 0.041: %.4f (1.2)\n", lo, hi);
+    CU_ASSERT(fabs(lo - 0.9) < 0.02);
+    CU_ASSERT(fabs(hi - 1.2) < 0.025);
+    double mid = mr_sigma_noise_factor(m, 0.02);
+    CU_ASSERT(mid > mr_sigma_noise_factor(m, 0.01) && mid < mr_sigma_noise_factor(m, 0.041));
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_noise_factor(m, 0.001), mr_sigma_noise_factor(m, 0.01), 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_noise_factor(m, 1.0), m->meta.noise_factors[1], 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_noise_factor(m, 0), 1, 0);
+    const char *p = mr_test_path("recal_noise.h5");
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, p), MR_OK);
+    mr_nn_model *q = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&q, p, NULL), MR_OK);
+    CU_ASSERT_EQUAL(q->meta.n_noise_factors, 2);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_noise_factor(q, 0.03), mr_sigma_noise_factor(m, 0.03), 1e-12);
+    /* applied per slice: y of 2 slices (percentile level 100), noise SD 1 and 0 */
+    float y[2 * 400], sd[2 * 400];
+    for (int i = 0; i < 800; i++) y[i] = 100, sd[i] = 2;
+    double ns[2] = {1, 0};
+    CU_ASSERT_EQUAL(mr_sigma_apply_noise_factors(sd, y, 2, 400, q, ns), MR_OK);
+    CU_ASSERT_DOUBLE_EQUAL(sd[5], 2 * mr_sigma_noise_factor(q, 0.01), 1e-5);
+    CU_ASSERT_DOUBLE_EQUAL(sd[405], 2, 0);
+    CU_ASSERT_EQUAL(mr_sigma_apply_noise_factors(sd, y, 2, 400, q, NULL), MR_OK);
+    CU_ASSERT_DOUBLE_EQUAL(sd[5], 2 * mr_sigma_noise_factor(q, 0.01), 1e-5);
+    free(a), free(b), free(c);
+    mr_nn_model_destroy(m), mr_nn_model_destroy(q);
+}
+
 static void test_errors(void)
 {
     mr_nn_model *m = NULL;
@@ -133,7 +182,7 @@ static void test_errors(void)
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/denoiser_blind_sigma.h5"), NULL),
                           MR_OK);
-    mr_recal_image im = {a, n, 4, "random", NULL};
+    mr_recal_image im = {a, n, 4, "random", NULL, 0};
     CU_ASSERT_EQUAL(mr_sigma_recalibrate(m, &im, 1, 100, NULL, text, sizeof text), MR_ERR_INPUT);
     CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "no scales per acceleration"));
     mr_nn_model_destroy(m);
@@ -275,6 +324,8 @@ int main(void)
         {"recalibration per mask kind: factors, pooled scale, untouched 8x, round trip",
          test_factors_per_kind},
         {"recalibration per input method: method and kind compose", test_factors_per_method},
+        {"recalibration per relative noise level: factors, interpolation, file, per slice",
+         test_noise_factors},
         {"recalibration errors: no per-R scales, unknown kind, R < 1, too few pixels", test_errors},
         {"mrpipe calibrate on cs-l1 reconstructions: 90 % covered after; bad lists", test_cli},
         {NULL, NULL},
