@@ -399,6 +399,32 @@ static mr_status get_key_scales(hid_t f, const char *path, const char *kname, co
 }
 
 
+/* Optional attributes: space-separated names (at most 4) and one positive finite scale per
+ * (name, calibration acceleration), name-major; *count = how many names (0 when both absent). */
+static mr_status get_named_scales(hid_t f, const char *path, const char *nname, const char *sname,
+                                  const char *what, int n_accel, char names_out[4][32],
+                                  double scales[4][4], int *count)
+{
+    char names[160] = "";
+    double v[16];
+    int ns = 0, nn = 0;
+    mr_status st = get_str(f, path, nname, names, sizeof names, 0);
+    if (st == MR_OK) st = get_nums(f, path, sname, v, 16, &ns, 0);
+    if (st != MR_OK) return st;
+    for (char *tok = strtok(names, " "); tok && nn < 4; tok = strtok(NULL, " "))
+        snprintf(names_out[nn++], 32, "%s", tok);
+    int ok = (nn == 0 && ns == 0) || (n_accel > 0 && ns == nn * n_accel);
+    for (int i = 0; ok && i < ns; i++) ok = v[i] > 0 && isfinite(v[i]);
+    if (!ok)
+        return mr_error_set(MR_ERR_INPUT, "%s: attributes '%s' (%d names) and '%s' (%d values): "
+                            "expected one positive scale per %s and calibration acceleration (%d)",
+                            path, nname, nn, sname, ns, what, n_accel);
+    for (int i = 0; i < nn; i++)
+        for (int j = 0; j < n_accel; j++) scales[i][j] = v[i * n_accel + j];
+    *count = nn;
+    return MR_OK;
+}
+
 static mr_status get_int(hid_t f, const char *path, const char *name, int *out)
 {
     double v;
@@ -590,7 +616,7 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
         }
         TRY(get_str(f, path, "calibration", m->meta.calibration, sizeof m->meta.calibration, 0));
         TRY(get_str(f, path, "base_model", m->meta.base_model, sizeof m->meta.base_model, 0));
-        int nn = 0, ns = 0, ok;
+        int nn = 0, ok;
         TRY(get_key_scales(f, path, "calibration_noise", "calibration_scales",
                            m->meta.calibration_noise, m->meta.calibration_scales, 8, 0, 1, "noise",
                            &m->meta.n_calibration_levels));
@@ -600,48 +626,12 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
         TRY(get_key_scales(f, path, "calibration_accel", "calibration_accel_scales",
                            m->meta.calibration_accel, m->meta.calibration_accel_scales, 4, 1, 0,
                            "accelerations", &m->meta.n_calibration_accel));
-        char names[160] = "";
-        double v[16];
-        TRY(get_str(f, path, "calibration_methods", names, sizeof names, 0));
-        TRY(get_nums(f, path, "calibration_method_scales", v, 16, &ns, 0));
-        nn = 0;
-        for (char *tok = strtok(names, " "); tok && nn < 4; tok = strtok(NULL, " "))
-            snprintf(m->meta.calibration_methods[nn++], sizeof m->meta.calibration_methods[0], "%s",
-                     tok);
-        ok = (nn == 0 && ns == 0) || (m->meta.n_calibration_accel > 0 &&
-                                      ns == nn * m->meta.n_calibration_accel);
-        for (int i = 0; ok && i < ns; i++) ok = v[i] > 0 && isfinite(v[i]);
-        if (!ok) {
-            st = mr_error_set(MR_ERR_INPUT, "%s: attributes 'calibration_methods' (%d names) and "
-                              "'calibration_method_scales' (%d values): expected one positive scale "
-                              "per method and calibration acceleration (%d)", path, nn, ns,
-                              m->meta.n_calibration_accel);
-            goto fail;
-        }
-        for (int i = 0; i < nn; i++)
-            for (int j = 0; j < m->meta.n_calibration_accel; j++)
-                m->meta.calibration_method_scales[i][j] = v[i * m->meta.n_calibration_accel + j];
-        m->meta.n_calibration_methods = nn;
-        names[0] = 0;
-        TRY(get_str(f, path, "calibration_masks", names, sizeof names, 0));
-        TRY(get_nums(f, path, "calibration_mask_scales", v, 16, &ns, 0));
-        nn = 0;
-        for (char *tok = strtok(names, " "); tok && nn < 4; tok = strtok(NULL, " "))
-            snprintf(m->meta.calibration_masks[nn++], sizeof m->meta.calibration_masks[0], "%s", tok);
-        ok = (nn == 0 && ns == 0) || (m->meta.n_calibration_accel > 0 &&
-                                      ns == nn * m->meta.n_calibration_accel);
-        for (int i = 0; ok && i < ns; i++) ok = v[i] > 0 && isfinite(v[i]);
-        if (!ok) {
-            st = mr_error_set(MR_ERR_INPUT, "%s: attributes 'calibration_masks' (%d names) and "
-                              "'calibration_mask_scales' (%d values): expected one positive scale "
-                              "per mask kind and calibration acceleration (%d)", path, nn, ns,
-                              m->meta.n_calibration_accel);
-            goto fail;
-        }
-        for (int i = 0; i < nn; i++)
-            for (int j = 0; j < m->meta.n_calibration_accel; j++)
-                m->meta.calibration_mask_scales[i][j] = v[i * m->meta.n_calibration_accel + j];
-        m->meta.n_calibration_masks = nn;
+        TRY(get_named_scales(f, path, "calibration_methods", "calibration_method_scales", "method",
+                             m->meta.n_calibration_accel, m->meta.calibration_methods,
+                             m->meta.calibration_method_scales, &m->meta.n_calibration_methods));
+        TRY(get_named_scales(f, path, "calibration_masks", "calibration_mask_scales", "mask kind",
+                             m->meta.n_calibration_accel, m->meta.calibration_masks,
+                             m->meta.calibration_mask_scales, &m->meta.n_calibration_masks));
         TRY(get_nums(f, path, "calibration_feature_weights", m->meta.feature_weights, 4, &nn, 0));
         ok = nn == 0 || nn == 4;
         for (int i = 0; ok && i < nn; i++) ok = isfinite(m->meta.feature_weights[i]);

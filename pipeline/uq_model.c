@@ -369,7 +369,8 @@ static int in_group(const mr_recal_image *im, const mr_nn_meta *M, int ai, int f
 }
 
 static mr_status pool_ratios(double **out, size_t *n, const mr_recal_image *im, size_t nim,
-                             const mr_nn_meta *M, int ai, int field, const char *key)
+                             const double *div, const mr_nn_meta *M, int ai, int field,
+                             const char *key)
 {
     size_t total = 0;
     *out = NULL, *n = 0;
@@ -380,19 +381,20 @@ static mr_status pool_ratios(double **out, size_t *n, const mr_recal_image *im, 
         return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
     for (size_t i = 0; i < nim; i++)
         if (in_group(im + i, M, ai, field, key))
-            memcpy(*out + *n, im[i].r, im[i].n * sizeof **out), *n += im[i].n;
+            for (size_t q = 0; q < im[i].n; q++) (*out)[(*n)++] = im[i].r[q] / div[i];
     return MR_OK;
 }
 
 /* The split-conformal factor of the pooled group (1 and *used 0 below min_pixels); cov its
  * coverage at 68 / 90 / 95 % with the factor. */
 static mr_status group_factor(double *c, int *used, size_t *npix, double cov[3],
-                              const mr_recal_image *im, size_t nim, const mr_nn_meta *M, int ai,
-                              int field, const char *key, size_t min_pixels)
+                              const mr_recal_image *im, size_t nim, const double *div,
+                              const mr_nn_meta *M, int ai, int field, const char *key,
+                              size_t min_pixels)
 {
     double *r = NULL;
     size_t n = 0;
-    mr_status st = pool_ratios(&r, &n, im, nim, M, ai, field, key);
+    mr_status st = pool_ratios(&r, &n, im, nim, div, M, ai, field, key);
     *c = 1, *used = 0, *npix = n;
     if (st == MR_OK && n >= min_pixels && n > 0) *c = mr_sigma_conformal_scale(r, n, cov), *used = 1;
     free(r);
@@ -494,53 +496,85 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim
                 M->calibration_mask_scales[kidx[k]][a] = M->calibration_accel_scales[a];
         }
     }
-    /* each image's scale as its SD was made (for the noise levels' fit below) */
-    double *old_eff = malloc((nim ? nim : 1) * sizeof *old_eff);
-    if (!old_eff) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
-    for (size_t i = 0; i < nim; i++)
+    /* each image's scale and noise factor as its SD was made */
+    double *old_eff = malloc((nim ? nim : 1) * sizeof *old_eff),
+           *old_nf = malloc((nim ? nim : 1) * sizeof *old_nf),
+           *nd = malloc((nim ? nim : 1) * sizeof *nd); /* new / old noise factor per image */
+    if (!old_eff || !old_nf || !nd) {
+        free(old_eff), free(old_nf), free(nd);
+        return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    }
+    for (size_t i = 0; i < nim; i++) {
         old_eff[i] = scale_kind(m, im[i].method, im[i].mask_kind, im[i].accel);
+        old_nf[i] = mr_sigma_noise_factor(m, im[i].rel_noise);
+        nd[i] = 1;
+    }
+    const mr_nn_meta orig = *M;
     mr_status st = MR_OK;
-    int any = 0;
     double cov[3] = {0, 0, 0}, c;
     int used;
     size_t np;
-    o += (size_t)snprintf(text + o, tsize - o, "recalibrated by mrpipe calibrate on %zu image(s)%s%s",
-                          nim, source ? " of " : "", source ? source : "");
-    for (int a = 0; a < M->n_calibration_accel && st == MR_OK; a++) {
-        double ca;
-        if ((st = group_factor(&ca, &used, &np, cov, im, nim, M, a, 0, NULL, min_pixels)) != MR_OK)
-            break;
-        if (!used) continue;
-        any = 1;
-        M->calibration_accel_scales[a] *= ca;
-        if (o < tsize)
-            o += (size_t)snprintf(text + o, tsize - o, "; R %g: x %.4g (%zu pixels; coverage "
-                                  "68/90/95 = %.1f/%.1f/%.1f %%)", M->calibration_accel[a], ca, np,
-                                  100 * cov[0], 100 * cov[1], 100 * cov[2]);
-        for (int k = 0; k < 2 && st == MR_OK; k++) {
-            st = group_factor(&c, &used, &np, cov, im, nim, M, a, 2, kinds[k], min_pixels);
-            M->calibration_mask_scales[kidx[k]][a] *= used ? c : ca;
-            if (st == MR_OK && used && o < tsize)
-                o += (size_t)snprintf(text + o, tsize - o, ", %s x %.4g (%zu; %.1f/%.1f/%.1f %%)",
-                                      kinds[k], c, np, 100 * cov[0], 100 * cov[1], 100 * cov[2]);
+    /* the group factors and the noise factors fitted in turn (backfitting: each on the ratios
+     * divided by the other's current change), from the original scales each round */
+    for (int round = 0; round < 4 && st == MR_OK; round++) {
+        int any = 0;
+        memcpy(M->calibration_accel_scales, orig.calibration_accel_scales,
+               sizeof orig.calibration_accel_scales);
+        memcpy(M->calibration_mask_scales, orig.calibration_mask_scales,
+               sizeof orig.calibration_mask_scales);
+        memcpy(M->calibration_method_scales, orig.calibration_method_scales,
+               sizeof orig.calibration_method_scales);
+        M->n_noise_factors = orig.n_noise_factors;
+        memcpy(M->noise_factor_levels, orig.noise_factor_levels, sizeof orig.noise_factor_levels);
+        memcpy(M->noise_factors, orig.noise_factors, sizeof orig.noise_factors);
+        o = 0;
+        o += (size_t)snprintf(text + o, tsize - o, "recalibrated by mrpipe calibrate on %zu "
+                              "image(s)%s%s", nim, source ? " of " : "", source ? source : "");
+        for (int a = 0; a < M->n_calibration_accel && st == MR_OK; a++) {
+            double ca;
+            if ((st = group_factor(&ca, &used, &np, cov, im, nim, nd, M, a, 0, NULL,
+                                   min_pixels)) != MR_OK)
+                break;
+            if (!used) continue;
+            any = 1;
+            M->calibration_accel_scales[a] *= ca;
+            if (o < tsize)
+                o += (size_t)snprintf(text + o, tsize - o, "; R %g: x %.4g (%zu pixels; coverage "
+                                      "68/90/95 = %.1f/%.1f/%.1f %%)", M->calibration_accel[a], ca,
+                                      np, 100 * cov[0], 100 * cov[1], 100 * cov[2]);
+            for (int k = 0; k < 2 && st == MR_OK; k++) {
+                st = group_factor(&c, &used, &np, cov, im, nim, nd, M, a, 2, kinds[k], min_pixels);
+                M->calibration_mask_scales[kidx[k]][a] *= used ? c : ca;
+                if (st == MR_OK && used && o < tsize)
+                    o += (size_t)snprintf(text + o, tsize - o, ", %s x %.4g (%zu; %.1f/%.1f/%.1f "
+                                          "%%)", kinds[k], c, np, 100 * cov[0], 100 * cov[1],
+                                          100 * cov[2]);
+            }
+            for (int j = 0; j < M->n_calibration_methods && st == MR_OK; j++) {
+                st = group_factor(&c, &used, &np, cov, im, nim, nd, M, a, 1,
+                                  M->calibration_methods[j], min_pixels);
+                M->calibration_method_scales[j][a] *= used ? c : ca;
+                if (st == MR_OK && used && o < tsize)
+                    o += (size_t)snprintf(text + o, tsize - o, ", input %s x %.4g (%zu; "
+                                          "%.1f/%.1f/%.1f %%)", M->calibration_methods[j], c, np,
+                                          100 * cov[0], 100 * cov[1], 100 * cov[2]);
+            }
         }
-        for (int j = 0; j < M->n_calibration_methods && st == MR_OK; j++) {
-            st = group_factor(&c, &used, &np, cov, im, nim, M, a, 1, M->calibration_methods[j],
-                              min_pixels);
-            M->calibration_method_scales[j][a] *= used ? c : ca;
-            if (st == MR_OK && used && o < tsize)
-                o += (size_t)snprintf(text + o, tsize - o, ", input %s x %.4g (%zu; %.1f/%.1f/%.1f %%)",
-                                      M->calibration_methods[j], c, np, 100 * cov[0],
-                                      100 * cov[1], 100 * cov[2]);
-        }
+        if (st == MR_OK && !any)
+            st = mr_error_set(MR_ERR_INPUT, "no acceleration has %zu foreground pixels to "
+                              "calibrate on; expected more images", min_pixels);
+        if (st == MR_OK) st = fit_noise_factors(m, im, nim, old_eff, min_pixels, text, tsize, &o);
+        if (st != MR_OK) break;
+        if (M->n_noise_factors == orig.n_noise_factors &&
+            !memcmp(M->noise_factors, orig.noise_factors, sizeof orig.noise_factors))
+            break; /* no noise levels fitted: one round is all */
+        for (size_t i = 0; i < nim; i++)
+            nd[i] = mr_sigma_noise_factor(m, im[i].rel_noise) / old_nf[i];
     }
-    if (st == MR_OK && !any)
-        st = mr_error_set(MR_ERR_INPUT, "no acceleration has %zu foreground pixels to calibrate "
-                          "on; expected more images", min_pixels);
-    if (st == MR_OK) st = fit_noise_factors(m, im, nim, old_eff, min_pixels, text, tsize, &o);
-    free(old_eff);
-    if (st == MR_OK && (st = group_factor(&c, &used, &np, cov, im, nim, M, -1, 0, NULL, 1)) == MR_OK)
-        M->calibration_scale *= c; /* the single scale (R unknown) */
+    /* the single scale (R unknown): all ratios, with the new noise factors */
+    if (st == MR_OK && (st = group_factor(&c, &used, &np, cov, im, nim, nd, M, -1, 0, NULL, 1)) == MR_OK)
+        M->calibration_scale = orig.calibration_scale * c;
+    free(old_eff), free(old_nf), free(nd);
     if (st == MR_OK) {
         size_t l = strlen(M->calibration);
         snprintf(M->calibration + l, sizeof M->calibration - l, "%s%s", l ? "; " : "", text);

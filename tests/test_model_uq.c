@@ -239,15 +239,24 @@ static void test_noise_record(void)
                         "    assert (r > 0.9).all() and (r < 1.25).all(), r\n"
                         "    d = h5py.File('dn%%d.h5' %% i)\n"
                         "    assert np.array_equal(d.attrs['mrpipe_noise_sd'], ns) and int(d.attrs['mrpipe_coils']) == 4\n"
-                        "shutil.copy('%s', 'nt.h5')\n"
+                        "shutil.copy('%s', 'nm.h5')\n"
+                        "with h5py.File('nm.h5', 'a') as f:\n"
+                        "    for k in ('calibration_masks', 'calibration_mask_scales',\n"
+                        "              'calibration_noise_factor_levels', 'calibration_noise_factors'):\n"
+                        "        if k in f.attrs: del f.attrs[k]\n"
+                        "shutil.copy('nm.h5', 'nt.h5')\n"
                         "with h5py.File('nt.h5', 'a') as f: del f.attrs['calibration_noise_term']\n\"",
                         mr_test_tmpdir(), mr_test_python(), mr_test_src("models/cs-l1_sigma.h5"));
     CU_ASSERT_EQUAL(rc, 0);
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
+    /* cs1: the noise term alone (the mrpipe calibrate factors removed: nm.h5); cs0 without it;
+     * csf: the shipped network, its mask-kind scale and noise factors on top */
     rc = mr_test_sh("cd %s && %s -q recon --input kn1.h5 --output cs1.h5 --method cs-l1 --mask "
-                    "equispaced --accel 4 --uncertainty model && %s -q recon --input kn1.h5 "
-                    "--output cs0.h5 --method cs-l1 --mask equispaced --accel 4 --uncertainty model "
-                    "--uncertainty-model nt.h5", mr_test_tmpdir(), mr_test_bin(), mr_test_bin());
+                    "equispaced --accel 4 --uncertainty model --uncertainty-model nm.h5 && %s -q "
+                    "recon --input kn1.h5 --output cs0.h5 --method cs-l1 --mask equispaced --accel 4 "
+                    "--uncertainty model --uncertainty-model nt.h5 && %s -q recon --input kn1.h5 "
+                    "--output csf.h5 --method cs-l1 --mask equispaced --accel 4 --uncertainty model",
+                    mr_test_tmpdir(), mr_test_bin(), mr_test_bin(), mr_test_bin());
     CU_ASSERT_EQUAL(rc, 0);
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
     rc = mr_test_sh("cd %s && %s -c \"import h5py, numpy as np\n"
@@ -262,7 +271,19 @@ static void test_noise_record(void)
                     "want = np.sqrt(s0 ** 2 + c * c * (b * b * s * s + f * f * fl * fl))\n"
                     "print('noise term: b %%.4g f %%.4g; max relative deviation %%.2e' %% (b, f, np.abs(s1 / want - 1).max()))\n"
                     "assert f > 0.1 and np.abs(s1 / want - 1).max() < 1e-4\n"
-                    "assert (s1 > s0).mean() > 0.99\n\"",
+                    "assert (s1 > s0).mean() > 0.99\n"
+                    "sf = h5py.File('csf.h5')['uncertainty'][()].astype(float)\n"
+                    "if 'calibration_masks' in m:\n"
+                    "    v = m['calibration_masks']\n"
+                    "    ks = (v.decode() if isinstance(v, bytes) else str(v)).split()\n"
+                    "    ms = np.asarray(m['calibration_mask_scales']).reshape(len(ks), -1)\n"
+                    "    k = ms[ks.index('equispaced'), list(m['calibration_accel']).index(4.0)] / c\n"
+                    "    lv, fc = m['calibration_noise_factor_levels'], m['calibration_noise_factors']\n"
+                    "    rel = ns / np.percentile(y, 99.5)\n"
+                    "    nf = np.interp(np.log(rel), np.log(lv), fc)\n"
+                    "    dev = np.abs(sf / (s1 * k * nf[:, None, None]) - 1).max()\n"
+                    "    print('calibrate factors: kind %%.4g, noise %%s; max relative deviation %%.2e' %% (k, nf, dev))\n"
+                    "    assert dev < 1e-3\n\"",
                     mr_test_tmpdir(), mr_test_python(), mr_test_src("models/cs-l1_sigma.h5"));
     CU_ASSERT_EQUAL(rc, 0);
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
