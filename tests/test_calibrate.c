@@ -108,7 +108,8 @@ static void test_factors_per_method(void)
     CU_ASSERT_EQUAL_FATAL(m->meta.n_calibration_methods, 2);
     float rnd[256];
     mask_cols(rnd, 256, MR_MASK_RANDOM, 4);
-    double z4 = mr_sigma_scale_method(m, "zf", 4), c4 = mr_sigma_scale_method(m, "cs-l1", 4);
+    /* the scales the SD maps were made with (method and, when the network has them, kind) */
+    double z4 = mr_sigma_scale_full(m, "zf", rnd, 256, 4), c4 = mr_sigma_scale_full(m, "cs-l1", rnd, 256, 4);
     const size_t n = 200000;
     double *a = ratios(n, 1.2, 4), *b = ratios(n, 0.8, 5);
     mr_recal_image im[2] = {{a, n, 4, "random", "zf", 0}, {b, n, 4, "random", "cs-l1", 0}};
