@@ -114,6 +114,23 @@ static herr_t put_dataset(hid_t loc, const char *name, int rank, const hsize_t *
 }
 
 /* Write the model (and, when adam_m != NULL, the optimizer state of a checkpoint). */
+/* Space-separated names and one scale per (name, acceleration), name-major (get_named_scales
+ * reads them); nothing when there are no names or accelerations. 1 on success. */
+static int put_named_scales(hid_t f, const char *nname, const char *sname, int n, int n_accel,
+                            const char names_in[4][32], const double scales[4][4])
+{
+    if (n <= 0 || n_accel <= 0) return 1;
+    char names[160] = "";
+    double v[16];
+    for (int i = 0; i < n; i++) {
+        if (i) strncat(names, " ", sizeof names - strlen(names) - 1);
+        strncat(names, names_in[i], sizeof names - strlen(names) - 1);
+        for (int j = 0; j < n_accel; j++) v[i * n_accel + j] = scales[i][j];
+    }
+    return put_str(f, nname, names) >= 0 &&
+           put_num(f, sname, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v, (hsize_t)(n * n_accel)) >= 0;
+}
+
 static mr_status save_file(const mr_nn_model *m, const char *path, const float *adam_m,
                            const float *adam_v, long steps)
 {
@@ -178,32 +195,12 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
             ok &= put_num(f, "calibration_accel_scales", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->calibration_accel_scales, (hsize_t)M->n_calibration_accel) >= 0;
         }
-        if (M->n_calibration_methods > 0 && M->n_calibration_accel > 0) {
-            char names[160] = "";
-            double v[16];
-            for (int i = 0; i < M->n_calibration_methods; i++) {
-                if (i) strncat(names, " ", sizeof names - strlen(names) - 1);
-                strncat(names, M->calibration_methods[i], sizeof names - strlen(names) - 1);
-                for (int j = 0; j < M->n_calibration_accel; j++)
-                    v[i * M->n_calibration_accel + j] = M->calibration_method_scales[i][j];
-            }
-            ok &= put_str(f, "calibration_methods", names) >= 0;
-            ok &= put_num(f, "calibration_method_scales", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v,
-                          (hsize_t)(M->n_calibration_methods * M->n_calibration_accel)) >= 0;
-        }
-        if (M->n_calibration_masks > 0 && M->n_calibration_accel > 0) {
-            char names[160] = "";
-            double v[16];
-            for (int i = 0; i < M->n_calibration_masks; i++) {
-                if (i) strncat(names, " ", sizeof names - strlen(names) - 1);
-                strncat(names, M->calibration_masks[i], sizeof names - strlen(names) - 1);
-                for (int j = 0; j < M->n_calibration_accel; j++)
-                    v[i * M->n_calibration_accel + j] = M->calibration_mask_scales[i][j];
-            }
-            ok &= put_str(f, "calibration_masks", names) >= 0;
-            ok &= put_num(f, "calibration_mask_scales", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v,
-                          (hsize_t)(M->n_calibration_masks * M->n_calibration_accel)) >= 0;
-        }
+        ok &= put_named_scales(f, "calibration_methods", "calibration_method_scales",
+                               M->n_calibration_methods, M->n_calibration_accel,
+                               M->calibration_methods, M->calibration_method_scales);
+        ok &= put_named_scales(f, "calibration_masks", "calibration_mask_scales",
+                               M->n_calibration_masks, M->n_calibration_accel,
+                               M->calibration_masks, M->calibration_mask_scales);
         if (M->n_feature_weights > 0)
             ok &= put_num(f, "calibration_feature_weights", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->feature_weights, (hsize_t)M->n_feature_weights) >= 0;
