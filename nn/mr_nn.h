@@ -218,6 +218,10 @@ typedef struct {
     int n_noise_factors;          /* 0, or factors per relative noise level (mrpipe calibrate): */
     double noise_factor_levels[8]; /* the image's coil noise SD / its 99.5th percentile, ascending */
     double noise_factors[8];      /* the SD's factor there (interpolated in log, constant outside) */
+    int has_difficulty;           /* 1: factors per mask difficulty (mrpipe calibrate), per (mask kind
+                                   * of calibration_masks, acceleration): */
+    double difficulty[4][4][2];   /* [kind][i] {c, b}: the SD times exp(b (log d - c)), d the
+                                   * volume's mask difficulty (mr_mask_difficulty) */
     int n_feature_weights;        /* 0, or 4: the SD refitted on image features (calibration set):
                                    * log SD = w0 + w1 log(net SD + e) + w2 log(G|y - x| + e)
                                    * + w3 log(G|grad y| + e) + (1 - w1 - w2 - w3) log(level) */

@@ -142,22 +142,25 @@ static mr_status grow(image_set *s)
     return MR_OK;
 }
 
-/* The image's relative noise level (mr_sigma_noise_factor): the mean over slices of its coil
- * noise SD (attribute mrpipe_noise_sd of an mrpipe .h5, as recon writes and denoise keeps it) over
- * the 99.5th percentile of the image; 0 when the file has none. */
-static double rel_noise(const char *spec, const float *img, size_t n, size_t S)
+/* What an mrpipe .h5 image records of how it was made: *rel its relative noise level
+ * (mr_sigma_noise_factor): the mean over slices of its coil noise SD (attribute mrpipe_noise_sd, as
+ * recon writes and denoise keeps it) over the 99.5th percentile of the image; *difficulty its
+ * mask difficulty (attribute mrpipe_mask_difficulty, mr_mask_difficulty); 0 when the file has none. */
+static void image_attrs(double *rel, double *difficulty, const char *spec, const float *img, size_t n,
+                        size_t S)
 {
     char h5[4200];
+    *rel = *difficulty = 0;
     snprintf(h5, sizeof h5, "%s", spec);
     char *colon = strrchr(h5, ':');
     if (colon && !strchr(colon, '/')) *colon = 0;
-    if (!mr_path_has_suffix(h5, ".h5")) return 0;
+    if (!mr_path_has_suffix(h5, ".h5")) return;
     mr_fastmri_file *f = NULL;
     if (mr_fastmri_open(&f, h5) != MR_OK) {
         mr_error_clear();
-        return 0;
+        return;
     }
-    double *v = malloc((S ? S : 1) * sizeof *v), level = 0, rel = 0;
+    double *v = malloc((S ? S : 1) * sizeof *v), level = 0, d = 0;
     size_t nn = 0;
     if (v && mr_fastmri_read_attr_doubles(f, "mrpipe_noise_sd", v, S, &nn) == MR_OK && nn == S &&
         mr_sigma_rel_noise_level(&level, img, n) == MR_OK) {
@@ -165,12 +168,15 @@ static double rel_noise(const char *spec, const float *img, size_t n, size_t S)
         size_t k = 0;
         for (size_t i = 0; i < S; i++)
             if (v[i] > 0) m += v[i], k++;
-        rel = k ? m / (double)k / level : 0;
+        *rel = k ? m / (double)k / level : 0;
     }
+    mr_error_clear();
+    if (mr_fastmri_read_attr_doubles(f, "mrpipe_mask_difficulty", &d, 1, &nn) == MR_OK && nn == 1 &&
+        d > 0 && d < 100)
+        *difficulty = d;
     mr_error_clear();
     free(v);
     mr_fastmri_close(f);
-    return rel;
 }
 
 /* One row: load the three volumes, check shapes and values, collect |image - ref| / SD over the
@@ -250,9 +256,11 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
         snprintf(s->kind[j], sizeof s->kind[0], "%s", f[4]);
         snprintf(s->method[j], sizeof s->method[0], "%s", f[5]);
         /* names set by read_list */
-        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL, rel_noise(img_p, pi, n, img->dims[0])};
-        MR_INFO("%s: %s: %zu foreground pixels, R %g, %s mask%s%s, relative noise %.3g", where,
-                d2, cnt, R, f[4], *f[5] ? ", input " : "", f[5], s->im[j].rel_noise);
+        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL, 0, 0};
+        image_attrs(&s->im[j].rel_noise, &s->im[j].difficulty, img_p, pi, n, img->dims[0]);
+        MR_INFO("%s: %s: %zu foreground pixels, R %g, %s mask%s%s, relative noise %.3g, mask "
+                "difficulty %.4g", where, d2, cnt, R, f[4], *f[5] ? ", input " : "", f[5],
+                s->im[j].rel_noise, s->im[j].difficulty);
     }
     mr_array_destroy(ref), mr_array_destroy(img), mr_array_destroy(sd);
     return st;

@@ -114,6 +114,7 @@ int mr_cmd_denoise(int argc, char **argv)
     size_t mask_len = 0;
     char fi_method[64] = ""; /* the input's reconstruction method (mrpipe .h5: mrpipe_method) */
     double *fi_noise = NULL; /* per slice, its k-space noise SD (mrpipe .h5: mrpipe_noise_sd) */
+    double fi_difficulty = 0; /* its mask difficulty (mrpipe .h5: mrpipe_mask_difficulty) */
     int fi_coils = 0;        /* its receive coils (mrpipe .h5: mrpipe_coils) */
     mr_dicom_set *set = NULL;
     mr_dicom_volume *dvol = NULL;
@@ -217,6 +218,9 @@ int mr_cmd_denoise(int argc, char **argv)
             if (mr_fastmri_read_attr_doubles(f, "mrpipe_coils", &cv, 1, &nn) == MR_OK && nn == 1 &&
                 cv >= 1 && cv <= 1024)
                 fi_coils = (int)cv;
+            if (mr_fastmri_read_attr_doubles(f, "mrpipe_mask_difficulty", &cv, 1, &nn) == MR_OK &&
+                nn == 1 && cv > 0 && cv < 100)
+                fi_difficulty = cv;
             mr_fastmri_close(f);
         }
         mr_error_clear();
@@ -238,7 +242,7 @@ int mr_cmd_denoise(int argc, char **argv)
             goto fail;
         }
         mr_uq_input info = {accel, fi_method[0] ? fi_method : NULL, mask, mask_len, fi_noise,
-                            fi_coils};
+                            fi_coils, fi_difficulty};
         st = mr_denoise_uq(y, mr_array_f32(sd), x, S, H, W, m, sigma, kind, (int)replicas,
                            (uint64_t)seed, &info, &noise_est, in);
         if (st == MR_OK) memcpy(x, y, S * H * W * sizeof *y);
@@ -258,6 +262,7 @@ int mr_cmd_denoise(int argc, char **argv)
     extra.method = "denoise";
     extra.mask = mask, extra.mask_len = mask_len;
     extra.noise_sd = fi_noise, extra.n_noise_sd = fi_noise ? S : 0, extra.coils = fi_coils;
+    extra.mask_difficulty = mask ? fi_difficulty : 0;
     extra.nifti = have_meta ? &meta : NULL;
     extra.description = desc[0] ? desc : "mrpipe denoise";
     extra.derivation = derivation;

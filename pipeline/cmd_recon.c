@@ -335,6 +335,9 @@ int mr_cmd_recon(int argc, char **argv)
      * written with .h5 outputs (mrpipe_noise_sd) and used by variance networks' noise term */
     double *nsd = NULL;
     size_t n_nsd_fail = 0;
+    /* the column energies of the acquired k-space less its noise, summed over slices: the mask
+     * difficulty (mr_mask_difficulty; .h5 attribute mrpipe_mask_difficulty) */
+    double *colE = NULL, difficulty = 0;
     mr_status st;
     mr_format ofmt;
     int rc;
@@ -417,7 +420,8 @@ int mr_cmd_recon(int argc, char **argv)
         image = mr_malloc_aligned(H * W * sizeof *image);
         pattern = mr_malloc(H * W * sizeof *pattern);
         nsd = calloc(in->slices ? in->slices : 1, sizeof *nsd);
-        if (!slice || !grid || !image || !pattern || !nsd) st = MR_ERR_NOMEM;
+        colE = calloc(W ? W : 1, sizeof *colE);
+        if (!slice || !grid || !image || !pattern || !nsd || !colE) st = MR_ERR_NOMEM;
     }
     if (st == MR_OK && o.mask_type) {
         mask2d = mr_malloc(H * W * sizeof *mask2d);
@@ -480,6 +484,7 @@ int mr_cmd_recon(int argc, char **argv)
         if (mr_noise_sd_estimate(nsd + s, k, (mask2d || need_pattern) ? pattern : NULL, C, gh, W) !=
             MR_OK)
             n_nsd_fail++, mr_error_clear();
+        mr_kspace_column_energy_add(colE, k, C, gh, W, nsd[s]);
         const mr_cfloat *maps =
             sens ? mr_array_c64(sens) + (sens->dims[0] == 1 ? 0 : s) * C * gh * W : NULL;
         if ((o.unc_replica || o.unc_boot) && !maps && umaps) {
@@ -567,6 +572,16 @@ int mr_cmd_recon(int argc, char **argv)
             MR_INFO("coil noise SD estimated from the outer k-space: %.4g (mean over slices)",
                     m / (double)(in->slices - n_nsd_fail));
     }
+    /* the mask difficulty, for 1-D phase-encode patterns (given or inferred) */
+    if (st == MR_OK && ((mask1d && row_constant(mask2d, H, W)) ||
+                        (!mask1d && acq_frac0 > 0 && row_constant(pattern, gh, W)))) {
+        if (mr_mask_difficulty(&difficulty, colE, mask1d ? mask1d : pattern, W,
+                               o.mask_type ? o.accel : 0) == MR_OK)
+            MR_INFO("mask difficulty %.3f: the unacquired columns hold %.3f x the signal energy a "
+                    "mask of this acceleration misses on average", difficulty, difficulty);
+        else
+            MR_WARN("%s", mr_error_message()), mr_error_clear(), difficulty = 0;
+    }
     if (st == MR_OK && o.unc_net) { /* model SD of the magnitude volume; both: variances added */
         size_t nv = in->slices * hw_out;
         float *sdm = malloc(nv * sizeof *sdm), *u = mr_array_f32(unc);
@@ -584,6 +599,14 @@ int mr_cmd_recon(int argc, char **argv)
                                     (int)C, method->name);
         if (st == MR_OK) /* mrpipe calibrate's factors per relative noise level */
             st = mr_sigma_apply_noise_factors(sdm, mr_array_f32(mag), in->slices, hw_out, sigma, nsd);
+        if (st == MR_OK && cols) { /* ... and per mask difficulty */
+            double df = mr_sigma_difficulty_factor(sigma, cols, W, o.mask_type ? o.accel :
+                                                   acq_frac0 > 0 ? 1 / acq_frac0 : 0, difficulty);
+            if (df != 1) {
+                MR_INFO("--uncertainty %s: mask difficulty factor %.3f", o.uncertainty, df);
+                for (size_t i = 0; i < nv; i++) sdm[i] *= (float)df;
+            }
+        }
         if (st == MR_OK)
             for (size_t i = 0; i < nv; i++)
                 u[i] = o.unc_replica ? sqrtf(u[i] * u[i] + sdm[i] * sdm[i]) : sdm[i];
@@ -605,6 +628,7 @@ int mr_cmd_recon(int argc, char **argv)
         extra.uncertainty = unc;
         if (in->slices > n_nsd_fail) extra.noise_sd = nsd, extra.n_noise_sd = in->slices;
         extra.coils = (int)C;
+        extra.mask_difficulty = difficulty;
         st = mr_output_write_volume(o.output, mag, cplx, &extra);
         if (st == MR_OK && unc) {
             char upath[4096];
@@ -636,6 +660,7 @@ int mr_cmd_recon(int argc, char **argv)
     free(slice_chol);
     free(psi_est);
     free(nsd);
+    free(colE);
     mr_free_aligned(umaps);
     free(wt);
     mr_free_aligned(slice);

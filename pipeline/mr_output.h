@@ -18,6 +18,8 @@ typedef struct {
                                   .h5 outputs: attribute mrpipe_noise_sd), or NULL */
     size_t n_noise_sd;
     int coils;                 /* the receive coils (.h5 attribute mrpipe_coils), or 0 */
+    double mask_difficulty;    /* mr_mask_difficulty of the k-space it came from (.h5 attribute
+                                  mrpipe_mask_difficulty), or 0 */
     const mr_nifti_meta *nifti; /* geometry for NIfTI outputs */
     /* DICOM outputs (a folder, docs/dicom.md): */
     const mr_dicom_source *dicom; /* the source series; NULL: from header_xml (k-space input) */

@@ -97,6 +97,7 @@ typedef struct {
     double *noise_sd;         /* (S) per slice the coil noise SD estimated from the k-space
                                  (mr_noise_sd_estimate; image units), owned, or NULL */
     int coils;                /* the receive coils of the k-space it came from, or 0 */
+    double mask_difficulty;   /* mr_mask_difficulty of that k-space and mask1d, or 0 */
     int has_metrics;
     mr_metrics_result metrics; /* against the scan's reference (validate) */
 } mr_scan_image;

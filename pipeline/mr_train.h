@@ -273,6 +273,16 @@ const char *mr_sigma_calibration(const void *sigma); /* what the calibration was
  * volume (mr_sigma_rel_noise_level). */
 double mr_sigma_noise_factor(const void *sigma, double rel_noise);
 mr_status mr_sigma_rel_noise_level(double *level, const float *y, size_t n);
+/* The factor of the SD for a volume whose mask (mask_len columns; its kind read off it) at
+ * acceleration R has difficulty d (mr_mask_difficulty; .h5 attribute mrpipe_mask_difficulty):
+ * exp(b (log d - c)) with mrpipe calibrate's centre c and slope b for that kind (interpolated
+ * linear in log R, constant outside), within [MR_DIFFICULTY_MIN, MR_DIFFICULTY_MAX]; 1 without
+ * them, without a mask of known kind or for d <= 0. The mask draw moves a volume's coverage by up
+ * to 20 points at 4x (docs/uncertainty.md, "Mask difficulty"). */
+#define MR_DIFFICULTY_MIN 0.5
+#define MR_DIFFICULTY_MAX 2.0
+double mr_sigma_difficulty_factor(const void *sigma, const float *mask, size_t mask_len,
+                                  double accel, double difficulty);
 /* sd (S slices of hw) *= the noise factor of each slice of image y with coil noise SD noise_sd[s];
  * no-op without factors or noise_sd, slices with noise_sd <= 0 left alone. */
 mr_status mr_sigma_apply_noise_factors(float *sd, const float *y, size_t S, size_t hw,
@@ -288,6 +298,7 @@ typedef struct {
     const char *mask_kind;
     const char *method;
     double rel_noise; /* its relative noise level (mr_sigma_noise_factor), 0: unknown */
+    double difficulty; /* its mask difficulty (mr_mask_difficulty), 0: unknown */
 } mr_recal_image;
 /* Split-conformal recalibration of an undersampling variance network (n_calibration_accel >= 2)
  * on images made through the deployment path: per calibration acceleration i with images (nearest
@@ -313,6 +324,7 @@ typedef struct {
     size_t mask_len;
     const double *noise_sd;   /* per slice (S values) the coil noise SD of its k-space */
     int coils;                /* the receive coils it was combined from */
+    double mask_difficulty;   /* mr_mask_difficulty of its k-space and mask (0: unknown) */
 } mr_uq_input;
 
 /* y = model(x) (model NULL: y = x, the image itself is judged) and its SD (S, H, W) in x's units:
@@ -324,7 +336,8 @@ typedef struct {
  * networks calibrated per method at each acceleration (the artefact model's); mask: variance
  * networks with the unsampled-part channel read |F^-1[(1 - mask) F(y)]| from it (zeros, and a
  * warning, without one); noise_sd and coils: networks with a noise term add the reference's
- * noise (without noise_sd: the MAD noise of x and a warning; without coils: 1, Rician). */
+ * noise (without noise_sd: the MAD noise of x and a warning; without coils: 1, Rician);
+ * mask_difficulty: calibrate's factor per mask difficulty (mr_sigma_difficulty_factor). */
 mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
                         const void *model, const void *sigma, mr_uq_kind kind, int replicas,
                         uint64_t seed, const mr_uq_input *info, double *noise_est,

@@ -100,6 +100,9 @@ mr_status mr_output_write_volume(const char *path, const mr_array *mag, const mr
                                                 extra->n_noise_sd);
         if (st == MR_OK && extra && extra->coils > 0)
             st = mr_fastmri_writer_attr_double(w, "mrpipe_coils", extra->coils);
+        if (st == MR_OK && extra && extra->mask_difficulty > 0)
+            st = mr_fastmri_writer_attr_double(w, "mrpipe_mask_difficulty",
+                                               extra->mask_difficulty);
         if (st == MR_OK) st = mr_fastmri_writer_attr_string(w, "mrpipe_version", MR_VERSION_STRING);
         if (st == MR_OK && extra && extra->uncertainty)
             st = mr_fastmri_writer_image(w, "uncertainty", extra->uncertainty);

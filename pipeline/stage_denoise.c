@@ -214,7 +214,7 @@ static mr_status denoise_run(void *state, mr_scan *scan)
         }
         if (s->uq != MR_UQ_NONE) st = mr_array_create(&sd, MR_FLOAT32, 3, a->dims);
         mr_uq_input info = {accel, src->method, src->mask1d, src->mask_len, src->noise_sd,
-                            src->coils};
+                            src->coils, src->mask_difficulty};
         if (st == MR_OK)
             st = mr_denoise_uq(mr_array_f32(out), sd ? mr_array_f32(sd) : NULL, mr_array_f32(a),
                                a->dims[0], a->dims[1], a->dims[2], s->model, s->sigma, s->uq,
@@ -234,6 +234,7 @@ static mr_status denoise_run(void *state, mr_scan *scan)
         if (src->noise_sd && (im->noise_sd = malloc(a->dims[0] * sizeof *im->noise_sd)))
             memcpy(im->noise_sd, src->noise_sd, a->dims[0] * sizeof *im->noise_sd);
         im->coils = src->coils;
+        im->mask_difficulty = src->mask_difficulty;
         if (src->mask1d && src->mask_len && (im->mask1d = malloc(src->mask_len * sizeof *im->mask1d))) {
             memcpy(im->mask1d, src->mask1d, src->mask_len * sizeof *im->mask1d); /* provenance */
             im->mask_len = src->mask_len;

@@ -452,6 +452,7 @@ static mr_status write_run(void *state, mr_scan *scan)
         extra.mask_len = im->mask_len;
         extra.noise_sd = im->noise_sd, extra.n_noise_sd = im->noise_sd ? im->image->dims[0] : 0;
         extra.coils = im->coils;
+        extra.mask_difficulty = im->mask_difficulty;
         if ((st = write_one(s, scan, im->label, im->image, im->cplx, im->uncertainty,
                             im->uncertainty_kind[0] ? im->uncertainty_kind : NULL, &extra)) != MR_OK)
             return st;
@@ -463,7 +464,7 @@ static mr_status write_run(void *state, mr_scan *scan)
         extra.method = "reference";
         extra.mask = NULL;
         extra.mask_len = 0;
-        extra.noise_sd = NULL, extra.n_noise_sd = 0, extra.coils = 0;
+        extra.noise_sd = NULL, extra.n_noise_sd = 0, extra.coils = 0, extra.mask_difficulty = 0;
         if ((st = write_one(s, scan, "reference", scan->reference, NULL, NULL, NULL, &extra)) != MR_OK)
             return st;
     }

@@ -171,6 +171,7 @@ static mr_status recon_run(void *state, mr_scan *scan)
     float *bvol = NULL, *bdev = NULL; /* uncertainty: bootstrap: the map (S, h, w), one grid slice */
     mr_cfloat *bmaps = NULL;          /* ... and the ESPIRiT maps of the slice */
     double *nsd = NULL; /* per slice the coil noise SD */
+    double *colE = NULL, difficulty = 0; /* the mask difficulty (mr_mask_difficulty) */
     size_t n_nsd_fail = 0;
     int is_zf = !strcmp(s->method->name, "zf");
     if (scan->n_images >= MR_SCAN_MAX_IMAGES)
@@ -219,12 +220,13 @@ static mr_status recon_run(void *state, mr_scan *scan)
         s->mc = C, s->mh = gh, s->mw = W;
     }
     nsd = calloc(S ? S : 1, sizeof *nsd);
+    colE = calloc(W ? W : 1, sizeof *colE);
     if (s->boot) {
         bvol = malloc(S * hw_out * sizeof *bvol);
         bdev = malloc((H * W > 2 * hw_out ? H * W : 2 * hw_out) * sizeof *bdev);
         bmaps = mr_malloc_aligned(chw * sizeof *bmaps);
     }
-    if (!nsd || (s->boot && (!bvol || !bdev || !bmaps))) {
+    if (!nsd || !colE || (s->boot && (!bvol || !bdev || !bmaps))) {
         st = MR_ERR_NOMEM;
         goto done;
     }
@@ -255,6 +257,7 @@ static mr_status recon_run(void *state, mr_scan *scan)
         if (mr_noise_sd_estimate(nsd + i, k, (mask2d || !is_zf || i == 0) ? pattern : NULL, C, gh,
                                  W) != MR_OK)
             n_nsd_fail++, mr_error_clear();
+        mr_kspace_column_energy_add(colE, k, C, gh, W, nsd[i]);
         if (s->boot) { /* the methods' own ESPIRiT defaults, made explicit for the bootstrap, and
                         * a fresh state per slice, as its bootstrap run's (cmd_recon.c says why) */
             mr_espirit_params ep;
@@ -289,6 +292,13 @@ static mr_status recon_run(void *state, mr_scan *scan)
         mr_crop_c64(c, in->recon_h, in->recon_w, image, gh, W);
         for (size_t p = 0; p < hw_out; p++) m[p] = cabsf(c[p]);
     }
+    /* the mask difficulty, for 1-D phase-encode masks (given or found in the data) */
+    if (mask1d && (!s->has_mask || s->mp.type != MR_MASK_POISSON)) {
+        if (mr_mask_difficulty(&difficulty, colE, mask1d, W, s->has_mask ? s->mp.accel : 0) != MR_OK)
+            MR_WARN("%s: %s", scan->id, mr_error_message()), mr_error_clear(), difficulty = 0;
+        else
+            MR_DEBUG("%s: %s: mask difficulty %.3f", scan->id, s->label, difficulty);
+    }
     if (s->sigma) { /* uncertainty: model */
         size_t hw_o = in->recon_h * in->recon_w, acq = 0;
         for (size_t x = 0; mask1d && x < W; x++) acq += mask1d[x] != 0;
@@ -308,6 +318,9 @@ static mr_status recon_run(void *state, mr_scan *scan)
             (st = mr_sigma_apply_noise_factors(mr_array_f32(sd), mr_array_f32(mag), S, hw_o,
                                                s->sigma, nsd)) != MR_OK)
             goto done;
+        double df = mr_sigma_difficulty_factor(s->sigma, mask1d, mask1d ? W : 0,
+                                               acq ? (double)W / (double)acq : 0, difficulty);
+        for (size_t p = 0; df != 1 && p < S * hw_o; p++) mr_array_f32(sd)[p] *= (float)df;
     }
     {
         mr_scan_image *im = &scan->images[scan->n_images++];
@@ -329,6 +342,7 @@ static mr_status recon_run(void *state, mr_scan *scan)
         }
         if (n_nsd_fail < S) im->noise_sd = nsd, nsd = NULL;
         im->coils = (int)C;
+        im->mask_difficulty = im->mask1d ? difficulty : 0;
     }
     MR_INFO("%s: %s: %s, %zu slice(s) -> %zu x %zu", scan->id, s->label, s->method->name, S,
             in->recon_h, in->recon_w);
@@ -345,6 +359,7 @@ done:
     free(mask2d);
     free(mask1d);
     free(nsd);
+    free(colE);
     return st;
 }
 

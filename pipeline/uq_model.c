@@ -147,6 +147,30 @@ double mr_sigma_scale_full(const void *sigma_model, const char *method, const fl
     return scale_kind(sigma_model, method, eq < 0 ? NULL : eq ? "equispaced" : "random", accel);
 }
 
+/* mr_sigma_difficulty_factor with the mask kind by name (NULL: unknown). */
+static double difficulty_kind(const mr_nn_meta *M, const char *kind, double accel, double d)
+{
+    int n = M->n_calibration_accel;
+    if (!M->has_difficulty || !kind || !(d > 0) || !(accel >= 1) || n < 2) return 1;
+    for (int i = 0; i < M->n_calibration_masks; i++)
+        if (!strcmp(M->calibration_masks[i], kind)) {
+            double c[4], b[4];
+            for (int j = 0; j < n; j++) c[j] = M->difficulty[i][j][0], b[j] = M->difficulty[i][j][1];
+            double f = exp(interp_log(M->calibration_accel, b, n, accel) *
+                           (log(d) - interp_log(M->calibration_accel, c, n, accel)));
+            return f < MR_DIFFICULTY_MIN ? MR_DIFFICULTY_MIN : f > MR_DIFFICULTY_MAX ? MR_DIFFICULTY_MAX : f;
+        }
+    return 1;
+}
+
+double mr_sigma_difficulty_factor(const void *sigma_model, const float *mask, size_t mask_len,
+                                  double accel, double difficulty)
+{
+    int eq = mask && mask_len ? mr_mask_is_equispaced(mask, mask_len) : -1;
+    return difficulty_kind(&((const mr_nn_model *)sigma_model)->meta,
+                           eq < 0 ? NULL : eq ? "equispaced" : "random", accel, difficulty);
+}
+
 double mr_sigma_noise_factor(const void *sigma_model, double rel_noise)
 {
     const mr_nn_model *m = sigma_model;
@@ -311,6 +335,10 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
         /* mrpipe calibrate's factors per relative noise level (the k-space noise only) */
         if ((st = mr_sigma_apply_noise_factors(sd, y, S, H * W, sigma, info->noise_sd)) != MR_OK)
             return st;
+        /* ... and per mask difficulty */
+        double df = mr_sigma_difficulty_factor(sigma, info->mask, info->mask_len, info->accel,
+                                               info->mask_difficulty);
+        for (size_t i = 0; df != 1 && i < n; i++) sd[i] *= (float)df;
         if (kind == MR_UQ_MODEL) return MR_OK;
     }
     /* replicas: x + fresh Rician noise at the estimated level, through the model; the per-pixel
@@ -412,8 +440,8 @@ static int cmp_rel(const void *a, const void *b)
  * give one split-conformal factor per bin with min_pixels; two bins or more replace the network's
  * noise factors (times the old factor at the bin's level, which the SD maps were made with). */
 static mr_status fit_noise_factors(mr_nn_model *m, const mr_recal_image *im, size_t nim,
-                                   const double *old_eff, size_t min_pixels, char *text,
-                                   size_t tsize, size_t *o)
+                                   const double *old_eff, const double *dd, size_t min_pixels,
+                                   char *text, size_t tsize, size_t *o)
 {
     double (*ord)[2] = malloc((nim ? nim : 1) * sizeof *ord); /* (level, image index) */
     if (!ord) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
@@ -434,7 +462,8 @@ static mr_status fit_noise_factors(mr_nn_model *m, const mr_recal_image *im, siz
             double lsum = 0;
             for (size_t j = a; j < b; j++) {
                 size_t i = (size_t)ord[j][1];
-                double g = scale_kind(m, im[i].method, im[i].mask_kind, im[i].accel) / old_eff[i];
+                double g = scale_kind(m, im[i].method, im[i].mask_kind, im[i].accel) / old_eff[i] *
+                           dd[i];
                 for (size_t q = 0; q < im[i].n; q++) r[k++] = im[i].r[q] / g;
                 lsum += log(ord[j][0]);
             }
@@ -458,6 +487,56 @@ static mr_status fit_noise_factors(mr_nn_model *m, const mr_recal_image *im, siz
         memcpy(m->meta.noise_factors, fac, (size_t)nb * sizeof *fac);
     }
     return st;
+}
+
+/* The mask-difficulty factors (mr_sigma_difficulty_factor): per (mask kind kidx[k], calibration
+ * acceleration) with at least 6 images of known difficulty d_i (mr_mask_difficulty), each
+ * image's own split-conformal factor f_i on its ratios over div[i] (the change of its scale and
+ * noise factor so far); the line log f_i = a + b (log d_i - c), c the mean of log d_i, by least
+ * squares, b kept within [0, 2] (more energy missed cannot mean smaller errors; 2 bounds what 16
+ * draws can tell). */
+static mr_status fit_difficulty(mr_nn_meta *M, const mr_recal_image *im, size_t nim,
+                                const double *div, const int kidx[2], const char *const kinds[2],
+                                char *text, size_t tsize, size_t *o)
+{
+    size_t maxn = 1;
+    for (size_t i = 0; i < nim; i++)
+        if (im[i].n > maxn) maxn = im[i].n;
+    double *r = malloc(maxn * sizeof *r), *x = malloc((nim ? nim : 1) * sizeof *x),
+           *y = malloc((nim ? nim : 1) * sizeof *y);
+    if (!r || !x || !y) {
+        free(r), free(x), free(y);
+        return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    }
+    memset(M->difficulty, 0, sizeof M->difficulty);
+    M->has_difficulty = 0;
+    for (int k = 0; k < 2; k++)
+        for (int a = 0; a < M->n_calibration_accel; a++) {
+            size_t n = 0;
+            for (size_t i = 0; i < nim; i++) {
+                if (!(im[i].difficulty > 0) || im[i].n < 100 || !in_group(im + i, M, a, 2, kinds[k]))
+                    continue;
+                double cov[3];
+                for (size_t q = 0; q < im[i].n; q++) r[q] = im[i].r[q] / div[i];
+                x[n] = log(im[i].difficulty), y[n] = log(mr_sigma_conformal_scale(r, im[i].n, cov));
+                n++;
+            }
+            if (n < 6) continue;
+            double mx = 0, my = 0, sxy = 0, sxx = 0;
+            for (size_t i = 0; i < n; i++) mx += x[i], my += y[i];
+            mx /= (double)n, my /= (double)n;
+            for (size_t i = 0; i < n; i++) sxy += (x[i] - mx) * (y[i] - my), sxx += (x[i] - mx) * (x[i] - mx);
+            double b = sxx > 0 ? sxy / sxx : 0;
+            b = b < 0 ? 0 : b > 2 ? 2 : b;
+            M->difficulty[kidx[k]][a][0] = mx, M->difficulty[kidx[k]][a][1] = b;
+            M->has_difficulty = 1;
+            if (*o < tsize)
+                *o += (size_t)snprintf(text + *o, tsize - *o, "; mask difficulty R %g %s: slope %.3f "
+                                       "about %.4g (%zu images)",
+                                       M->calibration_accel[a], kinds[k], b, exp(mx), n);
+        }
+    free(r), free(x), free(y);
+    return MR_OK;
 }
 
 mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim, size_t min_pixels,
@@ -496,26 +575,31 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim
                 M->calibration_mask_scales[kidx[k]][a] = M->calibration_accel_scales[a];
         }
     }
-    /* each image's scale and noise factor as its SD was made */
-    double *old_eff = malloc((nim ? nim : 1) * sizeof *old_eff),
-           *old_nf = malloc((nim ? nim : 1) * sizeof *old_nf),
-           *nd = malloc((nim ? nim : 1) * sizeof *nd); /* new / old noise factor per image */
-    if (!old_eff || !old_nf || !nd) {
-        free(old_eff), free(old_nf), free(nd);
+    /* each image's scale, noise factor and difficulty factor as its SD was made */
+    size_t na = nim ? nim : 1;
+    double *old_eff = malloc(na * sizeof *old_eff), *old_nf = malloc(na * sizeof *old_nf),
+           *old_dd = malloc(na * sizeof *old_dd),
+           *nd = malloc(na * sizeof *nd),   /* new / old noise factor per image */
+           *dd = malloc(na * sizeof *dd),   /* new / old difficulty factor per image */
+           *div = malloc(na * sizeof *div); /* what the ratios are divided by in a fit */
+    if (!old_eff || !old_nf || !old_dd || !nd || !dd || !div) {
+        free(old_eff), free(old_nf), free(old_dd), free(nd), free(dd), free(div);
         return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
     }
     for (size_t i = 0; i < nim; i++) {
         old_eff[i] = scale_kind(m, im[i].method, im[i].mask_kind, im[i].accel);
         old_nf[i] = mr_sigma_noise_factor(m, im[i].rel_noise);
-        nd[i] = 1;
+        old_dd[i] = difficulty_kind(M, im[i].mask_kind, im[i].accel, im[i].difficulty);
+        nd[i] = dd[i] = 1;
     }
     const mr_nn_meta orig = *M;
     mr_status st = MR_OK;
     double cov[3] = {0, 0, 0}, c;
     int used;
     size_t np;
-    /* the group factors and the noise factors fitted in turn (backfitting: each on the ratios
-     * divided by the other's current change), from the original scales each round */
+    /* the group factors, the noise factors and the difficulty factors fitted in turn
+     * (backfitting: each on the ratios divided by the others' current change), from the original
+     * scales each round */
     for (int round = 0; round < 4 && st == MR_OK; round++) {
         int any = 0;
         memcpy(M->calibration_accel_scales, orig.calibration_accel_scales,
@@ -530,9 +614,10 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim
         o = 0;
         o += (size_t)snprintf(text + o, tsize - o, "recalibrated by mrpipe calibrate on %zu "
                               "image(s)%s%s", nim, source ? " of " : "", source ? source : "");
+        for (size_t i = 0; i < nim; i++) div[i] = nd[i] * dd[i];
         for (int a = 0; a < M->n_calibration_accel && st == MR_OK; a++) {
             double ca;
-            if ((st = group_factor(&ca, &used, &np, cov, im, nim, nd, M, a, 0, NULL,
+            if ((st = group_factor(&ca, &used, &np, cov, im, nim, div, M, a, 0, NULL,
                                    min_pixels)) != MR_OK)
                 break;
             if (!used) continue;
@@ -543,7 +628,7 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim
                                       "68/90/95 = %.1f/%.1f/%.1f %%)", M->calibration_accel[a], ca,
                                       np, 100 * cov[0], 100 * cov[1], 100 * cov[2]);
             for (int k = 0; k < 2 && st == MR_OK; k++) {
-                st = group_factor(&c, &used, &np, cov, im, nim, nd, M, a, 2, kinds[k], min_pixels);
+                st = group_factor(&c, &used, &np, cov, im, nim, div, M, a, 2, kinds[k], min_pixels);
                 M->calibration_mask_scales[kidx[k]][a] *= used ? c : ca;
                 if (st == MR_OK && used && o < tsize)
                     o += (size_t)snprintf(text + o, tsize - o, ", %s x %.4g (%zu; %.1f/%.1f/%.1f "
@@ -551,7 +636,7 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim
                                           100 * cov[2]);
             }
             for (int j = 0; j < M->n_calibration_methods && st == MR_OK; j++) {
-                st = group_factor(&c, &used, &np, cov, im, nim, nd, M, a, 1,
+                st = group_factor(&c, &used, &np, cov, im, nim, div, M, a, 1,
                                   M->calibration_methods[j], min_pixels);
                 M->calibration_method_scales[j][a] *= used ? c : ca;
                 if (st == MR_OK && used && o < tsize)
@@ -563,18 +648,26 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim
         if (st == MR_OK && !any)
             st = mr_error_set(MR_ERR_INPUT, "no acceleration has %zu foreground pixels to "
                               "calibrate on; expected more images", min_pixels);
-        if (st == MR_OK) st = fit_noise_factors(m, im, nim, old_eff, min_pixels, text, tsize, &o);
+        if (st == MR_OK)
+            st = fit_noise_factors(m, im, nim, old_eff, dd, min_pixels, text, tsize, &o);
         if (st != MR_OK) break;
-        if (M->n_noise_factors == orig.n_noise_factors &&
-            !memcmp(M->noise_factors, orig.noise_factors, sizeof orig.noise_factors))
-            break; /* no noise levels fitted: one round is all */
-        for (size_t i = 0; i < nim; i++)
+        int noise_fitted = !(M->n_noise_factors == orig.n_noise_factors &&
+                             !memcmp(M->noise_factors, orig.noise_factors, sizeof orig.noise_factors));
+        for (size_t i = 0; i < nim; i++) {
             nd[i] = mr_sigma_noise_factor(m, im[i].rel_noise) / old_nf[i];
+            div[i] = scale_kind(m, im[i].method, im[i].mask_kind, im[i].accel) / old_eff[i] *
+                     nd[i] / old_dd[i];
+        }
+        if ((st = fit_difficulty(M, im, nim, div, kidx, kinds, text, tsize, &o)) != MR_OK) break;
+        for (size_t i = 0; i < nim; i++)
+            dd[i] = difficulty_kind(M, im[i].mask_kind, im[i].accel, im[i].difficulty) / old_dd[i];
+        if (!noise_fitted && !M->has_difficulty) break; /* nothing to alternate with: one round */
     }
-    /* the single scale (R unknown): all ratios, with the new noise factors */
-    if (st == MR_OK && (st = group_factor(&c, &used, &np, cov, im, nim, nd, M, -1, 0, NULL, 1)) == MR_OK)
+    /* the single scale (R unknown): all ratios, with the new noise and difficulty factors */
+    for (size_t i = 0; i < nim; i++) div[i] = nd[i] * dd[i];
+    if (st == MR_OK && (st = group_factor(&c, &used, &np, cov, im, nim, div, M, -1, 0, NULL, 1)) == MR_OK)
         M->calibration_scale = orig.calibration_scale * c;
-    free(old_eff), free(old_nf), free(nd);
+    free(old_eff), free(old_nf), free(old_dd), free(nd), free(dd), free(div);
     if (st == MR_OK) {
         size_t l = strlen(M->calibration);
         snprintf(M->calibration + l, sizeof M->calibration - l, "%s%s", l ? "; " : "", text);

@@ -426,6 +426,68 @@ int mr_mask_is_equispaced(const float *cols, size_t n)
     return gmax - gmin <= 1; /* fastMRI's equispaced lines round a fractional spacing */
 }
 
+void mr_kspace_column_energy_add(double *acc, const mr_cfloat *kspace, size_t coils, size_t h,
+                                 size_t w, double noise_sd)
+{
+    double noise = noise_sd > 0 ? 2.0 * noise_sd * noise_sd * (double)h * (double)coils : 0;
+    for (size_t x = 0; x < w; x++) acc[x] -= noise;
+    for (size_t c = 0; c < coils; c++)
+        for (size_t y = 0; y < h; y++) {
+            const mr_cfloat *k = kspace + (c * h + y) * w;
+            for (size_t x = 0; x < w; x++)
+                acc[x] += (double)crealf(k[x]) * crealf(k[x]) + (double)cimagf(k[x]) * cimagf(k[x]);
+        }
+}
+
+mr_status mr_mask_difficulty(double *difficulty, const double *acc, const float *cols, size_t n,
+                             double accel)
+{
+    double emax = 0, miss = 0, outer = 0;
+    size_t nacq = 0, c = n / 2, lo = c, hi = c;
+    *difficulty = 0;
+    for (size_t x = 0; x < n; x++)
+        if (cols[x] != 0) {
+            nacq++;
+            if (acc[x] > emax) emax = acc[x];
+        }
+    if (nacq == n) return MR_OK; /* fully sampled: nothing missing */
+    if (nacq < 2 || cols[c] == 0)
+        return mr_error_set(MR_ERR_INPUT, "mask difficulty: %zu of %zu columns acquired%s; "
+                            "expected at least 2 and a sampled centre", nacq, n,
+                            cols[c] == 0 ? ", the centre column not" : "");
+    if (!(emax > 0))
+        return mr_error_set(MR_ERR_INPUT, "mask difficulty: no signal energy left in the acquired "
+                            "columns once their noise is removed");
+    while (lo > 0 && cols[lo - 1] != 0) lo--;
+    while (hi + 1 < n && cols[hi + 1] != 0) hi++;
+    double floor = 1e-9 * emax;
+#define E_AT(x) (acc[x] > floor ? acc[x] : floor)
+    long prev = -1; /* the last acquired column */
+    for (size_t x = 0; x <= n; x++) {
+        if (x < n && cols[x] == 0) continue;
+        for (long j = prev + 1; j < (long)x; j++) { /* the gap (prev, x) */
+            double e;
+            if (prev < 0) e = E_AT(x); /* before the first acquired column */
+            else if (x == n) e = E_AT((size_t)prev); /* after the last */
+            else {
+                double l0 = log(E_AT((size_t)prev)), l1 = log(E_AT(x));
+                e = exp(l0 + (l1 - l0) * (double)(j - prev) / (double)((long)x - prev));
+            }
+            miss += e, outer += e;
+        }
+        if (x < n && (x < lo || x > hi)) outer += E_AT(x);
+        prev = (long)x;
+    }
+#undef E_AT
+    double nc = (double)(hi - lo + 1), N = (double)n;
+    double p = accel > 1 ? (N / accel - nc) / (N - nc) : ((double)nacq - nc) / (N - nc);
+    if (p < 0) p = 0;
+    if (p > 0.99) p = 0.99;
+    if (!(outer > 0)) return MR_OK;
+    *difficulty = miss / ((1 - p) * outer);
+    return MR_OK;
+}
+
 double mr_mask_infer(float *out, const mr_cfloat *kspace, size_t coils, size_t h, size_t w)
 {
     size_t n = h * w, sampled = 0;

@@ -106,6 +106,28 @@ double mr_mask_infer(float *out, const mr_cfloat *kspace, size_t coils, size_t h
  * tell (no sampled centre, fewer than 4 outer lines). */
 int mr_mask_is_equispaced(const float *cols, size_t n);
 
+/* How hard a phase-encode mask is on this data (mask difficulty, variance networks' calibration):
+ * the k-space energy of the columns of one slice (C, H, W), minus the energy its noise brings
+ * (2 noise_sd^2 H C per column: noise_sd per real and imaginary part, 0 when unknown), added into
+ * acc[W]. */
+void mr_kspace_column_energy_add(double *acc, const mr_cfloat *kspace, size_t coils, size_t h,
+                                 size_t w, double noise_sd);
+/* The mask difficulty: the signal's k-space energy that lies, by prediction, in the columns the
+ * mask (cols, n values, non-zero = acquired) did not acquire, over what a mask of the nominal
+ * acceleration R would miss on average on the same data. The acquired columns' energies (acc,
+ * from mr_kspace_column_energy_add; floored at 1e-9 of the largest) are interpolated linearly in
+ * log energy over the column index into the gaps (constant beyond the outermost acquired column);
+ * with E_miss their sum over the unacquired columns, E_outer the sum over all columns outside the
+ * fully sampled centre (n_c columns through n / 2) and p = (n / R - n_c) / (n - n_c) the fraction
+ * of outer columns a fastMRI mask of acceleration R acquires (R <= 1: this mask's own fraction),
+ * *difficulty = E_miss / ((1 - p) E_outer): 1 for a draw that misses an average share of the
+ * energy, above 1 for one that missed heavy columns near the centre. It does not depend on the
+ * anatomy's spectrum, only on where this draw's gaps fell in it (docs/uncertainty.md, "Mask
+ * difficulty"). *difficulty = 0 when nothing is missing; MR_ERR_INPUT when fewer than 2 columns are
+ * acquired, there is no sampled centre or no energy is left. */
+mr_status mr_mask_difficulty(double *difficulty, const double *acc, const float *cols, size_t n,
+                             double accel);
+
 /* ================================================================ zero-filled reconstruction */
 
 /* A reusable plan for zero-filled reconstruction of slices of (C, H, W) k-space into (out_h, out_w)

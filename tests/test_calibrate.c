@@ -63,7 +63,7 @@ static void test_factors_per_kind(void)
            e8 = mr_sigma_scale_full(m, NULL, eq, 256, 8);
     const size_t n = 200000;
     double *a = ratios(n, 1.3, 1), *b = ratios(n, 0.9, 2);
-    mr_recal_image im[2] = {{a, n, 4, "random", "cs-l1", 0}, {b, n, 4.2, "equispaced", NULL, 0}};
+    mr_recal_image im[2] = {{a, n, 4, "random", "cs-l1", 0, 0}, {b, n, 4.2, "equispaced", NULL, 0, 0}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 2, 1000, "synthetic", text, sizeof text),
                           MR_OK);
@@ -92,7 +92,7 @@ static void test_factors_per_kind(void)
     /* again on the recalibrated network: its SDs are a factor 1.3 larger now, so the same errors
      * ask for 1.0 (the kind's scale composes with what the SD was made with) */
     double *a2 = ratios(n, 1.0, 3);
-    mr_recal_image im2[1] = {{a2, n, 4, "random", NULL, 0}};
+    mr_recal_image im2[1] = {{a2, n, 4, "random", NULL, 0, 0}};
     double before = mr_sigma_scale_full(q, NULL, rnd, 256, 4);
     CU_ASSERT_EQUAL(mr_sigma_recalibrate(q, im2, 1, 1000, NULL, text, sizeof text), MR_OK);
     CU_ASSERT(fabs(mr_sigma_scale_full(q, NULL, rnd, 256, 4) / before - 1) < 0.015);
@@ -112,7 +112,7 @@ static void test_factors_per_method(void)
     double z4 = mr_sigma_scale_full(m, "zf", rnd, 256, 4), c4 = mr_sigma_scale_full(m, "cs-l1", rnd, 256, 4);
     const size_t n = 200000;
     double *a = ratios(n, 1.2, 4), *b = ratios(n, 0.8, 5);
-    mr_recal_image im[2] = {{a, n, 4, "random", "zf", 0}, {b, n, 4, "random", "cs-l1", 0}};
+    mr_recal_image im[2] = {{a, n, 4, "random", "zf", 0, 0}, {b, n, 4, "random", "cs-l1", 0, 0}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 2, 1000, NULL, text, sizeof text), MR_OK);
     fprintf(stderr, "%s\n", text);
@@ -124,6 +124,96 @@ static void test_factors_per_method(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "input zf x"));
     free(a), free(b);
     mr_nn_model_destroy(m);
+}
+
+/* Mask difficulty: random-mask images whose errors grow as d^1 (d the volume's mask difficulty)
+ * and equispaced ones whose errors do not: calibrate finds slope ~1 and ~0, each image's SD then
+ * covers ~90 % of its own pixels (the spread over volumes gone), the factor clamps, is written and
+ * read back, and an image without a difficulty keeps factor 1. */
+static void test_difficulty_factors(void)
+{
+    mr_nn_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/cs-l1_sigma.h5"), NULL), MR_OK);
+    m->meta.n_noise_factors = 0, m->meta.has_difficulty = 0;
+    float rnd[256], eq[256];
+    mask_cols(rnd, 256, MR_MASK_RANDOM, 4);
+    mask_cols(eq, 256, MR_MASK_EQUISPACED, 4);
+    enum { N = 12 };
+    const size_t n = 40000;
+    double *r[2 * N], d[N];
+    mr_recal_image im[2 * N];
+    for (int i = 0; i < N; i++) {
+        d[i] = 0.8 * pow(1.45 / 0.8, i / (N - 1.0)); /* 0.8 .. 1.45 */
+        r[i] = ratios(n, 1.1 * d[i], 100 + (unsigned)i);
+        r[N + i] = ratios(n, 0.9, 200 + (unsigned)i);
+        im[i] = (mr_recal_image){r[i], n, 4, "random", NULL, 0, d[i]};
+        im[N + i] = (mr_recal_image){r[N + i], n, 4, "equispaced", NULL, 0, d[i]};
+    }
+    double r4 = mr_sigma_scale_full(m, NULL, rnd, 256, 4), e4 = mr_sigma_scale_full(m, NULL, eq, 256, 4);
+    char text[2048];
+    CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 2 * N, 1000, NULL, text, sizeof text), MR_OK);
+    fprintf(stderr, "%s\n", text);
+    CU_ASSERT_EQUAL_FATAL(m->meta.has_difficulty, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "mask difficulty R 4 random: slope"));
+    /* each image's SD factor against what its errors ask for (1.1 d, 0.9) */
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double fr = mr_sigma_scale_full(m, NULL, rnd, 256, 4) / r4 *
+                    mr_sigma_difficulty_factor(m, rnd, 256, 4, d[i]),
+               fe = mr_sigma_scale_full(m, NULL, eq, 256, 4) / e4 *
+                    mr_sigma_difficulty_factor(m, eq, 256, 4, d[i]);
+        double c90 = mr_sigma_coverage(r[i], n, 1.6448536269514722, fr);
+        if (fabs(c90 - 0.9) > worst) worst = fabs(c90 - 0.9);
+        CU_ASSERT(fabs(fr / (1.1 * d[i]) - 1) < 0.03);
+        CU_ASSERT(fabs(fe / 0.9 - 1) < 0.03);
+    }
+    fprintf(stderr, "worst per-image coverage gap at 90 %%: %.2f points\n", 100 * worst);
+    CU_ASSERT(worst < 0.015);
+    /* slope ~1 about the random images' mean log d, ~0 for equispaced (b >= 0) */
+    int kr = strcmp(m->meta.calibration_masks[0], "random") ? 1 : 0;
+    CU_ASSERT(fabs(m->meta.difficulty[kr][0][1] - 1) < 0.05);
+    CU_ASSERT(fabs(m->meta.difficulty[1 - kr][0][1]) < 0.05);
+    /* clamped; unknown difficulty, no mask or an 8x network cell without images: 1 */
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_difficulty_factor(m, rnd, 256, 4, 50), MR_DIFFICULTY_MAX, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_difficulty_factor(m, rnd, 256, 4, 1e-4), MR_DIFFICULTY_MIN, 1e-12);
+    CU_ASSERT_EQUAL(mr_sigma_difficulty_factor(m, rnd, 256, 4, 0), 1);
+    CU_ASSERT_EQUAL(mr_sigma_difficulty_factor(m, NULL, 0, 4, 1.2), 1);
+    /* written and read back */
+    const char *p = mr_test_path("recal_difficulty.h5");
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, p), MR_OK);
+    mr_nn_model *q = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&q, p, NULL), MR_OK);
+    CU_ASSERT_EQUAL(q->meta.has_difficulty, 1);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_difficulty_factor(q, rnd, 256, 4, 1.3),
+                           mr_sigma_difficulty_factor(m, rnd, 256, 4, 1.3), 1e-12);
+    /* recalibrating the recalibrated network on the same errors: its SD maps carry the factors
+     * already, so the errors now ask for factor 1 in every volume */
+    double *r2[N];
+    mr_recal_image im2[N];
+    for (int i = 0; i < N; i++) {
+        double f = mr_sigma_scale_full(q, NULL, rnd, 256, 4) / r4 *
+                   mr_sigma_difficulty_factor(q, rnd, 256, 4, d[i]);
+        r2[i] = ratios(n, 1.1 * d[i] / f, 300 + (unsigned)i);
+        im2[i] = (mr_recal_image){r2[i], n, 4, "random", NULL, 0, d[i]};
+    }
+    double before[N];
+    for (int i = 0; i < N; i++)
+        before[i] = mr_sigma_scale_full(q, NULL, rnd, 256, 4) * mr_sigma_difficulty_factor(q, rnd, 256, 4, d[i]);
+    CU_ASSERT_EQUAL(mr_sigma_recalibrate(q, im2, N, 1000, NULL, text, sizeof text), MR_OK);
+    for (int i = 0; i < N; i++) {
+        double after = mr_sigma_scale_full(q, NULL, rnd, 256, 4) * mr_sigma_difficulty_factor(q, rnd, 256, 4, d[i]);
+        CU_ASSERT(fabs(after / before[i] - 1) < 0.03);
+    }
+    /* a corrupt attribute is refused, naming it */
+    CU_ASSERT_EQUAL(mr_test_sh("%s -c \"import h5py; f = h5py.File('%s', 'a'); "
+                               "f.attrs['calibration_mask_difficulty'] = [1.0, 2.0, 3.0]\"",
+                               "/usr/bin/python3", p), 0);
+    mr_nn_model *bad = NULL;
+    CU_ASSERT_EQUAL(mr_nn_model_load(&bad, p, NULL), MR_ERR_INPUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "calibration_mask_difficulty"));
+    mr_error_clear();
+    for (int i = 0; i < N; i++) free(r[i]), free(r[N + i]), free(r2[i]);
+    mr_nn_model_destroy(m), mr_nn_model_destroy(q);
 }
 
 /* Two relative noise levels, errors 0.9 and 1.2 times the SD: factors per level, composed with the
@@ -140,8 +230,8 @@ static void test_noise_factors(void)
     const size_t n = 200000;
     double *a = ratios(n, 0.9, 7), *b = ratios(n, 1.2, 8), *c = ratios(n, 1.2, 9);
     /* the 0.04 level in two images 5 % apart: one bin */
-    mr_recal_image im[3] = {{a, n, 4, "random", NULL, 0.01}, {b, n, 4, "random", NULL, 0.04},
-                            {c, n, 4, "random", NULL, 0.042}};
+    mr_recal_image im[3] = {{a, n, 4, "random", NULL, 0.01, 0}, {b, n, 4, "random", NULL, 0.04, 0},
+                            {c, n, 4, "random", NULL, 0.042, 0}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 3, 1000, NULL, text, sizeof text), MR_OK);
     fprintf(stderr, "%s\n", text);
@@ -183,7 +273,7 @@ static void test_errors(void)
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/denoiser_blind_sigma.h5"), NULL),
                           MR_OK);
-    mr_recal_image im = {a, n, 4, "random", NULL, 0};
+    mr_recal_image im = {a, n, 4, "random", NULL, 0, 0};
     CU_ASSERT_EQUAL(mr_sigma_recalibrate(m, &im, 1, 100, NULL, text, sizeof text), MR_ERR_INPUT);
     CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "no scales per acceleration"));
     mr_nn_model_destroy(m);
@@ -327,6 +417,8 @@ int main(void)
         {"recalibration per input method: method and kind compose", test_factors_per_method},
         {"recalibration per relative noise level: factors, interpolation, file, per slice",
          test_noise_factors},
+        {"recalibration per mask difficulty: slopes, per-volume coverage, clamps, file, again",
+         test_difficulty_factors},
         {"recalibration errors: no per-R scales, unknown kind, R < 1, too few pixels", test_errors},
         {"mrpipe calibrate on cs-l1 reconstructions: 90 % covered after; bad lists", test_cli},
         {NULL, NULL},

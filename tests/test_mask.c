@@ -614,6 +614,89 @@ static void test_kind_from_mask(void)
     CU_ASSERT_EQUAL(mr_mask_is_equispaced(m, 64), -1);
 }
 
+/* The mask difficulty (mr_mask_difficulty): exact on a spectrum that is log-linear between the
+ * acquired columns; 1 on average over fastMRI random draws whatever the spectrum's width; above 1
+ * for a draw that misses the columns beside the centre; the noise taken off per column; errors. */
+static void test_difficulty(void)
+{
+    enum { W = 201 };
+    double E[W], acc[W];
+    float m[W];
+    /* E = exp(-|x - 100| / 12): log-linear on each side of the centre (acquired) */
+    for (int x = 0; x < W; x++) E[x] = exp(-fabs(x - 100.0) / 12.0);
+    for (int x = 0; x < W; x++) m[x] = (x >= 92 && x <= 108) || x % 4 == 0 || x == W - 1;
+    double miss = 0, outer = 0, nc = 17, nacq = 0;
+    for (int x = 0; x < W; x++) {
+        nacq += m[x] != 0;
+        if (!m[x]) miss += E[x];
+        if (x < 92 || x > 108) outer += E[x];
+        acc[x] = m[x] ? E[x] : 12345.0; /* unacquired columns' values are never read */
+    }
+    double p4 = (W / 4.0 - nc) / (W - nc), d = 0;
+    CU_ASSERT_EQUAL_FATAL(mr_mask_difficulty(&d, acc, m, W, 4), MR_OK);
+    CU_ASSERT_DOUBLE_EQUAL(d, miss / ((1 - p4) * outer), 1e-9 * d);
+    /* R <= 1: the mask's own outer fraction */
+    double pown = (nacq - nc) / (W - nc);
+    CU_ASSERT_EQUAL(mr_mask_difficulty(&d, acc, m, W, 0), MR_OK);
+    CU_ASSERT_DOUBLE_EQUAL(d, miss / ((1 - pown) * outer), 1e-9 * d);
+
+    /* over fastMRI random draws at 4x: about 1 on average, for a narrow and a wide spectrum */
+    const double widths[2] = {4, 30};
+    for (int wi = 0; wi < 2; wi++) {
+        for (int x = 0; x < W; x++) E[x] = pow(1 + fabs(x - 100.0) / widths[wi], -2.5);
+        double sum = 0, lo = 1e9, hi = 0;
+        for (uint32_t seed = 1; seed <= 300; seed++) {
+            mr_mask_params p = {MR_MASK_RANDOM, 4, 0.08, &seed, 1};
+            CU_ASSERT_EQUAL_FATAL(mr_mask_create_1d(m, W, &p, NULL), MR_OK);
+            CU_ASSERT_EQUAL_FATAL(mr_mask_difficulty(&d, E, m, W, 4), MR_OK);
+            sum += d;
+            if (d < lo) lo = d;
+            if (d > hi) hi = d;
+        }
+        fprintf(stderr, "spectrum width %g: mean difficulty over 300 draws %.3f (%.3f-%.3f)\n",
+                widths[wi], sum / 300, lo, hi);
+        CU_ASSERT(fabs(sum / 300 - 1) < 0.1);
+        CU_ASSERT(lo < 0.95 && hi > 1.05); /* the draws differ */
+    }
+    /* missing the columns beside the centre is hard, missing only the edge is easy */
+    /* (the same number of outer lines, 16 a side: near the centre or at the edge) */
+    double hard = 0, easy = 0;
+    for (int x = 0; x < W; x++) {
+        int dx = abs(x - 100);
+        m[x] = dx <= 8 || (dx >= 70 && dx % 2 == 0 && dx <= 100);
+    }
+    CU_ASSERT_EQUAL(mr_mask_difficulty(&hard, E, m, W, 4), MR_OK);
+    for (int x = 0; x < W; x++) {
+        int dx = abs(x - 100);
+        m[x] = dx <= 8 || (dx >= 10 && dx % 2 == 0 && dx <= 40) || x == 0 || x == W - 1;
+    }
+    CU_ASSERT_EQUAL(mr_mask_difficulty(&easy, E, m, W, 4), MR_OK);
+    fprintf(stderr, "hard %.3f, easy %.3f\n", hard, easy);
+    CU_ASSERT(hard > 1.1 && easy < 0.9);
+
+    /* the noise energy per column: 2 sd^2 H C */
+    mr_cfloat k[2 * 3 * 4];
+    for (int i = 0; i < 24; i++) k[i] = 1.0f + 0.0f * I;
+    double a4[4] = {0, 0, 0, 0};
+    mr_kspace_column_energy_add(a4, k, 2, 3, 4, 0.5);
+    for (int x = 0; x < 4; x++) CU_ASSERT_DOUBLE_EQUAL(a4[x], 6.0 - 2 * 0.25 * 3 * 2, 1e-12);
+
+    /* fully sampled: nothing missing; one column or no centre: errors */
+    for (int x = 0; x < W; x++) m[x] = 1;
+    CU_ASSERT_EQUAL(mr_mask_difficulty(&d, E, m, W, 4), MR_OK);
+    CU_ASSERT_EQUAL(d, 0);
+    for (int x = 0; x < W; x++) m[x] = x == 100;
+    CU_ASSERT_EQUAL(mr_mask_difficulty(&d, E, m, W, 4), MR_ERR_INPUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "1 of 201 columns acquired"));
+    for (int x = 0; x < W; x++) m[x] = x % 4 == 1;
+    CU_ASSERT_EQUAL(mr_mask_difficulty(&d, E, m, W, 4), MR_ERR_INPUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "the centre column not"));
+    for (int x = 0; x < W; x++) m[x] = x % 4 == 0 || x == 100, acc[x] = -1;
+    CU_ASSERT_EQUAL(mr_mask_difficulty(&d, acc, m, W, 4), MR_ERR_INPUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "no signal energy"));
+    mr_error_clear();
+}
+
 int main(void)
 {
     static const mr_test_case cases[] = {
@@ -628,6 +711,8 @@ int main(void)
         {"bad parameters are usage errors with messages", test_bad_parameters},
         {"mask inference from k-space", test_infer},
         {"equispaced or random, read off the mask", test_kind_from_mask},
+        {"mask difficulty: exact, 1 on average over draws, hard and easy draws, noise, errors",
+         test_difficulty},
         {"mrpipe mask writes h5/png/cfl", test_cli_outputs},
         {"mrpipe mask errors", test_cli_errors},
         {NULL, NULL},
