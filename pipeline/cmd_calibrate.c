@@ -16,13 +16,16 @@
 
 static const char *USAGE =
     "usage: mrpipe calibrate --model SIGMA.h5 --list IMAGES.csv --output NEW.h5\n"
-    "                        [--min-pixels N] [--foreground F]\n"
+    "                        [--min-pixels N] [--foreground F] [--source TEXT]\n"
     "\n"
     "Recalibrate the split-conformal scales of an undersampling variance network on images made\n"
     "the way users make them: each row of IMAGES.csv is one image volume whose SD map the network\n"
     "SIGMA.h5 made (mrpipe recon / denoise --uncertainty model), with its reference. Per\n"
     "acceleration, per mask kind and per input method, the scale is multiplied by the factor at\n"
-    "which the +-1.645 and +-1.96 SD intervals cover 90 and 95 % of the foreground pixels.\n"
+    "which the +-1.645 and +-1.96 SD intervals cover 90 and 95 % of the foreground pixels; then\n"
+    "per relative noise level (the image's mrpipe_noise_sd over its 99.5th percentile) and per\n"
+    "mask difficulty (mrpipe_mask_difficulty, per mask kind and acceleration: how much signal the\n"
+    "volume's mask draw missed), fitted in turn with the group factors.\n"
     "\n"
     "IMAGES.csv: one image per line, '#' comments, an optional header line:\n"
     "  reference,image,uncertainty,accel,mask,method\n"
@@ -37,12 +40,14 @@ static const char *USAGE =
     "  --model SIGMA.h5   the variance network the SD maps were made with (never modified)\n"
     "  --output NEW.h5    the recalibrated network (written under a temporary name, then renamed)\n"
     "  --min-pixels N     fewest foreground pixels a group needs to get its own factor [10000]\n"
-    "  --foreground F     foreground: reference > F x its maximum [0.05]\n";
+    "  --foreground F     foreground: reference > F x its maximum [0.05]\n"
+    "  --source TEXT      what the images are, for the network's calibration text [the list's path]\n";
 
 typedef struct {
     const char *model, *list, *output;
     size_t min_pixels;
     double fg;
+    const char *source;
 } cal_opts;
 
 static int parse(cal_opts *o, int argc, char **argv)
@@ -63,6 +68,8 @@ static int parse(cal_opts *o, int argc, char **argv)
             mp = v;
         else if (mr_opt_value(&v, "--foreground", argc, argv, &i))
             fg = v;
+        else if (mr_opt_value(&v, "--source", argc, argv, &i))
+            o->source = v;
         else
             return mr_cli_usage_error("calibrate", "unknown option '%s'", argv[i]);
         if (!v) return mr_cli_usage_error("calibrate", "%s needs a value", argv[i]);
@@ -316,7 +323,8 @@ int mr_cmd_calibrate(int argc, char **argv)
     if (st == MR_OK) st = read_list(&s, &o);
     char text[2048];
     if (st == MR_OK) {
-        st = mr_sigma_recalibrate(sig, s.im, s.n, o.min_pixels, o.list, text, sizeof text);
+        st = mr_sigma_recalibrate(sig, s.im, s.n, o.min_pixels, o.source ? o.source : o.list,
+                                  text, sizeof text);
         if (st != MR_OK) mr_error_prefix(st, "%s: ", o.model);
     }
     if (st == MR_OK) st = mr_nn_model_save(sig, o.output);
