@@ -8,7 +8,10 @@
 # equispaced fastMRI masks, many mask draws each (seeds 100.., not the evaluation's 0..3; the draw
 # moves a volume's coverage more than anything else: 76-95 % at nominal 90 % for cs-l1 4x random
 # over 4 draws), the noise level cycling with the draw, with the network's SD map; `mrpipe
-# calibrate` then fits the scales per acceleration, mask kind and relative noise level.
+# calibrate` then fits the scales per acceleration, mask kind, relative noise level and mask
+# difficulty (the images carry mrpipe_noise_sd and mrpipe_mask_difficulty, written by recon).
+# The images stay in WORKDIR (a new /tmp/mrpipe-calib.* when not given; the script prints it):
+# delete it when done.
 #
 # usage: scripts/calibrate_sigma.sh KIND NETWORK OUT [WORKDIR]
 #   KIND: zf | sense | cs-l1 | cs-tv (recon --method M --uncertainty model) | sense-bootstrap |
@@ -71,4 +74,8 @@ for s in $SEEDS; do
         done
     done
 done
-"$MRPIPE" calibrate --model "$NET" --list "$LIST" --output "$OUT"
+SEEDS1=($SEEDS)
+"$MRPIPE" calibrate --model "$NET" --list "$LIST" --output "$OUT" --source "scripts/calibrate_sigma.sh $KIND: \
+ch2 slices $SLICES, 8 coils, noise $NOISES, 4x and 8x (centre 0.08), random and equispaced, mask seeds \
+${SEEDS1[0]}..${SEEDS1[${#SEEDS1[@]}-1]}"
+echo "calibrate_sigma.sh: wrote $OUT; the $(($(wc -l < "$LIST") - 1)) calibration images are in $WORK (delete it when done)" >&2
