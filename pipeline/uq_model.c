@@ -659,9 +659,15 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim
                      nd[i] / old_dd[i];
         }
         if ((st = fit_difficulty(M, im, nim, div, kidx, kinds, text, tsize, &o)) != MR_OK) break;
-        for (size_t i = 0; i < nim; i++)
-            dd[i] = difficulty_kind(M, im[i].mask_kind, im[i].accel, im[i].difficulty) / old_dd[i];
-        if (!noise_fitted && !M->has_difficulty) break; /* nothing to alternate with: one round */
+        int dd_moved = 0;
+        for (size_t i = 0; i < nim; i++) {
+            double v = difficulty_kind(M, im[i].mask_kind, im[i].accel, im[i].difficulty) / old_dd[i];
+            if (fabs(v - dd[i]) > 1e-9 * v) dd_moved = 1;
+            dd[i] = v;
+        }
+        /* nothing to alternate with (no noise factors, the difficulty factors as the group
+         * factors assumed): one round is all */
+        if (!noise_fitted && !M->has_difficulty && !dd_moved) break;
     }
     /* the single scale (R unknown): all ratios, with the new noise and difficulty factors */
     for (size_t i = 0; i < nim; i++) div[i] = nd[i] * dd[i];

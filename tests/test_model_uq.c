@@ -242,7 +242,8 @@ static void test_noise_record(void)
                         "shutil.copy('%s', 'nm.h5')\n"
                         "with h5py.File('nm.h5', 'a') as f:\n"
                         "    for k in ('calibration_masks', 'calibration_mask_scales',\n"
-                        "              'calibration_noise_factor_levels', 'calibration_noise_factors'):\n"
+                        "              'calibration_noise_factor_levels', 'calibration_noise_factors',\n"
+                        "              'calibration_mask_difficulty'):\n"
                         "        if k in f.attrs: del f.attrs[k]\n"
                         "shutil.copy('nm.h5', 'nt.h5')\n"
                         "with h5py.File('nt.h5', 'a') as f: del f.attrs['calibration_noise_term']\n\"",
@@ -281,8 +282,14 @@ static void test_noise_record(void)
                     "    lv, fc = m['calibration_noise_factor_levels'], m['calibration_noise_factors']\n"
                     "    rel = ns / np.percentile(y, 99.5)\n"
                     "    nf = np.interp(np.log(rel), np.log(lv), fc)\n"
-                    "    dev = np.abs(sf / (s1 * k * nf[:, None, None]) - 1).max()\n"
-                    "    print('calibrate factors: kind %%.4g, noise %%s; max relative deviation %%.2e' %% (k, nf, dev))\n"
+                    "    df = 1.0\n"
+                    "    if 'calibration_mask_difficulty' in m:\n"
+                    "        cb = np.asarray(m['calibration_mask_difficulty']).reshape(len(ks), -1, 2)\n"
+                    "        cc, bb = cb[ks.index('equispaced'), list(m['calibration_accel']).index(4.0)]\n"
+                    "        d = float(h5py.File('csf.h5').attrs['mrpipe_mask_difficulty'])\n"
+                    "        df = min(max(np.exp(bb * (np.log(d) - cc)), 0.5), 2.0)\n"
+                    "    dev = np.abs(sf / (s1 * k * nf[:, None, None] * df) - 1).max()\n"
+                    "    print('calibrate factors: kind %%.4g, noise %%s, difficulty %%.4g; max relative deviation %%.2e' %% (k, nf, df, dev))\n"
                     "    assert dev < 1e-3\n\"",
                     mr_test_tmpdir(), mr_test_python(), mr_test_src("models/cs-l1_sigma.h5"));
     CU_ASSERT_EQUAL(rc, 0);
