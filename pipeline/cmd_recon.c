@@ -588,8 +588,8 @@ int mr_cmd_recon(int argc, char **argv)
         /* the scale at this R and mask kind (networks calibrated per kind; an inferred pattern's
          * first row is its column pattern) */
         const float *cols = mask1d ? mask1d : acq_frac0 > 0 ? pattern : NULL;
-        double scale = mr_sigma_scale_full(sigma, NULL, cols, cols ? W : 0,
-                                           o.mask_type ? o.accel : acq_frac0 > 0 ? 1 / acq_frac0 : 0);
+        double R = o.mask_type ? o.accel : acq_frac0 > 0 ? 1 / acq_frac0 : 0, df = 1;
+        double scale = mr_sigma_scale_full(sigma, NULL, cols, cols ? W : 0, R);
         if (!sdm) st = mr_error_set(MR_ERR_NOMEM, "recon: out of memory");
         if (st == MR_OK)
             st = mr_sigma_volume(sdm, mr_array_f32(mag), zfvol ? zfvol : mr_array_f32(mag), gvol,
@@ -597,16 +597,11 @@ int mr_cmd_recon(int argc, char **argv)
         if (st == MR_OK) /* the reference's noise (networks with a noise term) */
             mr_sigma_add_noise_term(sdm, mr_array_f32(mag), in->slices, hw_out, sigma, scale, nsd,
                                     (int)C, method->name);
-        if (st == MR_OK) /* mrpipe calibrate's factors per relative noise level */
-            st = mr_sigma_apply_noise_factors(sdm, mr_array_f32(mag), in->slices, hw_out, sigma, nsd);
-        if (st == MR_OK && cols) { /* ... and per mask difficulty */
-            double df = mr_sigma_difficulty_factor(sigma, cols, W, o.mask_type ? o.accel :
-                                                   acq_frac0 > 0 ? 1 / acq_frac0 : 0, difficulty);
-            if (df != 1) {
-                MR_INFO("--uncertainty %s: mask difficulty factor %.3f", o.uncertainty, df);
-                for (size_t i = 0; i < nv; i++) sdm[i] *= (float)df;
-            }
-        }
+        if (st == MR_OK) /* mrpipe calibrate's factors per relative noise level and difficulty */
+            st = mr_sigma_apply_calibrate_factors(sdm, mr_array_f32(mag), in->slices, hw_out, sigma,
+                                                  nsd, cols, cols ? W : 0, R, difficulty, &df);
+        if (st == MR_OK && df != 1)
+            MR_INFO("--uncertainty %s: mask difficulty factor %.3f", o.uncertainty, df);
         if (st == MR_OK)
             for (size_t i = 0; i < nv; i++)
                 u[i] = o.unc_replica ? sqrtf(u[i] * u[i] + sdm[i] * sdm[i]) : sdm[i];

@@ -287,6 +287,13 @@ double mr_sigma_difficulty_factor(const void *sigma, const float *mask, size_t m
  * no-op without factors or noise_sd, slices with noise_sd <= 0 left alone. */
 mr_status mr_sigma_apply_noise_factors(float *sd, const float *y, size_t S, size_t hw,
                                        const void *sigma, const double *noise_sd);
+/* All of mrpipe calibrate's factors on an SD volume (S slices of hw) of image y: the noise factor
+ * per slice (mr_sigma_apply_noise_factors; noise_sd NULL: none), then the volume's mask-difficulty
+ * factor (mr_sigma_difficulty_factor), which *df_out (may be NULL) receives. */
+mr_status mr_sigma_apply_calibrate_factors(float *sd, const float *y, size_t S, size_t hw,
+                                           const void *sigma, const double *noise_sd,
+                                           const float *mask, size_t mask_len, double accel,
+                                           double difficulty, double *df_out);
 
 /* One image of a recalibration set (`mrpipe calibrate`): r, its n foreground ratios |e| / SD (the
  * SD as the network to recalibrate made it), at acceleration accel, with a mask of kind

@@ -302,8 +302,8 @@ static mr_status recon_run(void *state, mr_scan *scan)
     if (s->sigma) { /* uncertainty: model */
         size_t hw_o = in->recon_h * in->recon_w, acq = 0;
         for (size_t x = 0; mask1d && x < W; x++) acq += mask1d[x] != 0;
-        double scale = mr_sigma_scale_full(s->sigma, NULL, mask1d, mask1d ? W : 0,
-                                           acq ? (double)W / (double)acq : 0);
+        double R = acq ? (double)W / (double)acq : 0;
+        double scale = mr_sigma_scale_full(s->sigma, NULL, mask1d, mask1d ? W : 0, R);
         char what[4200];
         snprintf(what, sizeof what, "%s (image %s)", scan->input, s->label);
         if ((st = mr_array_create(&sd, MR_FLOAT32, 3, dims)) != MR_OK) goto done;
@@ -314,13 +314,10 @@ static mr_status recon_run(void *state, mr_scan *scan)
         if (n_nsd_fail < S)
             mr_sigma_add_noise_term(mr_array_f32(sd), mr_array_f32(mag), S, hw_o, s->sigma, scale,
                                     nsd, (int)C, s->method->name);
-        if (n_nsd_fail < S &&
-            (st = mr_sigma_apply_noise_factors(mr_array_f32(sd), mr_array_f32(mag), S, hw_o,
-                                               s->sigma, nsd)) != MR_OK)
+        if ((st = mr_sigma_apply_calibrate_factors(mr_array_f32(sd), mr_array_f32(mag), S, hw_o,
+                                                   s->sigma, n_nsd_fail < S ? nsd : NULL, mask1d,
+                                                   mask1d ? W : 0, R, difficulty, NULL)) != MR_OK)
             goto done;
-        double df = mr_sigma_difficulty_factor(s->sigma, mask1d, mask1d ? W : 0,
-                                               acq ? (double)W / (double)acq : 0, difficulty);
-        for (size_t p = 0; df != 1 && p < S * hw_o; p++) mr_array_f32(sd)[p] *= (float)df;
     }
     {
         mr_scan_image *im = &scan->images[scan->n_images++];

@@ -140,11 +140,17 @@ static double scale_kind(const mr_nn_model *m, const char *method, const char *k
     return s;
 }
 
+/* The calibration's name for the kind of a 1-D column mask (NULL: no mask or cannot tell). */
+static const char *mask_kind_name(const float *mask, size_t mask_len)
+{
+    int eq = mask && mask_len ? mr_mask_is_equispaced(mask, mask_len) : -1;
+    return eq < 0 ? NULL : eq ? "equispaced" : "random";
+}
+
 double mr_sigma_scale_full(const void *sigma_model, const char *method, const float *mask,
                            size_t mask_len, double accel)
 {
-    int eq = mask && mask_len ? mr_mask_is_equispaced(mask, mask_len) : -1;
-    return scale_kind(sigma_model, method, eq < 0 ? NULL : eq ? "equispaced" : "random", accel);
+    return scale_kind(sigma_model, method, mask_kind_name(mask, mask_len), accel);
 }
 
 /* mr_sigma_difficulty_factor with the mask kind by name (NULL: unknown). */
@@ -166,9 +172,8 @@ static double difficulty_kind(const mr_nn_meta *M, const char *kind, double acce
 double mr_sigma_difficulty_factor(const void *sigma_model, const float *mask, size_t mask_len,
                                   double accel, double difficulty)
 {
-    int eq = mask && mask_len ? mr_mask_is_equispaced(mask, mask_len) : -1;
     return difficulty_kind(&((const mr_nn_model *)sigma_model)->meta,
-                           eq < 0 ? NULL : eq ? "equispaced" : "random", accel, difficulty);
+                           mask_kind_name(mask, mask_len), accel, difficulty);
 }
 
 double mr_sigma_noise_factor(const void *sigma_model, double rel_noise)
@@ -201,6 +206,18 @@ mr_status mr_sigma_apply_noise_factors(float *sd, const float *y, size_t S, size
         for (size_t i = 0; i < hw; i++) sd[s * hw + i] *= f;
     }
     return MR_OK;
+}
+
+mr_status mr_sigma_apply_calibrate_factors(float *sd, const float *y, size_t S, size_t hw,
+                                           const void *sigma_model, const double *noise_sd,
+                                           const float *mask, size_t mask_len, double accel,
+                                           double difficulty, double *df_out)
+{
+    mr_status st = mr_sigma_apply_noise_factors(sd, y, S, hw, sigma_model, noise_sd);
+    double df = mr_sigma_difficulty_factor(sigma_model, mask, mask_len, accel, difficulty);
+    for (size_t i = 0; st == MR_OK && df != 1 && i < S * hw; i++) sd[i] *= (float)df;
+    if (df_out) *df_out = df;
+    return st;
 }
 
 mr_status mr_sigma_scale_for(double *scale, const void *sigma_model, const float *x, size_t S,
@@ -332,13 +349,12 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
                                     info->coils > 0 ? info->coils : 1, info->method);
             free(ns);
         }
-        /* mrpipe calibrate's factors per relative noise level (the k-space noise only) */
-        if ((st = mr_sigma_apply_noise_factors(sd, y, S, H * W, sigma, info->noise_sd)) != MR_OK)
+        /* mrpipe calibrate's factors per relative noise level (the k-space noise only) and per
+         * mask difficulty */
+        if ((st = mr_sigma_apply_calibrate_factors(sd, y, S, H * W, sigma, info->noise_sd,
+                                                   info->mask, info->mask_len, info->accel,
+                                                   info->mask_difficulty, NULL)) != MR_OK)
             return st;
-        /* ... and per mask difficulty */
-        double df = mr_sigma_difficulty_factor(sigma, info->mask, info->mask_len, info->accel,
-                                               info->mask_difficulty);
-        for (size_t i = 0; df != 1 && i < n; i++) sd[i] *= (float)df;
         if (kind == MR_UQ_MODEL) return MR_OK;
     }
     /* replicas: x + fresh Rician noise at the estimated level, through the model; the per-pixel
