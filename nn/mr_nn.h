@@ -234,6 +234,11 @@ typedef struct {
     double noise_term[2];         /* b, f */
     int n_noise_term_methods;     /* 0, or n_calibration_methods: (b, f) per input method */
     double noise_term_methods[4][2];
+    int n_input_sd;               /* 0, or n_calibration_methods: per input method {w, k}, the SD
+                                   * combined with the input image's own SD map v (the recon's
+                                   * `uncertainty`; mrpipe calibrate): SD x (v scale / SD)^w x k,
+                                   * before calibrate's per-volume factors (mr_sigma_apply_input_sd) */
+    double input_sd[4][2];
 } mr_nn_meta;
 
 typedef struct {

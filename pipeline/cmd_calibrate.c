@@ -28,13 +28,18 @@ static const char *USAGE =
     "volume's mask draw missed), fitted in turn with the group factors.\n"
     "\n"
     "IMAGES.csv: one image per line, '#' comments, an optional header line:\n"
-    "  reference,image,uncertainty,accel,mask,method\n"
+    "  reference,image,uncertainty,accel,mask,method[,input_uncertainty]\n"
     "  reference    FILE[:DATASET] the truth (an .h5 without a dataset: reconstruction_rss first)\n"
     "  image        FILE[:DATASET] the judged image\n"
     "  uncertainty  FILE[:DATASET] its SD map; empty: the image file's `uncertainty` dataset\n"
     "  accel        its undersampling R\n"
     "  mask         random or equispaced\n"
     "  method       what made the image the network judges (zf, cs-l1, ...); may be empty\n"
+    "  input_uncertainty  FILE[:DATASET] the SD map of the image the network judged (its input:\n"
+    "               recon --uncertainty model writes it as `uncertainty`); optional. With it, a\n"
+    "               network calibrated per input method that does not combine yet gets per method\n"
+    "               the weight w of SD x (input SD / SD)^w (Gaussian likelihood), which denoise\n"
+    "               then applies when its input carries an SD map\n"
     "  Relative paths are relative to the list's directory.\n"
     "\n"
     "  --model SIGMA.h5   the variance network the SD maps were made with (never modified)\n"
@@ -120,7 +125,7 @@ static char *trim(char *s)
 
 typedef struct {
     mr_recal_image *im;
-    double **r;
+    double **r, **t;
     char (*kind)[16];
     char (*method)[32];
     size_t n, cap;
@@ -128,8 +133,8 @@ typedef struct {
 
 static void set_free(image_set *s)
 {
-    for (size_t i = 0; i < s->n; i++) free(s->r[i]);
-    free(s->im), free(s->r), free(s->kind), free(s->method);
+    for (size_t i = 0; i < s->n; i++) free(s->r[i]), free(s->t[i]);
+    free(s->im), free(s->r), free(s->t), free(s->kind), free(s->method);
 }
 
 static mr_status grow(image_set *s)
@@ -140,11 +145,13 @@ static mr_status grow(image_set *s)
     if (im) s->im = im;
     double **r = realloc(s->r, nc * sizeof *r);
     if (r) s->r = r;
+    double **t = realloc(s->t, nc * sizeof *t);
+    if (t) s->t = t;
     char(*k)[16] = realloc(s->kind, nc * sizeof *k);
     if (k) s->kind = k;
     char(*m)[32] = realloc(s->method, nc * sizeof *m);
     if (m) s->method = m;
-    if (!im || !r || !k || !m) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    if (!im || !r || !t || !k || !m) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
     s->cap = nc;
     return MR_OK;
 }
@@ -190,8 +197,9 @@ static void image_attrs(double *rel, double *difficulty, const char *spec, const
  * foreground. where: "LIST:LINE" for messages. */
 static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char *where)
 {
-    char ref_p[4200], img_p[4200], sd_p[4300], d1[4400], d2[4400], d3[4400];
-    mr_array *ref = NULL, *img = NULL, *sd = NULL;
+    char ref_p[4200], img_p[4200], sd_p[4300], in_p[4200], d1[4400], d2[4400], d3[4400],
+        d4[4400];
+    mr_array *ref = NULL, *img = NULL, *sd = NULL, *isd = NULL;
     mr_status st = grow(s);
     if (st != MR_OK) return st;
     resolve(ref_p, sizeof ref_p, o->list, f[0]);
@@ -217,6 +225,10 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
     if ((st = mr_image_load(&ref, d1, sizeof d1, ref_p, 1)) == MR_OK &&
         (st = mr_image_load(&img, d2, sizeof d2, img_p, 0)) == MR_OK)
         st = mr_image_load(&sd, d3, sizeof d3, sd_p, 0);
+    if (st == MR_OK && *f[6]) {
+        resolve(in_p, sizeof in_p, o->list, f[6]);
+        st = mr_image_load(&isd, d4, sizeof d4, in_p, 0);
+    }
     if (st != MR_OK) mr_error_prefix(st, "%s: ", where);
     if (st == MR_OK) {
         for (int k = 0; k < 3 && st == MR_OK; k++)
@@ -228,14 +240,21 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
                 st = mr_error_set(MR_ERR_INPUT, "%s: the image %s %s and its SD map %s %s; "
                                   "expected the reference's shape %s (%s)", where, d2, b, d3, c,
                                   a, d1);
+            } else if (isd && isd->dims[k] != ref->dims[k]) {
+                char a[96], c[96];
+                mr_dims_format(a, sizeof a, 3, ref->dims);
+                mr_dims_format(c, sizeof c, 3, isd->dims);
+                st = mr_error_set(MR_ERR_INPUT, "%s: input_uncertainty: the SD map %s is %s; "
+                                  "expected the reference's shape %s (%s)", where, d4, c, a, d1);
             }
     }
     size_t n = 0, cnt = 0;
     double mx = 0;
-    const float *pr = NULL, *pi = NULL, *ps = NULL;
+    const float *pr = NULL, *pi = NULL, *ps = NULL, *pv = NULL;
     if (st == MR_OK) {
         n = mr_array_numel(ref);
         pr = mr_array_f32(ref), pi = mr_array_f32(img), ps = mr_array_f32(sd);
+        pv = isd ? mr_array_f32(isd) : NULL;
         for (size_t i = 0; i < n; i++)
             if (pr[i] > mx) mx = pr[i];
         for (size_t i = 0; i < n && st == MR_OK; i++) {
@@ -245,31 +264,41 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
             else if (!isfinite(ps[i]) || ps[i] < 0)
                 st = mr_error_set(MR_ERR_INPUT, "%s: the SD map %s has the value %g (index %zu); "
                                   "expected finite values >= 0", where, d3, (double)ps[i], i);
+            else if (pv && (!isfinite(pv[i]) || pv[i] < 0))
+                st = mr_error_set(MR_ERR_INPUT, "%s: input_uncertainty: the SD map %s has the "
+                                  "value %g (index %zu); expected finite values >= 0", where, d4,
+                                  (double)pv[i], i);
             else if (pr[i] > o->fg * mx && ps[i] > 0)
                 cnt++;
         }
         if (st == MR_OK && !(mx > 0))
             st = mr_error_set(MR_ERR_INPUT, "%s: the reference %s is all zero", where, d1);
     }
-    double *r = NULL;
-    if (st == MR_OK && !(r = malloc((cnt ? cnt : 1) * sizeof *r)))
+    double *r = NULL, *t = NULL;
+    if (st == MR_OK && (!(r = malloc((cnt ? cnt : 1) * sizeof *r)) ||
+                        (pv && !(t = malloc((cnt ? cnt : 1) * sizeof *t)))))
         st = mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
     if (st == MR_OK) {
         size_t k = 0;
         for (size_t i = 0; i < n; i++)
-            if (pr[i] > o->fg * mx && ps[i] > 0) r[k++] = fabs((double)pi[i] - pr[i]) / ps[i];
+            if (pr[i] > o->fg * mx && ps[i] > 0) {
+                /* log(input SD / SD), within +-log 1000 (mr_sigma_apply_input_sd) */
+                if (t) t[k] = mr_sigma_log_sd_ratio(pv[i], ps[i]);
+                r[k++] = fabs((double)pi[i] - pr[i]) / ps[i];
+            }
         size_t j = s->n++;
-        s->r[j] = r;
+        s->r[j] = r, s->t[j] = t;
         snprintf(s->kind[j], sizeof s->kind[0], "%s", f[4]);
         snprintf(s->method[j], sizeof s->method[0], "%s", f[5]);
         /* names set by read_list */
-        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL, 0, 0};
+        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL, 0, 0, t};
         image_attrs(&s->im[j].rel_noise, &s->im[j].difficulty, img_p, pi, n, img->dims[0]);
         MR_INFO("%s: %s: %zu foreground pixels, R %g, %s mask%s%s, relative noise %.3g, mask "
-                "difficulty %.4g", where, d2, cnt, R, f[4], *f[5] ? ", input " : "", f[5],
-                s->im[j].rel_noise, s->im[j].difficulty);
-    }
-    mr_array_destroy(ref), mr_array_destroy(img), mr_array_destroy(sd);
+                "difficulty %.4g%s%s", where, d2, cnt, R, f[4], *f[5] ? ", input " : "", f[5],
+                s->im[j].rel_noise, s->im[j].difficulty, t ? ", input SD map " : "", t ? d4 : "");
+    } else
+        free(r), free(t);
+    mr_array_destroy(ref), mr_array_destroy(img), mr_array_destroy(sd), mr_array_destroy(isd);
     return st;
 }
 
@@ -283,9 +312,9 @@ static mr_status read_list(image_set *s, const cal_opts *o)
         char *t = trim(line);
         if (!*t || *t == '#') continue;
         if (!strncmp(t, "reference,", 10)) continue; /* the header */
-        char *f[6];
+        char *f[7];
         int nf = 0;
-        for (char *p = t; nf < 6;) {
+        for (char *p = t; nf < 7;) {
             char *c = strchr(p, ',');
             if (c) *c = 0;
             f[nf++] = trim(p);
@@ -294,9 +323,11 @@ static mr_status read_list(image_set *s, const cal_opts *o)
         }
         snprintf(where, sizeof where, "%s:%d", o->list, ln);
         if (nf == 5) f[5] = "", nf = 6;
-        if (nf != 6 || !*f[0] || !*f[1])
+        if (nf == 6) f[6] = "", nf = 7;
+        if (nf != 7 || !*f[0] || !*f[1])
             st = mr_error_set(MR_ERR_INPUT, "%s: expected reference,image,uncertainty,accel,mask"
-                              "[,method] (reference and image required)", where);
+                              "[,method[,input_uncertainty]] (reference and image required)",
+                              where);
         else st = load_row(s, o, f, where);
     }
     fclose(fp);

@@ -108,7 +108,7 @@ int mr_cmd_denoise(int argc, char **argv)
     char model_path[4096], desc[512] = "", derivation[600];
     mr_nn_model *m = NULL;
     void *sigma = NULL;
-    mr_array *img = NULL, *sd = NULL;
+    mr_array *img = NULL, *sd = NULL, *in_sd = NULL; /* in_sd: the input's own SD map */
     char sd_path[4096] = "";
     float *mask = NULL; /* the input's sampling mask (mrpipe .h5 reconstructions) */
     size_t mask_len = 0;
@@ -222,6 +222,21 @@ int mr_cmd_denoise(int argc, char **argv)
                 nn == 1 && cv > 0 && cv < 100)
                 fi_difficulty = cv;
             mr_fastmri_close(f);
+            /* its own SD map (recon --uncertainty), for networks that combine with it */
+            if (sigma && (kind == MR_UQ_MODEL || kind == MR_UQ_BOTH) &&
+                mr_sigma_input_sd_weight(sigma, fi_method) > 0) {
+                char spec[4200], what[512];
+                snprintf(spec, sizeof spec, "%s:uncertainty", h5);
+                if (mr_image_load(&in_sd, what, sizeof what, spec, 0) == MR_OK &&
+                    mr_array_numel(in_sd) == S * H * W)
+                    MR_INFO("%s: the input's SD map read (uncertainty)", in);
+                else {
+                    if (in_sd)
+                        MR_WARN("%s: its `uncertainty` map has %zu pixels, the image %zu: not used",
+                                in, mr_array_numel(in_sd), S * H * W);
+                    mr_array_destroy(in_sd), in_sd = NULL;
+                }
+            }
         }
         mr_error_clear();
         if (mask) {
@@ -242,7 +257,7 @@ int mr_cmd_denoise(int argc, char **argv)
             goto fail;
         }
         mr_uq_input info = {accel, fi_method[0] ? fi_method : NULL, mask, mask_len, fi_noise,
-                            fi_coils, fi_difficulty};
+                            fi_coils, fi_difficulty, in_sd ? mr_array_f32(in_sd) : NULL};
         st = mr_denoise_uq(y, mr_array_f32(sd), x, S, H, W, m, sigma, kind, (int)replicas,
                            (uint64_t)seed, &info, &noise_est, in);
         if (st == MR_OK) memcpy(x, y, S * H * W * sizeof *y);
@@ -298,7 +313,7 @@ int mr_cmd_denoise(int argc, char **argv)
     mr_dicom_set_close(set);
     mr_nn_model_destroy(m);
     mr_sigma_free(sigma);
-    mr_array_destroy(sd);
+    mr_array_destroy(sd), mr_array_destroy(in_sd);
     free(mask), free(fi_noise);
     return 0;
 fail:
@@ -309,7 +324,7 @@ fail:
     mr_dicom_set_close(set);
     mr_nn_model_destroy(m);
     mr_sigma_free(sigma);
-    mr_array_destroy(sd);
+    mr_array_destroy(sd), mr_array_destroy(in_sd);
     free(mask), free(fi_noise);
     return mr_cli_fail("denoise", st);
 }

@@ -306,6 +306,8 @@ typedef struct {
     const char *method;
     double rel_noise; /* its relative noise level (mr_sigma_noise_factor), 0: unknown */
     double difficulty; /* its mask difficulty (mr_mask_difficulty), 0: unknown */
+    const double *t;   /* NULL, or per ratio log(input SD / SD) (mr_sigma_log_sd_ratio): the SD map
+                        * of the image the network judged, for the input-SD weights */
 } mr_recal_image;
 /* Split-conformal recalibration of an undersampling variance network (n_calibration_accel >= 2)
  * on images made through the deployment path: per calibration acceleration i with images (nearest
@@ -318,6 +320,18 @@ typedef struct {
  * image of unknown mask kind, no group with enough pixels. */
 mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim, size_t min_pixels,
                                const char *source, char *text, size_t tsize);
+
+/* Input SD maps (meta.input_sd). The variance network's SD of an image made by `method` from an
+ * input that has its own SD map v (the `uncertainty` of mrpipe recon) is SD x (v scale / SD)^w x k,
+ * scale the calibration scale the SD was made with, the ratio kept within [1/1000, 1000]; w and k
+ * per input method, fitted by mrpipe calibrate (mr_sigma_recalibrate, when its images have t and
+ * the network has no weights yet): w minimises the Gaussian negative log-likelihood of the errors,
+ * k = exp(-w mean log ratio) keeps the geometric mean of the SD, so that without v (w taken as 0)
+ * the SD keeps its average scale. mr_sigma_input_sd_weight: w (0: none). */
+double mr_sigma_input_sd_weight(const void *sigma, const char *method);
+double mr_sigma_log_sd_ratio(double v, double sd);
+void mr_sigma_apply_input_sd(float *sd, const float *v, size_t n, const void *sigma,
+                             const char *method, double scale);
 
 /* Robust Gaussian noise level of an image volume: median |HH| / 0.6745 of the finest diagonal
  * Haar band (Donoho & Johnstone 1994). */
@@ -332,6 +346,7 @@ typedef struct {
     const double *noise_sd;   /* per slice (S values) the coil noise SD of its k-space */
     int coils;                /* the receive coils it was combined from */
     double mask_difficulty;   /* mr_mask_difficulty of its k-space and mask (0: unknown) */
+    const float *input_sd;    /* the input's own SD map (S, H, W), e.g. recon's `uncertainty` */
 } mr_uq_input;
 
 /* y = model(x) (model NULL: y = x, the image itself is judged) and its SD (S, H, W) in x's units:
@@ -344,7 +359,9 @@ typedef struct {
  * networks with the unsampled-part channel read |F^-1[(1 - mask) F(y)]| from it (zeros, and a
  * warning, without one); noise_sd and coils: networks with a noise term add the reference's
  * noise (without noise_sd: the MAD noise of x and a warning; without coils: 1, Rician);
- * mask_difficulty: calibrate's factor per mask difficulty (mr_sigma_difficulty_factor). */
+ * mask_difficulty: calibrate's factor per mask difficulty (mr_sigma_difficulty_factor); input_sd:
+ * combined with the SD by networks with input-SD weights (mr_sigma_apply_input_sd; without it the
+ * network's SD alone, and a warning). */
 mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H, size_t W,
                         const void *model, const void *sigma, mr_uq_kind kind, int replicas,
                         uint64_t seed, const mr_uq_input *info, double *noise_est,

@@ -214,7 +214,9 @@ static mr_status denoise_run(void *state, mr_scan *scan)
         }
         if (s->uq != MR_UQ_NONE) st = mr_array_create(&sd, MR_FLOAT32, 3, a->dims);
         mr_uq_input info = {accel, src->method, src->mask1d, src->mask_len, src->noise_sd,
-                            src->coils, src->mask_difficulty};
+                            src->coils, src->mask_difficulty,
+                            src->uncertainty && mr_array_numel(src->uncertainty) == mr_array_numel(a)
+                                ? mr_array_f32(src->uncertainty) : NULL};
         if (st == MR_OK)
             st = mr_denoise_uq(mr_array_f32(out), sd ? mr_array_f32(sd) : NULL, mr_array_f32(a),
                                a->dims[0], a->dims[1], a->dims[2], s->model, s->sigma, s->uq,

@@ -220,6 +220,39 @@ mr_status mr_sigma_apply_calibrate_factors(float *sd, const float *y, size_t S, 
     return st;
 }
 
+#define INPUT_SD_LOG_MAX 6.907755278982137 /* log 1000 */
+
+double mr_sigma_log_sd_ratio(double v, double sd)
+{
+    double t = v > 0 && sd > 0 ? log(v / sd) : v > 0 ? INPUT_SD_LOG_MAX : -INPUT_SD_LOG_MAX;
+    return t < -INPUT_SD_LOG_MAX ? -INPUT_SD_LOG_MAX : t > INPUT_SD_LOG_MAX ? INPUT_SD_LOG_MAX : t;
+}
+
+static int method_index(const mr_nn_meta *M, const char *method)
+{
+    for (int i = 0; method && i < M->n_calibration_methods; i++)
+        if (!strcmp(M->calibration_methods[i], method)) return i;
+    return -1;
+}
+
+double mr_sigma_input_sd_weight(const void *sigma_model, const char *method)
+{
+    const mr_nn_meta *M = &((const mr_nn_model *)sigma_model)->meta;
+    int j = method_index(M, method);
+    return j >= 0 && j < M->n_input_sd ? M->input_sd[j][0] : 0;
+}
+
+void mr_sigma_apply_input_sd(float *sd, const float *v, size_t n, const void *sigma_model,
+                             const char *method, double scale)
+{
+    const mr_nn_meta *M = &((const mr_nn_model *)sigma_model)->meta;
+    int j = method_index(M, method);
+    if (j < 0 || j >= M->n_input_sd || !(M->input_sd[j][0] > 0) || !(scale > 0)) return;
+    double w = M->input_sd[j][0], k = M->input_sd[j][1];
+    for (size_t i = 0; i < n; i++)
+        sd[i] = (float)(sd[i] * k * exp(w * mr_sigma_log_sd_ratio((double)v[i] * scale, sd[i])));
+}
+
 mr_status mr_sigma_scale_for(double *scale, const void *sigma_model, const float *x, size_t S,
                              size_t H, size_t W, double *noise_out)
 {
@@ -348,6 +381,16 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
             mr_sigma_add_noise_term(sd, y, S, H * W, sigma, scale, ns,
                                     info->coils > 0 ? info->coils : 1, info->method);
             free(ns);
+        }
+        /* the input's own SD map (mrpipe calibrate's input-SD weights) */
+        if (mr_sigma_input_sd_weight(sigma, info->method) > 0) {
+            if (info->input_sd)
+                mr_sigma_apply_input_sd(sd, info->input_sd, n, sigma, info->method, scale);
+            else
+                MR_WARN("%s: the variance network combines its SD with the SD map of its input "
+                        "(%s; the `uncertainty` of `mrpipe recon --uncertainty model` .h5 "
+                        "outputs) and the input carries none: the network's SD alone (calibrated "
+                        "on average, ranks the errors less well)", what, info->method);
         }
         /* mrpipe calibrate's factors per relative noise level (the k-space noise only) and per
          * mask difficulty */
@@ -555,9 +598,82 @@ static mr_status fit_difficulty(mr_nn_meta *M, const mr_recal_image *im, size_t 
     return MR_OK;
 }
 
-mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim, size_t min_pixels,
-                               const char *source, char *text, size_t tsize)
+/* NLL(w) up to constants of the errors with the SD times exp(w t) k (k free): w mean(t) +
+ * 0.5 log mean(r^2 exp(-2 w t)), over the ratios of the images of input method `method` with t;
+ * f[i] = log of image i's old scale x noise x difficulty factors (t + f: log(v / SD before them)). */
+static double input_sd_nll(const mr_recal_image *im, size_t nim, const double *f, const char *method,
+                           double w, double *mean_t)
 {
+    double st = 0, sr = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < nim; i++) {
+        if (!im[i].t || !im[i].method || strcmp(im[i].method, method)) continue;
+        for (size_t q = 0; q < im[i].n; q++) {
+            double t = mr_sigma_log_sd_ratio(exp(im[i].t[q] + f[i]), 1);
+            st += t, sr += im[i].r[q] * im[i].r[q] * exp(-2 * w * t);
+        }
+        n += im[i].n;
+    }
+    if (mean_t) *mean_t = n ? st / (double)n : 0;
+    return n && sr > 0 ? w * st / (double)n + 0.5 * log(sr / (double)n) : 0;
+}
+
+/* The input-SD weights (meta.input_sd), per input method with images that carry t, by golden
+ * section on [0, 1] (the NLL is convex in w); *out receives a copy of the images with their
+ * ratios divided by the new SD's factor (caller frees out and out[i].r). */
+static mr_status fit_input_sd(mr_nn_meta *M, mr_recal_image **out, const mr_recal_image *im,
+                              size_t nim, const double *f, char *text, size_t tsize, size_t *o)
+{
+    mr_recal_image *c = calloc(nim ? nim : 1, sizeof *c);
+    if (!c) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    memcpy(c, im, nim * sizeof *c);
+    for (size_t i = 0; i < nim; i++) c[i].r = NULL;
+    *out = c;
+    for (int j = 0; j < M->n_calibration_methods; j++) {
+        const char *meth = M->calibration_methods[j];
+        double mt, lo = 0, hi = 1, g = 0.6180339887498949;
+        M->input_sd[j][0] = 0, M->input_sd[j][1] = 1;
+        if (input_sd_nll(im, nim, f, meth, 0, &mt) == 0) continue;
+        double a = hi - g * (hi - lo), b = lo + g * (hi - lo);
+        double fa = input_sd_nll(im, nim, f, meth, a, NULL), fb = input_sd_nll(im, nim, f, meth, b, NULL);
+        for (int it = 0; it < 30; it++) {
+            if (fa < fb) hi = b, b = a, fb = fa, a = hi - g * (hi - lo), fa = input_sd_nll(im, nim, f, meth, a, NULL);
+            else lo = a, a = b, fa = fb, b = lo + g * (hi - lo), fb = input_sd_nll(im, nim, f, meth, b, NULL);
+        }
+        double w = 0.5 * (lo + hi), n0 = input_sd_nll(im, nim, f, meth, 0, NULL);
+        double nw = input_sd_nll(im, nim, f, meth, w, NULL);
+        if (!(nw < n0)) w = 0, nw = n0;
+        M->input_sd[j][0] = w, M->input_sd[j][1] = exp(-w * mt);
+        if (*o < tsize)
+            *o += (size_t)snprintf(text + *o, tsize - *o, "%s%s w %.3f k %.4g (NLL %.4f, without "
+                                   "%.4f)", j && M->n_input_sd ? ", " : "; input SD weights: ",
+                                   meth, w, M->input_sd[j][1], nw + 0.5 * log(2 * M_PI) + 0.5, n0 +
+                                   0.5 * log(2 * M_PI) + 0.5);
+        M->n_input_sd = M->n_calibration_methods;
+    }
+    mr_status st = MR_OK;
+    for (size_t i = 0; i < nim && st == MR_OK; i++) {
+        double *r = malloc((im[i].n ? im[i].n : 1) * sizeof *r);
+        if (!r) {
+            st = mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+            break;
+        }
+        int j = method_index(M, im[i].method);
+        double w = j >= 0 && j < M->n_input_sd && im[i].t ? M->input_sd[j][0] : 0;
+        for (size_t q = 0; q < im[i].n; q++)
+            r[q] = w > 0 ? im[i].r[q] / (M->input_sd[j][1] *
+                                         exp(w * mr_sigma_log_sd_ratio(exp(im[i].t[q] + f[i]), 1)))
+                         : im[i].r[q];
+        c[i].r = r;
+    }
+    return st;
+}
+
+mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im_in, size_t nim,
+                               size_t min_pixels, const char *source, char *text, size_t tsize)
+{
+    const mr_recal_image *im = im_in;
+    mr_recal_image *im_own = NULL; /* the images with the input-SD weights applied */
     mr_nn_model *m = sigma;
     mr_nn_meta *M = &m->meta;
     static const char *const kinds[2] = {"random", "equispaced"};
@@ -608,11 +724,21 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim
         old_dd[i] = difficulty_kind(M, im[i].mask_kind, im[i].accel, im[i].difficulty);
         nd[i] = dd[i] = 1;
     }
-    const mr_nn_meta orig = *M;
     mr_status st = MR_OK;
     double cov[3] = {0, 0, 0}, c;
     int used;
     size_t np;
+    /* the input-SD weights, fitted once: a network that has them made its SD maps with them */
+    char itext[512] = "";
+    size_t io = 0;
+    int any_t = 0;
+    for (size_t i = 0; i < nim; i++) any_t |= im[i].t != NULL && im[i].method != NULL;
+    if (any_t && M->n_input_sd == 0 && M->n_calibration_methods > 0) {
+        for (size_t i = 0; i < nim; i++) div[i] = log(old_eff[i] * old_nf[i] * old_dd[i]);
+        st = fit_input_sd(M, &im_own, im, nim, div, itext, sizeof itext, &io);
+        im = im_own;
+    }
+    const mr_nn_meta orig = *M;
     /* the group factors, the noise factors and the difficulty factors fitted in turn
      * (backfitting: each on the ratios divided by the others' current change), from the original
      * scales each round */
@@ -690,6 +816,12 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im, size_t nim
     if (st == MR_OK && (st = group_factor(&c, &used, &np, cov, im, nim, div, M, -1, 0, NULL, 1)) == MR_OK)
         M->calibration_scale = orig.calibration_scale * c;
     free(old_eff), free(old_nf), free(old_dd), free(nd), free(dd), free(div);
+    for (size_t i = 0; im_own && i < nim; i++) free((void *)im_own[i].r);
+    free(im_own);
+    if (st == MR_OK && itext[0]) {
+        size_t l = strlen(text);
+        snprintf(text + l, tsize - l, "%s", itext);
+    }
     if (st == MR_OK) {
         size_t l = strlen(M->calibration);
         snprintf(M->calibration + l, sizeof M->calibration - l, "%s%s", l ? "; " : "", text);

@@ -15,7 +15,9 @@
 #
 # usage: scripts/calibrate_sigma.sh KIND NETWORK OUT [WORKDIR]
 #   KIND: zf | sense | cs-l1 | cs-tv (recon --method M --uncertainty model) | sense-bootstrap |
-#         cs-l1-bootstrap | cs-tv-bootstrap (--uncertainty bootstrap) | artefact (models/artefact.h5 on zf and cs-l1 images: denoise --accel R)
+#         cs-l1-bootstrap | cs-tv-bootstrap (--uncertainty bootstrap) | artefact (models/artefact.h5
+#         on zf and cs-l1 images made with their own SD maps, recon --uncertainty model: denoise
+#         --accel R; calibrate also fits the input-SD weights of a network that has none)
 # env: MRPIPE (build/mrpipe), SEEDS (100..115: 16 draws per acceleration and mask kind),
 #      NOISES ("0.002 0.0063 0.02"), SLICES (the slab's middle 12, "66:78")
 set -euo pipefail
@@ -28,7 +30,7 @@ SLICES=${SLICES:-66:78}
 NOISES=${NOISES:-"0.002 0.0063 0.02"}
 mkdir -p "$WORK"
 LIST=$WORK/images.csv
-echo "reference,image,uncertainty,accel,mask,method" > "$LIST"
+echo "reference,image,uncertainty,accel,mask,method,input_uncertainty" > "$LIST"
 case $KIND in
 cs-l1 | sense | cs-tv | zf) METHOD=$KIND UQ=model ;;
 sense-bootstrap | cs-l1-bootstrap | cs-tv-bootstrap) METHOD=${KIND%-bootstrap} UQ=bootstrap ;;
@@ -57,13 +59,15 @@ for s in $SEEDS; do
             if [ "$KIND" = artefact ]; then
                 for src in zf cs-l1; do
                     img=$WORK/${src}_$tag.h5
+                    # the input's own SD map (its method's variance network): calibrate fits
+                    # the weight of the artefact SD's combination with it per input method
                     [ -f "$img" ] || "$MRPIPE" -q recon --input "$k" --output "$img" \
-                        --method "$src" "${mask[@]}"
+                        --method "$src" "${mask[@]}" --uncertainty model
                     out=$WORK/art_${src}_$tag.h5
                     "$MRPIPE" -q denoise --input "$img" --output "$out" \
                         --model "$ROOT/models/artefact.h5" --uncertainty model \
                         --uncertainty-model "$NET" --accel "$R"
-                    echo "$k:reconstruction_rss,$out,,$R,$mk,$src" >> "$LIST"
+                    echo "$k:reconstruction_rss,$out,,$R,$mk,$src,$img:uncertainty" >> "$LIST"
                 done
             else
                 out=$WORK/${METHOD}_${UQ}_$tag.h5

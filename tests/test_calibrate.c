@@ -63,7 +63,7 @@ static void test_factors_per_kind(void)
            e8 = mr_sigma_scale_full(m, NULL, eq, 256, 8);
     const size_t n = 200000;
     double *a = ratios(n, 1.3, 1), *b = ratios(n, 0.9, 2);
-    mr_recal_image im[2] = {{a, n, 4, "random", "cs-l1", 0, 0}, {b, n, 4.2, "equispaced", NULL, 0, 0}};
+    mr_recal_image im[2] = {{a, n, 4, "random", "cs-l1", 0, 0, NULL}, {b, n, 4.2, "equispaced", NULL, 0, 0, NULL}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 2, 1000, "synthetic", text, sizeof text),
                           MR_OK);
@@ -92,7 +92,7 @@ static void test_factors_per_kind(void)
     /* again on the recalibrated network: its SDs are a factor 1.3 larger now, so the same errors
      * ask for 1.0 (the kind's scale composes with what the SD was made with) */
     double *a2 = ratios(n, 1.0, 3);
-    mr_recal_image im2[1] = {{a2, n, 4, "random", NULL, 0, 0}};
+    mr_recal_image im2[1] = {{a2, n, 4, "random", NULL, 0, 0, NULL}};
     double before = mr_sigma_scale_full(q, NULL, rnd, 256, 4);
     CU_ASSERT_EQUAL(mr_sigma_recalibrate(q, im2, 1, 1000, NULL, text, sizeof text), MR_OK);
     CU_ASSERT(fabs(mr_sigma_scale_full(q, NULL, rnd, 256, 4) / before - 1) < 0.015);
@@ -112,7 +112,7 @@ static void test_factors_per_method(void)
     double z4 = mr_sigma_scale_full(m, "zf", rnd, 256, 4), c4 = mr_sigma_scale_full(m, "cs-l1", rnd, 256, 4);
     const size_t n = 200000;
     double *a = ratios(n, 1.2, 4), *b = ratios(n, 0.8, 5);
-    mr_recal_image im[2] = {{a, n, 4, "random", "zf", 0, 0}, {b, n, 4, "random", "cs-l1", 0, 0}};
+    mr_recal_image im[2] = {{a, n, 4, "random", "zf", 0, 0, NULL}, {b, n, 4, "random", "cs-l1", 0, 0, NULL}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 2, 1000, NULL, text, sizeof text), MR_OK);
     fprintf(stderr, "%s\n", text);
@@ -146,8 +146,8 @@ static void test_difficulty_factors(void)
         d[i] = 0.8 * pow(1.45 / 0.8, i / (N - 1.0)); /* 0.8 .. 1.45 */
         r[i] = ratios(n, 1.1 * d[i], 100 + (unsigned)i);
         r[N + i] = ratios(n, 0.9, 200 + (unsigned)i);
-        im[i] = (mr_recal_image){r[i], n, 4, "random", NULL, 0, d[i]};
-        im[N + i] = (mr_recal_image){r[N + i], n, 4, "equispaced", NULL, 0, d[i]};
+        im[i] = (mr_recal_image){r[i], n, 4, "random", NULL, 0, d[i], NULL};
+        im[N + i] = (mr_recal_image){r[N + i], n, 4, "equispaced", NULL, 0, d[i], NULL};
     }
     double r4 = mr_sigma_scale_full(m, NULL, rnd, 256, 4), e4 = mr_sigma_scale_full(m, NULL, eq, 256, 4);
     char text[2048];
@@ -194,7 +194,7 @@ static void test_difficulty_factors(void)
         double f = mr_sigma_scale_full(q, NULL, rnd, 256, 4) / r4 *
                    mr_sigma_difficulty_factor(q, rnd, 256, 4, d[i]);
         r2[i] = ratios(n, 1.1 * d[i] / f, 300 + (unsigned)i);
-        im2[i] = (mr_recal_image){r2[i], n, 4, "random", NULL, 0, d[i]};
+        im2[i] = (mr_recal_image){r2[i], n, 4, "random", NULL, 0, d[i], NULL};
     }
     double before[N];
     for (int i = 0; i < N; i++)
@@ -216,6 +216,103 @@ static void test_difficulty_factors(void)
     mr_nn_model_destroy(m), mr_nn_model_destroy(q);
 }
 
+/* Input SD maps: images of the artefact network (zf and cs-l1 inputs) whose errors have SD
+ * a (v scale)^w* with v the input's own SD map (log-uniform over e^+-1.5) and the network's SD 1:
+ * calibrate, given t = log(v / SD), recovers w* per input method (0.6, 0.3); the combined SD
+ * (mr_sigma_apply_input_sd) then covers 90 % in each third of v (without it the low third
+ * over-covers and the high third under-covers); the weights are written and read back, kept by
+ * a second recalibration (the SD maps were made with them), and a corrupt attribute is refused. */
+static void test_input_sd(void)
+{
+    mr_nn_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/artefact_sigma.h5"), NULL),
+                          MR_OK);
+    m->meta.n_input_sd = 0; /* a network that does not combine yet */
+    float rnd[256];
+    mask_cols(rnd, 256, MR_MASK_RANDOM, 4);
+    enum { N = 8 };
+    const size_t n = 60000;
+    const char *meth[2] = {"zf", "cs-l1"};
+    const double wt[2] = {0.6, 0.3};
+    double *r[N], *t[N], old[2];
+    float *v[N];
+    mr_recal_image im[N];
+    for (int k = 0; k < 2; k++) old[k] = mr_sigma_scale_full(m, meth[k], rnd, 256, 4);
+    for (int i = 0; i < N; i++) {
+        int k = i % 2;
+        mr_test_rng g;
+        mr_test_rng_init(&g, 500 + (unsigned)i);
+        r[i] = malloc(n * sizeof *r[i]), t[i] = malloc(n * sizeof *t[i]), v[i] = malloc(n * sizeof *v[i]);
+        for (size_t q = 0; q < n; q++) {
+            double lv = 3 * mr_test_randu(&g) - 1.5;
+            v[i][q] = (float)exp(lv);
+            t[i][q] = mr_sigma_log_sd_ratio(v[i][q], 1);
+            r[i][q] = fabs(1.1 * pow(v[i][q] * old[k], wt[k]) * mr_test_randn(&g));
+        }
+        im[i] = (mr_recal_image){r[i], n, 4, "random", meth[k], 0, 0, t[i]};
+    }
+    char text[2048];
+    CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, N, 1000, NULL, text, sizeof text), MR_OK);
+    fprintf(stderr, "%s\n", text);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "input SD weights"));
+    CU_ASSERT_EQUAL(m->meta.n_input_sd, 2);
+    for (int k = 0; k < 2; k++) {
+        double w = mr_sigma_input_sd_weight(m, meth[k]);
+        fprintf(stderr, "input %s: w %.4f (%.1f), k %.4f\n", meth[k], w, wt[k], m->meta.input_sd[k][1]);
+        CU_ASSERT(fabs(w - wt[k]) < 0.02);
+    }
+    CU_ASSERT_EQUAL(mr_sigma_input_sd_weight(m, "sense"), 0);
+    CU_ASSERT_EQUAL(mr_sigma_input_sd_weight(m, NULL), 0);
+    /* each third of v covered at 90 %, with and (as a contrast) without the combination */
+    float *sd = malloc(n * sizeof *sd);
+    for (int k = 0; k < 2; k++) {
+        double sc = mr_sigma_scale_full(m, meth[k], rnd, 256, 4);
+        size_t in[2][3] = {{0}}, tot[3] = {0};
+        for (int i = k; i < N; i += 2) {
+            for (size_t q = 0; q < n; q++) sd[q] = (float)(sc / old[k]); /* SD 1 as made, new scale */
+            for (int with = 0; with < 2; with++) {
+                if (with) mr_sigma_apply_input_sd(sd, v[i], n, m, meth[k], sc);
+                for (size_t q = 0; q < n; q++) {
+                    int b = t[i][q] < -0.5 ? 0 : t[i][q] < 0.5 ? 1 : 2;
+                    in[with][b] += r[i][q] <= 1.6448536 * sd[q];
+                    tot[b] += !with;
+                }
+            }
+        }
+        for (int b = 0; b < 3; b++) {
+            double c0 = 100.0 * in[0][b] / tot[b], c1 = 100.0 * in[1][b] / tot[b];
+            fprintf(stderr, "input %s, third %d of v: coverage at 90 %% %.2f (without %.2f)\n",
+                    meth[k], b, c1, c0);
+            CU_ASSERT(fabs(c1 - 90) < 1.5);
+            if (b == 0) CU_ASSERT(c0 > 93);
+            if (b == 2) CU_ASSERT(c0 < 87);
+        }
+    }
+    free(sd);
+    /* written and read back; kept by a second recalibration */
+    const char *p = mr_test_path("recal_input_sd.h5");
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, p), MR_OK);
+    mr_nn_model *q = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&q, p, NULL), MR_OK);
+    CU_ASSERT_EQUAL(q->meta.n_input_sd, 2);
+    for (int k = 0; k < 2; k++)
+        CU_ASSERT_DOUBLE_EQUAL(mr_sigma_input_sd_weight(q, meth[k]), mr_sigma_input_sd_weight(m, meth[k]), 1e-12);
+    CU_ASSERT_EQUAL(mr_sigma_recalibrate(q, im, N, 1000, NULL, text, sizeof text), MR_OK);
+    CU_ASSERT_PTR_NULL(strstr(text, "input SD weights"));
+    for (int k = 0; k < 2; k++)
+        CU_ASSERT_DOUBLE_EQUAL(mr_sigma_input_sd_weight(q, meth[k]), mr_sigma_input_sd_weight(m, meth[k]), 1e-12);
+    /* a corrupt attribute is refused, naming it */
+    CU_ASSERT_EQUAL(mr_test_sh("%s -c \"import h5py; f = h5py.File('%s', 'a'); "
+                               "f.attrs['calibration_input_sd'] = [1.5, 1.0, 0.5, 1.0]\"",
+                               "/usr/bin/python3", p), 0);
+    mr_nn_model *bad = NULL;
+    CU_ASSERT_EQUAL(mr_nn_model_load(&bad, p, NULL), MR_ERR_INPUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "calibration_input_sd"));
+    mr_error_clear();
+    for (int i = 0; i < N; i++) free(r[i]), free(t[i]), free(v[i]);
+    mr_nn_model_destroy(m), mr_nn_model_destroy(q);
+}
+
 /* Two relative noise levels, errors 0.9 and 1.2 times the SD: factors per level, composed with the
  * kind's scale, interpolated in log between and constant outside; written and read back; applied
  * per slice by mr_sigma_apply_noise_factors (a slice without a noise estimate left alone). */
@@ -230,8 +327,8 @@ static void test_noise_factors(void)
     const size_t n = 200000;
     double *a = ratios(n, 0.9, 7), *b = ratios(n, 1.2, 8), *c = ratios(n, 1.2, 9);
     /* the 0.04 level in two images 5 % apart: one bin */
-    mr_recal_image im[3] = {{a, n, 4, "random", NULL, 0.01, 0}, {b, n, 4, "random", NULL, 0.04, 0},
-                            {c, n, 4, "random", NULL, 0.042, 0}};
+    mr_recal_image im[3] = {{a, n, 4, "random", NULL, 0.01, 0, NULL}, {b, n, 4, "random", NULL, 0.04, 0, NULL},
+                            {c, n, 4, "random", NULL, 0.042, 0, NULL}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 3, 1000, NULL, text, sizeof text), MR_OK);
     fprintf(stderr, "%s\n", text);
@@ -273,7 +370,7 @@ static void test_errors(void)
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/denoiser_blind_sigma.h5"), NULL),
                           MR_OK);
-    mr_recal_image im = {a, n, 4, "random", NULL, 0, 0};
+    mr_recal_image im = {a, n, 4, "random", NULL, 0, 0, NULL};
     CU_ASSERT_EQUAL(mr_sigma_recalibrate(m, &im, 1, 100, NULL, text, sizeof text), MR_ERR_INPUT);
     CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "no scales per acceleration"));
     mr_nn_model_destroy(m);
@@ -419,6 +516,8 @@ int main(void)
          test_noise_factors},
         {"recalibration per mask difficulty: slopes, per-volume coverage, clamps, file, again",
          test_difficulty_factors},
+        {"input SD maps: weights per input method, coverage per third of v, file, kept, corrupt",
+         test_input_sd},
         {"recalibration errors: no per-R scales, unknown kind, R < 1, too few pixels", test_errors},
         {"mrpipe calibrate on cs-l1 reconstructions: 90 % covered after; bad lists", test_cli},
         {NULL, NULL},

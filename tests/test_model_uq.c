@@ -543,6 +543,61 @@ static void test_unsampled_variance(void)
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
 }
 
+/* A variance network with input-SD weights (mrpipe calibrate) on a zf reconstruction made with its
+ * own SD map (recon --uncertainty model): denoise reads the input's `uncertainty` and multiplies
+ * the network's SD by k (v scale / SD)^w, so that log(SD_with / SD_without) - w log v +
+ * w log SD_without is the same in every pixel of a slice; the same input without its map gets the
+ * network's SD alone and a warning naming the method; the image itself does not change. */
+static void test_input_sd_denoise(void)
+{
+    if (!have_data()) return;
+    mr_nn_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/artefact_sigma.h5"), NULL),
+                          MR_OK);
+    CU_ASSERT_EQUAL_FATAL(m->meta.n_calibration_methods, 2);
+    m->meta.n_input_sd = 2;
+    m->meta.input_sd[0][0] = 0.5, m->meta.input_sd[0][1] = 1.1; /* zf */
+    m->meta.input_sd[1][0] = 0.3, m->meta.input_sd[1][1] = 0.9; /* cs-l1 */
+    char sp[4200];
+    snprintf(sp, sizeof sp, "%s", mr_test_path("isd_sigma.h5"));
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, sp), MR_OK);
+    mr_nn_model_destroy(m);
+    const char *k = mr_test_path("isd_k.h5"), *zf = mr_test_path("isd_zf.h5");
+    CU_ASSERT_FATAL(mr_test_sh("%s -q simulate --input " TEMPLATES "/ch2.nii.gz --output %s "
+                               "--coils 4 --slices 96:98 --matrix 96,80 --seed 1 --noise 0.005 && "
+                               "%s -q recon --input %s --output %s --method zf --mask random "
+                               "--accel 4 --uncertainty model", mr_test_bin(), k, mr_test_bin(), k,
+                               zf) == 0);
+    int rc = mr_test_sh("cd %s && %s denoise --input isd_zf.h5 --output isd_a.h5 --model %s "
+                        "--uncertainty-model %s --accel 4", mr_test_tmpdir(), mr_test_bin(),
+                        mr_test_src("models/artefact.h5"), sp);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "the input's SD map read"));
+    CU_ASSERT_PTR_NULL(strstr(mr_test_output(), "carries none"));
+    /* the same file without its SD map */
+    rc = mr_test_sh("cd %s && cp isd_zf.h5 isd_zf2.h5 && %s -c \"import h5py\n"
+                    "del h5py.File('isd_zf2.h5', 'a')['uncertainty']\n\" && "
+                    "%s denoise --input isd_zf2.h5 --output isd_b.h5 --model %s "
+                    "--uncertainty-model %s --accel 4", mr_test_tmpdir(), mr_test_python(),
+                    mr_test_bin(), mr_test_src("models/artefact.h5"), sp);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "carries none"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "(zf;"));
+    rc = mr_test_sh("cd %s && %s -c \"import h5py, numpy as np\n"
+                    "a, b, z = h5py.File('isd_a.h5'), h5py.File('isd_b.h5'), h5py.File('isd_zf.h5')\n"
+                    "assert np.array_equal(a['reconstruction'][()], b['reconstruction'][()])\n"
+                    "sa, sb, v = a['uncertainty'][()], b['uncertainty'][()], z['uncertainty'][()]\n"
+                    "assert np.isfinite(sa).all() and sa.min() > 0 and v.min() > 0\n"
+                    "assert np.abs(np.log(sa / sb)).max() > 0.05\n"
+                    "for s in range(sa.shape[0]):\n"
+                    "    c = np.log(sa[s] / sb[s]) - 0.5 * np.log(v[s]) + 0.5 * np.log(sb[s])\n"
+                    "    print('slice', s, 'spread', np.ptp(c))\n"
+                    "    assert np.ptp(c) < 2e-3, np.ptp(c)\n\"",
+                    mr_test_tmpdir(), mr_test_python());
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) fprintf(stderr, "%s\n", mr_test_output());
+}
+
 /* mr_sigma_fit_noise_term recovers (b, f) relative to a from draws e ~ N(0, a^2 sd^2 + b^2 s^2 +
  * f^2 fl^2); the floor is sqrt(y^2 + 2 C s^2) - |y|; mr_sigma_add_noise_term adds the term at the
  * given scale and leaves slices without a noise estimate (and networks without a term) alone. */
@@ -710,6 +765,8 @@ int main(void)
         {"a 3-channel variance network reads the input's sampling mask; per-method scales",
          test_unsampled_variance},
         {"synthetic training volumes from label atlases", test_synthetic_volumes},
+        {"input-SD weights: denoise combines with the input's SD map, warns without it",
+         test_input_sd_denoise},
         {"a tiny artefact-model run (bank, preview, record); degradation config errors",
          test_tiny_artefact_training},
         {NULL, NULL},
