@@ -210,6 +210,15 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
             ok &= put_num(f, "calibration_mask_difficulty", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v,
                           (hsize_t)k) >= 0;
         }
+        if (M->has_ghost && M->n_calibration_masks > 0 && M->n_calibration_accel > 0) {
+            double v[32];
+            int k = 0;
+            for (int i = 0; i < M->n_calibration_masks; i++)
+                for (int j = 0; j < M->n_calibration_accel; j++)
+                    v[k++] = M->ghost[i][j][0], v[k++] = M->ghost[i][j][1];
+            ok &= put_num(f, "calibration_mask_ghost_phase", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v,
+                          (hsize_t)k) >= 0;
+        }
         if (M->n_feature_weights > 0)
             ok &= put_num(f, "calibration_feature_weights", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->feature_weights, (hsize_t)M->n_feature_weights) >= 0;
@@ -657,6 +666,19 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
                 for (int j = 0; j < m->meta.n_calibration_accel; j++, k += 2)
                     m->meta.difficulty[i][j][0] = v[k], m->meta.difficulty[i][j][1] = v[k + 1];
             m->meta.has_difficulty = nd > 0;
+            TRY(get_nums(f, path, "calibration_mask_ghost_phase", v, 32, &nd, 0));
+            ok = nd == 0 || (nd == want && want > 0);
+            for (int i = 0; ok && i < nd; i++) ok = isfinite(v[i]) && fabs(v[i]) < 100;
+            if (!ok) {
+                st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'calibration_mask_ghost_phase': "
+                                  "expected %d finite values (centre, slope per mask kind and "
+                                  "calibration acceleration), found %d", path, want, nd);
+                goto fail;
+            }
+            for (int i = 0, k = 0; nd && i < m->meta.n_calibration_masks; i++)
+                for (int j = 0; j < m->meta.n_calibration_accel; j++, k += 2)
+                    m->meta.ghost[i][j][0] = v[k], m->meta.ghost[i][j][1] = v[k + 1];
+            m->meta.has_ghost = nd > 0;
         }
         TRY(get_nums(f, path, "calibration_feature_weights", m->meta.feature_weights, 4, &nn, 0));
         ok = nn == 0 || nn == 4;

@@ -222,6 +222,10 @@ typedef struct {
                                    * of calibration_masks, acceleration): */
     double difficulty[4][4][2];   /* [kind][i] {c, b}: the SD times exp(b (log d - c)), d the
                                    * volume's mask difficulty (mr_mask_difficulty) */
+    int has_ghost;                /* 1: factors per ghost phase too (mrpipe calibrate): */
+    double ghost[4][4][2];        /* [kind][i] {c, b}: the SD times exp(b (log rho - c)), rho the
+                                   * mask's in-phase aliasing share (mr_mask_ghost_phase); the
+                                   * product with the difficulty factor clamped as it is */
     int n_feature_weights;        /* 0, or 4: the SD refitted on image features (calibration set):
                                    * log SD = w0 + w1 log(net SD + e) + w2 log(G|y - x| + e)
                                    * + w3 log(G|grad y| + e) + (1 - w1 - w2 - w3) log(level) */

@@ -6,6 +6,7 @@
 #include "mr_io.h"
 #include "mr_nn.h"
 #include "mr_pipeline.h"
+#include "mr_recon.h"
 #include "mr_train.h"
 
 #include <math.h>
@@ -160,11 +161,11 @@ static mr_status grow(image_set *s)
  * (mr_sigma_noise_factor): the mean over slices of its coil noise SD (attribute mrpipe_noise_sd, as
  * recon writes and denoise keeps it) over the 99.5th percentile of the image; *difficulty its
  * mask difficulty (attribute mrpipe_mask_difficulty, mr_mask_difficulty); 0 when the file has none. */
-static void image_attrs(double *rel, double *difficulty, const char *spec, const float *img, size_t n,
-                        size_t S)
+static void image_attrs(double *rel, double *difficulty, int *has_ghost, double *ghost,
+                        const char *spec, const float *img, size_t n, size_t S)
 {
     char h5[4200];
-    *rel = *difficulty = 0;
+    *rel = *difficulty = 0, *has_ghost = 0, *ghost = 0;
     snprintf(h5, sizeof h5, "%s", spec);
     char *colon = strrchr(h5, ':');
     if (colon && !strchr(colon, '/')) *colon = 0;
@@ -189,6 +190,15 @@ static void image_attrs(double *rel, double *difficulty, const char *spec, const
         d > 0 && d < 100)
         *difficulty = d;
     mr_error_clear();
+    /* its sampling mask's ghost phase (mr_mask_ghost_phase) */
+    const mr_fastmri_info *fi = mr_fastmri_get_info(f);
+    float *mask = fi->has_mask && fi->mask_len >= 2 ? malloc(fi->mask_len * sizeof *mask) : NULL;
+    double rho;
+    if (mask && mr_fastmri_read_mask(f, mask) == MR_OK &&
+        mr_mask_ghost_phase(&rho, mask, fi->mask_len) == MR_OK)
+        *has_ghost = 1, *ghost = log(rho > 1e-3 ? rho : 1e-3);
+    mr_error_clear();
+    free(mask);
     free(v);
     mr_fastmri_close(f);
 }
@@ -291,11 +301,14 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
         snprintf(s->kind[j], sizeof s->kind[0], "%s", f[4]);
         snprintf(s->method[j], sizeof s->method[0], "%s", f[5]);
         /* names set by read_list */
-        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL, 0, 0, t};
-        image_attrs(&s->im[j].rel_noise, &s->im[j].difficulty, img_p, pi, n, img->dims[0]);
+        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL, 0, 0, t, 0, 0};
+        image_attrs(&s->im[j].rel_noise, &s->im[j].difficulty, &s->im[j].has_ghost,
+                    &s->im[j].ghost, img_p, pi, n, img->dims[0]);
         MR_INFO("%s: %s: %zu foreground pixels, R %g, %s mask%s%s, relative noise %.3g, mask "
-                "difficulty %.4g%s%s", where, d2, cnt, R, f[4], *f[5] ? ", input " : "", f[5],
-                s->im[j].rel_noise, s->im[j].difficulty, t ? ", input SD map " : "", t ? d4 : "");
+                "difficulty %.4g, ghost phase %.3f%s%s", where, d2, cnt, R, f[4],
+                *f[5] ? ", input " : "", f[5], s->im[j].rel_noise, s->im[j].difficulty,
+                s->im[j].has_ghost ? exp(s->im[j].ghost) : 0, t ? ", input SD map " : "",
+                t ? d4 : "");
     } else
         free(r), free(t);
     mr_array_destroy(ref), mr_array_destroy(img), mr_array_destroy(sd), mr_array_destroy(isd);

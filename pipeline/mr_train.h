@@ -277,8 +277,10 @@ mr_status mr_sigma_rel_noise_level(double *level, const float *y, size_t n);
  * acceleration R has difficulty d (mr_mask_difficulty; .h5 attribute mrpipe_mask_difficulty):
  * exp(b (log d - c)) with mrpipe calibrate's centre c and slope b for that kind (interpolated
  * linear in log R, constant outside), within [MR_DIFFICULTY_MIN, MR_DIFFICULTY_MAX]; 1 without
- * them, without a mask of known kind or for d <= 0. The mask draw moves a volume's coverage by up
- * to 20 points at 4x (docs/uncertainty.md, "Mask difficulty"). */
+ * them, without a mask of known kind or for d <= 0; times, for networks calibrated so, the ghost
+ * phase factor exp(b' (log rho - c')) (rho = mr_mask_ghost_phase of the mask), the product within
+ * the same bounds. The mask draw moves a volume's coverage by up to 20 points at 4x
+ * (docs/uncertainty.md, "Mask difficulty", "Ghost phase"). */
 #define MR_DIFFICULTY_MIN 0.5
 #define MR_DIFFICULTY_MAX 2.0
 double mr_sigma_difficulty_factor(const void *sigma, const float *mask, size_t mask_len,
@@ -308,6 +310,8 @@ typedef struct {
     double difficulty; /* its mask difficulty (mr_mask_difficulty), 0: unknown */
     const double *t;   /* NULL, or per ratio log(input SD / SD) (mr_sigma_log_sd_ratio): the SD map
                         * of the image the network judged, for the input-SD weights */
+    int has_ghost;     /* 1: ghost is known */
+    double ghost;      /* log of its mask's in-phase aliasing share (mr_mask_ghost_phase) */
 } mr_recal_image;
 /* Split-conformal recalibration of an undersampling variance network (n_calibration_accel >= 2)
  * on images made through the deployment path: per calibration acceleration i with images (nearest

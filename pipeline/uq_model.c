@@ -153,27 +153,49 @@ double mr_sigma_scale_full(const void *sigma_model, const char *method, const fl
     return scale_kind(sigma_model, method, mask_kind_name(mask, mask_len), accel);
 }
 
-/* mr_sigma_difficulty_factor with the mask kind by name (NULL: unknown). */
-static double difficulty_kind(const mr_nn_meta *M, const char *kind, double accel, double d)
+/* mr_sigma_difficulty_factor with the mask kind by name (NULL: unknown), d the difficulty (<= 0:
+ * unknown) and lg the log of the ghost phase (NAN: unknown). */
+static double difficulty_kind(const mr_nn_meta *M, const char *kind, double accel, double d,
+                              double lg)
 {
     int n = M->n_calibration_accel;
-    if (!M->has_difficulty || !kind || !(d > 0) || !(accel >= 1) || n < 2) return 1;
+    if ((!M->has_difficulty && !M->has_ghost) || !kind || !(accel >= 1) || n < 2) return 1;
     for (int i = 0; i < M->n_calibration_masks; i++)
         if (!strcmp(M->calibration_masks[i], kind)) {
-            double c[4], b[4];
-            for (int j = 0; j < n; j++) c[j] = M->difficulty[i][j][0], b[j] = M->difficulty[i][j][1];
-            double f = exp(interp_log(M->calibration_accel, b, n, accel) *
-                           (log(d) - interp_log(M->calibration_accel, c, n, accel)));
+            double c[4], b[4], e = 0;
+            if (M->has_difficulty && d > 0) {
+                for (int j = 0; j < n; j++) c[j] = M->difficulty[i][j][0], b[j] = M->difficulty[i][j][1];
+                e += interp_log(M->calibration_accel, b, n, accel) *
+                     (log(d) - interp_log(M->calibration_accel, c, n, accel));
+            }
+            if (M->has_ghost && isfinite(lg)) {
+                for (int j = 0; j < n; j++) c[j] = M->ghost[i][j][0], b[j] = M->ghost[i][j][1];
+                e += interp_log(M->calibration_accel, b, n, accel) *
+                     (lg - interp_log(M->calibration_accel, c, n, accel));
+            }
+            double f = exp(e);
             return f < MR_DIFFICULTY_MIN ? MR_DIFFICULTY_MIN : f > MR_DIFFICULTY_MAX ? MR_DIFFICULTY_MAX : f;
         }
     return 1;
 }
 
+/* log of the mask's ghost phase (NAN: no mask or none to tell) */
+static double log_ghost(const float *mask, size_t mask_len)
+{
+    double rho;
+    if (!mask || mask_len < 2 || mr_mask_ghost_phase(&rho, mask, mask_len) != MR_OK) {
+        mr_error_clear();
+        return NAN;
+    }
+    return log(rho > 1e-3 ? rho : 1e-3);
+}
+
 double mr_sigma_difficulty_factor(const void *sigma_model, const float *mask, size_t mask_len,
                                   double accel, double difficulty)
 {
-    return difficulty_kind(&((const mr_nn_model *)sigma_model)->meta,
-                           mask_kind_name(mask, mask_len), accel, difficulty);
+    const mr_nn_meta *M = &((const mr_nn_model *)sigma_model)->meta;
+    return difficulty_kind(M, mask_kind_name(mask, mask_len), accel, difficulty,
+                           M->has_ghost ? log_ghost(mask, mask_len) : NAN);
 }
 
 double mr_sigma_noise_factor(const void *sigma_model, double rel_noise)
@@ -548,53 +570,93 @@ static mr_status fit_noise_factors(mr_nn_model *m, const mr_recal_image *im, siz
     return st;
 }
 
-/* The mask-difficulty factors (mr_sigma_difficulty_factor): per (mask kind kidx[k], calibration
- * acceleration) with at least 6 images of known difficulty d_i (mr_mask_difficulty), each
- * image's own split-conformal factor f_i on its ratios over div[i] (the change of its scale and
- * noise factor so far); the line log f_i = a + b (log d_i - c), c the mean of log d_i, by least
- * squares, b kept within [0, 2] (more energy missed cannot mean smaller errors; 2 bounds what 16
- * draws can tell). */
+#define GHOST(im) ((im)->has_ghost ? (im)->ghost : NAN)
+
+/* The mask-difficulty and ghost-phase factors (mr_sigma_difficulty_factor): per (mask kind
+ * kidx[k], calibration acceleration) with at least 6 images of known difficulty d_i
+ * (mr_mask_difficulty), each image's own split-conformal factor f_i on its ratios over div[i] (the
+ * change of its scale and noise factor so far); by least squares the plane log f_i = a +
+ * b (log d_i - c) + b' (log rho_i - c') over the images that also know their ghost phase rho_i
+ * (mr_mask_ghost_phase; the line in log d alone when fewer than 6 do or rho does not vary), c and c'
+ * the means; b and b' kept within [0, 2] (more energy missed, or more of the aliasing in phase with
+ * the image, cannot mean smaller errors; 2 bounds what 16 draws can tell), the other slope refitted
+ * when one is clamped. */
+static void fit_plane(double *b1, double *b2, const double *x1, const double *x2, const double *y,
+                      size_t n, int two)
+{
+    double s11 = 0, s22 = 0, s12 = 0, s1y = 0, s2y = 0;
+    for (size_t i = 0; i < n; i++) {
+        s11 += x1[i] * x1[i], s1y += x1[i] * y[i];
+        if (two) s22 += x2[i] * x2[i], s12 += x1[i] * x2[i], s2y += x2[i] * y[i];
+    }
+    double det = s11 * s22 - s12 * s12;
+    *b2 = 0;
+    if (two && s22 > 1e-12 && det > 1e-12 * (s11 * s22 + 1e-300)) {
+        *b1 = (s22 * s1y - s12 * s2y) / det, *b2 = (s11 * s2y - s12 * s1y) / det;
+    } else
+        *b1 = s11 > 0 ? s1y / s11 : 0;
+    if (*b1 < 0 || *b1 > 2) { /* clamp b, refit b' on what is left */
+        *b1 = *b1 < 0 ? 0 : 2;
+        if (two && s22 > 1e-12) *b2 = (s2y - *b1 * s12) / s22;
+    } else if (*b2 < 0 || *b2 > 2) {
+        *b2 = *b2 < 0 ? 0 : 2;
+        *b1 = s11 > 0 ? (s1y - *b2 * s12) / s11 : 0;
+        *b1 = *b1 < 0 ? 0 : *b1 > 2 ? 2 : *b1;
+    }
+    *b2 = *b2 < 0 ? 0 : *b2 > 2 ? 2 : *b2;
+}
+
 static mr_status fit_difficulty(mr_nn_meta *M, const mr_recal_image *im, size_t nim,
                                 const double *div, const int kidx[2], const char *const kinds[2],
                                 char *text, size_t tsize, size_t *o)
 {
-    size_t maxn = 1;
+    size_t maxn = 1, na = nim ? nim : 1;
     for (size_t i = 0; i < nim; i++)
         if (im[i].n > maxn) maxn = im[i].n;
-    double *r = malloc(maxn * sizeof *r), *x = malloc((nim ? nim : 1) * sizeof *x),
-           *y = malloc((nim ? nim : 1) * sizeof *y);
-    if (!r || !x || !y) {
-        free(r), free(x), free(y);
+    double *r = malloc(maxn * sizeof *r), *x = malloc(na * sizeof *x), *y = malloc(na * sizeof *y),
+           *g = malloc(na * sizeof *g);
+    if (!r || !x || !y || !g) {
+        free(r), free(x), free(y), free(g);
         return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
     }
     memset(M->difficulty, 0, sizeof M->difficulty);
-    M->has_difficulty = 0;
+    memset(M->ghost, 0, sizeof M->ghost);
+    M->has_difficulty = M->has_ghost = 0;
     for (int k = 0; k < 2; k++)
         for (int a = 0; a < M->n_calibration_accel; a++) {
-            size_t n = 0;
+            size_t n = 0, ng = 0;
             for (size_t i = 0; i < nim; i++) {
                 if (!(im[i].difficulty > 0) || im[i].n < 100 || !in_group(im + i, M, a, 2, kinds[k]))
                     continue;
                 double cov[3];
                 for (size_t q = 0; q < im[i].n; q++) r[q] = im[i].r[q] / div[i];
                 x[n] = log(im[i].difficulty), y[n] = log(mr_sigma_conformal_scale(r, im[i].n, cov));
+                g[n] = im[i].has_ghost ? im[i].ghost : NAN;
+                ng += im[i].has_ghost;
                 n++;
             }
             if (n < 6) continue;
-            double mx = 0, my = 0, sxy = 0, sxx = 0;
-            for (size_t i = 0; i < n; i++) mx += x[i], my += y[i];
-            mx /= (double)n, my /= (double)n;
-            for (size_t i = 0; i < n; i++) sxy += (x[i] - mx) * (y[i] - my), sxx += (x[i] - mx) * (x[i] - mx);
-            double b = sxx > 0 ? sxy / sxx : 0;
-            b = b < 0 ? 0 : b > 2 ? 2 : b;
+            int two = ng == n; /* the plane only when every image knows its ghost phase */
+            double mx = 0, my = 0, mg = 0, b = 0, b2 = 0;
+            for (size_t i = 0; i < n; i++) mx += x[i], my += y[i], mg += two ? g[i] : 0;
+            mx /= (double)n, my /= (double)n, mg /= (double)n;
+            for (size_t i = 0; i < n; i++) x[i] -= mx, y[i] -= my, g[i] = two ? g[i] - mg : 0;
+            fit_plane(&b, &b2, x, g, y, n, two);
             M->difficulty[kidx[k]][a][0] = mx, M->difficulty[kidx[k]][a][1] = b;
             M->has_difficulty = 1;
+            if (two) {
+                M->ghost[kidx[k]][a][0] = mg, M->ghost[kidx[k]][a][1] = b2;
+                M->has_ghost = 1;
+            }
             if (*o < tsize)
                 *o += (size_t)snprintf(text + *o, tsize - *o, "; mask difficulty R %g %s: slope %.3f "
                                        "about %.4g (%zu images)",
                                        M->calibration_accel[a], kinds[k], b, exp(mx), n);
+            if (two && *o < tsize)
+                *o += (size_t)snprintf(text + *o, tsize - *o, ", ghost phase slope %.3f about %.3f",
+                                       b2, exp(mg));
         }
-    free(r), free(x), free(y);
+    free(r), free(x), free(y), free(g);
     return MR_OK;
 }
 
@@ -721,7 +783,7 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im_in, size_t 
     for (size_t i = 0; i < nim; i++) {
         old_eff[i] = scale_kind(m, im[i].method, im[i].mask_kind, im[i].accel);
         old_nf[i] = mr_sigma_noise_factor(m, im[i].rel_noise);
-        old_dd[i] = difficulty_kind(M, im[i].mask_kind, im[i].accel, im[i].difficulty);
+        old_dd[i] = difficulty_kind(M, im[i].mask_kind, im[i].accel, im[i].difficulty, GHOST(im + i));
         nd[i] = dd[i] = 1;
     }
     mr_status st = MR_OK;
@@ -803,7 +865,8 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im_in, size_t 
         if ((st = fit_difficulty(M, im, nim, div, kidx, kinds, text, tsize, &o)) != MR_OK) break;
         int dd_moved = 0;
         for (size_t i = 0; i < nim; i++) {
-            double v = difficulty_kind(M, im[i].mask_kind, im[i].accel, im[i].difficulty) / old_dd[i];
+            double v = difficulty_kind(M, im[i].mask_kind, im[i].accel, im[i].difficulty, GHOST(im + i)) /
+                       old_dd[i];
             if (fabs(v - dd[i]) > 1e-9 * v) dd_moved = 1;
             dd[i] = v;
         }

@@ -426,6 +426,30 @@ int mr_mask_is_equispaced(const float *cols, size_t n)
     return gmax - gmin <= 1; /* fastMRI's equispaced lines round a fractional spacing */
 }
 
+mr_status mr_mask_ghost_phase(double *rho, const float *cols, size_t n)
+{
+    *rho = 0;
+    if (n < 2) return mr_error_set(MR_ERR_INPUT, "ghost phase: a mask of %zu columns", n);
+    double re2 = 0, all = 0;
+    long c = (long)(n / 2);
+    for (size_t m = 1; m < n; m++) {
+        double re = 0, im = 0;
+        for (size_t k = 0; k < n; k++) {
+            if (cols[k] == 0) continue;
+            /* the phase 2 pi (k - c) m / n, its index reduced mod n for accuracy */
+            long q = (((long)k - c) * (long)m) % (long)n;
+            double a = 2 * M_PI * (double)q / (double)n;
+            re += cos(a), im += sin(a);
+        }
+        re2 += re * re, all += re * re + im * im;
+    }
+    if (!(all > 1e-9 * (double)n))
+        return mr_error_set(MR_ERR_INPUT, "ghost phase: the mask has no aliasing (all or none of "
+                            "its %zu columns acquired)", n);
+    *rho = re2 / all;
+    return MR_OK;
+}
+
 void mr_kspace_column_energy_add(double *acc, const mr_cfloat *kspace, size_t coils, size_t h,
                                  size_t w, double noise_sd)
 {

@@ -128,6 +128,16 @@ void mr_kspace_column_energy_add(double *acc, const mr_cfloat *kspace, size_t co
 mr_status mr_mask_difficulty(double *difficulty, const double *acc, const float *cols, size_t n,
                              double accel);
 
+/* The in-phase share of a 1-D column mask's aliasing (ghost phase; variance networks'
+ * calibration): with P(m) = sum_k cols[k] exp(2 pi i (k - n/2) m / n) the mask's point-spread
+ * function about the k-space centre n / 2, rho = sum_{m != 0} Re(P)^2 / sum_{m != 0} |P|^2. A
+ * ghost adds to a magnitude image through its part in phase with the image: for an object of
+ * slowly varying phase, the magnitude error of aliasing grows with rho. Equispaced masks split by
+ * their offset: at 4x, rho ~ 1 (every ghost real) or ~ 0.5 (the first and third ghosts in
+ * quadrature); random masks stay near their mean. *rho in [0, 1]; MR_ERR_INPUT for n < 2 or no
+ * aliasing (all or no columns acquired). */
+mr_status mr_mask_ghost_phase(double *rho, const float *cols, size_t n);
+
 /* ================================================================ zero-filled reconstruction */
 
 /* A reusable plan for zero-filled reconstruction of slices of (C, H, W) k-space into (out_h, out_w)

@@ -260,7 +260,9 @@ def main():
                                    "cs-l1 4x %s (model SD)" % mk)
                 if "artefact" in cases:
                     zf = os.path.join(work, "%s_zf_4x_%s.h5" % (short, mk))
-                    run([mrpipe, "recon", "--input", ksp, "--output", zf, "--method", "zf"] + mask)
+                    # with its own SD map: the artefact network combines with it (input-SD weights)
+                    run([mrpipe, "recon", "--input", ksp, "--output", zf, "--method", "zf"] + mask +
+                        ["--uncertainty", "model"])
                     for src, lab in [(zf, "zf"), (cs, "cs-l1")]:
                         tag = "%s_art_%s_%s" % (short, lab, mk)
                         out = os.path.join(work, tag + ".h5")

@@ -697,6 +697,49 @@ static void test_difficulty(void)
     mr_error_clear();
 }
 
+/* The ghost phase (mr_mask_ghost_phase): a comb of spacing 4 about the centre column n / 2 has
+ * ghosts at n / 4 multiples with phases 2 pi o j / 4 (o its offset): all real for o = 0, 2
+ * (rho = 1), the first and third in quadrature for o = 1, 3 (rho = 1/3); fastMRI equispaced masks
+ * fall in two groups by offset, random masks in between; errors. */
+static void test_ghost_phase(void)
+{
+    enum { N = 256 };
+    float m[N];
+    double rho;
+    for (int o = 0; o < 4; o++) {
+        for (int k = 0; k < N; k++) m[k] = ((k - N / 2 - o) % 4 + 4) % 4 == 0;
+        CU_ASSERT_EQUAL_FATAL(mr_mask_ghost_phase(&rho, m, N), MR_OK);
+        fprintf(stderr, "comb offset %d: rho %.6f\n", o, rho);
+        CU_ASSERT_DOUBLE_EQUAL(rho, o % 2 ? 1.0 / 3 : 1.0, 1e-9);
+    }
+    /* fastMRI equispaced 4x, 181 columns: two groups (in phase ~0.98, mixed ~0.47-0.5) */
+    int hi = 0, lo = 0;
+    double rmin = 1, rmax = 0;
+    for (uint32_t seed = 1; seed <= 40; seed++) {
+        uint32_t sd = seed;
+        mr_mask_params p = {MR_MASK_EQUISPACED, 4, 0.08, &sd, 1};
+        CU_ASSERT_EQUAL_FATAL(mr_mask_create_1d(m, 181, &p, NULL), MR_OK);
+        CU_ASSERT_EQUAL_FATAL(mr_mask_ghost_phase(&rho, m, 181), MR_OK);
+        hi += rho > 0.9, lo += rho < 0.6;
+        sd = seed;
+        p.type = MR_MASK_RANDOM;
+        CU_ASSERT_EQUAL_FATAL(mr_mask_create_1d(m, 181, &p, NULL), MR_OK);
+        CU_ASSERT_EQUAL_FATAL(mr_mask_ghost_phase(&rho, m, 181), MR_OK);
+        rmin = rho < rmin ? rho : rmin, rmax = rho > rmax ? rho : rmax;
+    }
+    fprintf(stderr, "equispaced 4x: %d draws in phase, %d mixed; random: rho %.3f..%.3f\n", hi, lo,
+            rmin, rmax);
+    CU_ASSERT_EQUAL(hi + lo, 40);
+    CU_ASSERT(hi >= 8 && lo >= 8);
+    CU_ASSERT(rmin > 0.4 && rmax < 0.9);
+    for (int k = 0; k < N; k++) m[k] = 1;
+    CU_ASSERT_EQUAL(mr_mask_ghost_phase(&rho, m, N), MR_ERR_INPUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "no aliasing"));
+    mr_error_clear();
+    CU_ASSERT_EQUAL(mr_mask_ghost_phase(&rho, m, 1), MR_ERR_INPUT);
+    mr_error_clear();
+}
+
 int main(void)
 {
     static const mr_test_case cases[] = {
@@ -713,6 +756,8 @@ int main(void)
         {"equispaced or random, read off the mask", test_kind_from_mask},
         {"mask difficulty: exact, 1 on average over draws, hard and easy draws, noise, errors",
          test_difficulty},
+        {"ghost phase: combs exact, fastMRI equispaced in two groups, random between, errors",
+         test_ghost_phase},
         {"mrpipe mask writes h5/png/cfl", test_cli_outputs},
         {"mrpipe mask errors", test_cli_errors},
         {NULL, NULL},
