@@ -660,24 +660,29 @@ static mr_status fit_difficulty(mr_nn_meta *M, const mr_recal_image *im, size_t 
     return MR_OK;
 }
 
-/* NLL(w) up to constants of the errors with the SD times exp(w t) k (k free): w mean(t) +
- * 0.5 log mean(r^2 exp(-2 w t)), over the ratios of the images of input method `method` with t;
- * f[i] = log of image i's old scale x noise x difficulty factors (t + f: log(v / SD before them)). */
+/* NLL(w) per pixel, up to constants, of the errors with the SD times exp(w t) and a free scale per
+ * image (the scale of a volume is the group, noise and difficulty factors' business; w is about
+ * the pattern within it): the mean over the pixels of the images of input method `method` that
+ * carry t of w t + 0.5 log mean_image(r^2 exp(-2 w t)); f[i] = log of image i's old scale x noise
+ * x difficulty factors (t + f: log(v / SD before them)); *mean_t the mean of t + f. */
 static double input_sd_nll(const mr_recal_image *im, size_t nim, const double *f, const char *method,
                            double w, double *mean_t)
 {
-    double st = 0, sr = 0;
+    double st = 0, nll = 0;
     size_t n = 0;
     for (size_t i = 0; i < nim; i++) {
-        if (!im[i].t || !im[i].method || strcmp(im[i].method, method)) continue;
+        if (!im[i].t || !im[i].method || strcmp(im[i].method, method) || !im[i].n) continue;
+        double sti = 0, sr = 0;
         for (size_t q = 0; q < im[i].n; q++) {
             double t = mr_sigma_log_sd_ratio(exp(im[i].t[q] + f[i]), 1);
-            st += t, sr += im[i].r[q] * im[i].r[q] * exp(-2 * w * t);
+            sti += t, sr += im[i].r[q] * im[i].r[q] * exp(-2 * w * t);
         }
-        n += im[i].n;
+        if (!(sr > 0)) continue;
+        nll += w * sti + 0.5 * (double)im[i].n * log(sr / (double)im[i].n);
+        st += sti, n += im[i].n;
     }
     if (mean_t) *mean_t = n ? st / (double)n : 0;
-    return n && sr > 0 ? w * st / (double)n + 0.5 * log(sr / (double)n) : 0;
+    return n ? nll / (double)n : 0;
 }
 
 /* The input-SD weights (meta.input_sd), per input method with images that carry t, by golden
