@@ -243,7 +243,7 @@ static void test_noise_record(void)
                         "with h5py.File('nm.h5', 'a') as f:\n"
                         "    for k in ('calibration_masks', 'calibration_mask_scales',\n"
                         "              'calibration_noise_factor_levels', 'calibration_noise_factors',\n"
-                        "              'calibration_mask_difficulty'):\n"
+                        "              'calibration_mask_difficulty', 'calibration_mask_ghost_phase'):\n"
                         "        if k in f.attrs: del f.attrs[k]\n"
                         "shutil.copy('nm.h5', 'nt.h5')\n"
                         "with h5py.File('nt.h5', 'a') as f: del f.attrs['calibration_noise_term']\n\"",
@@ -251,7 +251,8 @@ static void test_noise_record(void)
     CU_ASSERT_EQUAL(rc, 0);
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
     /* cs1: the noise term alone (the mrpipe calibrate factors removed: nm.h5); cs0 without it;
-     * csf: the shipped network, its mask-kind scale and noise factors on top */
+     * csf: the shipped network, its mask-kind scale, noise factors and mask difficulty x ghost
+     * phase factor on top */
     rc = mr_test_sh("cd %s && %s -q recon --input kn1.h5 --output cs1.h5 --method cs-l1 --mask "
                     "equispaced --accel 4 --uncertainty model --uncertainty-model nm.h5 && %s -q "
                     "recon --input kn1.h5 --output cs0.h5 --method cs-l1 --mask equispaced --accel 4 "
@@ -287,7 +288,18 @@ static void test_noise_record(void)
                     "        cb = np.asarray(m['calibration_mask_difficulty']).reshape(len(ks), -1, 2)\n"
                     "        cc, bb = cb[ks.index('equispaced'), list(m['calibration_accel']).index(4.0)]\n"
                     "        d = float(h5py.File('csf.h5').attrs['mrpipe_mask_difficulty'])\n"
-                    "        df = min(max(np.exp(bb * (np.log(d) - cc)), 0.5), 2.0)\n"
+                    "        e = bb * (np.log(d) - cc)\n"
+                    "        if 'calibration_mask_ghost_phase' in m:\n"
+                    "            cg = np.asarray(m['calibration_mask_ghost_phase']).reshape(len(ks), -1, 2)\n"
+                    "            gc, gb = cg[ks.index('equispaced'), list(m['calibration_accel']).index(4.0)]\n"
+                    "            mk = h5py.File('csf.h5')['mask'][()].ravel().astype(float)\n"
+                    "            n = mk.size\n"
+                    "            k_ = np.arange(n) - n // 2\n"
+                    "            P = np.exp(2j * np.pi * np.outer(np.arange(1, n), k_) / n) @ mk\n"
+                    "            rho = (P.real ** 2).sum() / (np.abs(P) ** 2).sum()\n"
+                    "            print('ghost phase %%.4f' %% rho)\n"
+                    "            e += gb * (np.log(max(rho, 1e-3)) - gc)\n"
+                    "        df = min(max(np.exp(e), 0.5), 2.0)\n"
                     "    dev = np.abs(sf / (s1 * k * nf[:, None, None] * df) - 1).max()\n"
                     "    print('calibrate factors: kind %%.4g, noise %%s, difficulty %%.4g; max relative deviation %%.2e' %% (k, nf, df, dev))\n"
                     "    assert dev < 1e-3\n\"",
