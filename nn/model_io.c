@@ -116,6 +116,18 @@ static herr_t put_dataset(hid_t loc, const char *name, int rank, const hsize_t *
 /* Write the model (and, when adam_m != NULL, the optimizer state of a checkpoint). */
 /* Space-separated names and one scale per (name, acceleration), name-major (get_named_scales
  * reads them); nothing when there are no names or accelerations. 1 on success. */
+/* A (centre, slope) pair per (mask kind, calibration acceleration) (mask difficulty, ghost
+ * phase): written as one array, kinds outer; nothing without kinds or accelerations. */
+static int put_kind_pairs(hid_t f, const char *name, const mr_nn_meta *M, const double (*pr)[4][2])
+{
+    double v[32];
+    int k = 0;
+    if (M->n_calibration_masks <= 0 || M->n_calibration_accel <= 0) return 1;
+    for (int i = 0; i < M->n_calibration_masks; i++)
+        for (int j = 0; j < M->n_calibration_accel; j++) v[k++] = pr[i][j][0], v[k++] = pr[i][j][1];
+    return put_num(f, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v, (hsize_t)k) >= 0;
+}
+
 static int put_named_scales(hid_t f, const char *nname, const char *sname, int n, int n_accel,
                             const char names_in[4][32], const double scales[4][4])
 {
@@ -201,24 +213,8 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
         ok &= put_named_scales(f, "calibration_masks", "calibration_mask_scales",
                                M->n_calibration_masks, M->n_calibration_accel,
                                M->calibration_masks, M->calibration_mask_scales);
-        if (M->has_difficulty && M->n_calibration_masks > 0 && M->n_calibration_accel > 0) {
-            double v[32];
-            int k = 0;
-            for (int i = 0; i < M->n_calibration_masks; i++)
-                for (int j = 0; j < M->n_calibration_accel; j++)
-                    v[k++] = M->difficulty[i][j][0], v[k++] = M->difficulty[i][j][1];
-            ok &= put_num(f, "calibration_mask_difficulty", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v,
-                          (hsize_t)k) >= 0;
-        }
-        if (M->has_ghost && M->n_calibration_masks > 0 && M->n_calibration_accel > 0) {
-            double v[32];
-            int k = 0;
-            for (int i = 0; i < M->n_calibration_masks; i++)
-                for (int j = 0; j < M->n_calibration_accel; j++)
-                    v[k++] = M->ghost[i][j][0], v[k++] = M->ghost[i][j][1];
-            ok &= put_num(f, "calibration_mask_ghost_phase", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v,
-                          (hsize_t)k) >= 0;
-        }
+        if (M->has_difficulty) ok &= put_kind_pairs(f, "calibration_mask_difficulty", M, M->difficulty);
+        if (M->has_ghost) ok &= put_kind_pairs(f, "calibration_mask_ghost_phase", M, M->ghost);
         if (M->n_feature_weights > 0)
             ok &= put_num(f, "calibration_feature_weights", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->feature_weights, (hsize_t)M->n_feature_weights) >= 0;
@@ -394,6 +390,28 @@ static mr_status get_nums(hid_t f, const char *path, const char *name, double *v
     H5Aclose(attr);
     return st;
 }
+
+/* put_kind_pairs' array read back into pr, *has 1 when present; MR_ERR_INPUT when its length is
+ * not 2 x kinds x accelerations or a value is not finite. */
+static mr_status get_kind_pairs(hid_t f, const char *path, const char *name, const mr_nn_meta *M,
+                                double (*pr)[4][2], int *has)
+{
+    double v[32];
+    int nd = 0, want = 2 * M->n_calibration_masks * M->n_calibration_accel, ok;
+    mr_status st = get_nums(f, path, name, v, 32, &nd, 0);
+    if (st != MR_OK) return st;
+    ok = nd == 0 || (nd == want && want > 0);
+    for (int i = 0; ok && i < nd; i++) ok = isfinite(v[i]) && fabs(v[i]) < 100;
+    if (!ok)
+        return mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': expected %d finite values (centre, "
+                            "slope per mask kind and calibration acceleration), found %d", path,
+                            name, want, nd);
+    for (int i = 0, k = 0; nd && i < M->n_calibration_masks; i++)
+        for (int j = 0; j < M->n_calibration_accel; j++, k += 2) pr[i][j][0] = v[k], pr[i][j][1] = v[k + 1];
+    *has = nd > 0;
+    return MR_OK;
+}
+
 
 /* A pair of optional attributes: keys (ascending, above key_min, or from it when not strict) and
  * one positive finite scale per key; *count = how many (0 when both are absent). */
@@ -650,36 +668,10 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
         TRY(get_named_scales(f, path, "calibration_masks", "calibration_mask_scales", "mask kind",
                              m->meta.n_calibration_accel, m->meta.calibration_masks,
                              m->meta.calibration_mask_scales, &m->meta.n_calibration_masks));
-        {
-            double v[32];
-            int nd = 0, want = 2 * m->meta.n_calibration_masks * m->meta.n_calibration_accel;
-            TRY(get_nums(f, path, "calibration_mask_difficulty", v, 32, &nd, 0));
-            ok = nd == 0 || (nd == want && want > 0);
-            for (int i = 0; ok && i < nd; i++) ok = isfinite(v[i]) && fabs(v[i]) < 100;
-            if (!ok) {
-                st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'calibration_mask_difficulty': "
-                                  "expected %d finite values (centre, slope per mask kind and "
-                                  "calibration acceleration), found %d", path, want, nd);
-                goto fail;
-            }
-            for (int i = 0, k = 0; nd && i < m->meta.n_calibration_masks; i++)
-                for (int j = 0; j < m->meta.n_calibration_accel; j++, k += 2)
-                    m->meta.difficulty[i][j][0] = v[k], m->meta.difficulty[i][j][1] = v[k + 1];
-            m->meta.has_difficulty = nd > 0;
-            TRY(get_nums(f, path, "calibration_mask_ghost_phase", v, 32, &nd, 0));
-            ok = nd == 0 || (nd == want && want > 0);
-            for (int i = 0; ok && i < nd; i++) ok = isfinite(v[i]) && fabs(v[i]) < 100;
-            if (!ok) {
-                st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'calibration_mask_ghost_phase': "
-                                  "expected %d finite values (centre, slope per mask kind and "
-                                  "calibration acceleration), found %d", path, want, nd);
-                goto fail;
-            }
-            for (int i = 0, k = 0; nd && i < m->meta.n_calibration_masks; i++)
-                for (int j = 0; j < m->meta.n_calibration_accel; j++, k += 2)
-                    m->meta.ghost[i][j][0] = v[k], m->meta.ghost[i][j][1] = v[k + 1];
-            m->meta.has_ghost = nd > 0;
-        }
+        TRY(get_kind_pairs(f, path, "calibration_mask_difficulty", &m->meta, m->meta.difficulty,
+                           &m->meta.has_difficulty));
+        TRY(get_kind_pairs(f, path, "calibration_mask_ghost_phase", &m->meta, m->meta.ghost,
+                           &m->meta.has_ghost));
         TRY(get_nums(f, path, "calibration_feature_weights", m->meta.feature_weights, 4, &nn, 0));
         ok = nn == 0 || nn == 4;
         for (int i = 0; ok && i < nn; i++) ok = isfinite(m->meta.feature_weights[i]);
