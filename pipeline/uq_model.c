@@ -660,6 +660,12 @@ static mr_status fit_difficulty(mr_nn_meta *M, const mr_recal_image *im, size_t 
     return MR_OK;
 }
 
+/* log(input SD / SD) kept within +-log 1000, as mr_sigma_log_sd_ratio does for the ratio itself */
+static double clamp_log_ratio(double t)
+{
+    return t < -INPUT_SD_LOG_MAX ? -INPUT_SD_LOG_MAX : t > INPUT_SD_LOG_MAX ? INPUT_SD_LOG_MAX : t;
+}
+
 /* NLL(w) per pixel, up to constants, of the errors with the SD times exp(w t) and a free scale per
  * image (the scale of a volume is the group, noise and difficulty factors' business; w is about
  * the pattern within it): the mean over the pixels of the images of input method `method` that
@@ -674,7 +680,7 @@ static double input_sd_nll(const mr_recal_image *im, size_t nim, const double *f
         if (!im[i].t || !im[i].method || strcmp(im[i].method, method) || !im[i].n) continue;
         double sti = 0, sr = 0;
         for (size_t q = 0; q < im[i].n; q++) {
-            double t = mr_sigma_log_sd_ratio(exp(im[i].t[q] + f[i]), 1);
+            double t = clamp_log_ratio(im[i].t[q] + f[i]);
             sti += t, sr += im[i].r[q] * im[i].r[q] * exp(-2 * w * t);
         }
         if (!(sr > 0)) continue;
@@ -729,7 +735,7 @@ static mr_status fit_input_sd(mr_nn_meta *M, mr_recal_image **out, const mr_reca
         double w = j >= 0 && j < M->n_input_sd && im[i].t ? M->input_sd[j][0] : 0;
         for (size_t q = 0; q < im[i].n; q++)
             r[q] = w > 0 ? im[i].r[q] / (M->input_sd[j][1] *
-                                         exp(w * mr_sigma_log_sd_ratio(exp(im[i].t[q] + f[i]), 1)))
+                                         exp(w * clamp_log_ratio(im[i].t[q] + f[i])))
                          : im[i].r[q];
         c[i].r = r;
     }
