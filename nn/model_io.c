@@ -215,6 +215,7 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
                                M->calibration_masks, M->calibration_mask_scales);
         if (M->has_difficulty) ok &= put_kind_pairs(f, "calibration_mask_difficulty", M, M->difficulty);
         if (M->has_ghost) ok &= put_kind_pairs(f, "calibration_mask_ghost_phase", M, M->ghost);
+        if (M->has_fill) ok &= put_kind_pairs(f, "calibration_line_fill", M, M->fill);
         if (M->n_feature_weights > 0)
             ok &= put_num(f, "calibration_feature_weights", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->feature_weights, (hsize_t)M->n_feature_weights) >= 0;
@@ -672,6 +673,8 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
                            &m->meta.has_difficulty));
         TRY(get_kind_pairs(f, path, "calibration_mask_ghost_phase", &m->meta, m->meta.ghost,
                            &m->meta.has_ghost));
+        TRY(get_kind_pairs(f, path, "calibration_line_fill", &m->meta, m->meta.fill,
+                           &m->meta.has_fill));
         TRY(get_nums(f, path, "calibration_feature_weights", m->meta.feature_weights, 4, &nn, 0));
         ok = nn == 0 || nn == 4;
         for (int i = 0; ok && i < nn; i++) ok = isfinite(m->meta.feature_weights[i]);

@@ -238,6 +238,10 @@ typedef struct {
     double noise_term[2];         /* b, f */
     int n_noise_term_methods;     /* 0, or n_calibration_methods: (b, f) per input method */
     double noise_term_methods[4][2];
+    int has_fill;                 /* 1: factors per slice line fill (mrpipe calibrate): */
+    double fill[4][4][2];         /* [kind][i] {c, b}: each slice's SD times exp(b (log l - c)),
+                                   * l its line fill (mr_sigma_line_fill), clamped to
+                                   * [MR_DIFFICULTY_MIN, MR_DIFFICULTY_MAX] on its own */
     int n_input_sd;               /* 0, or n_calibration_methods: per input method {w, k}, the SD
                                    * combined with the input image's own SD map v (the recon's
                                    * `uncertainty`; mrpipe calibrate): SD x (v scale / SD)^w x k,

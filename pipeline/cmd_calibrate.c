@@ -126,7 +126,8 @@ static char *trim(char *s)
 
 typedef struct {
     mr_recal_image *im;
-    double **r, **t;
+    double **r, **t, **fill; /* per image: ratios, input-SD log ratios, slices' log line fill */
+    size_t **slice_n;        /* per image: ratios per slice */
     char (*kind)[16];
     char (*method)[32];
     size_t n, cap;
@@ -134,8 +135,8 @@ typedef struct {
 
 static void set_free(image_set *s)
 {
-    for (size_t i = 0; i < s->n; i++) free(s->r[i]), free(s->t[i]);
-    free(s->im), free(s->r), free(s->t), free(s->kind), free(s->method);
+    for (size_t i = 0; i < s->n; i++) free(s->r[i]), free(s->t[i]), free(s->fill[i]), free(s->slice_n[i]);
+    free(s->im), free(s->r), free(s->t), free(s->fill), free(s->slice_n), free(s->kind), free(s->method);
 }
 
 static mr_status grow(image_set *s)
@@ -148,11 +149,15 @@ static mr_status grow(image_set *s)
     if (r) s->r = r;
     double **t = realloc(s->t, nc * sizeof *t);
     if (t) s->t = t;
+    double **fl = realloc(s->fill, nc * sizeof *fl);
+    if (fl) s->fill = fl;
+    size_t **sn = realloc(s->slice_n, nc * sizeof *sn);
+    if (sn) s->slice_n = sn;
     char(*k)[16] = realloc(s->kind, nc * sizeof *k);
     if (k) s->kind = k;
     char(*m)[32] = realloc(s->method, nc * sizeof *m);
     if (m) s->method = m;
-    if (!im || !r || !t || !k || !m) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    if (!im || !r || !t || !fl || !sn || !k || !m) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
     s->cap = nc;
     return MR_OK;
 }
@@ -284,9 +289,13 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
         if (st == MR_OK && !(mx > 0))
             st = mr_error_set(MR_ERR_INPUT, "%s: the reference %s is all zero", where, d1);
     }
-    double *r = NULL, *t = NULL;
+    double *r = NULL, *t = NULL, *fl = NULL;
+    size_t *sn = NULL, S = st == MR_OK ? img->dims[0] : 0, H = S ? img->dims[1] : 0,
+           W = S ? img->dims[2] : 0;
     if (st == MR_OK && (!(r = malloc((cnt ? cnt : 1) * sizeof *r)) ||
-                        (pv && !(t = malloc((cnt ? cnt : 1) * sizeof *t)))))
+                        (pv && !(t = malloc((cnt ? cnt : 1) * sizeof *t))) ||
+                        !(fl = malloc((S ? S : 1) * sizeof *fl)) ||
+                        !(sn = calloc(S ? S : 1, sizeof *sn))))
         st = mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
     if (st == MR_OK) {
         size_t k = 0;
@@ -295,22 +304,32 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
                 /* log(input SD / SD), within +-log 1000 (mr_sigma_apply_input_sd) */
                 if (t) t[k] = mr_sigma_log_sd_ratio(pv[i], ps[i]);
                 r[k++] = fabs((double)pi[i] - pr[i]) / ps[i];
+                sn[i / (H * W)]++;
             }
+        /* each slice's line fill, of the judged image (as recon and denoise see it) */
+        for (size_t z = 0; z < S; z++) {
+            double l = mr_sigma_line_fill(pi + z * H * W, H, W);
+            fl[z] = l > 0 ? log(l) : NAN;
+        }
         size_t j = s->n++;
-        s->r[j] = r, s->t[j] = t;
+        s->r[j] = r, s->t[j] = t, s->fill[j] = fl, s->slice_n[j] = sn;
         snprintf(s->kind[j], sizeof s->kind[0], "%s", f[4]);
         snprintf(s->method[j], sizeof s->method[0], "%s", f[5]);
         /* names set by read_list */
-        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL, 0, 0, t, 0, 0};
+        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL, 0, 0, t, 0, 0, S, sn, fl};
         image_attrs(&s->im[j].rel_noise, &s->im[j].difficulty, &s->im[j].has_ghost,
                     &s->im[j].ghost, img_p, pi, n, img->dims[0]);
+        double lf = 0;
+        size_t nf = 0;
+        for (size_t z = 0; z < S; z++)
+            if (isfinite(fl[z])) lf += fl[z], nf++;
         MR_INFO("%s: %s: %zu foreground pixels, R %g, %s mask%s%s, relative noise %.3g, mask "
-                "difficulty %.4g, ghost phase %.3f%s%s", where, d2, cnt, R, f[4],
+                "difficulty %.4g, ghost phase %.3f, line fill %.3f%s%s", where, d2, cnt, R, f[4],
                 *f[5] ? ", input " : "", f[5], s->im[j].rel_noise, s->im[j].difficulty,
-                s->im[j].has_ghost ? exp(s->im[j].ghost) : 0, t ? ", input SD map " : "",
-                t ? d4 : "");
+                s->im[j].has_ghost ? exp(s->im[j].ghost) : 0, nf ? exp(lf / (double)nf) : 0,
+                t ? ", input SD map " : "", t ? d4 : "");
     } else
-        free(r), free(t);
+        free(r), free(t), free(fl), free(sn);
     mr_array_destroy(ref), mr_array_destroy(img), mr_array_destroy(sd), mr_array_destroy(isd);
     return st;
 }

@@ -598,7 +598,8 @@ int mr_cmd_recon(int argc, char **argv)
             mr_sigma_add_noise_term(sdm, mr_array_f32(mag), in->slices, hw_out, sigma, scale, nsd,
                                     (int)C, method->name);
         if (st == MR_OK) /* mrpipe calibrate's factors per relative noise level and difficulty */
-            st = mr_sigma_apply_calibrate_factors(sdm, mr_array_f32(mag), in->slices, hw_out, sigma,
+            st = mr_sigma_apply_calibrate_factors(sdm, mr_array_f32(mag), in->slices, hw_out,
+                                                  in->recon_w, sigma,
                                                   nsd, cols, cols ? W : 0, R, difficulty, &df);
         if (st == MR_OK && df != 1)
             MR_INFO("--uncertainty %s: mask difficulty factor %.3f", o.uncertainty, df);

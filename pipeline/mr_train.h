@@ -289,10 +289,22 @@ double mr_sigma_difficulty_factor(const void *sigma, const float *mask, size_t m
  * no-op without factors or noise_sd, slices with noise_sd <= 0 left alone. */
 mr_status mr_sigma_apply_noise_factors(float *sd, const float *y, size_t S, size_t hw,
                                        const void *sigma, const double *noise_sd);
-/* All of mrpipe calibrate's factors on an SD volume (S slices of hw) of image y: the noise factor
- * per slice (mr_sigma_apply_noise_factors; noise_sd NULL: none), then the volume's mask-difficulty
- * factor (mr_sigma_difficulty_factor), which *df_out (may be NULL) receives. */
-mr_status mr_sigma_apply_calibrate_factors(float *sd, const float *y, size_t S, size_t hw,
+/* A slice's line fill (H rows of W columns, the phase encoding along W as in fastMRI): the
+ * foreground (pixels > 5 % of the slice's maximum) share of a foreground pixel's row, averaged
+ * over the foreground, sum_h c_h^2 / (W sum_h c_h), c_h the row's foreground count; 0 for an empty
+ * slice. Aliasing spreads along the phase-encode line: the fuller the lines, the more of it lands
+ * on the object (docs/uncertainty.md, "Line fill"). */
+double mr_sigma_line_fill(const float *y, size_t H, size_t W);
+/* The SD factor of that slice: exp(b (log l - c)) with mrpipe calibrate's centre c and slope b
+ * for the mask's kind (interpolated linear in log R), within [MR_DIFFICULTY_MIN,
+ * MR_DIFFICULTY_MAX]; 1 without them, without a mask of known kind, or for an empty slice. */
+double mr_sigma_fill_factor(const void *sigma, const float *mask, size_t mask_len, double accel,
+                            const float *y, size_t H, size_t W);
+/* All of mrpipe calibrate's factors on an SD volume (S slices of hw = H x W) of image y: the noise
+ * factor per slice (mr_sigma_apply_noise_factors; noise_sd NULL: none), then the volume's
+ * mask-difficulty factor (mr_sigma_difficulty_factor), which *df_out (may be NULL) receives, then
+ * each slice's line-fill factor (mr_sigma_fill_factor). */
+mr_status mr_sigma_apply_calibrate_factors(float *sd, const float *y, size_t S, size_t hw, size_t W,
                                            const void *sigma, const double *noise_sd,
                                            const float *mask, size_t mask_len, double accel,
                                            double difficulty, double *df_out);
@@ -312,6 +324,9 @@ typedef struct {
                         * of the image the network judged, for the input-SD weights */
     int has_ghost;     /* 1: ghost is known */
     double ghost;      /* log of its mask's in-phase aliasing share (mr_mask_ghost_phase) */
+    size_t n_slices;   /* 0, or how many slices r is made of, slice_n[s] ratios each in order, */
+    const size_t *slice_n;
+    const double *fill; /* with the log of each slice's line fill (mr_sigma_line_fill; NAN: empty) */
 } mr_recal_image;
 /* Split-conformal recalibration of an undersampling variance network (n_calibration_accel >= 2)
  * on images made through the deployment path: per calibration acceleration i with images (nearest

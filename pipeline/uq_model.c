@@ -153,30 +153,80 @@ double mr_sigma_scale_full(const void *sigma_model, const char *method, const fl
     return scale_kind(sigma_model, method, mask_kind_name(mask, mask_len), accel);
 }
 
+/* b (x - c) of a (centre, slope) pair per (mask kind i, calibration acceleration), both
+ * interpolated linear in log R (constant outside) */
+static double kind_term(const mr_nn_meta *M, const double (*pr)[4][2], int i, double accel,
+                        double x)
+{
+    int n = M->n_calibration_accel;
+    double c[4], b[4];
+    for (int j = 0; j < n; j++) c[j] = pr[i][j][0], b[j] = pr[i][j][1];
+    return interp_log(M->calibration_accel, b, n, accel) *
+           (x - interp_log(M->calibration_accel, c, n, accel));
+}
+
+static int kind_index(const mr_nn_meta *M, const char *kind, double accel)
+{
+    if (!kind || !(accel >= 1) || M->n_calibration_accel < 2) return -1;
+    for (int i = 0; i < M->n_calibration_masks; i++)
+        if (!strcmp(M->calibration_masks[i], kind)) return i;
+    return -1;
+}
+
+static double clamp_factor(double e)
+{
+    double f = exp(e);
+    return f < MR_DIFFICULTY_MIN ? MR_DIFFICULTY_MIN : f > MR_DIFFICULTY_MAX ? MR_DIFFICULTY_MAX : f;
+}
+
 /* mr_sigma_difficulty_factor with the mask kind by name (NULL: unknown), d the difficulty (<= 0:
  * unknown) and lg the log of the ghost phase (NAN: unknown). */
 static double difficulty_kind(const mr_nn_meta *M, const char *kind, double accel, double d,
                               double lg)
 {
-    int n = M->n_calibration_accel;
-    if ((!M->has_difficulty && !M->has_ghost) || !kind || !(accel >= 1) || n < 2) return 1;
-    for (int i = 0; i < M->n_calibration_masks; i++)
-        if (!strcmp(M->calibration_masks[i], kind)) {
-            double c[4], b[4], e = 0;
-            if (M->has_difficulty && d > 0) {
-                for (int j = 0; j < n; j++) c[j] = M->difficulty[i][j][0], b[j] = M->difficulty[i][j][1];
-                e += interp_log(M->calibration_accel, b, n, accel) *
-                     (log(d) - interp_log(M->calibration_accel, c, n, accel));
-            }
-            if (M->has_ghost && isfinite(lg)) {
-                for (int j = 0; j < n; j++) c[j] = M->ghost[i][j][0], b[j] = M->ghost[i][j][1];
-                e += interp_log(M->calibration_accel, b, n, accel) *
-                     (lg - interp_log(M->calibration_accel, c, n, accel));
-            }
-            double f = exp(e);
-            return f < MR_DIFFICULTY_MIN ? MR_DIFFICULTY_MIN : f > MR_DIFFICULTY_MAX ? MR_DIFFICULTY_MAX : f;
-        }
-    return 1;
+    int i = kind_index(M, kind, accel);
+    if ((!M->has_difficulty && !M->has_ghost) || i < 0) return 1;
+    double e = 0;
+    if (M->has_difficulty && d > 0) e += kind_term(M, M->difficulty, i, accel, log(d));
+    if (M->has_ghost && isfinite(lg)) e += kind_term(M, M->ghost, i, accel, lg);
+    return clamp_factor(e);
+}
+
+/* The line-fill factor of a slice of log line fill lf (NAN: unknown) */
+static double fill_kind(const mr_nn_meta *M, const char *kind, double accel, double lf)
+{
+    int i = kind_index(M, kind, accel);
+    if (!M->has_fill || i < 0 || !isfinite(lf)) return 1;
+    return clamp_factor(kind_term(M, M->fill, i, accel, lf));
+}
+
+double mr_sigma_line_fill(const float *y, size_t H, size_t W)
+{
+    float mx = 0;
+    for (size_t i = 0; i < H * W; i++)
+        if (y[i] > mx) mx = y[i];
+    if (!(mx > 0)) return 0;
+    double s1 = 0, s2 = 0;
+    for (size_t h = 0; h < H; h++) {
+        size_t c = 0;
+        for (size_t w = 0; w < W; w++) c += y[h * W + w] > 0.05f * mx;
+        s1 += (double)c, s2 += (double)c * (double)c;
+    }
+    return s1 > 0 ? s2 / (s1 * (double)W) : 0;
+}
+
+/* log of a slice's line fill (NAN: an empty slice) */
+static double log_fill(const float *y, size_t H, size_t W)
+{
+    double l = H && W ? mr_sigma_line_fill(y, H, W) : 0;
+    return l > 0 ? log(l) : NAN;
+}
+
+double mr_sigma_fill_factor(const void *sigma_model, const float *mask, size_t mask_len,
+                            double accel, const float *y, size_t H, size_t W)
+{
+    const mr_nn_meta *M = &((const mr_nn_model *)sigma_model)->meta;
+    return M->has_fill ? fill_kind(M, mask_kind_name(mask, mask_len), accel, log_fill(y, H, W)) : 1;
 }
 
 /* log of the mask's ghost phase (NAN: no mask or none to tell) */
@@ -231,14 +281,21 @@ mr_status mr_sigma_apply_noise_factors(float *sd, const float *y, size_t S, size
 }
 
 mr_status mr_sigma_apply_calibrate_factors(float *sd, const float *y, size_t S, size_t hw,
-                                           const void *sigma_model, const double *noise_sd,
-                                           const float *mask, size_t mask_len, double accel,
-                                           double difficulty, double *df_out)
+                                           size_t W, const void *sigma_model,
+                                           const double *noise_sd, const float *mask,
+                                           size_t mask_len, double accel, double difficulty,
+                                           double *df_out)
 {
     mr_status st = mr_sigma_apply_noise_factors(sd, y, S, hw, sigma_model, noise_sd);
     double df = mr_sigma_difficulty_factor(sigma_model, mask, mask_len, accel, difficulty);
     for (size_t i = 0; st == MR_OK && df != 1 && i < S * hw; i++) sd[i] *= (float)df;
     if (df_out) *df_out = df;
+    /* each slice's line-fill factor */
+    for (size_t s = 0; st == MR_OK && W && hw % W == 0 && s < S; s++) {
+        float f = (float)mr_sigma_fill_factor(sigma_model, mask, mask_len, accel, y + s * hw,
+                                              hw / W, W);
+        for (size_t i = 0; f != 1 && i < hw; i++) sd[s * hw + i] *= f;
+    }
     return st;
 }
 
@@ -416,7 +473,7 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
         }
         /* mrpipe calibrate's factors per relative noise level (the k-space noise only) and per
          * mask difficulty */
-        if ((st = mr_sigma_apply_calibrate_factors(sd, y, S, H * W, sigma, info->noise_sd,
+        if ((st = mr_sigma_apply_calibrate_factors(sd, y, S, H * W, W, sigma, info->noise_sd,
                                                    info->mask, info->mask_len, info->accel,
                                                    info->mask_difficulty, NULL)) != MR_OK)
             return st;
@@ -660,6 +717,66 @@ static mr_status fit_difficulty(mr_nn_meta *M, const mr_recal_image *im, size_t 
     return MR_OK;
 }
 
+/* The line-fill factors (mr_sigma_fill_factor): per (mask kind kidx[k], calibration
+ * acceleration) with at least 12 slices of known line fill l_s (and 500 ratios each), each slice's
+ * own split-conformal factor f_s on its ratios over div[i] (its image's change of scale, noise and
+ * difficulty factors so far) times the fill factor of `old` its SD was made with; by least squares log f_s = a + b (log l_s - c), c the mean, b kept
+ * within [-2, 2]. Between images the factor is what separates a head from a brain-only image of
+ * the same anatomy (docs/uncertainty.md, "Line fill"). */
+static mr_status fit_fill(mr_nn_meta *M, const mr_nn_meta *old, const mr_recal_image *im,
+                          size_t nim, const double *div, const int kidx[2],
+                          const char *const kinds[2], char *text, size_t tsize, size_t *o)
+{
+    size_t ns = 0, maxn = 1;
+    for (size_t i = 0; i < nim; i++)
+        for (size_t s = 0; s < im[i].n_slices; s++) {
+            ns++;
+            if (im[i].slice_n[s] > maxn) maxn = im[i].slice_n[s];
+        }
+    double *r = malloc(maxn * sizeof *r), *x = malloc((ns ? ns : 1) * sizeof *x),
+           *y = malloc((ns ? ns : 1) * sizeof *y);
+    if (!r || !x || !y) {
+        free(r), free(x), free(y);
+        return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    }
+    for (int k = 0; k < 2; k++)
+        for (int a = 0; a < M->n_calibration_accel; a++) {
+            size_t n = 0;
+            for (size_t i = 0; i < nim; i++) {
+                if (!in_group(im + i, M, a, 2, kinds[k])) continue;
+                size_t off = 0;
+                for (size_t s = 0; s < im[i].n_slices; off += im[i].slice_n[s], s++) {
+                    if (im[i].slice_n[s] < 500 || !isfinite(im[i].fill[s])) continue;
+                    double cov[3];
+                    for (size_t q = 0; q < im[i].slice_n[s]; q++) r[q] = im[i].r[off + q] / div[i];
+                    x[n] = im[i].fill[s];
+                    /* times the old fill factor the SD was made with */
+                    y[n] = log(mr_sigma_conformal_scale(r, im[i].slice_n[s], cov) *
+                               fill_kind(old, kinds[k], im[i].accel, x[n]));
+                    n++;
+                }
+            }
+            if (n < 12) continue;
+            double mx = 0, my = 0, sxx = 0, sxy = 0;
+            for (size_t j = 0; j < n; j++) mx += x[j], my += y[j];
+            mx /= (double)n, my /= (double)n;
+            for (size_t j = 0; j < n; j++)
+                sxx += (x[j] - mx) * (x[j] - mx), sxy += (x[j] - mx) * (y[j] - my);
+            if (!(sxx > 1e-9 * (double)n)) continue; /* the line fill does not vary */
+            double b = sxy / sxx;
+            b = b < -2 ? -2 : b > 2 ? 2 : b;
+            M->fill[kidx[k]][a][0] = mx, M->fill[kidx[k]][a][1] = b;
+            M->has_fill = 1;
+            if (*o < tsize)
+                *o += (size_t)snprintf(text + *o, tsize - *o, "; line fill R %g %s: slope %.3f "
+                                       "about %.3f (%zu slices, %.3f-%.3f)",
+                                       M->calibration_accel[a], kinds[k], b, exp(mx), n,
+                                       exp(mx - sqrt(sxx / (double)n)), exp(mx + sqrt(sxx / (double)n)));
+        }
+    free(r), free(x), free(y);
+    return MR_OK;
+}
+
 /* log(input SD / SD) kept within +-log 1000, as mr_sigma_log_sd_ratio does for the ratio itself */
 static double clamp_log_ratio(double t)
 {
@@ -812,6 +929,28 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im_in, size_t 
         im = im_own;
     }
     const mr_nn_meta orig = *M;
+    /* the line-fill factors: the other fits see the ratios divided by each slice's change of
+     * fill factor (ffr, new / old; a working copy of the ratios), the fill fit the ratios divided
+     * by the other factors' change */
+    const mr_recal_image *base = im;
+    mr_recal_image *im_w = NULL;
+    double **ffr = NULL, **wr = NULL; /* per image: slices' ffr, the working ratios */
+    int any_fill = 0;
+    for (size_t i = 0; i < nim; i++) any_fill |= im[i].n_slices > 0 && im[i].fill && im[i].slice_n;
+    if (st == MR_OK && any_fill) {
+        im_w = calloc(na, sizeof *im_w), ffr = calloc(na, sizeof *ffr), wr = calloc(na, sizeof *wr);
+        if (!im_w || !ffr || !wr) st = mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+        for (size_t i = 0; st == MR_OK && i < nim; i++) {
+            im_w[i] = im[i];
+            double *r = malloc((im[i].n ? im[i].n : 1) * sizeof *r);
+            double *f = malloc((im[i].n_slices ? im[i].n_slices : 1) * sizeof *f);
+            im_w[i].r = wr[i] = r, ffr[i] = f;
+            if (!r || !f) st = mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+            else memcpy(r, im[i].r, im[i].n * sizeof *r);
+            for (size_t q = 0; f && q < im[i].n_slices; q++) f[q] = 1;
+        }
+        if (st == MR_OK) im = im_w;
+    }
     /* the group factors, the noise factors and the difficulty factors fitted in turn
      * (backfitting: each on the ratios divided by the others' current change), from the original
      * scales each round */
@@ -881,6 +1020,23 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im_in, size_t 
             if (fabs(v - dd[i]) > 1e-9 * v) dd_moved = 1;
             dd[i] = v;
         }
+        if (im_w) { /* the fill fit on the original ratios over the other factors' change */
+            for (size_t i = 0; i < nim; i++)
+                div[i] = scale_kind(m, im[i].method, im[i].mask_kind, im[i].accel) / old_eff[i] *
+                         nd[i] * dd[i];
+            if ((st = fit_fill(M, &orig, base, nim, div, kidx, kinds, text, tsize, &o)) != MR_OK) break;
+            for (size_t i = 0; i < nim; i++) {
+                size_t off = 0;
+                for (size_t q = 0; q < base[i].n_slices; off += base[i].slice_n[q], q++) {
+                    double v = fill_kind(M, base[i].mask_kind, base[i].accel, base[i].fill[q]) /
+                               fill_kind(&orig, base[i].mask_kind, base[i].accel, base[i].fill[q]);
+                    if (fabs(v - ffr[i][q]) > 1e-9 * v) dd_moved = 1;
+                    ffr[i][q] = v;
+                    for (size_t j = 0; j < base[i].slice_n[q]; j++)
+                        wr[i][off + j] = base[i].r[off + j] / v;
+                }
+            }
+        }
         /* nothing to alternate with (no noise factors, the difficulty factors as the group
          * factors assumed): one round is all */
         if (!noise_fitted && !M->has_difficulty && !dd_moved) break;
@@ -890,6 +1046,8 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im_in, size_t 
     if (st == MR_OK && (st = group_factor(&c, &used, &np, cov, im, nim, div, M, -1, 0, NULL, 1)) == MR_OK)
         M->calibration_scale = orig.calibration_scale * c;
     free(old_eff), free(old_nf), free(old_dd), free(nd), free(dd), free(div);
+    for (size_t i = 0; wr && i < nim; i++) free(wr[i]), free(ffr[i]);
+    free(im_w), free(ffr), free(wr);
     for (size_t i = 0; im_own && i < nim; i++) free((void *)im_own[i].r);
     free(im_own);
     if (st == MR_OK && itext[0]) {

@@ -63,7 +63,7 @@ static void test_factors_per_kind(void)
            e8 = mr_sigma_scale_full(m, NULL, eq, 256, 8);
     const size_t n = 200000;
     double *a = ratios(n, 1.3, 1), *b = ratios(n, 0.9, 2);
-    mr_recal_image im[2] = {{a, n, 4, "random", "cs-l1", 0, 0, NULL, 0, 0}, {b, n, 4.2, "equispaced", NULL, 0, 0, NULL, 0, 0}};
+    mr_recal_image im[2] = {{a, n, 4, "random", "cs-l1", 0, 0, NULL, 0, 0, 0, NULL, NULL}, {b, n, 4.2, "equispaced", NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 2, 1000, "synthetic", text, sizeof text),
                           MR_OK);
@@ -92,7 +92,7 @@ static void test_factors_per_kind(void)
     /* again on the recalibrated network: its SDs are a factor 1.3 larger now, so the same errors
      * ask for 1.0 (the kind's scale composes with what the SD was made with) */
     double *a2 = ratios(n, 1.0, 3);
-    mr_recal_image im2[1] = {{a2, n, 4, "random", NULL, 0, 0, NULL, 0, 0}};
+    mr_recal_image im2[1] = {{a2, n, 4, "random", NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL}};
     double before = mr_sigma_scale_full(q, NULL, rnd, 256, 4);
     CU_ASSERT_EQUAL(mr_sigma_recalibrate(q, im2, 1, 1000, NULL, text, sizeof text), MR_OK);
     CU_ASSERT(fabs(mr_sigma_scale_full(q, NULL, rnd, 256, 4) / before - 1) < 0.015);
@@ -112,7 +112,7 @@ static void test_factors_per_method(void)
     double z4 = mr_sigma_scale_full(m, "zf", rnd, 256, 4), c4 = mr_sigma_scale_full(m, "cs-l1", rnd, 256, 4);
     const size_t n = 200000;
     double *a = ratios(n, 1.2, 4), *b = ratios(n, 0.8, 5);
-    mr_recal_image im[2] = {{a, n, 4, "random", "zf", 0, 0, NULL, 0, 0}, {b, n, 4, "random", "cs-l1", 0, 0, NULL, 0, 0}};
+    mr_recal_image im[2] = {{a, n, 4, "random", "zf", 0, 0, NULL, 0, 0, 0, NULL, NULL}, {b, n, 4, "random", "cs-l1", 0, 0, NULL, 0, 0, 0, NULL, NULL}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 2, 1000, NULL, text, sizeof text), MR_OK);
     fprintf(stderr, "%s\n", text);
@@ -146,8 +146,8 @@ static void test_difficulty_factors(void)
         d[i] = 0.8 * pow(1.45 / 0.8, i / (N - 1.0)); /* 0.8 .. 1.45 */
         r[i] = ratios(n, 1.1 * d[i], 100 + (unsigned)i);
         r[N + i] = ratios(n, 0.9, 200 + (unsigned)i);
-        im[i] = (mr_recal_image){r[i], n, 4, "random", NULL, 0, d[i], NULL, 0, 0};
-        im[N + i] = (mr_recal_image){r[N + i], n, 4, "equispaced", NULL, 0, d[i], NULL, 0, 0};
+        im[i] = (mr_recal_image){r[i], n, 4, "random", NULL, 0, d[i], NULL, 0, 0, 0, NULL, NULL};
+        im[N + i] = (mr_recal_image){r[N + i], n, 4, "equispaced", NULL, 0, d[i], NULL, 0, 0, 0, NULL, NULL};
     }
     double r4 = mr_sigma_scale_full(m, NULL, rnd, 256, 4), e4 = mr_sigma_scale_full(m, NULL, eq, 256, 4);
     char text[2048];
@@ -194,7 +194,7 @@ static void test_difficulty_factors(void)
         double f = mr_sigma_scale_full(q, NULL, rnd, 256, 4) / r4 *
                    mr_sigma_difficulty_factor(q, rnd, 256, 4, d[i]);
         r2[i] = ratios(n, 1.1 * d[i] / f, 300 + (unsigned)i);
-        im2[i] = (mr_recal_image){r2[i], n, 4, "random", NULL, 0, d[i], NULL, 0, 0};
+        im2[i] = (mr_recal_image){r2[i], n, 4, "random", NULL, 0, d[i], NULL, 0, 0, 0, NULL, NULL};
     }
     double before[N];
     for (int i = 0; i < N; i++)
@@ -249,7 +249,7 @@ static void test_input_sd(void)
             t[i][q] = mr_sigma_log_sd_ratio(v[i][q], 1);
             r[i][q] = fabs(1.1 * pow(v[i][q] * old[k], wt[k]) * mr_test_randn(&g));
         }
-        im[i] = (mr_recal_image){r[i], n, 4, "random", meth[k], 0, 0, t[i], 0, 0};
+        im[i] = (mr_recal_image){r[i], n, 4, "random", meth[k], 0, 0, t[i], 0, 0, 0, NULL, NULL};
     }
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, N, 1000, NULL, text, sizeof text), MR_OK);
@@ -336,7 +336,7 @@ static void test_ghost_factors(void)
         d[i] = 0.95 + 0.1 * ((i * 7) % N) / (N - 1.0); /* 0.95 .. 1.05, unrelated to rho */
         old[i] = mr_sigma_scale_full(m, NULL, mk[i], 256, 4);
         r[i] = ratios(n, 1.1 * sqrt(rho[i] / 0.7), 700 + (unsigned)i);
-        im[i] = (mr_recal_image){r[i], n, 4, "equispaced", NULL, 0, d[i], NULL, 1, log(rho[i])};
+        im[i] = (mr_recal_image){r[i], n, 4, "equispaced", NULL, 0, d[i], NULL, 1, log(rho[i]), 0, NULL, NULL};
     }
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, N, 1000, NULL, text, sizeof text), MR_OK);
@@ -374,6 +374,103 @@ static void test_ghost_factors(void)
     mr_nn_model_destroy(m), mr_nn_model_destroy(q);
 }
 
+/* Line fill: mr_sigma_line_fill of rectangles is their width share (a short row counts by its
+ * pixels), 0 for an empty slice; random-mask images of 10 slices each whose errors grow as
+ * fill^0.5 (the slices' fill 0.40 .. 0.90): calibrate finds slope ~0.5, each slice's SD then
+ * covers ~90 % of its pixels (without the factor the thin and full slices miss by several points);
+ * written and read back; mr_sigma_apply_calibrate_factors multiplies each slice by
+ * exp(b (log l - c)) of its own fill. */
+static void fill_rect(float *y, size_t H, size_t W, size_t rows, size_t cols)
+{
+    memset(y, 0, H * W * sizeof *y);
+    for (size_t h = 0; h < rows; h++)
+        for (size_t w = 0; w < cols; w++) y[(h + 4) * W + w + 3] = 1.0f + 0.01f * (float)w;
+}
+
+static void test_line_fill(void)
+{
+    enum { H = 32, W = 100 };
+    float y[2 * H * W];
+    fill_rect(y, H, W, 20, 60);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_line_fill(y, H, W), 0.6, 1e-12);
+    for (size_t w = 0; w < 20; w++) y[30 * W + w] = 1; /* one row of 20 */
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_line_fill(y, H, W), (20 * 3600.0 + 400) / (100.0 * 1220), 1e-12);
+    memset(y, 0, sizeof y);
+    CU_ASSERT_EQUAL(mr_sigma_line_fill(y, H, W), 0);
+
+    mr_nn_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/cs-l1_sigma.h5"), NULL), MR_OK);
+    m->meta.has_fill = 0; /* SD maps made without it */
+    float mk[W];
+    mask_cols(mk, W, MR_MASK_RANDOM, 4);
+    const double old = mr_sigma_scale_full(m, NULL, mk, W, 4);
+    enum { N = 8, NS = 10 };
+    const size_t ns = 20000;
+    double *r[N], fl[N][NS];
+    size_t sn[N][NS];
+    mr_recal_image im[N];
+    for (int i = 0; i < N; i++) {
+        r[i] = malloc(NS * ns * sizeof *r[i]);
+        for (int z = 0; z < NS; z++) {
+            double l = 0.4 + 0.5 * ((z * 3 + i) % NS) / (NS - 1.0);
+            fl[i][z] = log(l), sn[i][z] = ns;
+            double *q = ratios(ns, 1.1 * sqrt(l / 0.65), 900 + (unsigned)(i * NS + z));
+            memcpy(r[i] + (size_t)z * ns, q, ns * sizeof *q);
+            free(q);
+        }
+        im[i] = (mr_recal_image){r[i], NS * ns, 4, "random", NULL, 0, 0, NULL, 0, 0, NS, sn[i], fl[i]};
+    }
+    char text[2048];
+    CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, N, 1000, NULL, text, sizeof text), MR_OK);
+    fprintf(stderr, "%s\n", text);
+    CU_ASSERT_EQUAL(m->meta.has_fill, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "line fill R 4 random: slope"));
+    int k = !strcmp(m->meta.calibration_masks[0], "random") ? 0 : 1;
+    double b = m->meta.fill[k][0][1], c = m->meta.fill[k][0][0];
+    fprintf(stderr, "line fill slope %.4f (0.5) about %.4f\n", b, exp(c));
+    CU_ASSERT(fabs(b - 0.5) < 0.06);
+    const char *p = mr_test_path("recal_fill.h5");
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, p), MR_OK);
+    mr_nn_model *q = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&q, p, NULL), MR_OK);
+    CU_ASSERT_EQUAL(q->meta.has_fill, 1);
+    CU_ASSERT_DOUBLE_EQUAL(q->meta.fill[k][0][1], b, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(q->meta.fill[k][0][0], c, 1e-12);
+    /* each slice's coverage at 90 % with the new scale times its fill factor, and without it */
+    double g = mr_sigma_scale_full(q, NULL, mk, W, 4) / old, worst = 0, worst0 = 0;
+    for (int i = 0; i < N; i++)
+        for (int z = 0; z < NS; z++) {
+            double f = g * exp(b * (fl[i][z] - c));
+            size_t in = 0, in0 = 0;
+            const double *rz = r[i] + (size_t)z * ns;
+            for (size_t j = 0; j < ns; j++) in += rz[j] <= 1.6448536 * f, in0 += rz[j] <= 1.6448536 * g;
+            double cv = 100.0 * in / ns, c0 = 100.0 * in0 / ns;
+            worst = fabs(cv - 90) > worst ? fabs(cv - 90) : worst;
+            worst0 = fabs(c0 - 90) > worst0 ? fabs(c0 - 90) : worst0;
+        }
+    fprintf(stderr, "per-slice coverage at 90 %%: worst gap %.2f points (without the fill factor "
+            "%.2f)\n", worst, worst0);
+    CU_ASSERT(worst < 1.5);
+    CU_ASSERT(worst0 > 3);
+    /* applied per slice: two slices of fill 0.4 and 0.9, SD 1 */
+    fill_rect(y, H, W, 20, 40);
+    fill_rect(y + H * W, H, W, 20, 90);
+    float sd[2 * H * W];
+    for (size_t i = 0; i < 2 * H * W; i++) sd[i] = 1;
+    CU_ASSERT_EQUAL(mr_sigma_apply_calibrate_factors(sd, y, 2, H * W, W, q, NULL, mk, W, 4, 0, NULL),
+                    MR_OK);
+    CU_ASSERT_DOUBLE_EQUAL(sd[5], exp(b * (log(0.4) - c)), 1e-5);
+    CU_ASSERT_DOUBLE_EQUAL(sd[H * W + 5], exp(b * (log(0.9) - c)), 1e-5);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_fill_factor(q, mk, W, 4, y + H * W, H, W),
+                           exp(b * (log(0.9) - c)), 1e-12);
+    CU_ASSERT_EQUAL(mr_sigma_fill_factor(q, NULL, 0, 4, y, H, W), 1); /* no mask: kind unknown */
+    CU_ASSERT_EQUAL(mr_sigma_fill_factor(m, mk, W, 4, y, H, W) == 1, 0);
+    q->meta.has_fill = 0;
+    CU_ASSERT_EQUAL(mr_sigma_fill_factor(q, mk, W, 4, y, H, W), 1);
+    for (int i = 0; i < N; i++) free(r[i]);
+    mr_nn_model_destroy(m), mr_nn_model_destroy(q);
+}
+
 /* Two relative noise levels, errors 0.9 and 1.2 times the SD: factors per level, composed with the
  * kind's scale, interpolated in log between and constant outside; written and read back; applied
  * per slice by mr_sigma_apply_noise_factors (a slice without a noise estimate left alone). */
@@ -388,8 +485,8 @@ static void test_noise_factors(void)
     const size_t n = 200000;
     double *a = ratios(n, 0.9, 7), *b = ratios(n, 1.2, 8), *c = ratios(n, 1.2, 9);
     /* the 0.04 level in two images 5 % apart: one bin */
-    mr_recal_image im[3] = {{a, n, 4, "random", NULL, 0.01, 0, NULL, 0, 0}, {b, n, 4, "random", NULL, 0.04, 0, NULL, 0, 0},
-                            {c, n, 4, "random", NULL, 0.042, 0, NULL, 0, 0}};
+    mr_recal_image im[3] = {{a, n, 4, "random", NULL, 0.01, 0, NULL, 0, 0, 0, NULL, NULL}, {b, n, 4, "random", NULL, 0.04, 0, NULL, 0, 0, 0, NULL, NULL},
+                            {c, n, 4, "random", NULL, 0.042, 0, NULL, 0, 0, 0, NULL, NULL}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 3, 1000, NULL, text, sizeof text), MR_OK);
     fprintf(stderr, "%s\n", text);
@@ -431,7 +528,7 @@ static void test_errors(void)
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/denoiser_blind_sigma.h5"), NULL),
                           MR_OK);
-    mr_recal_image im = {a, n, 4, "random", NULL, 0, 0, NULL, 0, 0};
+    mr_recal_image im = {a, n, 4, "random", NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL};
     CU_ASSERT_EQUAL(mr_sigma_recalibrate(m, &im, 1, 100, NULL, text, sizeof text), MR_ERR_INPUT);
     CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "no scales per acceleration"));
     mr_nn_model_destroy(m);
@@ -580,6 +677,7 @@ int main(void)
         {"input SD maps: weights per input method, coverage per third of v, file, kept, corrupt",
          test_input_sd},
         {"ghost phase: slope per mask kind, per-image coverage, file", test_ghost_factors},
+        {"line fill: per slice, slope, per-slice coverage, file, applied", test_line_fill},
         {"recalibration errors: no per-R scales, unknown kind, R < 1, too few pixels", test_errors},
         {"mrpipe calibrate on cs-l1 reconstructions: 90 % covered after; bad lists", test_cli},
         {NULL, NULL},
