@@ -576,7 +576,11 @@ static int cmp_rel(const void *a, const void *b)
 /* After the group factors: the images' ratios divided by their group's new factor (new / old
  * effective scale), binned by relative noise level (images within 15 % in level share a bin),
  * give one split-conformal factor per bin with min_pixels; two bins or more replace the network's
- * noise factors (times the old factor at the bin's level, which the SD maps were made with). */
+ * noise factors (times the old factor at the bin's level, which the SD maps were made with). With
+ * three bins or more the factors are then smoothed to the line in log level (least squares,
+ * weighted by pixels): the noise level's effect is smooth, and bins free per level would absorb
+ * whatever else tells images apart (with two calibration volumes, each has its own levels, and
+ * free bins took over the difference that the line-fill factor is there to model). */
 static mr_status fit_noise_factors(mr_nn_model *m, const mr_recal_image *im, size_t nim,
                                    const double *old_eff, const double *dd, size_t min_pixels,
                                    char *text, size_t tsize, size_t *o)
@@ -587,7 +591,7 @@ static mr_status fit_noise_factors(mr_nn_model *m, const mr_recal_image *im, siz
     for (size_t i = 0; i < nim; i++)
         if (im[i].rel_noise > 0) ord[nk][0] = im[i].rel_noise, ord[nk][1] = (double)i, nk++;
     qsort(ord, nk, sizeof *ord, cmp_rel);
-    double lev[8], fac[8];
+    double lev[8], fac[8], wt[8];
     int nb = 0;
     mr_status st = MR_OK;
     for (size_t a = 0; a < nk && st == MR_OK;) {
@@ -608,6 +612,7 @@ static mr_status fit_noise_factors(mr_nn_model *m, const mr_recal_image *im, siz
             double cov[3];
             lev[nb] = exp(lsum / (double)(b - a));
             fac[nb] = mr_sigma_conformal_scale(r, n, cov) * mr_sigma_noise_factor(m, lev[nb]);
+            wt[nb] = (double)n;
             if (*o < tsize)
                 *o += (size_t)snprintf(text + *o, tsize - *o, "%s%.4g at relative noise %.3g (%zu; "
                                        "%.1f/%.1f/%.1f %%)", nb ? ", " : "; noise factors: ",
@@ -619,6 +624,20 @@ static mr_status fit_noise_factors(mr_nn_model *m, const mr_recal_image *im, siz
         a = b;
     }
     free(ord);
+    if (st == MR_OK && nb >= 3) { /* the weighted line in (log level, log factor) */
+        double sw = 0, mx = 0, my = 0, sxx = 0, sxy = 0;
+        for (int j = 0; j < nb; j++) sw += wt[j], mx += wt[j] * log(lev[j]), my += wt[j] * log(fac[j]);
+        mx /= sw, my /= sw;
+        for (int j = 0; j < nb; j++) {
+            double dx = log(lev[j]) - mx;
+            sxx += wt[j] * dx * dx, sxy += wt[j] * dx * (log(fac[j]) - my);
+        }
+        double b = sxx > 0 ? sxy / sxx : 0;
+        for (int j = 0; j < nb; j++) fac[j] = exp(my + b * (log(lev[j]) - mx));
+        if (*o < tsize)
+            *o += (size_t)snprintf(text + *o, tsize - *o, "; smoothed to %.4g x (level / %.3g)^%.3f",
+                                   exp(my), exp(mx), b);
+    }
     if (st == MR_OK && nb >= 2) {
         m->meta.n_noise_factors = nb;
         memcpy(m->meta.noise_factor_levels, lev, (size_t)nb * sizeof *lev);

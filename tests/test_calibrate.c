@@ -518,6 +518,32 @@ static void test_noise_factors(void)
     CU_ASSERT_DOUBLE_EQUAL(sd[5], 2 * mr_sigma_noise_factor(q, 0.01), 1e-5);
     free(a), free(b), free(c);
     mr_nn_model_destroy(m), mr_nn_model_destroy(q);
+    /* three levels (0.01, 0.02, 0.04; equal pixels), errors 0.9, 1.3 and 1.0 times the SD: the
+     * factors are smoothed to the line in log level through the three bins' factors (by least
+     * squares: slope log(1.0 / 0.9) / (2 log 2) = 0.076, the middle bin pulled from 1.3 to their
+     * geometric mean) */
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/cs-l1_sigma.h5"), NULL), MR_OK);
+    m->meta.n_noise_factors = 0;
+    r4 = mr_sigma_scale_full(m, NULL, rnd, 256, 4);
+    a = ratios(n, 0.9, 17), b = ratios(n, 1.3, 18), c = ratios(n, 1.0, 19);
+    mr_recal_image im3[3] = {{a, n, 4, "random", NULL, 0.01, 0, NULL, 0, 0, 0, NULL, NULL},
+                             {b, n, 4, "random", NULL, 0.02, 0, NULL, 0, 0, 0, NULL, NULL},
+                             {c, n, 4, "random", NULL, 0.04, 0, NULL, 0, 0, 0, NULL, NULL}};
+    CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im3, 3, 1000, NULL, text, sizeof text), MR_OK);
+    fprintf(stderr, "%s\n", text);
+    CU_ASSERT_EQUAL_FATAL(m->meta.n_noise_factors, 3);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "smoothed to"));
+    double f1 = mr_sigma_noise_factor(m, 0.01), f2 = mr_sigma_noise_factor(m, 0.02),
+           f3 = mr_sigma_noise_factor(m, 0.04);
+    fprintf(stderr, "smoothed noise factors %.4f %.4f %.4f\n", f1, f2, f3);
+    /* on a line in log: equal ratios between the three, the slope of the bins' factors */
+    CU_ASSERT_DOUBLE_EQUAL(log(f2 / f1), log(f3 / f2), 1e-9);
+    CU_ASSERT(fabs(log(f3 / f1) / (2 * log(2.0)) - log(1.0 / 0.9) / (2 * log(2.0))) < 0.03);
+    s4 = mr_sigma_scale_full(m, NULL, rnd, 256, 4) / r4;
+    fprintf(stderr, "at 0.02: %.4f (geometric mean %.4f)\n", s4 * f2, cbrt(0.9 * 1.3 * 1.0));
+    CU_ASSERT(fabs(s4 * f2 - cbrt(0.9 * 1.3 * 1.0)) < 0.03);
+    free(a), free(b), free(c);
+    mr_nn_model_destroy(m);
 }
 
 static void test_errors(void)
