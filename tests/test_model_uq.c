@@ -243,7 +243,8 @@ static void test_noise_record(void)
                         "with h5py.File('nm.h5', 'a') as f:\n"
                         "    for k in ('calibration_masks', 'calibration_mask_scales',\n"
                         "              'calibration_noise_factor_levels', 'calibration_noise_factors',\n"
-                        "              'calibration_mask_difficulty', 'calibration_mask_ghost_phase'):\n"
+                        "              'calibration_mask_difficulty', 'calibration_mask_ghost_phase',\n"
+                        "              'calibration_line_fill'):\n"
                         "        if k in f.attrs: del f.attrs[k]\n"
                         "shutil.copy('nm.h5', 'nt.h5')\n"
                         "with h5py.File('nt.h5', 'a') as f: del f.attrs['calibration_noise_term']\n\"",
@@ -251,8 +252,8 @@ static void test_noise_record(void)
     CU_ASSERT_EQUAL(rc, 0);
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
     /* cs1: the noise term alone (the mrpipe calibrate factors removed: nm.h5); cs0 without it;
-     * csf: the shipped network, its mask-kind scale, noise factors and mask difficulty x ghost
-     * phase factor on top */
+     * csf: the shipped network, its mask-kind scale, noise factors, mask difficulty x ghost
+     * phase factor and each slice's line-fill factor on top */
     rc = mr_test_sh("cd %s && %s -q recon --input kn1.h5 --output cs1.h5 --method cs-l1 --mask "
                     "equispaced --accel 4 --uncertainty model --uncertainty-model nm.h5 && %s -q "
                     "recon --input kn1.h5 --output cs0.h5 --method cs-l1 --mask equispaced --accel 4 "
@@ -300,7 +301,16 @@ static void test_noise_record(void)
                     "            print('ghost phase %%.4f' %% rho)\n"
                     "            e += gb * (np.log(max(rho, 1e-3)) - gc)\n"
                     "        df = min(max(np.exp(e), 0.5), 2.0)\n"
-                    "    dev = np.abs(sf / (s1 * k * nf[:, None, None] * df) - 1).max()\n"
+                    "    lf = np.ones(y.shape[0])\n"
+                    "    if 'calibration_line_fill' in m:\n"
+                    "        cl = np.asarray(m['calibration_line_fill']).reshape(len(ks), -1, 2)\n"
+                    "        lc, lb = cl[ks.index('equispaced'), list(m['calibration_accel']).index(4.0)]\n"
+                    "        for z in range(y.shape[0]):\n"
+                    "            ch = (y[z] > np.float32(0.05) * y[z].max()).sum(axis=1).astype(float)\n"
+                    "            l = (ch ** 2).sum() / (y.shape[2] * ch.sum())\n"
+                    "            lf[z] = min(max(np.exp(lb * (np.log(l) - lc)), 0.5), 2.0)\n"
+                    "        print('line fill factors', lf)\n"
+                    "    dev = np.abs(sf / (s1 * k * nf[:, None, None] * df * lf[:, None, None]) - 1).max()\n"
                     "    print('calibrate factors: kind %%.4g, noise %%s, difficulty %%.4g; max relative deviation %%.2e' %% (k, nf, df, dev))\n"
                     "    assert dev < 1e-3\n\"",
                     mr_test_tmpdir(), mr_test_python(), mr_test_src("models/cs-l1_sigma.h5"));
