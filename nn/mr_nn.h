@@ -201,7 +201,7 @@ typedef struct {
     char version[32];          /* mrpipe version that wrote the file (filled by save) */
     /* variance networks (docs/uncertainty.md); absent in other model files: */
     double calibration_scale;  /* split-conformal SD scale (0: not calibrated / not written) */
-    char calibration[2048];    /* what it was fitted on and the coverage it reached */
+    char calibration[8192];    /* what it was fitted on and the coverage it reached */
     char base_model[256];      /* the model whose errors it predicts ("none": the input's own) */
     int n_calibration_levels;  /* 0, or scales per input noise level (ascending noise): */
     double calibration_noise[8];  /* MAD noise level of the input / its percentile level */

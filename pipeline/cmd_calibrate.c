@@ -384,7 +384,7 @@ int mr_cmd_calibrate(int argc, char **argv)
     memset(&s, 0, sizeof s);
     mr_status st = mr_sigma_load(&sig, o.model, "calibrate");
     if (st == MR_OK) st = read_list(&s, &o);
-    char text[2048];
+    char text[8192];
     if (st == MR_OK) {
         st = mr_sigma_recalibrate(sig, s.im, s.n, o.min_pixels, o.source ? o.source : o.list,
                                   text, sizeof text);
