@@ -23,7 +23,7 @@ void mr_log_set_sink(mr_log_sink sink, void *user, mr_log_level min_level)
 
 void mr_log(mr_log_level level, const char *fmt, ...)
 {
-    char line[2048];
+    char line[16384]; /* calibrate logs its whole calibration text */
     va_list ap;
     pthread_mutex_lock(&g_lock);
     if (g_sink && level >= g_min) {
