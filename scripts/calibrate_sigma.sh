@@ -21,7 +21,10 @@
 #   KIND: zf | sense | cs-l1 | cs-tv (recon --method M --uncertainty model) | sense-bootstrap |
 #         cs-l1-bootstrap | cs-tv-bootstrap (--uncertainty bootstrap) | artefact (models/artefact.h5
 #         on zf and cs-l1 images made with their own SD maps, recon --uncertainty model: denoise
-#         --accel R; calibrate also fits the input-SD weights of a network that has none)
+#         --accel R; calibrate also fits the input-SD weights of a network that has none; the
+#         shipped artefact network is session 8's, calibrated on ch2 alone before the line-fill
+#         factor existed: recalibrated with ch2bet and line fill it measured worse on held-out
+#         data, docs/uncertainty.md "Line fill and a second calibration volume")
 # env: MRPIPE (build/mrpipe), SEEDS (100..115: 16 draws per acceleration and mask kind),
 #      NOISES ("0.002 0.0063 0.02"), SLICES (the slab's middle 12, "66:78"), SOURCES (the
 #      mricron templates to cut the slab from, "ch2 ch2bet"), SEEDS2 (the draws of the sources
