@@ -113,11 +113,8 @@ static herr_t put_dataset(hid_t loc, const char *name, int rank, const hsize_t *
     return r;
 }
 
-/* Write the model (and, when adam_m != NULL, the optimizer state of a checkpoint). */
-/* Space-separated names and one scale per (name, acceleration), name-major (get_named_scales
- * reads them); nothing when there are no names or accelerations. 1 on success. */
 /* A (centre, slope) pair per (mask kind, calibration acceleration) (mask difficulty, ghost
- * phase): written as one array, kinds outer; nothing without kinds or accelerations. */
+ * phase, line fill): written as one array, kinds outer; nothing without kinds or accelerations. */
 static int put_kind_pairs(hid_t f, const char *name, const mr_nn_meta *M, const double (*pr)[4][2])
 {
     double v[32];
@@ -128,6 +125,9 @@ static int put_kind_pairs(hid_t f, const char *name, const mr_nn_meta *M, const 
     return put_num(f, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, v, (hsize_t)k) >= 0;
 }
 
+/* Write the model (and, when adam_m != NULL, the optimizer state of a checkpoint). */
+/* Space-separated names and one scale per (name, acceleration), name-major (get_named_scales
+ * reads them); nothing when there are no names or accelerations. 1 on success. */
 static int put_named_scales(hid_t f, const char *nname, const char *sname, int n, int n_accel,
                             const char names_in[4][32], const double scales[4][4])
 {
@@ -412,7 +412,6 @@ static mr_status get_kind_pairs(hid_t f, const char *path, const char *name, con
     *has = nd > 0;
     return MR_OK;
 }
-
 
 /* A pair of optional attributes: keys (ascending, above key_min, or from it when not strict) and
  * one positive finite scale per key; *count = how many (0 when both are absent). */
