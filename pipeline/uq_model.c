@@ -301,10 +301,15 @@ mr_status mr_sigma_apply_calibrate_factors(float *sd, const float *y, size_t S, 
 
 #define INPUT_SD_LOG_MAX 6.907755278982137 /* log 1000 */
 
+/* log(input SD / SD) kept within +-log 1000 */
+static double clamp_log_ratio(double t)
+{
+    return t < -INPUT_SD_LOG_MAX ? -INPUT_SD_LOG_MAX : t > INPUT_SD_LOG_MAX ? INPUT_SD_LOG_MAX : t;
+}
+
 double mr_sigma_log_sd_ratio(double v, double sd)
 {
-    double t = v > 0 && sd > 0 ? log(v / sd) : v > 0 ? INPUT_SD_LOG_MAX : -INPUT_SD_LOG_MAX;
-    return t < -INPUT_SD_LOG_MAX ? -INPUT_SD_LOG_MAX : t > INPUT_SD_LOG_MAX ? INPUT_SD_LOG_MAX : t;
+    return clamp_log_ratio(v > 0 && sd > 0 ? log(v / sd) : v > 0 ? INPUT_SD_LOG_MAX : -INPUT_SD_LOG_MAX);
 }
 
 static int method_index(const mr_nn_meta *M, const char *method)
@@ -573,6 +578,25 @@ static int cmp_rel(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The least-squares line y = my + b (x - mx) through n points with weights w (NULL: 1 each);
+ * returns b, *mx and *my the weighted means, *sxx the weighted sum of (x - mx)^2 (b 0 when it is
+ * 0: x does not vary). */
+static double fit_line(const double *x, const double *y, const double *w, size_t n, double *mx,
+                       double *my, double *sxx)
+{
+    double sw = 0, sx = 0, sy = 0, sxy = 0;
+    for (size_t j = 0; j < n; j++) {
+        double wj = w ? w[j] : 1;
+        sw += wj, sx += wj * x[j], sy += wj * y[j];
+    }
+    *mx = sw > 0 ? sx / sw : 0, *my = sw > 0 ? sy / sw : 0, *sxx = 0;
+    for (size_t j = 0; j < n; j++) {
+        double wj = w ? w[j] : 1, dx = x[j] - *mx;
+        *sxx += wj * dx * dx, sxy += wj * dx * (y[j] - *my);
+    }
+    return *sxx > 0 ? sxy / *sxx : 0;
+}
+
 /* After the group factors: the images' ratios divided by their group's new factor (new / old
  * effective scale), binned by relative noise level (images within 15 % in level share a bin),
  * give one split-conformal factor per bin with min_pixels; two bins or more replace the network's
@@ -625,15 +649,10 @@ static mr_status fit_noise_factors(mr_nn_model *m, const mr_recal_image *im, siz
     }
     free(ord);
     if (st == MR_OK && nb >= 3) { /* the weighted line in (log level, log factor) */
-        double sw = 0, mx = 0, my = 0, sxx = 0, sxy = 0;
-        for (int j = 0; j < nb; j++) sw += wt[j], mx += wt[j] * log(lev[j]), my += wt[j] * log(fac[j]);
-        mx /= sw, my /= sw;
-        for (int j = 0; j < nb; j++) {
-            double dx = log(lev[j]) - mx;
-            sxx += wt[j] * dx * dx, sxy += wt[j] * dx * (log(fac[j]) - my);
-        }
-        double b = sxx > 0 ? sxy / sxx : 0;
-        for (int j = 0; j < nb; j++) fac[j] = exp(my + b * (log(lev[j]) - mx));
+        double lx[8], ly[8], mx, my, sxx;
+        for (int j = 0; j < nb; j++) lx[j] = log(lev[j]), ly[j] = log(fac[j]);
+        double b = fit_line(lx, ly, wt, (size_t)nb, &mx, &my, &sxx);
+        for (int j = 0; j < nb; j++) fac[j] = exp(my + b * (lx[j] - mx));
         if (*o < tsize)
             *o += (size_t)snprintf(text + *o, tsize - *o, "; smoothed to %.4g x (level / %.3g)^%.3f",
                                    exp(my), exp(mx), b);
@@ -739,8 +758,8 @@ static mr_status fit_difficulty(mr_nn_meta *M, const mr_recal_image *im, size_t 
 /* The line-fill factors (mr_sigma_fill_factor): per (mask kind kidx[k], calibration
  * acceleration) with at least 12 slices of known line fill l_s (and 500 ratios each), each slice's
  * own split-conformal factor f_s on its ratios over div[i] (its image's change of scale, noise and
- * difficulty factors so far) times the fill factor of `old` its SD was made with; by least squares log f_s = a + b (log l_s - c), c the mean, b kept
- * within [-2, 2]. Between images the factor is what separates a head from a brain-only image of
+ * difficulty factors so far) times the fill factor of `old` its SD was made with; by least
+ * squares log f_s = a + b (log l_s - c), c the mean, b kept within [-2, 2]. Between images the factor is what separates a head from a brain-only image of
  * the same anatomy (docs/uncertainty.md, "Line fill"). */
 static mr_status fit_fill(mr_nn_meta *M, const mr_nn_meta *old, const mr_recal_image *im,
                           size_t nim, const double *div, const int kidx[2],
@@ -776,13 +795,8 @@ static mr_status fit_fill(mr_nn_meta *M, const mr_nn_meta *old, const mr_recal_i
                 }
             }
             if (n < 12) continue;
-            double mx = 0, my = 0, sxx = 0, sxy = 0;
-            for (size_t j = 0; j < n; j++) mx += x[j], my += y[j];
-            mx /= (double)n, my /= (double)n;
-            for (size_t j = 0; j < n; j++)
-                sxx += (x[j] - mx) * (x[j] - mx), sxy += (x[j] - mx) * (y[j] - my);
+            double mx, my, sxx, b = fit_line(x, y, NULL, n, &mx, &my, &sxx);
             if (!(sxx > 1e-9 * (double)n)) continue; /* the line fill does not vary */
-            double b = sxy / sxx;
             b = b < -2 ? -2 : b > 2 ? 2 : b;
             M->fill[kidx[k]][a][0] = mx, M->fill[kidx[k]][a][1] = b;
             M->has_fill = 1;
@@ -794,12 +808,6 @@ static mr_status fit_fill(mr_nn_meta *M, const mr_nn_meta *old, const mr_recal_i
         }
     free(r), free(x), free(y);
     return MR_OK;
-}
-
-/* log(input SD / SD) kept within +-log 1000, as mr_sigma_log_sd_ratio does for the ratio itself */
-static double clamp_log_ratio(double t)
-{
-    return t < -INPUT_SD_LOG_MAX ? -INPUT_SD_LOG_MAX : t > INPUT_SD_LOG_MAX ? INPUT_SD_LOG_MAX : t;
 }
 
 /* NLL(w) per pixel, up to constants, of the errors with the SD times exp(w t) and a free scale per
