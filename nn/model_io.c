@@ -233,6 +233,9 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
         if (M->n_input_sd > 0)
             ok &= put_num(f, "calibration_input_sd", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           &M->input_sd[0][0], (hsize_t)(2 * M->n_input_sd)) >= 0;
+        if (M->n_boot_sd > 0)
+            ok &= put_num(f, "calibration_bootstrap_sd", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                          &M->boot_sd[0][0], (hsize_t)(2 * M->n_boot_sd)) >= 0;
     }
     for (int l = 0; ok && l < A->depth; l++) {
         const mr_nn_layer *L = &m->layers[l];
@@ -733,6 +736,18 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
             goto fail;
         }
         m->meta.n_input_sd = nn / 2;
+        TRY(get_nums(f, path, "calibration_bootstrap_sd", &m->meta.boot_sd[0][0], 8, &nn, 0));
+        ok = nn == 0 || (m->meta.n_calibration_methods > 0 && nn == 2 * m->meta.n_calibration_methods);
+        for (int i = 0; ok && i < nn / 2; i++)
+            ok = m->meta.boot_sd[i][0] >= 0 && m->meta.boot_sd[i][0] <= 1 &&
+                 m->meta.boot_sd[i][1] > 0 && isfinite(m->meta.boot_sd[i][1]);
+        if (!ok) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'calibration_bootstrap_sd': expected "
+                              "(w in [0, 1], k > 0) per calibration method (%d), found %d values",
+                              path, m->meta.n_calibration_methods, nn);
+            goto fail;
+        }
+        m->meta.n_boot_sd = nn / 2;
     }
     H5Eclear2(H5E_DEFAULT);
     for (int l = 0; l < m->arch.depth; l++) {

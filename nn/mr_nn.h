@@ -247,6 +247,12 @@ typedef struct {
                                    * `uncertainty`; mrpipe calibrate): SD x (v scale / SD)^w x k,
                                    * before calibrate's per-volume factors (mr_sigma_apply_input_sd) */
     double input_sd[4][2];
+    int n_boot_sd;                /* 0, or n_calibration_methods: per input method {w, k}, the SD
+                                   * combined the same way with the model's parametric bootstrap
+                                   * map b (mr_denoise_bootstrap_map; mrpipe calibrate), after the
+                                   * input SD: SD x (b scale / SD)^w x k (denoise --uncertainty
+                                   * bootstrap) */
+    double boot_sd[4][2];
 } mr_nn_meta;
 
 typedef struct {

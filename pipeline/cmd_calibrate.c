@@ -29,7 +29,7 @@ static const char *USAGE =
     "volume's mask draw missed), fitted in turn with the group factors.\n"
     "\n"
     "IMAGES.csv: one image per line, '#' comments, an optional header line:\n"
-    "  reference,image,uncertainty,accel,mask,method[,input_uncertainty]\n"
+    "  reference,image,uncertainty,accel,mask,method[,input_uncertainty[,bootstrap]]\n"
     "  reference    FILE[:DATASET] the truth (an .h5 without a dataset: reconstruction_rss first)\n"
     "  image        FILE[:DATASET] the judged image\n"
     "  uncertainty  FILE[:DATASET] its SD map; empty: the image file's `uncertainty` dataset\n"
@@ -41,6 +41,11 @@ static const char *USAGE =
     "               network calibrated per input method that does not combine yet gets per method\n"
     "               the weight w of SD x (input SD / SD)^w (Gaussian likelihood), which denoise\n"
     "               then applies when its input carries an SD map\n"
+    "  bootstrap    FILE[:DATASET] the model's parametric bootstrap map of the image (denoise\n"
+    "               --uncertainty bootstrap writes it as `bootstrap_sd`); optional. With it, a\n"
+    "               network calibrated per input method gets per method the weight of\n"
+    "               SD x (bootstrap / SD)^w, applied after the input SD's, which denoise\n"
+    "               --uncertainty bootstrap then applies\n"
     "  Relative paths are relative to the list's directory.\n"
     "\n"
     "  --model SIGMA.h5   the variance network the SD maps were made with (never modified)\n"
@@ -126,7 +131,8 @@ static char *trim(char *s)
 
 typedef struct {
     mr_recal_image *im;
-    double **r, **t, **fill; /* per image: ratios, input-SD log ratios, slices' log line fill */
+    double **r, **t, **fill, **tb; /* per image: ratios, input-SD log ratios, slices' log line
+                                    * fill, bootstrap log ratios */
     size_t **slice_n;        /* per image: ratios per slice */
     char (*kind)[16];
     char (*method)[32];
@@ -135,8 +141,10 @@ typedef struct {
 
 static void set_free(image_set *s)
 {
-    for (size_t i = 0; i < s->n; i++) free(s->r[i]), free(s->t[i]), free(s->fill[i]), free(s->slice_n[i]);
+    for (size_t i = 0; i < s->n; i++)
+        free(s->r[i]), free(s->t[i]), free(s->fill[i]), free(s->slice_n[i]), free(s->tb[i]);
     free(s->im), free(s->r), free(s->t), free(s->fill), free(s->slice_n), free(s->kind), free(s->method);
+    free(s->tb);
 }
 
 static mr_status grow(image_set *s)
@@ -151,13 +159,15 @@ static mr_status grow(image_set *s)
     if (t) s->t = t;
     double **fl = realloc(s->fill, nc * sizeof *fl);
     if (fl) s->fill = fl;
+    double **tb = realloc(s->tb, nc * sizeof *tb);
+    if (tb) s->tb = tb;
     size_t **sn = realloc(s->slice_n, nc * sizeof *sn);
     if (sn) s->slice_n = sn;
     char(*k)[16] = realloc(s->kind, nc * sizeof *k);
     if (k) s->kind = k;
     char(*m)[32] = realloc(s->method, nc * sizeof *m);
     if (m) s->method = m;
-    if (!im || !r || !t || !fl || !sn || !k || !m) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    if (!im || !r || !t || !fl || !tb || !sn || !k || !m) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
     s->cap = nc;
     return MR_OK;
 }
@@ -212,9 +222,9 @@ static void image_attrs(double *rel, double *difficulty, int *has_ghost, double 
  * foreground. where: "LIST:LINE" for messages. */
 static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char *where)
 {
-    char ref_p[4200], img_p[4200], sd_p[4300], in_p[4200], d1[4400], d2[4400], d3[4400],
-        d4[4400];
-    mr_array *ref = NULL, *img = NULL, *sd = NULL, *isd = NULL;
+    char ref_p[4200], img_p[4200], sd_p[4300], in_p[4200], b_p[4200], d1[4400], d2[4400],
+        d3[4400], d4[4400], d5[4400];
+    mr_array *ref = NULL, *img = NULL, *sd = NULL, *isd = NULL, *bsd = NULL;
     mr_status st = grow(s);
     if (st != MR_OK) return st;
     resolve(ref_p, sizeof ref_p, o->list, f[0]);
@@ -244,6 +254,10 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
         resolve(in_p, sizeof in_p, o->list, f[6]);
         st = mr_image_load(&isd, d4, sizeof d4, in_p, 0);
     }
+    if (st == MR_OK && *f[7]) {
+        resolve(b_p, sizeof b_p, o->list, f[7]);
+        st = mr_image_load(&bsd, d5, sizeof d5, b_p, 0);
+    }
     if (st != MR_OK) mr_error_prefix(st, "%s: ", where);
     if (st == MR_OK) {
         for (int k = 0; k < 3 && st == MR_OK; k++)
@@ -261,15 +275,22 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
                 mr_dims_format(c, sizeof c, 3, isd->dims);
                 st = mr_error_set(MR_ERR_INPUT, "%s: input_uncertainty: the SD map %s is %s; "
                                   "expected the reference's shape %s (%s)", where, d4, c, a, d1);
+            } else if (bsd && bsd->dims[k] != ref->dims[k]) {
+                char a[96], c[96];
+                mr_dims_format(a, sizeof a, 3, ref->dims);
+                mr_dims_format(c, sizeof c, 3, bsd->dims);
+                st = mr_error_set(MR_ERR_INPUT, "%s: bootstrap: the map %s is %s; expected the "
+                                  "reference's shape %s (%s)", where, d5, c, a, d1);
             }
     }
     size_t n = 0, cnt = 0;
     double mx = 0;
-    const float *pr = NULL, *pi = NULL, *ps = NULL, *pv = NULL;
+    const float *pr = NULL, *pi = NULL, *ps = NULL, *pv = NULL, *pb = NULL;
     if (st == MR_OK) {
         n = mr_array_numel(ref);
         pr = mr_array_f32(ref), pi = mr_array_f32(img), ps = mr_array_f32(sd);
         pv = isd ? mr_array_f32(isd) : NULL;
+        pb = bsd ? mr_array_f32(bsd) : NULL;
         for (size_t i = 0; i < n; i++)
             if (pr[i] > mx) mx = pr[i];
         for (size_t i = 0; i < n && st == MR_OK; i++) {
@@ -283,17 +304,22 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
                 st = mr_error_set(MR_ERR_INPUT, "%s: input_uncertainty: the SD map %s has the "
                                   "value %g (index %zu); expected finite values >= 0", where, d4,
                                   (double)pv[i], i);
+            else if (pb && (!isfinite(pb[i]) || pb[i] < 0))
+                st = mr_error_set(MR_ERR_INPUT, "%s: bootstrap: the map %s has the value %g "
+                                  "(index %zu); expected finite values >= 0", where, d5,
+                                  (double)pb[i], i);
             else if (pr[i] > o->fg * mx && ps[i] > 0)
                 cnt++;
         }
         if (st == MR_OK && !(mx > 0))
             st = mr_error_set(MR_ERR_INPUT, "%s: the reference %s is all zero", where, d1);
     }
-    double *r = NULL, *t = NULL, *fl = NULL;
+    double *r = NULL, *t = NULL, *fl = NULL, *tb = NULL;
     size_t *sn = NULL, S = st == MR_OK ? img->dims[0] : 0, H = S ? img->dims[1] : 0,
            W = S ? img->dims[2] : 0;
     if (st == MR_OK && (!(r = malloc((cnt ? cnt : 1) * sizeof *r)) ||
                         (pv && !(t = malloc((cnt ? cnt : 1) * sizeof *t))) ||
+                        (pb && !(tb = malloc((cnt ? cnt : 1) * sizeof *tb))) ||
                         !(fl = malloc((S ? S : 1) * sizeof *fl)) ||
                         !(sn = calloc(S ? S : 1, sizeof *sn))))
         st = mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
@@ -303,6 +329,7 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
             if (pr[i] > o->fg * mx && ps[i] > 0) {
                 /* log(input SD / SD), within +-log 1000 (mr_sigma_apply_input_sd) */
                 if (t) t[k] = mr_sigma_log_sd_ratio(pv[i], ps[i]);
+                if (tb) tb[k] = mr_sigma_log_sd_ratio(pb[i], ps[i]);
                 r[k++] = fabs((double)pi[i] - pr[i]) / ps[i];
                 sn[i / (H * W)]++;
             }
@@ -312,11 +339,11 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
             fl[z] = l > 0 ? log(l) : NAN;
         }
         size_t j = s->n++;
-        s->r[j] = r, s->t[j] = t, s->fill[j] = fl, s->slice_n[j] = sn;
+        s->r[j] = r, s->t[j] = t, s->fill[j] = fl, s->slice_n[j] = sn, s->tb[j] = tb;
         snprintf(s->kind[j], sizeof s->kind[0], "%s", f[4]);
         snprintf(s->method[j], sizeof s->method[0], "%s", f[5]);
         /* names set by read_list */
-        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL, 0, 0, t, 0, 0, S, sn, fl};
+        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL, 0, 0, t, 0, 0, S, sn, fl, tb};
         image_attrs(&s->im[j].rel_noise, &s->im[j].difficulty, &s->im[j].has_ghost,
                     &s->im[j].ghost, img_p, pi, n, img->dims[0]);
         double lf = 0;
@@ -324,13 +351,14 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
         for (size_t z = 0; z < S; z++)
             if (isfinite(fl[z])) lf += fl[z], nf++;
         MR_INFO("%s: %s: %zu foreground pixels, R %g, %s mask%s%s, relative noise %.3g, mask "
-                "difficulty %.4g, ghost phase %.3f, line fill %.3f%s%s", where, d2, cnt, R, f[4],
+                "difficulty %.4g, ghost phase %.3f, line fill %.3f%s%s%s%s", where, d2, cnt, R, f[4],
                 *f[5] ? ", input " : "", f[5], s->im[j].rel_noise, s->im[j].difficulty,
                 s->im[j].has_ghost ? exp(s->im[j].ghost) : 0, nf ? exp(lf / (double)nf) : 0,
-                t ? ", input SD map " : "", t ? d4 : "");
+                t ? ", input SD map " : "", t ? d4 : "", tb ? ", bootstrap map " : "", tb ? d5 : "");
     } else
-        free(r), free(t), free(fl), free(sn);
+        free(r), free(t), free(fl), free(sn), free(tb);
     mr_array_destroy(ref), mr_array_destroy(img), mr_array_destroy(sd), mr_array_destroy(isd);
+    mr_array_destroy(bsd);
     return st;
 }
 
@@ -344,9 +372,9 @@ static mr_status read_list(image_set *s, const cal_opts *o)
         char *t = trim(line);
         if (!*t || *t == '#') continue;
         if (!strncmp(t, "reference,", 10)) continue; /* the header */
-        char *f[7];
+        char *f[8];
         int nf = 0;
-        for (char *p = t; nf < 7;) {
+        for (char *p = t; nf < 8;) {
             char *c = strchr(p, ',');
             if (c) *c = 0;
             f[nf++] = trim(p);
@@ -356,9 +384,11 @@ static mr_status read_list(image_set *s, const cal_opts *o)
         snprintf(where, sizeof where, "%s:%d", o->list, ln);
         if (nf == 5) f[5] = "", nf = 6;
         if (nf == 6) f[6] = "", nf = 7;
-        if (nf != 7 || !*f[0] || !*f[1])
+        if (nf == 7) f[7] = "", nf = 8;
+        if (nf != 8 || !*f[0] || !*f[1])
             st = mr_error_set(MR_ERR_INPUT, "%s: expected reference,image,uncertainty,accel,mask"
-                              "[,method[,input_uncertainty]] (reference and image required)",
+                              "[,method[,input_uncertainty[,bootstrap]]] (reference and image "
+                              "required)",
                               where);
         else st = load_row(s, o, f, where);
     }

@@ -24,7 +24,8 @@
 
 static const char *USAGE =
     "usage: mrpipe denoise --input IN --output OUT [--model M.h5]\n"
-    "                      [--uncertainty none|model|replica|both] [--uncertainty-model S.h5]\n"
+    "                      [--uncertainty none|model|replica|both|bootstrap]\n"
+    "                      [--uncertainty-model S.h5]\n"
     "                      [--replicas N] [--uncertainty-output PATH] [--seed S]\n"
     "                      [--series UID[:echoN]] [--accel R]\n"
     "\n"
@@ -37,7 +38,12 @@ static const char *USAGE =
     "  --uncertainty U  the per-pixel SD map written with the image (docs/uncertainty.md)  [model]\n"
     "                model: the model's calibrated variance network (one extra small pass);\n"
     "                replica: noise re-injected at the estimated level, N denoisings;\n"
-    "                both: sqrt(var_model + var_replica); none: no map\n"
+    "                both: sqrt(var_model + var_replica); none: no map;\n"
+    "                bootstrap (models that clean a reconstruction: an mrpipe .h5 input with its\n"
+    "                mask and method): model, combined with the model's parametric bootstrap\n"
+    "                (its output's k-space re-run through the input's method and the model:\n"
+    "                one more reconstruction and model pass per slice); .h5 outputs also hold\n"
+    "                the bootstrap map as `bootstrap_sd`\n"
     "  --uncertainty-model S.h5  the variance network [M's NAME_sigma.h5 beside M]\n"
     "  --replicas N  replicas for replica/both (N >= 2)  [8]\n"
     "  --uncertainty-output PATH  the SD map, any output format [OUT with _sd before the\n"
@@ -97,7 +103,10 @@ int mr_cmd_denoise(int argc, char **argv)
     if (!in) return mr_cli_usage_error("denoise", "--input is required");
     if (!out) return mr_cli_usage_error("denoise", "--output is required");
     mr_uq_kind kind;
-    {
+    int boot = !strcmp(uq, "bootstrap"); /* the model path, with the model's bootstrap map */
+    if (boot)
+        kind = MR_UQ_MODEL;
+    else {
         mr_status pst = mr_uq_kind_parse(&kind, uq, "--uncertainty");
         if (pst != MR_OK) return mr_cli_fail("denoise", pst);
     }
@@ -109,6 +118,7 @@ int mr_cmd_denoise(int argc, char **argv)
     mr_nn_model *m = NULL;
     void *sigma = NULL;
     mr_array *img = NULL, *sd = NULL, *in_sd = NULL; /* in_sd: the input's own SD map */
+    mr_array *bmap = NULL; /* --uncertainty bootstrap: the model's bootstrap map */
     char sd_path[4096] = "";
     float *mask = NULL; /* the input's sampling mask (mrpipe .h5 reconstructions) */
     size_t mask_len = 0;
@@ -251,13 +261,30 @@ int mr_cmd_denoise(int argc, char **argv)
         /* the map needs the input: denoise into a copy */
         size_t d3[3] = {S, H, W};
         if ((st = mr_array_create(&sd, MR_FLOAT32, 3, d3)) != MR_OK) goto fail;
+        if (boot) {
+            if (!mask || !fi_method[0]) {
+                st = mr_error_set(MR_ERR_INPUT, "%s: --uncertainty bootstrap re-runs the input's "
+                                  "reconstruction: expected an mrpipe .h5 reconstruction with its "
+                                  "`mask` dataset and mrpipe_method attribute, found %s%s%s", in,
+                                  mask ? "" : "no mask", !mask && !fi_method[0] ? " and " : "",
+                                  fi_method[0] ? "" : "no method");
+                goto fail;
+            }
+            if (mr_sigma_boot_sd_weight(sigma, fi_method) <= 0)
+                MR_WARN("%s: the variance network has no bootstrap weight for input method %s "
+                        "(mrpipe calibrate fits it from a list with a bootstrap column): the map "
+                        "is the model SD alone; the bootstrap map is written beside it", in,
+                        fi_method);
+            if ((st = mr_array_create(&bmap, MR_FLOAT32, 3, d3)) != MR_OK) goto fail;
+        }
         float *y = malloc(S * H * W * sizeof *y);
         if (!y) {
             st = mr_error_set(MR_ERR_NOMEM, "denoise: out of memory");
             goto fail;
         }
         mr_uq_input info = {accel, fi_method[0] ? fi_method : NULL, mask, mask_len, fi_noise,
-                            fi_coils, fi_difficulty, in_sd ? mr_array_f32(in_sd) : NULL};
+                            fi_coils, fi_difficulty, in_sd ? mr_array_f32(in_sd) : NULL,
+                            bmap ? mr_array_f32(bmap) : NULL};
         st = mr_denoise_uq(y, mr_array_f32(sd), x, S, H, W, m, sigma, kind, (int)replicas,
                            (uint64_t)seed, &info, &noise_est, in);
         if (st == MR_OK) memcpy(x, y, S * H * W * sizeof *y);
@@ -284,13 +311,14 @@ int mr_cmd_denoise(int argc, char **argv)
     mr_dicom_written written;
     memset(&written, 0, sizeof written);
     if (sd && ofmt == MR_FMT_FASTMRI) extra.uncertainty = sd; /* .h5: the map goes in too */
+    extra.bootstrap_map = bmap;
     if (sd && ofmt == MR_FMT_DICOM) extra.written = &written;
     st = ofmt == MR_FMT_NIFTI ? mr_nifti_write(out, img, have_meta ? &meta : NULL)
                               : mr_output_write_volume(out, &view, NULL, &extra);
     if (st != MR_OK) goto fail;
     if (sd) {
         char kd[64];
-        snprintf(kd, sizeof kd, "%s", mr_uq_kind_name(kind));
+        snprintf(kd, sizeof kd, "%s", boot ? "bootstrap" : mr_uq_kind_name(kind));
         extra.uncertainty = NULL;
         extra.written = NULL;
         extra.linked = ofmt == MR_FMT_DICOM ? &written : NULL;
@@ -313,7 +341,7 @@ int mr_cmd_denoise(int argc, char **argv)
     mr_dicom_set_close(set);
     mr_nn_model_destroy(m);
     mr_sigma_free(sigma);
-    mr_array_destroy(sd), mr_array_destroy(in_sd);
+    mr_array_destroy(sd), mr_array_destroy(in_sd), mr_array_destroy(bmap);
     free(mask), free(fi_noise);
     return 0;
 fail:
@@ -324,7 +352,7 @@ fail:
     mr_dicom_set_close(set);
     mr_nn_model_destroy(m);
     mr_sigma_free(sigma);
-    mr_array_destroy(sd), mr_array_destroy(in_sd);
+    mr_array_destroy(sd), mr_array_destroy(in_sd), mr_array_destroy(bmap);
     free(mask), free(fi_noise);
     return mr_cli_fail("denoise", st);
 }

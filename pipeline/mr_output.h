@@ -34,6 +34,9 @@ typedef struct {
     /* Uncertainty (issue 6, docs/uncertainty.md): */
     const mr_array *uncertainty; /* float32 SD map of mag's shape: an `uncertainty` dataset next to
                                     `reconstruction` in .h5 outputs; NULL: none */
+    const mr_array *bootstrap_map; /* float32 (S,H,W): the model's parametric bootstrap map
+                                      (denoise --uncertainty bootstrap), dataset `bootstrap_sd` of
+                                      .h5 outputs (the image's and the SD map's); NULL: none */
 } mr_output_extra;
 
 /* Format of an output path: a folder (a path ending in '/' or an existing folder) is a derived DICOM

@@ -327,6 +327,8 @@ typedef struct {
     size_t n_slices;   /* 0, or how many slices r is made of, slice_n[s] ratios each in order, */
     const size_t *slice_n;
     const double *fill; /* with the log of each slice's line fill (mr_sigma_line_fill; NAN: empty) */
+    const double *tb;   /* NULL, or per ratio log(b / SD): the model's parametric bootstrap map
+                         * (mr_denoise_bootstrap_map), for the bootstrap weights */
 } mr_recal_image;
 /* Split-conformal recalibration of an undersampling variance network (n_calibration_accel >= 2)
  * on images made through the deployment path: per calibration acceleration i with images (nearest
@@ -352,6 +354,23 @@ double mr_sigma_log_sd_ratio(double v, double sd);
 void mr_sigma_apply_input_sd(float *sd, const float *v, size_t n, const void *sigma,
                              const char *method, double scale);
 
+/* The same combination with the model's parametric bootstrap map b (meta.boot_sd, fitted by
+ * mrpipe calibrate from the list's `bootstrap` column), applied after the input SD's. */
+double mr_sigma_boot_sd_weight(const void *sigma, const char *method);
+void mr_sigma_apply_boot_sd(float *sd, const float *b, size_t n, const void *sigma,
+                            const char *method, double scale);
+
+/* The parametric bootstrap map of an image model that cleans a reconstruction (the artefact
+ * model; pipeline/uq_bootstrap.c): y (S, H, W), the model's output, stands in for the object; its
+ * k-space with the input's phase-encode mask cols (ncols >= W columns; images narrower than the
+ * mask are zero-padded to it, centred) is reconstructed by `method` (the one that made the input;
+ * one coil, a unit map, no noise: mr_bootstrap_dev), the model cleans that once more into y_b, and
+ * b = sqrt(G((y_b - y)^2)) per slice (mr_sigma_bootstrap_map). Costs one reconstruction per slice
+ * and one model pass. MR_ERR_INPUT for an unknown method or a missing or narrow mask. */
+mr_status mr_denoise_bootstrap_map(float *b, const float *y, size_t S, size_t H, size_t W,
+                                   const void *model, const char *method, const float *cols,
+                                   size_t ncols, const char *what);
+
 /* Robust Gaussian noise level of an image volume: median |HH| / 0.6745 of the finest diagonal
  * Haar band (Donoho & Johnstone 1994). */
 mr_status mr_noise_sigma_mad(double *sigma, const float *x, size_t S, size_t H, size_t W);
@@ -366,6 +385,9 @@ typedef struct {
     int coils;                /* the receive coils it was combined from */
     double mask_difficulty;   /* mr_mask_difficulty of its k-space and mask (0: unknown) */
     const float *input_sd;    /* the input's own SD map (S, H, W), e.g. recon's `uncertainty` */
+    float *boot_map;          /* non-NULL: the model's parametric bootstrap map (S, H, W) is
+                               * made here (mr_denoise_bootstrap_map: needs method and mask) and
+                               * combined with the SD by networks with bootstrap weights */
 } mr_uq_input;
 
 /* y = model(x) (model NULL: y = x, the image itself is judged) and its SD (S, H, W) in x's units:

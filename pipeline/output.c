@@ -106,6 +106,8 @@ mr_status mr_output_write_volume(const char *path, const mr_array *mag, const mr
         if (st == MR_OK) st = mr_fastmri_writer_attr_string(w, "mrpipe_version", MR_VERSION_STRING);
         if (st == MR_OK && extra && extra->uncertainty)
             st = mr_fastmri_writer_image(w, "uncertainty", extra->uncertainty);
+        if (st == MR_OK && extra && extra->uncertainty && extra->bootstrap_map)
+            st = mr_fastmri_writer_image(w, "bootstrap_sd", extra->bootstrap_map);
         if (st != MR_OK) {
             mr_fastmri_writer_abort(w);
             return st;
@@ -190,6 +192,8 @@ mr_status mr_output_write_uncertainty(const char *path, const mr_array *sd, cons
         mr_fastmri_writer *w = NULL;
         if ((st = mr_fastmri_writer_create(&w, path)) != MR_OK) return st;
         st = mr_fastmri_writer_image(w, "uncertainty", sd);
+        if (st == MR_OK && extra && extra->bootstrap_map)
+            st = mr_fastmri_writer_image(w, "bootstrap_sd", extra->bootstrap_map);
         if (st == MR_OK && kind) st = mr_fastmri_writer_attr_string(w, "mrpipe_uncertainty", kind);
         if (st == MR_OK && extra && extra->method)
             st = mr_fastmri_writer_attr_string(w, "mrpipe_method", extra->method);

@@ -216,7 +216,8 @@ static mr_status denoise_run(void *state, mr_scan *scan)
         mr_uq_input info = {accel, src->method, src->mask1d, src->mask_len, src->noise_sd,
                             src->coils, src->mask_difficulty,
                             src->uncertainty && mr_array_numel(src->uncertainty) == mr_array_numel(a)
-                                ? mr_array_f32(src->uncertainty) : NULL};
+                                ? mr_array_f32(src->uncertainty) : NULL,
+                            NULL};
         if (st == MR_OK)
             st = mr_denoise_uq(mr_array_f32(out), sd ? mr_array_f32(sd) : NULL, mr_array_f32(a),
                                a->dims[0], a->dims[1], a->dims[2], s->model, s->sigma, s->uq,

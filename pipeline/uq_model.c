@@ -326,15 +326,35 @@ double mr_sigma_input_sd_weight(const void *sigma_model, const char *method)
     return j >= 0 && j < M->n_input_sd ? M->input_sd[j][0] : 0;
 }
 
+double mr_sigma_boot_sd_weight(const void *sigma_model, const char *method)
+{
+    const mr_nn_meta *M = &((const mr_nn_model *)sigma_model)->meta;
+    int j = method_index(M, method);
+    return j >= 0 && j < M->n_boot_sd ? M->boot_sd[j][0] : 0;
+}
+
+/* sd = sd k (v scale / sd)^w, the log ratio clamped (mr_sigma_log_sd_ratio) */
+static void combine_sd(float *sd, const float *v, size_t n, const double wk[2], double scale)
+{
+    if (!(wk[0] > 0) || !(scale > 0)) return;
+    for (size_t i = 0; i < n; i++)
+        sd[i] = (float)(sd[i] * wk[1] * exp(wk[0] * mr_sigma_log_sd_ratio((double)v[i] * scale, sd[i])));
+}
+
 void mr_sigma_apply_input_sd(float *sd, const float *v, size_t n, const void *sigma_model,
                              const char *method, double scale)
 {
     const mr_nn_meta *M = &((const mr_nn_model *)sigma_model)->meta;
     int j = method_index(M, method);
-    if (j < 0 || j >= M->n_input_sd || !(M->input_sd[j][0] > 0) || !(scale > 0)) return;
-    double w = M->input_sd[j][0], k = M->input_sd[j][1];
-    for (size_t i = 0; i < n; i++)
-        sd[i] = (float)(sd[i] * k * exp(w * mr_sigma_log_sd_ratio((double)v[i] * scale, sd[i])));
+    if (j >= 0 && j < M->n_input_sd) combine_sd(sd, v, n, M->input_sd[j], scale);
+}
+
+void mr_sigma_apply_boot_sd(float *sd, const float *b, size_t n, const void *sigma_model,
+                            const char *method, double scale)
+{
+    const mr_nn_meta *M = &((const mr_nn_model *)sigma_model)->meta;
+    int j = method_index(M, method);
+    if (j >= 0 && j < M->n_boot_sd) combine_sd(sd, b, n, M->boot_sd[j], scale);
 }
 
 mr_status mr_sigma_scale_for(double *scale, const void *sigma_model, const float *x, size_t S,
@@ -475,6 +495,15 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
                         "(%s; the `uncertainty` of `mrpipe recon --uncertainty model` .h5 "
                         "outputs) and the input carries none: the network's SD alone (calibrated "
                         "on average, ranks the errors less well)", what, info->method);
+        }
+        /* the model's own parametric bootstrap map (denoise --uncertainty bootstrap) */
+        if (info->boot_map) {
+            if (!model)
+                return mr_error_set(MR_ERR_USAGE, "%s: the bootstrap needs the model", what);
+            if ((st = mr_denoise_bootstrap_map(info->boot_map, y, S, H, W, model, info->method,
+                                               info->mask, info->mask_len, what)) != MR_OK)
+                return st;
+            mr_sigma_apply_boot_sd(sd, info->boot_map, n, sigma, info->method, scale);
         }
         /* mrpipe calibrate's factors per relative noise level (the k-space noise only) and per
          * mask difficulty */
@@ -812,19 +841,20 @@ static mr_status fit_fill(mr_nn_meta *M, const mr_nn_meta *old, const mr_recal_i
 
 /* NLL(w) per pixel, up to constants, of the errors with the SD times exp(w t) and a free scale per
  * image (the scale of a volume is the group, noise and difficulty factors' business; w is about
- * the pattern within it): the mean over the pixels of the images of input method `method` that
- * carry t of w t + 0.5 log mean_image(r^2 exp(-2 w t)); f[i] = log of image i's old scale x noise
- * x difficulty factors (t + f: log(v / SD before them)); *mean_t the mean of t + f. */
-static double input_sd_nll(const mr_recal_image *im, size_t nim, const double *f, const char *method,
-                           double w, double *mean_t)
+ * the pattern within it): the mean over the pixels of the images of input method `method` with a
+ * map (T[i] non-NULL) of w t + 0.5 log mean_image(r^2 exp(-2 w t)), t = T[i] + f[i] clamped;
+ * f[i] (NULL: 0) = log of image i's old scale x noise x difficulty factors (t: log(map / SD
+ * before them)); *mean_t the mean of t. */
+static double combine_nll(const mr_recal_image *im, size_t nim, const double *const *T,
+                          const double *f, const char *method, double w, double *mean_t)
 {
     double st = 0, nll = 0;
     size_t n = 0;
     for (size_t i = 0; i < nim; i++) {
-        if (!im[i].t || !im[i].method || strcmp(im[i].method, method) || !im[i].n) continue;
-        double sti = 0, sr = 0;
+        if (!T[i] || !im[i].method || strcmp(im[i].method, method) || !im[i].n) continue;
+        double sti = 0, sr = 0, fi = f ? f[i] : 0;
         for (size_t q = 0; q < im[i].n; q++) {
-            double t = clamp_log_ratio(im[i].t[q] + f[i]);
+            double t = clamp_log_ratio(T[i][q] + fi);
             sti += t, sr += im[i].r[q] * im[i].r[q] * exp(-2 * w * t);
         }
         if (!(sr > 0)) continue;
@@ -835,54 +865,130 @@ static double input_sd_nll(const mr_recal_image *im, size_t nim, const double *f
     return n ? nll / (double)n : 0;
 }
 
-/* The input-SD weights (meta.input_sd), per input method with images that carry t, by golden
- * section on [0, 1] (the NLL is convex in w); *out receives a copy of the images with their
- * ratios divided by the new SD's factor (caller frees out and out[i].r). */
-static mr_status fit_input_sd(mr_nn_meta *M, mr_recal_image **out, const mr_recal_image *im,
-                              size_t nim, const double *f, char *text, size_t tsize, size_t *o)
+/* Golden section for the w in [0, hi] that minimises combine_nll (convex in w). */
+static double golden_w(const mr_recal_image *im, size_t nim, const double *const *T,
+                       const double *f, const char *method, double hi)
 {
-    mr_recal_image *c = calloc(nim ? nim : 1, sizeof *c);
-    if (!c) return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
-    memcpy(c, im, nim * sizeof *c);
-    for (size_t i = 0; i < nim; i++) c[i].r = NULL;
-    *out = c;
-    for (int j = 0; j < M->n_calibration_methods; j++) {
-        const char *meth = M->calibration_methods[j];
-        double mt, lo = 0, hi = 1, g = 0.6180339887498949;
-        M->input_sd[j][0] = 0, M->input_sd[j][1] = 1;
-        if (input_sd_nll(im, nim, f, meth, 0, &mt) == 0) continue;
-        double a = hi - g * (hi - lo), b = lo + g * (hi - lo);
-        double fa = input_sd_nll(im, nim, f, meth, a, NULL), fb = input_sd_nll(im, nim, f, meth, b, NULL);
-        for (int it = 0; it < 30; it++) {
-            if (fa < fb) hi = b, b = a, fb = fa, a = hi - g * (hi - lo), fa = input_sd_nll(im, nim, f, meth, a, NULL);
-            else lo = a, a = b, fa = fb, b = lo + g * (hi - lo), fb = input_sd_nll(im, nim, f, meth, b, NULL);
-        }
-        double w = 0.5 * (lo + hi), n0 = input_sd_nll(im, nim, f, meth, 0, NULL);
-        double nw = input_sd_nll(im, nim, f, meth, w, NULL);
-        if (!(nw < n0)) w = 0, nw = n0;
-        M->input_sd[j][0] = w, M->input_sd[j][1] = exp(-w * mt);
-        if (*o < tsize)
-            *o += (size_t)snprintf(text + *o, tsize - *o, "%s%s w %.3f k %.4g (NLL %.4f, without "
-                                   "%.4f)", j && M->n_input_sd ? ", " : "; input SD weights: ",
-                                   meth, w, M->input_sd[j][1], nw + 0.5 * log(2 * M_PI) + 0.5, n0 +
-                                   0.5 * log(2 * M_PI) + 0.5);
-        M->n_input_sd = M->n_calibration_methods;
+    double lo = 0, g = 0.6180339887498949;
+    double a = hi - g * (hi - lo), b = lo + g * (hi - lo);
+    double fa = combine_nll(im, nim, T, f, method, a, NULL), fb = combine_nll(im, nim, T, f, method, b, NULL);
+    for (int it = 0; it < 30; it++) {
+        if (fa < fb) hi = b, b = a, fb = fa, a = hi - g * (hi - lo), fa = combine_nll(im, nim, T, f, method, a, NULL);
+        else lo = a, a = b, fa = fb, b = lo + g * (hi - lo), fb = combine_nll(im, nim, T, f, method, b, NULL);
     }
+    double w = 0.5 * (lo + hi);
+    return combine_nll(im, nim, T, f, method, w, NULL) < combine_nll(im, nim, T, f, method, 0, NULL) ? w : 0;
+}
+
+/* The log factor image i's SD gets from the combinations: with t = clamp(Tv + f) and
+ * tb = clamp(Tb + f - log k_in - w_in t) (the bootstrap's ratio against the input-combined SD),
+ * log k_in + w_in t + log k_b + w_b tb; wk NULL: no combination of that kind. */
+static double combo_log(const double *wi, double tv, const double *wb, double tbr)
+{
+    double l = 0, t = clamp_log_ratio(tv);
+    if (wi && wi[0] > 0) l += log(wi[1]) + wi[0] * t;
+    if (wb && wb[0] > 0)
+        l += log(wb[1]) + wb[0] * clamp_log_ratio(tbr - (wi && wi[0] > 0 ? log(wi[1]) + wi[0] * t : 0));
+    return l;
+}
+
+/* The combination weights of the SD with the input's SD map (meta.input_sd, when fit_in: images'
+ * t) and with the model's bootstrap map (meta.boot_sd, when fit_b: images' tb), per input method.
+ * Denoise applies them nested, SD_1 = SD k_i (v s / SD)^w_i, SD_2 = SD_1 k_b (b s / SD_1)^w_b, so
+ * that log SD_2 = log SD + (1 - w_b) w_i log(v s / SD) + w_b log(b s / SD) + const: the two free
+ * exponents a_v = (1 - w_b) w_i and a_b = w_b are fitted in turn (each by golden section on the
+ * Gaussian NLL with a free scale per image, on the ratios divided by the other's current factor;
+ * 6 rounds when both are fitted, the maps being correlated), then mapped back; k keeps the SD's
+ * geometric mean over the method's pixels. f[i]: log of image i's old scale x noise x difficulty
+ * factors. *out receives the images with their ratios divided by the new SD's factor (caller frees
+ * out and out[i].r). */
+static mr_status fit_combine(mr_nn_meta *M, int fit_in, int fit_b, mr_recal_image **out,
+                             const mr_recal_image *im, size_t nim, const double *f, char *text,
+                             size_t tsize, size_t *o)
+{
+    size_t na = nim ? nim : 1;
+    mr_recal_image *c = calloc(na, sizeof *c), *wim = calloc(na, sizeof *wim);
+    const double **Tv = calloc(na, sizeof *Tv), **Tb = calloc(na, sizeof *Tb);
+    double **wr = calloc(na, sizeof *wr);
     mr_status st = MR_OK;
-    for (size_t i = 0; i < nim && st == MR_OK; i++) {
+    *out = c;
+    if (!c || !wim || !Tv || !Tb || !wr) st = mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+    for (size_t i = 0; st == MR_OK && i < nim; i++) {
+        c[i] = wim[i] = im[i], c[i].r = NULL;
+        Tv[i] = fit_in && im[i].method ? im[i].t : NULL;
+        Tb[i] = fit_b && im[i].method ? im[i].tb : NULL;
+        if (!(wr[i] = malloc((im[i].n ? im[i].n : 1) * sizeof *wr[i])))
+            st = mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
+        wim[i].r = wr[i];
+    }
+    if (fit_in) M->n_input_sd = M->n_calibration_methods;
+    if (fit_b) M->n_boot_sd = M->n_calibration_methods;
+    for (int j = 0; st == MR_OK && j < M->n_calibration_methods; j++) {
+        const char *meth = M->calibration_methods[j];
+        double av = 0, ab = 0, n0 = 0, mt;
+        int hv = fit_in && combine_nll(im, nim, Tv, f, meth, 0, NULL) != 0,
+            hb = fit_b && combine_nll(im, nim, Tb, f, meth, 0, NULL) != 0;
+        if (fit_in) M->input_sd[j][0] = 0, M->input_sd[j][1] = 1;
+        if (fit_b) M->boot_sd[j][0] = 0, M->boot_sd[j][1] = 1;
+        if (!hv && !hb) continue;
+        for (int round = 0; round < (hv && hb ? 6 : 1); round++)
+            for (int which = 0; which < 2; which++) {
+                if ((which == 0 && !hv) || (which == 1 && !hb)) continue;
+                const double *const *To = which ? Tv : Tb; /* the other map, held fixed */
+                double ao = which ? av : ab;
+                for (size_t i = 0; i < nim; i++)
+                    for (size_t q = 0; q < im[i].n; q++)
+                        wr[i][q] = im[i].r[q] / (To[i] && ao > 0 ? exp(ao * clamp_log_ratio(To[i][q] + f[i])) : 1);
+                if (round == 0 && which == (hv ? 0 : 1)) n0 = combine_nll(wim, nim, which ? Tb : Tv, f, meth, 0, NULL);
+                double w = golden_w(wim, nim, which ? Tb : Tv, f, meth, 1);
+                if (which) ab = w; else av = w;
+            }
+        /* back to the nested weights, and the k that keep the geometric mean */
+        double wi = hv ? (hb && ab < 1 ? av / (1 - ab) : av) : 0, wb = hb ? ab : 0;
+        wi = wi > 1 ? 1 : wi;
+        if (hv) {
+            combine_nll(im, nim, Tv, f, meth, 0, &mt);
+            M->input_sd[j][0] = wi, M->input_sd[j][1] = exp(-wi * mt);
+        }
+        if (hb) { /* mean of the bootstrap's ratio against the input-combined SD */
+            double sum = 0;
+            size_t n = 0;
+            for (size_t i = 0; i < nim; i++) {
+                if (!Tb[i] || !im[i].method || strcmp(im[i].method, meth)) continue;
+                for (size_t q = 0; q < im[i].n; q++)
+                    sum += clamp_log_ratio(Tb[i][q] + f[i] - (Tv[i] && hv ? combo_log(M->input_sd[j], Tv[i][q] + f[i], NULL, 0) : 0)),
+                    n++;
+            }
+            M->boot_sd[j][0] = wb, M->boot_sd[j][1] = exp(-wb * (n ? sum / (double)n : 0));
+        }
+        /* the NLL with both (per image scale free), against neither */
+        for (size_t i = 0; i < nim; i++)
+            for (size_t q = 0; q < im[i].n; q++)
+                wr[i][q] = im[i].r[q] /
+                           exp(combo_log(Tv[i] && hv ? M->input_sd[j] : NULL, Tv[i] ? Tv[i][q] + f[i] : 0,
+                                         Tb[i] && hb ? M->boot_sd[j] : NULL, Tb[i] ? Tb[i][q] + f[i] : 0));
+        double nb = combine_nll(wim, nim, hv ? Tv : Tb, f, meth, 0, NULL), l2 = 0.5 * log(2 * M_PI) + 0.5;
+        char a1[64] = "", a2[64] = "";
+        if (hv) snprintf(a1, sizeof a1, " input SD w %.3f k %.4g", wi, M->input_sd[j][1]);
+        if (hb) snprintf(a2, sizeof a2, "%s bootstrap w %.3f k %.4g", hv ? "," : "", wb, M->boot_sd[j][1]);
+        if (*o < tsize)
+            *o += (size_t)snprintf(text + *o, tsize - *o, "; %s:%s%s (NLL %.4f, without %.4f)",
+                                   meth, a1, a2, nb + l2, n0 + l2);
+    }
+    for (size_t i = 0; st == MR_OK && i < nim; i++) {
         double *r = malloc((im[i].n ? im[i].n : 1) * sizeof *r);
         if (!r) {
             st = mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
             break;
         }
         int j = method_index(M, im[i].method);
-        double w = j >= 0 && j < M->n_input_sd && im[i].t ? M->input_sd[j][0] : 0;
+        const double *wi = j >= 0 && Tv[i] ? M->input_sd[j] : NULL, *wb = j >= 0 && Tb[i] ? M->boot_sd[j] : NULL;
         for (size_t q = 0; q < im[i].n; q++)
-            r[q] = w > 0 ? im[i].r[q] / (M->input_sd[j][1] *
-                                         exp(w * clamp_log_ratio(im[i].t[q] + f[i])))
-                         : im[i].r[q];
+            r[q] = im[i].r[q] / exp(combo_log(wi, wi ? Tv[i][q] + f[i] : 0, wb, wb ? Tb[i][q] + f[i] : 0));
         c[i].r = r;
     }
+    for (size_t i = 0; wr && i < nim; i++) free(wr[i]);
+    free(wr), free(wim), free(Tv), free(Tb);
     return st;
 }
 
@@ -950,9 +1056,18 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im_in, size_t 
     size_t io = 0;
     int any_t = 0;
     for (size_t i = 0; i < nim; i++) any_t |= im[i].t != NULL && im[i].method != NULL;
-    if (any_t && M->n_input_sd == 0 && M->n_calibration_methods > 0) {
+    /* the combination weights with the input's SD map and the model's bootstrap map, fitted
+     * once: a network that has them made its SD maps with them */
+    int any_tb = 0;
+    for (size_t i = 0; i < nim; i++) any_tb |= im[i].tb != NULL && im[i].method != NULL;
+    int fit_in = any_t && M->n_input_sd == 0 && M->n_calibration_methods > 0,
+        fit_b = any_tb && M->n_boot_sd == 0 && M->n_calibration_methods > 0;
+    if (fit_in || fit_b) {
         for (size_t i = 0; i < nim; i++) div[i] = log(old_eff[i] * old_nf[i] * old_dd[i]);
-        st = fit_input_sd(M, &im_own, im, nim, div, itext, sizeof itext, &io);
+        io += (size_t)snprintf(itext + io, sizeof itext - io, "; %s weights",
+                               fit_in && fit_b ? "input SD and bootstrap"
+                                               : fit_in ? "input SD" : "bootstrap");
+        st = fit_combine(M, fit_in, fit_b, &im_own, im, nim, div, itext, sizeof itext, &io);
         im = im_own;
     }
     const mr_nn_meta orig = *M;

@@ -41,12 +41,13 @@ SOURCES=${SOURCES:-"ch2 ch2bet"}
 SEEDS2=${SEEDS2:-$(echo $SEEDS | tr ' ' '\n' | head -8)}
 mkdir -p "$WORK"
 LIST=$WORK/images.csv
-echo "reference,image,uncertainty,accel,mask,method,input_uncertainty" > "$LIST"
+echo "reference,image,uncertainty,accel,mask,method,input_uncertainty,bootstrap" > "$LIST"
 case $KIND in
 cs-l1 | sense | cs-tv | zf) METHOD=$KIND UQ=model ;;
 sense-bootstrap | cs-l1-bootstrap | cs-tv-bootstrap) METHOD=${KIND%-bootstrap} UQ=bootstrap ;;
 artefact) METHOD= UQ=model ;;
-*) echo "calibrate_sigma.sh: KIND: expected zf, sense, cs-l1, cs-tv, METHOD-bootstrap or artefact, found '$KIND'" >&2
+artefact-bootstrap) METHOD= UQ=bootstrap ;;
+*) echo "calibrate_sigma.sh: KIND: expected zf, sense, cs-l1, cs-tv, METHOD-bootstrap, artefact or artefact-bootstrap, found '$KIND'" >&2
    exit 2 ;;
 esac
 NZ=($NOISES)
@@ -72,7 +73,7 @@ for src in $SOURCES; do
                 mask=(--mask "$mk" --accel "$R" --center-fraction "$CF" --seed "$s")
                 tag=${pre}${nz}_${R}x_${mk}_$s
                 # an image already there is complete (outputs are renamed when written): kept
-                if [ "$KIND" = artefact ]; then
+                if [ -z "$METHOD" ]; then
                     for in_m in zf cs-l1; do
                         img=$WORK/${in_m}_$tag.h5
                         # the input's own SD map (its method's variance network): calibrate fits
@@ -80,10 +81,13 @@ for src in $SOURCES; do
                         [ -f "$img" ] || "$MRPIPE" -q recon --input "$k" --output "$img" \
                             --method "$in_m" "${mask[@]}" --uncertainty model
                         out=$WORK/art_${in_m}_$tag.h5
+                        [ "$UQ" = model ] || out=$WORK/art_${in_m}_${UQ}_$tag.h5
                         [ -f "$out" ] || "$MRPIPE" -q denoise --input "$img" --output "$out" \
-                            --model "$ROOT/models/artefact.h5" --uncertainty model \
+                            --model "$ROOT/models/artefact.h5" --uncertainty "$UQ" \
                             --uncertainty-model "$NET" --accel "$R"
-                        echo "$k:reconstruction_rss,$out,,$R,$mk,$in_m,$img:uncertainty" >> "$LIST"
+                        # with the bootstrap: its map, for calibrate's bootstrap weights
+                        [ "$UQ" = model ] && b= || b=$out:bootstrap_sd
+                        echo "$k:reconstruction_rss,$out,,$R,$mk,$in_m,$img:uncertainty,$b" >> "$LIST"
                     done
                 else
                     out=$WORK/${METHOD}_${UQ}_$tag.h5

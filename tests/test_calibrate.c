@@ -64,7 +64,7 @@ static void test_factors_per_kind(void)
            e8 = mr_sigma_scale_full(m, NULL, eq, 256, 8);
     const size_t n = 200000;
     double *a = ratios(n, 1.3, 1), *b = ratios(n, 0.9, 2);
-    mr_recal_image im[2] = {{a, n, 4, "random", "cs-l1", 0, 0, NULL, 0, 0, 0, NULL, NULL}, {b, n, 4.2, "equispaced", NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL}};
+    mr_recal_image im[2] = {{a, n, 4, "random", "cs-l1", 0, 0, NULL, 0, 0, 0, NULL, NULL, NULL}, {b, n, 4.2, "equispaced", NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 2, 1000, "synthetic", text, sizeof text),
                           MR_OK);
@@ -93,7 +93,7 @@ static void test_factors_per_kind(void)
     /* again on the recalibrated network: its SDs are a factor 1.3 larger now, so the same errors
      * ask for 1.0 (the kind's scale composes with what the SD was made with) */
     double *a2 = ratios(n, 1.0, 3);
-    mr_recal_image im2[1] = {{a2, n, 4, "random", NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL}};
+    mr_recal_image im2[1] = {{a2, n, 4, "random", NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
     double before = mr_sigma_scale_full(q, NULL, rnd, 256, 4);
     CU_ASSERT_EQUAL(mr_sigma_recalibrate(q, im2, 1, 1000, NULL, text, sizeof text), MR_OK);
     CU_ASSERT(fabs(mr_sigma_scale_full(q, NULL, rnd, 256, 4) / before - 1) < 0.015);
@@ -113,7 +113,7 @@ static void test_factors_per_method(void)
     double z4 = mr_sigma_scale_full(m, "zf", rnd, 256, 4), c4 = mr_sigma_scale_full(m, "cs-l1", rnd, 256, 4);
     const size_t n = 200000;
     double *a = ratios(n, 1.2, 4), *b = ratios(n, 0.8, 5);
-    mr_recal_image im[2] = {{a, n, 4, "random", "zf", 0, 0, NULL, 0, 0, 0, NULL, NULL}, {b, n, 4, "random", "cs-l1", 0, 0, NULL, 0, 0, 0, NULL, NULL}};
+    mr_recal_image im[2] = {{a, n, 4, "random", "zf", 0, 0, NULL, 0, 0, 0, NULL, NULL, NULL}, {b, n, 4, "random", "cs-l1", 0, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 2, 1000, NULL, text, sizeof text), MR_OK);
     fprintf(stderr, "%s\n", text);
@@ -147,8 +147,8 @@ static void test_difficulty_factors(void)
         d[i] = 0.8 * pow(1.45 / 0.8, i / (N - 1.0)); /* 0.8 .. 1.45 */
         r[i] = ratios(n, 1.1 * d[i], 100 + (unsigned)i);
         r[N + i] = ratios(n, 0.9, 200 + (unsigned)i);
-        im[i] = (mr_recal_image){r[i], n, 4, "random", NULL, 0, d[i], NULL, 0, 0, 0, NULL, NULL};
-        im[N + i] = (mr_recal_image){r[N + i], n, 4, "equispaced", NULL, 0, d[i], NULL, 0, 0, 0, NULL, NULL};
+        im[i] = (mr_recal_image){r[i], n, 4, "random", NULL, 0, d[i], NULL, 0, 0, 0, NULL, NULL, NULL};
+        im[N + i] = (mr_recal_image){r[N + i], n, 4, "equispaced", NULL, 0, d[i], NULL, 0, 0, 0, NULL, NULL, NULL};
     }
     double r4 = mr_sigma_scale_full(m, NULL, rnd, 256, 4), e4 = mr_sigma_scale_full(m, NULL, eq, 256, 4);
     char text[2048];
@@ -195,7 +195,7 @@ static void test_difficulty_factors(void)
         double f = mr_sigma_scale_full(q, NULL, rnd, 256, 4) / r4 *
                    mr_sigma_difficulty_factor(q, rnd, 256, 4, d[i]);
         r2[i] = ratios(n, 1.1 * d[i] / f, 300 + (unsigned)i);
-        im2[i] = (mr_recal_image){r2[i], n, 4, "random", NULL, 0, d[i], NULL, 0, 0, 0, NULL, NULL};
+        im2[i] = (mr_recal_image){r2[i], n, 4, "random", NULL, 0, d[i], NULL, 0, 0, 0, NULL, NULL, NULL};
     }
     double before[N];
     for (int i = 0; i < N; i++)
@@ -250,7 +250,7 @@ static void test_input_sd(void)
             t[i][q] = mr_sigma_log_sd_ratio(v[i][q], 1);
             r[i][q] = fabs(1.1 * pow(v[i][q] * old[k], wt[k]) * mr_test_randn(&g));
         }
-        im[i] = (mr_recal_image){r[i], n, 4, "random", meth[k], 0, 0, t[i], 0, 0, 0, NULL, NULL};
+        im[i] = (mr_recal_image){r[i], n, 4, "random", meth[k], 0, 0, t[i], 0, 0, 0, NULL, NULL, NULL};
     }
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, N, 1000, NULL, text, sizeof text), MR_OK);
@@ -314,6 +314,110 @@ static void test_input_sd(void)
     mr_nn_model_destroy(m), mr_nn_model_destroy(q);
 }
 
+/* Bootstrap maps with input SD maps: artefact-network images whose errors have SD
+ * 1.1 (v s)^a_v (b s)^a_b, v the input's SD map and b the model's bootstrap map correlated with it
+ * (log b = 0.6 log v + U(-1, 1)), for the nested weights w_i 0.5, w_b 0.4 (a_v = (1 - w_b) w_i =
+ * 0.3, a_b = 0.4; zf) and w_i 0.25, w_b 0.2 (cs-l1): calibrate fits both jointly and recovers them
+ * (+-0.03; fitted one after the other, w_i would take up b's share through the correlation);
+ * denoise's order (mr_sigma_apply_input_sd, then mr_sigma_apply_boot_sd) covers 90 % in each third
+ * of b; written, read back, kept by a second recalibration; a corrupt attribute is refused. */
+static void test_boot_sd(void)
+{
+    mr_nn_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/artefact_sigma.h5"), NULL),
+                          MR_OK);
+    m->meta.n_input_sd = m->meta.n_boot_sd = 0; /* a network that combines with neither yet */
+    float rnd[256];
+    mask_cols(rnd, 256, MR_MASK_RANDOM, 4);
+    enum { N = 8 };
+    const size_t n = 60000;
+    const char *meth[2] = {"zf", "cs-l1"};
+    const double wi[2] = {0.5, 0.25}, wb[2] = {0.4, 0.2};
+    double *r[N], *t[N], *tb[N], old[2];
+    float *v[N], *b[N];
+    mr_recal_image im[N];
+    for (int k = 0; k < 2; k++) old[k] = mr_sigma_scale_full(m, meth[k], rnd, 256, 4);
+    for (int i = 0; i < N; i++) {
+        int k = i % 2;
+        mr_test_rng g;
+        mr_test_rng_init(&g, 700 + (unsigned)i);
+        r[i] = malloc(n * sizeof *r[i]), t[i] = malloc(n * sizeof *t[i]);
+        tb[i] = malloc(n * sizeof *tb[i]);
+        v[i] = malloc(n * sizeof *v[i]), b[i] = malloc(n * sizeof *b[i]);
+        for (size_t q = 0; q < n; q++) {
+            double lv = 3 * mr_test_randu(&g) - 1.5, lb = 0.6 * lv + 2 * mr_test_randu(&g) - 1;
+            v[i][q] = (float)exp(lv), b[i][q] = (float)exp(lb);
+            t[i][q] = mr_sigma_log_sd_ratio(v[i][q], 1);
+            tb[i][q] = mr_sigma_log_sd_ratio(b[i][q], 1);
+            r[i][q] = fabs(1.1 * pow(v[i][q] * old[k], (1 - wb[k]) * wi[k]) *
+                           pow(b[i][q] * old[k], wb[k]) * mr_test_randn(&g));
+        }
+        im[i] = (mr_recal_image){r[i], n, 4, "random", meth[k], 0, 0, t[i], 0, 0, 0, NULL, NULL, tb[i]};
+    }
+    char text[2048];
+    CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, N, 1000, NULL, text, sizeof text), MR_OK);
+    fprintf(stderr, "%s\n", text);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "input SD and bootstrap weights"));
+    CU_ASSERT_EQUAL(m->meta.n_input_sd, 2);
+    CU_ASSERT_EQUAL(m->meta.n_boot_sd, 2);
+    for (int k = 0; k < 2; k++) {
+        double a = mr_sigma_input_sd_weight(m, meth[k]), c = mr_sigma_boot_sd_weight(m, meth[k]);
+        fprintf(stderr, "%s: input SD w %.4f (%.2f), bootstrap w %.4f (%.2f)\n", meth[k], a, wi[k],
+                c, wb[k]);
+        CU_ASSERT(fabs(a - wi[k]) < 0.03);
+        CU_ASSERT(fabs(c - wb[k]) < 0.03);
+    }
+    CU_ASSERT_EQUAL(mr_sigma_boot_sd_weight(m, "sense"), 0);
+    CU_ASSERT_EQUAL(mr_sigma_boot_sd_weight(m, NULL), 0);
+    /* each third of b covered at 90 %, with both combinations as denoise applies them and (as a
+     * contrast) with the input SD's alone */
+    float *sd = malloc(n * sizeof *sd);
+    for (int k = 0; k < 2; k++) {
+        double sc = mr_sigma_scale_full(m, meth[k], rnd, 256, 4);
+        size_t in[2][3] = {{0}}, tot[3] = {0};
+        for (int i = k; i < N; i += 2)
+            for (int with = 0; with < 2; with++) {
+                for (size_t q = 0; q < n; q++) sd[q] = (float)(sc / old[k]);
+                mr_sigma_apply_input_sd(sd, v[i], n, m, meth[k], sc);
+                if (with) mr_sigma_apply_boot_sd(sd, b[i], n, m, meth[k], sc);
+                for (size_t q = 0; q < n; q++) {
+                    int c = tb[i][q] < -0.5 ? 0 : tb[i][q] < 0.5 ? 1 : 2;
+                    in[with][c] += r[i][q] <= Z90 * sd[q];
+                    tot[c] += !with;
+                }
+            }
+        for (int c = 0; c < 3; c++) {
+            double c0 = 100.0 * in[0][c] / tot[c], c1 = 100.0 * in[1][c] / tot[c];
+            fprintf(stderr, "%s, third %d of b: coverage at 90 %% %.2f (input SD alone %.2f)\n",
+                    meth[k], c, c1, c0);
+            CU_ASSERT(fabs(c1 - 90) < 1.5);
+        }
+        CU_ASSERT(100.0 * in[0][0] / tot[0] > 92); /* without the bootstrap: low b over-covered */
+    }
+    free(sd);
+    /* written and read back; kept by a second recalibration */
+    const char *p = mr_test_path("recal_boot_sd.h5");
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, p), MR_OK);
+    mr_nn_model *q = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&q, p, NULL), MR_OK);
+    CU_ASSERT_EQUAL(q->meta.n_boot_sd, 2);
+    for (int k = 0; k < 2; k++)
+        CU_ASSERT_DOUBLE_EQUAL(q->meta.boot_sd[k][1], m->meta.boot_sd[k][1], 1e-12);
+    CU_ASSERT_EQUAL(mr_sigma_recalibrate(q, im, N, 1000, NULL, text, sizeof text), MR_OK);
+    CU_ASSERT_PTR_NULL(strstr(text, "weights"));
+    for (int k = 0; k < 2; k++)
+        CU_ASSERT_DOUBLE_EQUAL(mr_sigma_boot_sd_weight(q, meth[k]), mr_sigma_boot_sd_weight(m, meth[k]), 1e-12);
+    CU_ASSERT_EQUAL(mr_test_sh("%s -c \"import h5py; f = h5py.File('%s', 'a'); "
+                               "f.attrs['calibration_bootstrap_sd'] = [0.5, -1.0, 0.5, 1.0]\"",
+                               "/usr/bin/python3", p), 0);
+    mr_nn_model *bad = NULL;
+    CU_ASSERT_EQUAL(mr_nn_model_load(&bad, p, NULL), MR_ERR_INPUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "calibration_bootstrap_sd"));
+    mr_error_clear();
+    for (int i = 0; i < N; i++) free(r[i]), free(t[i]), free(tb[i]), free(v[i]), free(b[i]);
+    mr_nn_model_destroy(m), mr_nn_model_destroy(q);
+}
+
 /* Ghost phase: equispaced-mask images (fastMRI masks, 256 columns, 16 draws) whose errors grow as
  * rho^0.5 (rho the mask's in-phase aliasing share, mr_mask_ghost_phase: two groups by offset) and
  * whose difficulty varies without effect: calibrate finds ghost slope ~0.5 and difficulty slope ~0,
@@ -337,7 +441,7 @@ static void test_ghost_factors(void)
         d[i] = 0.95 + 0.1 * ((i * 7) % N) / (N - 1.0); /* 0.95 .. 1.05, unrelated to rho */
         old[i] = mr_sigma_scale_full(m, NULL, mk[i], 256, 4);
         r[i] = ratios(n, 1.1 * sqrt(rho[i] / 0.7), 700 + (unsigned)i);
-        im[i] = (mr_recal_image){r[i], n, 4, "equispaced", NULL, 0, d[i], NULL, 1, log(rho[i]), 0, NULL, NULL};
+        im[i] = (mr_recal_image){r[i], n, 4, "equispaced", NULL, 0, d[i], NULL, 1, log(rho[i]), 0, NULL, NULL, NULL};
     }
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, N, 1000, NULL, text, sizeof text), MR_OK);
@@ -417,7 +521,7 @@ static void test_line_fill(void)
             memcpy(r[i] + (size_t)z * ns, q, ns * sizeof *q);
             free(q);
         }
-        im[i] = (mr_recal_image){r[i], NS * ns, 4, "random", NULL, 0, 0, NULL, 0, 0, NS, sn[i], fl[i]};
+        im[i] = (mr_recal_image){r[i], NS * ns, 4, "random", NULL, 0, 0, NULL, 0, 0, NS, sn[i], fl[i], NULL};
     }
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, N, 1000, NULL, text, sizeof text), MR_OK);
@@ -482,8 +586,8 @@ static void test_noise_factors(void)
     const size_t n = 200000;
     double *a = ratios(n, 0.9, 7), *b = ratios(n, 1.2, 8), *c = ratios(n, 1.2, 9);
     /* the 0.04 level in two images 5 % apart: one bin */
-    mr_recal_image im[3] = {{a, n, 4, "random", NULL, 0.01, 0, NULL, 0, 0, 0, NULL, NULL}, {b, n, 4, "random", NULL, 0.04, 0, NULL, 0, 0, 0, NULL, NULL},
-                            {c, n, 4, "random", NULL, 0.042, 0, NULL, 0, 0, 0, NULL, NULL}};
+    mr_recal_image im[3] = {{a, n, 4, "random", NULL, 0.01, 0, NULL, 0, 0, 0, NULL, NULL, NULL}, {b, n, 4, "random", NULL, 0.04, 0, NULL, 0, 0, 0, NULL, NULL, NULL},
+                            {c, n, 4, "random", NULL, 0.042, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, 3, 1000, NULL, text, sizeof text), MR_OK);
     fprintf(stderr, "%s\n", text);
@@ -523,9 +627,9 @@ static void test_noise_factors(void)
     m->meta.n_noise_factors = 0;
     r4 = mr_sigma_scale_full(m, NULL, rnd, 256, 4);
     a = ratios(n, 0.9, 17), b = ratios(n, 1.3, 18), c = ratios(n, 1.0, 19);
-    mr_recal_image im3[3] = {{a, n, 4, "random", NULL, 0.01, 0, NULL, 0, 0, 0, NULL, NULL},
-                             {b, n, 4, "random", NULL, 0.02, 0, NULL, 0, 0, 0, NULL, NULL},
-                             {c, n, 4, "random", NULL, 0.04, 0, NULL, 0, 0, 0, NULL, NULL}};
+    mr_recal_image im3[3] = {{a, n, 4, "random", NULL, 0.01, 0, NULL, 0, 0, 0, NULL, NULL, NULL},
+                             {b, n, 4, "random", NULL, 0.02, 0, NULL, 0, 0, 0, NULL, NULL, NULL},
+                             {c, n, 4, "random", NULL, 0.04, 0, NULL, 0, 0, 0, NULL, NULL, NULL}};
     CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im3, 3, 1000, NULL, text, sizeof text), MR_OK);
     fprintf(stderr, "%s\n", text);
     CU_ASSERT_EQUAL_FATAL(m->meta.n_noise_factors, 3);
@@ -551,7 +655,7 @@ static void test_errors(void)
     char text[2048];
     CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/denoiser_blind_sigma.h5"), NULL),
                           MR_OK);
-    mr_recal_image im = {a, n, 4, "random", NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL};
+    mr_recal_image im = {a, n, 4, "random", NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL, NULL};
     CU_ASSERT_EQUAL(mr_sigma_recalibrate(m, &im, 1, 100, NULL, text, sizeof text), MR_ERR_INPUT);
     CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "no scales per acceleration"));
     mr_nn_model_destroy(m);
@@ -705,6 +809,8 @@ int main(void)
          test_difficulty_factors},
         {"input SD maps: weights per input method, coverage per third of v, file, kept, corrupt",
          test_input_sd},
+        {"bootstrap maps: joint weights with the input SD's, coverage per third of b, file, kept, "
+         "corrupt", test_boot_sd},
         {"ghost phase: slope per mask kind, per-image coverage, file", test_ghost_factors},
         {"line fill: per slice, slope, per-slice coverage, file, applied", test_line_fill},
         {"recalibration errors: no per-R scales, unknown kind, R < 1, too few pixels", test_errors},

@@ -620,6 +620,82 @@ static void test_input_sd_denoise(void)
     if (rc) fprintf(stderr, "%s\n", mr_test_output());
 }
 
+/* The artefact model's parametric bootstrap (denoise --uncertainty bootstrap, uq_bootstrap.c) on a
+ * zf reconstruction: the map written as `bootstrap_sd` (in the image's .h5 and the SD map's) is
+ * what an independent NumPy re-simulation gives (|F^-1 M F |y||, the model run on it by mrpipe,
+ * sqrt(G((y_b - y)^2)) with G the Gaussian of 1.5 px); with bootstrap weights (zf: w 0.4, k 1.2)
+ * the SD is the model SD times k (b scale / SD)^w, i.e. log(SD_b / SD_m) - 0.4 log b + 0.4 log SD_m
+ * is constant over each slice; an input without its mask is refused, naming it, and nothing is
+ * written. */
+static void test_bootstrap_denoise(void)
+{
+    if (!have_data()) return;
+    mr_nn_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/artefact_sigma.h5"), NULL),
+                          MR_OK);
+    CU_ASSERT_EQUAL_FATAL(m->meta.n_calibration_methods, 2);
+    m->meta.n_input_sd = 0;
+    m->meta.n_boot_sd = 2;
+    m->meta.boot_sd[0][0] = 0.4, m->meta.boot_sd[0][1] = 1.2; /* zf */
+    m->meta.boot_sd[1][0] = 0.2, m->meta.boot_sd[1][1] = 0.9; /* cs-l1 */
+    char sp[4200];
+    snprintf(sp, sizeof sp, "%s", mr_test_path("bsd_sigma.h5"));
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, sp), MR_OK);
+    mr_nn_model_destroy(m);
+    const char *k = mr_test_path("bsd_k.h5"), *zf = mr_test_path("bsd_zf.h5");
+    CU_ASSERT_FATAL(mr_test_sh("%s -q simulate --input " TEMPLATES "/ch2.nii.gz --output %s "
+                               "--coils 4 --slices 96:98 --matrix 96,80 --seed 1 --noise 0.005 && "
+                               "%s -q recon --input %s --output %s --method zf --mask equispaced "
+                               "--accel 4", mr_test_bin(), k, mr_test_bin(), k, zf) == 0);
+    int rc = mr_test_sh("cd %s && %s denoise --input bsd_zf.h5 --output bsd_b.h5 --model %s "
+                        "--uncertainty-model %s --accel 4 --uncertainty bootstrap && "
+                        "%s denoise --input bsd_zf.h5 --output bsd_m.h5 --model %s "
+                        "--uncertainty-model %s --accel 4 --uncertainty model",
+                        mr_test_tmpdir(), mr_test_bin(), mr_test_src("models/artefact.h5"), sp,
+                        mr_test_bin(), mr_test_src("models/artefact.h5"), sp);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "uncertainty (bootstrap)"));
+    /* the re-simulation, independently */
+    rc = mr_test_sh("cd %s && %s -c \"import h5py, numpy as np\n"
+                    "a, z = h5py.File('bsd_b.h5'), h5py.File('bsd_zf.h5')\n"
+                    "y, M = a['reconstruction'][()], z['mask'][()].ravel() != 0\n"
+                    "c = lambda f, x: np.fft.fftshift(f(np.fft.ifftshift(x, axes=2), axis=2, norm='ortho'), axes=2)\n"
+                    "k = c(np.fft.fft, np.abs(y).astype(np.float64)); k[..., ~M] = 0\n"
+                    "h5py.File('bsd_xb.h5', 'w').create_dataset('reconstruction', data=np.abs(c(np.fft.ifft, k)).astype(np.float32))\n\" && "
+                    "%s -q denoise --input bsd_xb.h5 --output bsd_yb.h5 --model %s --uncertainty none && "
+                    "%s -c \"import h5py, numpy as np\n"
+                    "from scipy.ndimage import gaussian_filter\n"
+                    "a, s, m = h5py.File('bsd_b.h5'), h5py.File('bsd_b_sd.h5'), h5py.File('bsd_m_sd.h5')\n"
+                    "y, yb = a['reconstruction'][()], h5py.File('bsd_yb.h5')['reconstruction'][()]\n"
+                    "b = s['bootstrap_sd'][()]\n"
+                    "assert np.array_equal(b, a['bootstrap_sd'][()])\n"
+                    "bp = np.sqrt(gaussian_filter((yb.astype(np.float64) - y) ** 2, (0, 1.5, 1.5), mode='nearest', truncate=4 / 1.5))\n"
+                    "d = np.abs(bp - b).max() / b.max()\n"
+                    "print('bootstrap map: max |numpy - mrpipe| / max', d, 'mean', b.mean())\n"
+                    "assert d < 1e-2 and b.mean() > 0\n"
+                    "sb, sm = s['uncertainty'][()], m['uncertainty'][()]\n"
+                    "for i in range(sb.shape[0]):\n"
+                    "    t = np.log(sb[i] / sm[i]) - 0.4 * np.log(b[i]) + 0.4 * np.log(sm[i])\n"
+                    "    print('slice', i, 'spread', np.ptp(t))\n"
+                    "    assert np.ptp(t) < 2e-3, np.ptp(t)\n\"",
+                    mr_test_tmpdir(), mr_test_python(), mr_test_bin(),
+                    mr_test_src("models/artefact.h5"), mr_test_python());
+    CU_ASSERT_EQUAL(rc, 0);
+    fprintf(stderr, "%s\n", mr_test_output());
+    /* without its mask: refused, nothing written */
+    rc = mr_test_sh("cd %s && %s -c \"import h5py\n"
+                    "r = h5py.File('bsd_zf.h5')['reconstruction'][()]\n"
+                    "h5py.File('bsd_nomask.h5', 'w').create_dataset('reconstruction', data=r)\n\" && "
+                    "%s denoise --input bsd_nomask.h5 --output bsd_c.h5 --model %s "
+                    "--uncertainty-model %s --uncertainty bootstrap", mr_test_tmpdir(),
+                    mr_test_python(), mr_test_bin(), mr_test_src("models/artefact.h5"), sp);
+    CU_ASSERT_NOT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "bsd_nomask.h5"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "no mask"));
+    CU_ASSERT_FALSE(mr_path_is_file(mr_test_path("bsd_c.h5")));
+    CU_ASSERT_FALSE(mr_path_is_file(mr_test_path("bsd_c_sd.h5")));
+}
+
 /* mr_sigma_fit_noise_term recovers (b, f) relative to a from draws e ~ N(0, a^2 sd^2 + b^2 s^2 +
  * f^2 fl^2); the floor is sqrt(y^2 + 2 C s^2) - |y|; mr_sigma_add_noise_term adds the term at the
  * given scale and leaves slices without a noise estimate (and networks without a term) alone. */
@@ -789,6 +865,8 @@ int main(void)
         {"synthetic training volumes from label atlases", test_synthetic_volumes},
         {"input-SD weights: denoise combines with the input's SD map, warns without it",
          test_input_sd_denoise},
+        {"the artefact model's bootstrap: the map as NumPy re-simulates it, the weights, no mask",
+         test_bootstrap_denoise},
         {"a tiny artefact-model run (bank, preview, record); degradation config errors",
          test_tiny_artefact_training},
         {NULL, NULL},

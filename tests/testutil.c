@@ -25,8 +25,10 @@ int mr_test_run(const char *suite, const mr_test_case *cases)
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
     s = CU_add_suite(suite, NULL, NULL);
     if (!s) return 2;
+    /* MRPIPE_TEST_ONLY=TEXT: only the cases whose name contains TEXT (for working on one) */
+    const char *only = getenv("MRPIPE_TEST_ONLY");
     for (const mr_test_case *c = cases; c->name; c++)
-        if (!CU_add_test(s, c->name, c->fn)) return 2;
+        if ((!only || strstr(c->name, only)) && !CU_add_test(s, c->name, c->fn)) return 2;
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
