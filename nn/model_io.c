@@ -216,6 +216,11 @@ static mr_status save_file(const mr_nn_model *m, const char *path, const float *
         if (M->has_difficulty) ok &= put_kind_pairs(f, "calibration_mask_difficulty", M, M->difficulty);
         if (M->has_ghost) ok &= put_kind_pairs(f, "calibration_mask_ghost_phase", M, M->ghost);
         if (M->has_fill) ok &= put_kind_pairs(f, "calibration_line_fill", M, M->fill);
+        for (int j = 0; M->has_fill_m && j < M->n_calibration_methods; j++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "calibration_line_fill_%s", M->calibration_methods[j]);
+            ok &= put_kind_pairs(f, nm, M, M->fill_m[j]);
+        }
         if (M->n_feature_weights > 0)
             ok &= put_num(f, "calibration_feature_weights", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
                           M->feature_weights, (hsize_t)M->n_feature_weights) >= 0;
@@ -677,6 +682,13 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
                            &m->meta.has_ghost));
         TRY(get_kind_pairs(f, path, "calibration_line_fill", &m->meta, m->meta.fill,
                            &m->meta.has_fill));
+        for (int j = 0; j < m->meta.n_calibration_methods; j++) { /* per input method */
+            char nm[64];
+            int has = 0;
+            snprintf(nm, sizeof nm, "calibration_line_fill_%s", m->meta.calibration_methods[j]);
+            TRY(get_kind_pairs(f, path, nm, &m->meta, m->meta.fill_m[j], &has));
+            m->meta.has_fill_m |= has;
+        }
         TRY(get_nums(f, path, "calibration_feature_weights", m->meta.feature_weights, 4, &nn, 0));
         ok = nn == 0 || nn == 4;
         for (int i = 0; ok && i < nn; i++) ok = isfinite(m->meta.feature_weights[i]);

@@ -242,6 +242,9 @@ typedef struct {
     double fill[4][4][2];         /* [kind][i] {c, b}: each slice's SD times exp(b (log l - c)),
                                    * l its line fill (mr_sigma_line_fill), clamped to
                                    * [MR_DIFFICULTY_MIN, MR_DIFFICULTY_MAX] on its own */
+    int has_fill_m;               /* 1: the same per input method (calibration_methods order), */
+    double fill_m[4][4][4][2];    /* [method][kind][i]: used instead of fill for images of a
+                                   * known method (the artefact model on zf and cs-l1 inputs) */
     int n_input_sd;               /* 0, or n_calibration_methods: per input method {w, k}, the SD
                                    * combined with the input image's own SD map v (the recon's
                                    * `uncertainty`; mrpipe calibrate): SD x (v scale / SD)^w x k,

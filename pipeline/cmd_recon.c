@@ -599,7 +599,7 @@ int mr_cmd_recon(int argc, char **argv)
                                     (int)C, method->name);
         if (st == MR_OK) /* mrpipe calibrate's factors per relative noise level and difficulty */
             st = mr_sigma_apply_calibrate_factors(sdm, mr_array_f32(mag), in->slices, hw_out,
-                                                  in->recon_w, sigma,
+                                                  in->recon_w, sigma, method->name,
                                                   nsd, cols, cols ? W : 0, R, difficulty, &df);
         if (st == MR_OK && df != 1)
             MR_INFO("--uncertainty %s: mask difficulty factor %.3f", o.uncertainty, df);

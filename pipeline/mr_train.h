@@ -296,16 +296,19 @@ mr_status mr_sigma_apply_noise_factors(float *sd, const float *y, size_t S, size
  * on the object (docs/uncertainty.md, "Line fill"). */
 double mr_sigma_line_fill(const float *y, size_t H, size_t W);
 /* The SD factor of that slice: exp(b (log l - c)) with mrpipe calibrate's centre c and slope b
- * for the mask's kind (interpolated linear in log R), within [MR_DIFFICULTY_MIN,
- * MR_DIFFICULTY_MAX]; 1 without them, without a mask of known kind, or for an empty slice. */
-double mr_sigma_fill_factor(const void *sigma, const float *mask, size_t mask_len, double accel,
-                            const float *y, size_t H, size_t W);
+ * for the mask's kind (interpolated linear in log R), of the image's input method when the
+ * network has slopes per method (method NULL or unknown: the pooled ones), within
+ * [MR_DIFFICULTY_MIN, MR_DIFFICULTY_MAX]; 1 without them, without a mask of known kind, or for
+ * an empty slice. */
+double mr_sigma_fill_factor(const void *sigma, const char *method, const float *mask,
+                            size_t mask_len, double accel, const float *y, size_t H, size_t W);
 /* All of mrpipe calibrate's factors on an SD volume (S slices of hw = H x W) of image y: the noise
  * factor per slice (mr_sigma_apply_noise_factors; noise_sd NULL: none), then the volume's
  * mask-difficulty factor (mr_sigma_difficulty_factor), which *df_out (may be NULL) receives, then
  * each slice's line-fill factor (mr_sigma_fill_factor). */
 mr_status mr_sigma_apply_calibrate_factors(float *sd, const float *y, size_t S, size_t hw, size_t W,
-                                           const void *sigma, const double *noise_sd,
+                                           const void *sigma, const char *method,
+                                           const double *noise_sd,
                                            const float *mask, size_t mask_len, double accel,
                                            double difficulty, double *df_out);
 

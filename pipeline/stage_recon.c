@@ -316,7 +316,8 @@ static mr_status recon_run(void *state, mr_scan *scan)
                                     nsd, (int)C, s->method->name);
         if ((st = mr_sigma_apply_calibrate_factors(mr_array_f32(sd), mr_array_f32(mag), S, hw_o,
                                                    in->recon_w,
-                                                   s->sigma, n_nsd_fail < S ? nsd : NULL, mask1d,
+                                                   s->sigma, s->method->name,
+                                                   n_nsd_fail < S ? nsd : NULL, mask1d,
                                                    mask1d ? W : 0, R, difficulty, NULL)) != MR_OK)
             goto done;
     }

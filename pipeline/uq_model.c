@@ -192,12 +192,17 @@ static double difficulty_kind(const mr_nn_meta *M, const char *kind, double acce
     return clamp_factor(e);
 }
 
-/* The line-fill factor of a slice of log line fill lf (NAN: unknown) */
-static double fill_kind(const mr_nn_meta *M, const char *kind, double accel, double lf)
+static int method_index(const mr_nn_meta *M, const char *method);
+
+/* The line-fill factor of a slice of log line fill lf (NAN: unknown) of an image made by `method`
+ * (NULL: unknown): the method's own slopes when the network has them, else the pooled ones */
+static double fill_kind(const mr_nn_meta *M, const char *method, const char *kind, double accel,
+                        double lf)
 {
-    int i = kind_index(M, kind, accel);
-    if (!M->has_fill || i < 0 || !isfinite(lf)) return 1;
-    return clamp_factor(kind_term(M, M->fill, i, accel, lf));
+    int i = kind_index(M, kind, accel), j = method_index(M, method);
+    if (i < 0 || !isfinite(lf)) return 1;
+    if (M->has_fill_m && j >= 0) return clamp_factor(kind_term(M, M->fill_m[j], i, accel, lf));
+    return M->has_fill ? clamp_factor(kind_term(M, M->fill, i, accel, lf)) : 1;
 }
 
 double mr_sigma_line_fill(const float *y, size_t H, size_t W)
@@ -222,11 +227,13 @@ static double log_fill(const float *y, size_t H, size_t W)
     return l > 0 ? log(l) : NAN;
 }
 
-double mr_sigma_fill_factor(const void *sigma_model, const float *mask, size_t mask_len,
-                            double accel, const float *y, size_t H, size_t W)
+double mr_sigma_fill_factor(const void *sigma_model, const char *method, const float *mask,
+                            size_t mask_len, double accel, const float *y, size_t H, size_t W)
 {
     const mr_nn_meta *M = &((const mr_nn_model *)sigma_model)->meta;
-    return M->has_fill ? fill_kind(M, mask_kind_name(mask, mask_len), accel, log_fill(y, H, W)) : 1;
+    return M->has_fill || M->has_fill_m
+               ? fill_kind(M, method, mask_kind_name(mask, mask_len), accel, log_fill(y, H, W))
+               : 1;
 }
 
 /* log of the mask's ghost phase (NAN: no mask or none to tell) */
@@ -281,7 +288,7 @@ mr_status mr_sigma_apply_noise_factors(float *sd, const float *y, size_t S, size
 }
 
 mr_status mr_sigma_apply_calibrate_factors(float *sd, const float *y, size_t S, size_t hw,
-                                           size_t W, const void *sigma_model,
+                                           size_t W, const void *sigma_model, const char *method,
                                            const double *noise_sd, const float *mask,
                                            size_t mask_len, double accel, double difficulty,
                                            double *df_out)
@@ -292,8 +299,8 @@ mr_status mr_sigma_apply_calibrate_factors(float *sd, const float *y, size_t S, 
     if (df_out) *df_out = df;
     /* each slice's line-fill factor */
     for (size_t s = 0; st == MR_OK && W && hw % W == 0 && s < S; s++) {
-        float f = (float)mr_sigma_fill_factor(sigma_model, mask, mask_len, accel, y + s * hw,
-                                              hw / W, W);
+        float f = (float)mr_sigma_fill_factor(sigma_model, method, mask, mask_len, accel,
+                                              y + s * hw, hw / W, W);
         for (size_t i = 0; f != 1 && i < hw; i++) sd[s * hw + i] *= f;
     }
     return st;
@@ -507,7 +514,8 @@ mr_status mr_denoise_uq(float *y, float *sd, const float *x, size_t S, size_t H,
         }
         /* mrpipe calibrate's factors per relative noise level (the k-space noise only) and per
          * mask difficulty */
-        if ((st = mr_sigma_apply_calibrate_factors(sd, y, S, H * W, W, sigma, info->noise_sd,
+        if ((st = mr_sigma_apply_calibrate_factors(sd, y, S, H * W, W, sigma, info->method,
+                                                   info->noise_sd,
                                                    info->mask, info->mask_len, info->accel,
                                                    info->mask_difficulty, NULL)) != MR_OK)
             return st;
@@ -806,11 +814,18 @@ static mr_status fit_fill(mr_nn_meta *M, const mr_nn_meta *old, const mr_recal_i
         free(r), free(x), free(y);
         return mr_error_set(MR_ERR_NOMEM, "calibrate: out of memory");
     }
+    /* pooled (g = -1: for images of unknown method), then per input method when the images
+     * have several: one slope per mask kind could not serve both the artefact model's zf and
+     * cs-l1 inputs (docs/uncertainty.md, "Line fill per input method") */
+    int per_method = 0;
+    for (size_t i = 0; i < nim; i++) per_method |= method_index(M, im[i].method) >= 0;
+    for (int g = -1; g < (per_method ? M->n_calibration_methods : 0); g++)
     for (int k = 0; k < 2; k++)
         for (int a = 0; a < M->n_calibration_accel; a++) {
             size_t n = 0;
             for (size_t i = 0; i < nim; i++) {
                 if (!in_group(im + i, M, a, 2, kinds[k])) continue;
+                if (g >= 0 && method_index(M, im[i].method) != g) continue;
                 size_t off = 0;
                 for (size_t s = 0; s < im[i].n_slices; off += im[i].slice_n[s], s++) {
                     if (im[i].slice_n[s] < 500 || !isfinite(im[i].fill[s])) continue;
@@ -819,7 +834,7 @@ static mr_status fit_fill(mr_nn_meta *M, const mr_nn_meta *old, const mr_recal_i
                     x[n] = im[i].fill[s];
                     /* times the old fill factor the SD was made with */
                     y[n] = log(mr_sigma_conformal_scale(r, im[i].slice_n[s], cov) *
-                               fill_kind(old, kinds[k], im[i].accel, x[n]));
+                               fill_kind(old, im[i].method, kinds[k], im[i].accel, x[n]));
                     n++;
                 }
             }
@@ -827,12 +842,15 @@ static mr_status fit_fill(mr_nn_meta *M, const mr_nn_meta *old, const mr_recal_i
             double mx, my, sxx, b = fit_line(x, y, NULL, n, &mx, &my, &sxx);
             if (!(sxx > 1e-9 * (double)n)) continue; /* the line fill does not vary */
             b = b < -2 ? -2 : b > 2 ? 2 : b;
-            M->fill[kidx[k]][a][0] = mx, M->fill[kidx[k]][a][1] = b;
-            M->has_fill = 1;
+            double *pr = g < 0 ? M->fill[kidx[k]][a] : M->fill_m[g][kidx[k]][a];
+            pr[0] = mx, pr[1] = b;
+            if (g < 0) M->has_fill = 1;
+            else M->has_fill_m = 1;
             if (*o < tsize)
-                *o += (size_t)snprintf(text + *o, tsize - *o, "; line fill R %g %s: slope %.3f "
+                *o += (size_t)snprintf(text + *o, tsize - *o, "; line fill R %g %s%s%s: slope %.3f "
                                        "about %.3f (%zu slices, %.3f-%.3f)",
-                                       M->calibration_accel[a], kinds[k], b, exp(mx), n,
+                                       M->calibration_accel[a], kinds[k], g < 0 ? "" : ", input ",
+                                       g < 0 ? "" : M->calibration_methods[g], b, exp(mx), n,
                                        exp(mx - sqrt(sxx / (double)n)), exp(mx + sqrt(sxx / (double)n)));
         }
     free(r), free(x), free(y);
@@ -1170,8 +1188,10 @@ mr_status mr_sigma_recalibrate(void *sigma, const mr_recal_image *im_in, size_t 
             for (size_t i = 0; i < nim; i++) {
                 size_t off = 0;
                 for (size_t q = 0; q < base[i].n_slices; off += base[i].slice_n[q], q++) {
-                    double v = fill_kind(M, base[i].mask_kind, base[i].accel, base[i].fill[q]) /
-                               fill_kind(&orig, base[i].mask_kind, base[i].accel, base[i].fill[q]);
+                    double v = fill_kind(M, base[i].method, base[i].mask_kind, base[i].accel,
+                                         base[i].fill[q]) /
+                               fill_kind(&orig, base[i].method, base[i].mask_kind, base[i].accel,
+                                         base[i].fill[q]);
                     if (fabs(v - ffr[i][q]) > 1e-9 * v) dd_moved = 1;
                     ffr[i][q] = v;
                     for (size_t j = 0; j < base[i].slice_n[q]; j++)

@@ -558,16 +558,104 @@ static void test_line_fill(void)
     fill_rect(y + H * W, H, W, 20, 90);
     float sd[2 * H * W];
     for (size_t i = 0; i < 2 * H * W; i++) sd[i] = 1;
-    CU_ASSERT_EQUAL(mr_sigma_apply_calibrate_factors(sd, y, 2, H * W, W, q, NULL, mk, W, 4, 0, NULL),
+    CU_ASSERT_EQUAL(mr_sigma_apply_calibrate_factors(sd, y, 2, H * W, W, q, NULL, NULL, mk, W, 4, 0, NULL),
                     MR_OK);
     CU_ASSERT_DOUBLE_EQUAL(sd[5], exp(b * (log(0.4) - c)), 1e-5);
     CU_ASSERT_DOUBLE_EQUAL(sd[H * W + 5], exp(b * (log(0.9) - c)), 1e-5);
-    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_fill_factor(q, mk, W, 4, y + H * W, H, W),
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_fill_factor(q, NULL, mk, W, 4, y + H * W, H, W),
                            exp(b * (log(0.9) - c)), 1e-12);
-    CU_ASSERT_EQUAL(mr_sigma_fill_factor(q, NULL, 0, 4, y, H, W), 1); /* no mask: kind unknown */
-    CU_ASSERT_EQUAL(mr_sigma_fill_factor(m, mk, W, 4, y, H, W) == 1, 0);
+    CU_ASSERT_EQUAL(mr_sigma_fill_factor(q, NULL, NULL, 0, 4, y, H, W), 1); /* no mask: kind unknown */
+    CU_ASSERT_EQUAL(mr_sigma_fill_factor(m, NULL, mk, W, 4, y, H, W) == 1, 0);
     q->meta.has_fill = 0;
-    CU_ASSERT_EQUAL(mr_sigma_fill_factor(q, mk, W, 4, y, H, W), 1);
+    CU_ASSERT_EQUAL(mr_sigma_fill_factor(q, NULL, mk, W, 4, y, H, W), 1);
+    for (int i = 0; i < N; i++) free(r[i]);
+    mr_nn_model_destroy(m), mr_nn_model_destroy(q);
+}
+
+/* Line fill per input method (the artefact network): zf images whose errors grow as fill^0.8 and
+ * cs-l1 images whose errors shrink as fill^-0.4, on the same slices' fill: calibrate fits a
+ * slope per method (~0.8, ~-0.4) besides the pooled one; each slice's SD with its method's factor
+ * covers ~90 %, with the pooled factor it does not; written and read back
+ * (calibration_line_fill_zf, _cs-l1); mr_sigma_fill_factor takes the method's slope, and the
+ * pooled one for an unknown method. */
+static void test_line_fill_methods(void)
+{
+    enum { H = 32, W = 100 };
+    mr_nn_model *m = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&m, mr_test_src("models/artefact_sigma.h5"), NULL),
+                          MR_OK);
+    CU_ASSERT_EQUAL_FATAL(m->meta.n_calibration_methods, 2);
+    m->meta.has_fill = m->meta.has_fill_m = 0;
+    float mk[W];
+    mask_cols(mk, W, MR_MASK_RANDOM, 4);
+    const char *meth[2] = {"zf", "cs-l1"};
+    const double slope[2] = {0.8, -0.4};
+    double old[2];
+    for (int k = 0; k < 2; k++) old[k] = mr_sigma_scale_full(m, meth[k], mk, W, 4);
+    enum { N = 8, NS = 10 };
+    const size_t ns = 20000;
+    double *r[N], fl[N][NS];
+    size_t sn[N][NS];
+    mr_recal_image im[N];
+    for (int i = 0; i < N; i++) {
+        int k = i % 2;
+        r[i] = malloc(NS * ns * sizeof *r[i]);
+        for (int z = 0; z < NS; z++) {
+            double l = 0.4 + 0.5 * ((z * 3 + i / 2) % NS) / (NS - 1.0);
+            fl[i][z] = log(l), sn[i][z] = ns;
+            double *q = ratios(ns, 1.1 * pow(l / 0.65, slope[k]), 950 + (unsigned)(i * NS + z));
+            memcpy(r[i] + (size_t)z * ns, q, ns * sizeof *q);
+            free(q);
+        }
+        im[i] = (mr_recal_image){r[i], NS * ns, 4, "random", meth[k], 0, 0, NULL, 0, 0, NS, sn[i], fl[i], NULL};
+    }
+    char text[4096];
+    CU_ASSERT_EQUAL_FATAL(mr_sigma_recalibrate(m, im, N, 1000, NULL, text, sizeof text), MR_OK);
+    fprintf(stderr, "%s\n", text);
+    CU_ASSERT_EQUAL(m->meta.has_fill, 1);
+    CU_ASSERT_EQUAL(m->meta.has_fill_m, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "line fill R 4 random, input zf: slope"));
+    int kr = !strcmp(m->meta.calibration_masks[0], "random") ? 0 : 1;
+    double bp = m->meta.fill[kr][0][1];
+    for (int k = 0; k < 2; k++) {
+        double b = m->meta.fill_m[k][kr][0][1];
+        fprintf(stderr, "line fill, input %s: slope %.4f (%.1f); pooled %.4f\n", meth[k], b, slope[k], bp);
+        CU_ASSERT(fabs(b - slope[k]) < 0.08);
+    }
+    CU_ASSERT(fabs(bp - 0.2) < 0.2); /* between the two */
+    const char *p = mr_test_path("recal_fill_m.h5");
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, p), MR_OK);
+    mr_nn_model *q = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&q, p, NULL), MR_OK);
+    CU_ASSERT_EQUAL(q->meta.has_fill_m, 1);
+    for (int k = 0; k < 2; k++)
+        for (int e = 0; e < 2; e++)
+            CU_ASSERT_DOUBLE_EQUAL(q->meta.fill_m[k][kr][0][e], m->meta.fill_m[k][kr][0][e], 1e-12);
+    /* each slice's coverage at 90 % with its method's factor, and with the pooled one */
+    double worst = 0, worst0 = 0;
+    float y[H * W];
+    for (int i = 0; i < N; i++) {
+        int k = i % 2;
+        double g = mr_sigma_scale_full(q, meth[k], mk, W, 4) / old[k];
+        double b = q->meta.fill_m[k][kr][0][1], c = q->meta.fill_m[k][kr][0][0], c0 = q->meta.fill[kr][0][0];
+        for (int z = 0; z < NS; z++) {
+            const double *rz = r[i] + (size_t)z * ns;
+            double cv = 100 * mr_sigma_coverage(rz, ns, Z90, g * exp(b * (fl[i][z] - c))),
+                   cp = 100 * mr_sigma_coverage(rz, ns, Z90, g * exp(bp * (fl[i][z] - c0)));
+            worst = fabs(cv - 90) > worst ? fabs(cv - 90) : worst;
+            worst0 = fabs(cp - 90) > worst0 ? fabs(cp - 90) : worst0;
+        }
+        /* the library's factor for a slice of fill 0.6 */
+        fill_rect(y, H, W, 20, 60);
+        CU_ASSERT_DOUBLE_EQUAL(mr_sigma_fill_factor(q, meth[k], mk, W, 4, y, H, W),
+                               exp(b * (log(0.6) - c)), 1e-9);
+    }
+    fprintf(stderr, "per-slice coverage at 90 %%: worst gap %.2f points with the method's slope "
+            "(pooled slope %.2f)\n", worst, worst0);
+    CU_ASSERT(worst < 1.5);
+    CU_ASSERT(worst0 > 3);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_fill_factor(q, NULL, mk, W, 4, y, H, W),
+                           exp(bp * (log(0.6) - q->meta.fill[kr][0][0])), 1e-9);
     for (int i = 0; i < N; i++) free(r[i]);
     mr_nn_model_destroy(m), mr_nn_model_destroy(q);
 }
@@ -813,6 +901,8 @@ int main(void)
          "corrupt", test_boot_sd},
         {"ghost phase: slope per mask kind, per-image coverage, file", test_ghost_factors},
         {"line fill: per slice, slope, per-slice coverage, file, applied", test_line_fill},
+        {"line fill per input method: slopes, per-slice coverage, file, pooled for unknown",
+         test_line_fill_methods},
         {"recalibration errors: no per-R scales, unknown kind, R < 1, too few pixels", test_errors},
         {"mrpipe calibrate on cs-l1 reconstructions: 90 % covered after; bad lists", test_cli},
         {NULL, NULL},
