@@ -146,7 +146,8 @@ int mr_cmd_denoise(int argc, char **argv)
         char sp[4096];
         if (uq_model)
             snprintf(sp, sizeof sp, "%s", uq_model);
-        else if ((st = mr_sigma_path_for(sp, sizeof sp, model_path)) != MR_OK)
+        else if ((st = (boot ? mr_sigma_bootstrap_path_for : mr_sigma_path_for)(sp, sizeof sp,
+                                                                              model_path)) != MR_OK)
             goto fail;
         if (!uq_explicit && !uq_model && !mr_path_is_file(sp)) {
             /* the default asks for a map only where the model ships its variance network */
@@ -159,6 +160,11 @@ int mr_cmd_denoise(int argc, char **argv)
             st = mr_error_set(MR_ERR_INPUT, "%s: calibrated with a reconstruction's parametric "
                               "bootstrap (`mrpipe recon --uncertainty bootstrap`), not for denoise",
                               sp);
+            goto fail;
+        } else if (!boot && mr_sigma_has_boot_sd(sigma)) {
+            st = mr_error_set(MR_ERR_INPUT, "%s: calibrated with the model's parametric bootstrap "
+                              "(attribute 'calibration_bootstrap_sd'): use it with --uncertainty "
+                              "bootstrap", sp);
             goto fail;
         }
     }

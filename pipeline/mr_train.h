@@ -237,6 +237,12 @@ const char *mr_uq_kind_name(mr_uq_kind k);
 
 /* The variance network beside a model: DIR/NAME.h5 -> DIR/NAME_sigma.h5. */
 mr_status mr_sigma_path_for(char *buf, size_t n, const char *model_path);
+/* NAME_sigma_bootstrap.h5 beside NAME.h5: the variance network recalibrated with the model's
+ * parametric bootstrap (denoise --uncertainty bootstrap). */
+mr_status mr_sigma_bootstrap_path_for(char *buf, size_t n, const char *model_path);
+/* 1 when the network combines its SD with the model's bootstrap map (some bootstrap weight > 0):
+ * made for --uncertainty bootstrap only. */
+int mr_sigma_has_boot_sd(const void *sigma);
 
 /* Load and check a variance network (2 -> 1 channels, a positive calibration_scale): a missing
  * file or calibration is an MR_ERR_INPUT naming the file and `for_what` (the model or method). */

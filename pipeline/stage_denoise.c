@@ -27,7 +27,8 @@ typedef struct {
     mr_nn_model *model;
     char model_path[4096];
     mr_uq_kind uq;
-    void *sigma;               /* the variance network (model | both) */
+    void *sigma;               /* the variance network (model | both | bootstrap) */
+    int boot;                  /* uncertainty: bootstrap (the model path with its bootstrap map) */
     long replicas;
     size_t n;                  /* images cleaned */
     char in[DENOISE_MAX][64];  /* (n) source labels */
@@ -43,8 +44,9 @@ static const mr_stage_key denoise_keys[] = {
      "and input made before this stage"},
     {"suffix", MR_KEY_STRING, "cnn", 0, "the cleaned image of X is labelled X_<suffix>"},
     {"uncertainty", MR_KEY_STRING, "none", 0,
-     "none | model | replica | both: per-pixel SD of the cleaned image (as mrpipe denoise "
-     "--uncertainty; model needs the model's NAME_sigma.h5 beside it)"},
+     "none | model | replica | both | bootstrap: per-pixel SD of the cleaned image (as mrpipe "
+     "denoise --uncertainty; model needs the model's NAME_sigma.h5 beside it, bootstrap its "
+     "NAME_sigma_bootstrap.h5 and a recon image with its mask)"},
     {"replicas", MR_KEY_INT, "8", 0, "replicas for uncertainty replica / both (>= 2)"},
     {NULL, 0, NULL, 0, NULL},
 };
@@ -108,9 +110,11 @@ static mr_status denoise_create(void **state, const mr_stage_ctx *x)
     mr_status st = MR_OK;
     if (!s) return MR_ERR_NOMEM;
     /* uncertainty */
-    if (mr_uq_kind_parse(&s->uq, un->value, "uncertainty") != MR_OK)
-        st = mr_config_error(c, un, MR_ERR_USAGE, "expected none, model, replica or both, found '%s'",
-                             un->value);
+    if (!strcmp(un->value, "bootstrap"))
+        s->uq = MR_UQ_MODEL, s->boot = 1;
+    else if (mr_uq_kind_parse(&s->uq, un->value, "uncertainty") != MR_OK)
+        st = mr_config_error(c, un, MR_ERR_USAGE, "expected none, model, replica, both or "
+                             "bootstrap, found '%s'", un->value);
     const mr_cfg_node *rn = mr_cfg_child(x->node, "replicas");
     if (st == MR_OK) st = mr_cfg_as_long(&s->replicas, c, rn, 2, 100000); /* names the key */
     /* suffix: it names files */
@@ -136,7 +140,8 @@ static mr_status denoise_create(void **state, const mr_stage_ctx *x)
     }
     if (st == MR_OK && (s->uq == MR_UQ_MODEL || s->uq == MR_UQ_BOTH)) {
         char sp[4096];
-        if ((st = mr_sigma_path_for(sp, sizeof sp, s->model_path)) == MR_OK &&
+        if ((st = (s->boot ? mr_sigma_bootstrap_path_for : mr_sigma_path_for)(sp, sizeof sp,
+                                                                           s->model_path)) == MR_OK &&
             (st = mr_sigma_load(&s->sigma, sp, s->model_path)) != MR_OK) {
             char why[1024];
             snprintf(why, sizeof why, "%s", mr_error_message());
@@ -145,6 +150,12 @@ static mr_status denoise_create(void **state, const mr_stage_ctx *x)
             st = mr_config_error(c, un, MR_ERR_INPUT, "%s: calibrated with a reconstruction's "
                                  "parametric bootstrap (recon stage uncertainty: bootstrap), not "
                                  "for denoise", sp);
+        else if (st == MR_OK && s->boot != mr_sigma_has_boot_sd(s->sigma))
+            st = mr_config_error(c, un, MR_ERR_INPUT, s->boot
+                                 ? "%s: has no bootstrap weights (mrpipe calibrate with a bootstrap "
+                                   "column): expected the network for uncertainty: bootstrap"
+                                 : "%s: calibrated with the model's parametric bootstrap: use it "
+                                   "with uncertainty: bootstrap", sp);
     }
     /* which images: the list, or every recon image and input made before this stage */
     if (st == MR_OK)
@@ -212,16 +223,26 @@ static mr_status denoise_run(void *state, mr_scan *scan)
             for (size_t k = 0; k < src->mask_len; k++) acq += src->mask1d[k] != 0;
             if (acq > 0) accel = (double)src->mask_len / acq;
         }
+        mr_array *bmap = NULL; /* uncertainty: bootstrap, the model's bootstrap map */
         if (s->uq != MR_UQ_NONE) st = mr_array_create(&sd, MR_FLOAT32, 3, a->dims);
+        if (st == MR_OK && s->boot) {
+            if (!src->mask1d || !src->mask_len || !src->method[0])
+                st = mr_error_set(MR_ERR_INPUT, "%s: uncertainty: bootstrap re-runs the image's "
+                                  "reconstruction: expected an image of a recon stage (its mask "
+                                  "and method), found %s", what, src->mask1d ? "no method" : "no mask");
+            else
+                st = mr_array_create(&bmap, MR_FLOAT32, 3, a->dims);
+        }
         mr_uq_input info = {accel, src->method, src->mask1d, src->mask_len, src->noise_sd,
                             src->coils, src->mask_difficulty,
                             src->uncertainty && mr_array_numel(src->uncertainty) == mr_array_numel(a)
                                 ? mr_array_f32(src->uncertainty) : NULL,
-                            NULL};
+                            bmap ? mr_array_f32(bmap) : NULL};
         if (st == MR_OK)
             st = mr_denoise_uq(mr_array_f32(out), sd ? mr_array_f32(sd) : NULL, mr_array_f32(a),
                                a->dims[0], a->dims[1], a->dims[2], s->model, s->sigma, s->uq,
                                (int)s->replicas, (uint64_t)scan->index, &info, NULL, what);
+        mr_array_destroy(bmap);
         if (st != MR_OK) {
             mr_array_destroy(out);
             mr_array_destroy(sd);
@@ -242,7 +263,9 @@ static mr_status denoise_run(void *state, mr_scan *scan)
             memcpy(im->mask1d, src->mask1d, src->mask_len * sizeof *im->mask1d); /* provenance */
             im->mask_len = src->mask_len;
         }
-        if (sd) snprintf(im->uncertainty_kind, sizeof im->uncertainty_kind, "%s", mr_uq_kind_name(s->uq));
+        if (sd)
+            snprintf(im->uncertainty_kind, sizeof im->uncertainty_kind, "%s",
+                     s->boot ? "bootstrap" : mr_uq_kind_name(s->uq));
         MR_INFO("%s: %s: residual CNN (%s) on %s, %zu slice(s) of %zu x %zu", scan->id, im->label,
                 s->model_path, s->in[i], a->dims[0], a->dims[1], a->dims[2]);
     }

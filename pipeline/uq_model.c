@@ -40,6 +40,24 @@ mr_status mr_sigma_path_for(char *buf, size_t n, const char *model_path)
     return MR_OK;
 }
 
+mr_status mr_sigma_bootstrap_path_for(char *buf, size_t n, const char *model_path)
+{
+    char b[4096];
+    mr_status st = mr_sigma_path_for(b, sizeof b, model_path);
+    if (st != MR_OK) return st;
+    int k = snprintf(buf, n, "%.*s_bootstrap.h5", (int)strlen(b) - 3, b); /* b ends in .h5 */
+    if (k < 0 || (size_t)k >= n) return mr_error_set(MR_ERR_USAGE, "%s: path too long", model_path);
+    return MR_OK;
+}
+
+int mr_sigma_has_boot_sd(const void *sigma_model)
+{
+    const mr_nn_meta *M = &((const mr_nn_model *)sigma_model)->meta;
+    for (int j = 0; j < M->n_boot_sd; j++)
+        if (M->boot_sd[j][0] > 0) return 1;
+    return 0;
+}
+
 mr_status mr_sigma_load(void **out, const char *path, const char *for_what)
 {
     mr_nn_model *m = NULL;

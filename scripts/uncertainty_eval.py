@@ -135,11 +135,16 @@ def main():
                     help="also judge recon --uncertainty both (cost: N replicas of cs-l1)")
     ap.add_argument("--artefact-sigma", default=None,
                     help="variance network for the artefact model (default: models/artefact_sigma.h5)")
+    ap.add_argument("--artefact-sigma-bootstrap", default=None,
+                    help="variance network for the artefact model's --uncertainty bootstrap "
+                         "(default: models/artefact_sigma_bootstrap.h5)")
     ap.add_argument("--csl1-sigma", default=None,
                     help="variance network for cs-l1 (default: models/cs-l1_sigma.h5)")
     ap.add_argument("--kinds", default="model,replica,both",
                     help="maps to judge: model, replica, both (denoiser; replica and both cost N "
-                         "denoisings), bootstrap (cs-l1, sense, cs-tv: one more reconstruction)")
+                         "denoisings), bootstrap (cs-l1, sense, cs-tv: one more reconstruction; "
+                         "artefact: denoise --uncertainty bootstrap, one more reconstruction of "
+                         "the input's method and model pass)")
     a = ap.parse_args()
     mrpipe = os.path.abspath(a.mrpipe)
     work = a.work or tempfile.mkdtemp(prefix="mrpipe-uq-")
@@ -263,18 +268,22 @@ def main():
                     # with its own SD map: the artefact network combines with it (input-SD weights)
                     run([mrpipe, "recon", "--input", ksp, "--output", zf, "--method", "zf"] + mask +
                         ["--uncertainty", "model"])
-                    for src, lab in [(zf, "zf"), (cs, "cs-l1")]:
-                        tag = "%s_art_%s_%s" % (short, lab, mk)
+                    art_kinds = ["model"] + (["bootstrap"] if "bootstrap" in a.kinds.split(",")
+                                             else [])
+                    for (src, lab), kind in [(x, k) for x in [(zf, "zf"), (cs, "cs-l1")]
+                                             for k in art_kinds]:
+                        tag = "%s_art_%s_%s%s" % (short, lab, mk, "" if kind == "model" else "_bs")
                         out = os.path.join(work, tag + ".h5")
                         sdp = os.path.join(work, tag + "_sd.h5")
+                        net = a.artefact_sigma if kind == "model" else a.artefact_sigma_bootstrap
                         t0 = time.time()
                         run([mrpipe, "denoise", "--input", src, "--output", out, "--model",
-                             artefact, "--uncertainty", "model", "--accel", "4"] +
-                            (["--uncertainty-model", a.artefact_sigma] if a.artefact_sigma else []))
+                             artefact, "--uncertainty", kind, "--accel", "4"] +
+                            (["--uncertainty-model", net] if net else []))
                         sec = time.time() - t0
-                        judge("artefact model on %s 4x %s" % (lab, mt), name, "model", ref, out,
+                        judge("artefact model on %s 4x %s" % (lab, mt), name, kind, ref, out,
                               sdp, sec)
-                        if lab == "zf":
+                        if lab == "zf" and kind == "model":
                             report(tag, ref, out, sdp, "artefact model on zf 4x %s (model SD)" % mk)
 
     pool()

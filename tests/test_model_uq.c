@@ -638,9 +638,12 @@ static void test_bootstrap_denoise(void)
     m->meta.n_boot_sd = 2;
     m->meta.boot_sd[0][0] = 0.4, m->meta.boot_sd[0][1] = 1.2; /* zf */
     m->meta.boot_sd[1][0] = 0.2, m->meta.boot_sd[1][1] = 0.9; /* cs-l1 */
-    char sp[4200];
+    char sp[4200], spm[4200];
     snprintf(sp, sizeof sp, "%s", mr_test_path("bsd_sigma.h5"));
     CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, sp), MR_OK);
+    m->meta.n_boot_sd = 0; /* the same network without them, for --uncertainty model */
+    snprintf(spm, sizeof spm, "%s", mr_test_path("bsd_sigma_m.h5"));
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, spm), MR_OK);
     mr_nn_model_destroy(m);
     const char *k = mr_test_path("bsd_k.h5"), *zf = mr_test_path("bsd_zf.h5");
     CU_ASSERT_FATAL(mr_test_sh("%s -q simulate --input " TEMPLATES "/ch2.nii.gz --output %s "
@@ -652,9 +655,16 @@ static void test_bootstrap_denoise(void)
                         "%s denoise --input bsd_zf.h5 --output bsd_m.h5 --model %s "
                         "--uncertainty-model %s --accel 4 --uncertainty model",
                         mr_test_tmpdir(), mr_test_bin(), mr_test_src("models/artefact.h5"), sp,
-                        mr_test_bin(), mr_test_src("models/artefact.h5"), sp);
+                        mr_test_bin(), mr_test_src("models/artefact.h5"), spm);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "uncertainty (bootstrap)"));
+    /* a network with bootstrap weights is for --uncertainty bootstrap only */
+    rc = mr_test_sh("cd %s && %s denoise --input bsd_zf.h5 --output bsd_x.h5 --model %s "
+                    "--uncertainty-model %s --uncertainty model", mr_test_tmpdir(), mr_test_bin(),
+                    mr_test_src("models/artefact.h5"), sp);
+    CU_ASSERT_NOT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "calibration_bootstrap_sd"));
+    CU_ASSERT_FALSE(mr_path_is_file(mr_test_path("bsd_x.h5")));
     /* the re-simulation, independently */
     rc = mr_test_sh("cd %s && %s -c \"import h5py, numpy as np\n"
                     "a, z = h5py.File('bsd_b.h5'), h5py.File('bsd_zf.h5')\n"

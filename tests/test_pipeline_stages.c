@@ -210,7 +210,7 @@ static void test_config_errors(void)
              "inputs:\n  file: %s\nstages:\n  zf: {stage: recon}\n  denoise:\n"
              "    uncertainty: maybe\n",
              h5);
-    expect_error(yaml, "expected none, model, replica or both, found 'maybe'");
+    expect_error(yaml, "expected none, model, replica, both or bootstrap, found 'maybe'");
     /* the recon stage's uncertainty: none, model or bootstrap (replica maps are mrpipe recon's);
      * bootstrap re-simulates from the image, which zf's image already is */
     snprintf(yaml, sizeof yaml,
