@@ -421,6 +421,25 @@ static mr_status get_kind_pairs(hid_t f, const char *path, const char *name, con
     return MR_OK;
 }
 
+/* Combination weights {w in [0, 1], k > 0} per calibration method (input SD, bootstrap): *n
+ * becomes the method count, or 0 when the attribute is absent. */
+static mr_status get_method_pairs(hid_t f, const char *path, const char *name, const mr_nn_meta *M,
+                                  double (*wk)[2], int *n)
+{
+    int nn = 0;
+    mr_status st = get_nums(f, path, name, &wk[0][0], 8, &nn, 0);
+    if (st != MR_OK) return st;
+    int ok = nn == 0 || (M->n_calibration_methods > 0 && nn == 2 * M->n_calibration_methods);
+    for (int i = 0; ok && i < nn / 2; i++)
+        ok = wk[i][0] >= 0 && wk[i][0] <= 1 && wk[i][1] > 0 && isfinite(wk[i][1]);
+    if (!ok)
+        return mr_error_set(MR_ERR_INPUT, "%s: attribute '%s': expected (w in [0, 1], k > 0) per "
+                            "calibration method (%d), found %d values", path, name,
+                            M->n_calibration_methods, nn);
+    *n = nn / 2;
+    return MR_OK;
+}
+
 /* A pair of optional attributes: keys (ascending, above key_min, or from it when not strict) and
  * one positive finite scale per key; *count = how many (0 when both are absent). */
 static mr_status get_key_scales(hid_t f, const char *path, const char *kname, const char *sname,
@@ -736,30 +755,10 @@ mr_status mr_nn_model_load(mr_nn_model **out, const char *path, const char *expe
             goto fail;
         }
         m->meta.n_noise_term_methods = nn / 2;
-        TRY(get_nums(f, path, "calibration_input_sd", &m->meta.input_sd[0][0], 8, &nn, 0));
-        ok = nn == 0 || (m->meta.n_calibration_methods > 0 && nn == 2 * m->meta.n_calibration_methods);
-        for (int i = 0; ok && i < nn / 2; i++)
-            ok = m->meta.input_sd[i][0] >= 0 && m->meta.input_sd[i][0] <= 1 &&
-                 m->meta.input_sd[i][1] > 0 && isfinite(m->meta.input_sd[i][1]);
-        if (!ok) {
-            st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'calibration_input_sd': expected "
-                              "(w in [0, 1], k > 0) per calibration method (%d), found %d values",
-                              path, m->meta.n_calibration_methods, nn);
-            goto fail;
-        }
-        m->meta.n_input_sd = nn / 2;
-        TRY(get_nums(f, path, "calibration_bootstrap_sd", &m->meta.boot_sd[0][0], 8, &nn, 0));
-        ok = nn == 0 || (m->meta.n_calibration_methods > 0 && nn == 2 * m->meta.n_calibration_methods);
-        for (int i = 0; ok && i < nn / 2; i++)
-            ok = m->meta.boot_sd[i][0] >= 0 && m->meta.boot_sd[i][0] <= 1 &&
-                 m->meta.boot_sd[i][1] > 0 && isfinite(m->meta.boot_sd[i][1]);
-        if (!ok) {
-            st = mr_error_set(MR_ERR_INPUT, "%s: attribute 'calibration_bootstrap_sd': expected "
-                              "(w in [0, 1], k > 0) per calibration method (%d), found %d values",
-                              path, m->meta.n_calibration_methods, nn);
-            goto fail;
-        }
-        m->meta.n_boot_sd = nn / 2;
+        TRY(get_method_pairs(f, path, "calibration_input_sd", &m->meta, m->meta.input_sd,
+                             &m->meta.n_input_sd));
+        TRY(get_method_pairs(f, path, "calibration_bootstrap_sd", &m->meta, m->meta.boot_sd,
+                             &m->meta.n_boot_sd));
     }
     H5Eclear2(H5E_DEFAULT);
     for (int l = 0; l < m->arch.depth; l++) {

@@ -269,19 +269,17 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
                 st = mr_error_set(MR_ERR_INPUT, "%s: the image %s %s and its SD map %s %s; "
                                   "expected the reference's shape %s (%s)", where, d2, b, d3, c,
                                   a, d1);
-            } else if (isd && isd->dims[k] != ref->dims[k]) {
-                char a[96], c[96];
-                mr_dims_format(a, sizeof a, 3, ref->dims);
-                mr_dims_format(c, sizeof c, 3, isd->dims);
-                st = mr_error_set(MR_ERR_INPUT, "%s: input_uncertainty: the SD map %s is %s; "
-                                  "expected the reference's shape %s (%s)", where, d4, c, a, d1);
-            } else if (bsd && bsd->dims[k] != ref->dims[k]) {
-                char a[96], c[96];
-                mr_dims_format(a, sizeof a, 3, ref->dims);
-                mr_dims_format(c, sizeof c, 3, bsd->dims);
-                st = mr_error_set(MR_ERR_INPUT, "%s: bootstrap: the map %s is %s; expected the "
-                                  "reference's shape %s (%s)", where, d5, c, a, d1);
-            }
+            } else /* the optional maps: the input's SD map, the bootstrap map */
+                for (int j = 0; j < 2 && st == MR_OK; j++) {
+                    const mr_array *o2 = j ? bsd : isd;
+                    if (!o2 || o2->dims[k] == ref->dims[k]) continue;
+                    char a[96], c[96];
+                    mr_dims_format(a, sizeof a, 3, ref->dims);
+                    mr_dims_format(c, sizeof c, 3, o2->dims);
+                    st = mr_error_set(MR_ERR_INPUT, "%s: %s: the map %s is %s; expected the "
+                                      "reference's shape %s (%s)", where,
+                                      j ? "bootstrap" : "input_uncertainty", j ? d5 : d4, c, a, d1);
+                }
     }
     size_t n = 0, cnt = 0;
     double mx = 0;

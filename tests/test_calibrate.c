@@ -217,6 +217,33 @@ static void test_difficulty_factors(void)
     mr_nn_model_destroy(m), mr_nn_model_destroy(q);
 }
 
+/* Combination weights (input SD, bootstrap) written to `file` and read back the same for both
+ * methods, kept by a second recalibration on the same images (its SD maps were made with them:
+ * no "weights" in its text), and a corrupt attribute (`bad`) refused, naming it. */
+static void weights_kept(const mr_nn_model *m, const mr_recal_image *im, int N,
+                         const char *const meth[2], const char *file, const char *attr,
+                         const char *bad_value, double (*weight)(const void *, const char *))
+{
+    const char *p = mr_test_path(file);
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, p), MR_OK);
+    mr_nn_model *q = NULL;
+    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&q, p, NULL), MR_OK);
+    for (int k = 0; k < 2; k++)
+        CU_ASSERT_DOUBLE_EQUAL(weight(q, meth[k]), weight(m, meth[k]), 1e-12);
+    char text[4096];
+    CU_ASSERT_EQUAL(mr_sigma_recalibrate(q, im, (size_t)N, 1000, NULL, text, sizeof text), MR_OK);
+    CU_ASSERT_PTR_NULL(strstr(text, "weights"));
+    for (int k = 0; k < 2; k++)
+        CU_ASSERT_DOUBLE_EQUAL(weight(q, meth[k]), weight(m, meth[k]), 1e-12);
+    CU_ASSERT_EQUAL(mr_test_sh("%s -c \"import h5py; f = h5py.File('%s', 'a'); "
+                               "f.attrs['%s'] = %s\"", "/usr/bin/python3", p, attr, bad_value), 0);
+    mr_nn_model *bad = NULL;
+    CU_ASSERT_EQUAL(mr_nn_model_load(&bad, p, NULL), MR_ERR_INPUT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), attr));
+    mr_error_clear();
+    mr_nn_model_destroy(q);
+}
+
 /* Input SD maps: images of the artefact network (zf and cs-l1 inputs) whose errors have SD
  * a (v scale)^w* with v the input's own SD map (log-uniform over e^+-1.5) and the network's SD 1:
  * calibrate, given t = log(v / SD), recovers w* per input method (0.6, 0.3); the combined SD
@@ -290,28 +317,10 @@ static void test_input_sd(void)
         }
     }
     free(sd);
-    /* written and read back; kept by a second recalibration */
-    const char *p = mr_test_path("recal_input_sd.h5");
-    CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, p), MR_OK);
-    mr_nn_model *q = NULL;
-    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&q, p, NULL), MR_OK);
-    CU_ASSERT_EQUAL(q->meta.n_input_sd, 2);
-    for (int k = 0; k < 2; k++)
-        CU_ASSERT_DOUBLE_EQUAL(mr_sigma_input_sd_weight(q, meth[k]), mr_sigma_input_sd_weight(m, meth[k]), 1e-12);
-    CU_ASSERT_EQUAL(mr_sigma_recalibrate(q, im, N, 1000, NULL, text, sizeof text), MR_OK);
-    CU_ASSERT_PTR_NULL(strstr(text, "input SD weights"));
-    for (int k = 0; k < 2; k++)
-        CU_ASSERT_DOUBLE_EQUAL(mr_sigma_input_sd_weight(q, meth[k]), mr_sigma_input_sd_weight(m, meth[k]), 1e-12);
-    /* a corrupt attribute is refused, naming it */
-    CU_ASSERT_EQUAL(mr_test_sh("%s -c \"import h5py; f = h5py.File('%s', 'a'); "
-                               "f.attrs['calibration_input_sd'] = [1.5, 1.0, 0.5, 1.0]\"",
-                               "/usr/bin/python3", p), 0);
-    mr_nn_model *bad = NULL;
-    CU_ASSERT_EQUAL(mr_nn_model_load(&bad, p, NULL), MR_ERR_INPUT);
-    CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "calibration_input_sd"));
-    mr_error_clear();
+    weights_kept(m, im, N, meth, "recal_input_sd.h5", "calibration_input_sd",
+                 "[1.5, 1.0, 0.5, 1.0]", mr_sigma_input_sd_weight);
     for (int i = 0; i < N; i++) free(r[i]), free(t[i]), free(v[i]);
-    mr_nn_model_destroy(m), mr_nn_model_destroy(q);
+    mr_nn_model_destroy(m);
 }
 
 /* Bootstrap maps with input SD maps: artefact-network images whose errors have SD
@@ -395,27 +404,10 @@ static void test_boot_sd(void)
         CU_ASSERT(100.0 * in[0][0] / tot[0] > 92); /* without the bootstrap: low b over-covered */
     }
     free(sd);
-    /* written and read back; kept by a second recalibration */
-    const char *p = mr_test_path("recal_boot_sd.h5");
-    CU_ASSERT_EQUAL_FATAL(mr_nn_model_save(m, p), MR_OK);
-    mr_nn_model *q = NULL;
-    CU_ASSERT_EQUAL_FATAL(mr_nn_model_load(&q, p, NULL), MR_OK);
-    CU_ASSERT_EQUAL(q->meta.n_boot_sd, 2);
-    for (int k = 0; k < 2; k++)
-        CU_ASSERT_DOUBLE_EQUAL(q->meta.boot_sd[k][1], m->meta.boot_sd[k][1], 1e-12);
-    CU_ASSERT_EQUAL(mr_sigma_recalibrate(q, im, N, 1000, NULL, text, sizeof text), MR_OK);
-    CU_ASSERT_PTR_NULL(strstr(text, "weights"));
-    for (int k = 0; k < 2; k++)
-        CU_ASSERT_DOUBLE_EQUAL(mr_sigma_boot_sd_weight(q, meth[k]), mr_sigma_boot_sd_weight(m, meth[k]), 1e-12);
-    CU_ASSERT_EQUAL(mr_test_sh("%s -c \"import h5py; f = h5py.File('%s', 'a'); "
-                               "f.attrs['calibration_bootstrap_sd'] = [0.5, -1.0, 0.5, 1.0]\"",
-                               "/usr/bin/python3", p), 0);
-    mr_nn_model *bad = NULL;
-    CU_ASSERT_EQUAL(mr_nn_model_load(&bad, p, NULL), MR_ERR_INPUT);
-    CU_ASSERT_PTR_NOT_NULL(strstr(mr_error_message(), "calibration_bootstrap_sd"));
-    mr_error_clear();
+    weights_kept(m, im, N, meth, "recal_boot_sd.h5", "calibration_bootstrap_sd",
+                 "[0.5, -1.0, 0.5, 1.0]", mr_sigma_boot_sd_weight);
     for (int i = 0; i < N; i++) free(r[i]), free(t[i]), free(tb[i]), free(v[i]), free(b[i]);
-    mr_nn_model_destroy(m), mr_nn_model_destroy(q);
+    mr_nn_model_destroy(m);
 }
 
 /* Ghost phase: equispaced-mask images (fastMRI masks, 256 columns, 16 draws) whose errors grow as
