@@ -18,6 +18,7 @@
 static const char *USAGE =
     "usage: mrpipe calibrate --model SIGMA.h5 --list IMAGES.csv --output NEW.h5\n"
     "                        [--min-pixels N] [--foreground F] [--source TEXT]\n"
+    "                        [--no-line-fill]\n"
     "\n"
     "Recalibrate the split-conformal scales of an undersampling variance network on images made\n"
     "the way users make them: each row of IMAGES.csv is one image volume whose SD map the network\n"
@@ -52,13 +53,16 @@ static const char *USAGE =
     "  --output NEW.h5    the recalibrated network (written under a temporary name, then renamed)\n"
     "  --min-pixels N     fewest foreground pixels a group needs to get its own factor [10000]\n"
     "  --foreground F     foreground: reference > F x its maximum [0.05]\n"
-    "  --source TEXT      what the images are, for the network's calibration text [the list's path]\n";
+    "  --source TEXT      what the images are, for the network's calibration text [the list's path]\n"
+    "  --no-line-fill     fit no line-fill factor (a calibration set of one anatomy: its slices'\n"
+    "                     line fill spans too little to extrapolate from)\n";
 
 typedef struct {
     const char *model, *list, *output;
     size_t min_pixels;
     double fg;
     const char *source;
+    int no_fill;
 } cal_opts;
 
 static int parse(cal_opts *o, int argc, char **argv)
@@ -69,6 +73,9 @@ static int parse(cal_opts *o, int argc, char **argv)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(USAGE, stdout);
             return -1;
+        } else if (!strcmp(argv[i], "--no-line-fill")) {
+            o->no_fill = 1;
+            continue;
         } else if (mr_opt_value(&v, "--model", argc, argv, &i))
             o->model = v;
         else if (mr_opt_value(&v, "--list", argc, argv, &i))
@@ -341,7 +348,8 @@ static mr_status load_row(image_set *s, const cal_opts *o, char **f, const char 
         snprintf(s->kind[j], sizeof s->kind[0], "%s", f[4]);
         snprintf(s->method[j], sizeof s->method[0], "%s", f[5]);
         /* names set by read_list */
-        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL, 0, 0, t, 0, 0, S, sn, fl, tb};
+        s->im[j] = (mr_recal_image){r, cnt, R, NULL, NULL, 0, 0, t, 0, 0, o->no_fill ? 0 : S, sn,
+                                    fl, tb};
         image_attrs(&s->im[j].rel_noise, &s->im[j].difficulty, &s->im[j].has_ghost,
                     &s->im[j].ghost, img_p, pi, n, img->dims[0]);
         double lf = 0;

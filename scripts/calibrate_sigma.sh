@@ -24,7 +24,13 @@
 #         --accel R; calibrate also fits the input-SD weights of a network that has none; the
 #         shipped artefact network is session 8's, calibrated on ch2 alone before the line-fill
 #         factor existed: recalibrated with ch2bet and line fill it measured worse on held-out
-#         data, docs/uncertainty.md "Line fill and a second calibration volume")
+#         data, docs/uncertainty.md "Line fill and a second calibration volume") |
+#         artefact-bootstrap (the same images with denoise --uncertainty bootstrap: calibrate fits
+#         the input-SD and bootstrap weights jointly; models/artefact_sigma_bootstrap.h5 is this
+#         run from the training calibration, /tmp/cal/artefact_sigma.orig.h5 in session 10).
+#         The artefact kinds run calibrate with --no-line-fill: with line fill, per input method
+#         or not, cs-l1 inputs on inia19 under-covered (docs/uncertainty.md, "The artefact
+#         model's bootstrap")
 # env: MRPIPE (build/mrpipe), SEEDS (100..115: 16 draws per acceleration and mask kind),
 #      NOISES ("0.002 0.0063 0.02"), SLICES (the slab's middle 12, "66:78"), SOURCES (the
 #      mricron templates to cut the slab from, "ch2 ch2bet"), SEEDS2 (the draws of the sources
@@ -100,7 +106,8 @@ for src in $SOURCES; do
     done
 done
 SEEDS1=($SEEDS)
-"$MRPIPE" calibrate --model "$NET" --list "$LIST" --output "$OUT" --source "scripts/calibrate_sigma.sh $KIND: \
+[ -z "$METHOD" ] && NOFILL=(--no-line-fill) || NOFILL=()
+"$MRPIPE" calibrate "${NOFILL[@]}" --model "$NET" --list "$LIST" --output "$OUT" --source "scripts/calibrate_sigma.sh $KIND: \
 $SOURCES slices $SLICES, 8 coils, noise $NOISES, 4x and 8x (centre 0.08), random and equispaced, mask seeds \
-${SEEDS1[0]}..${SEEDS1[${#SEEDS1[@]}-1]}$([ "$SOURCES" = "${SOURCES%% *}" ] || echo " (later sources: $(echo $SEEDS2 | tr ' ' ','))")"
+${SEEDS1[0]}..${SEEDS1[${#SEEDS1[@]}-1]}$([ "$SOURCES" = "${SOURCES%% *}" ] || echo " (later sources: $(echo $SEEDS2 | tr ' ' ','))")${NOFILL:+, no line fill}"
 echo "calibrate_sigma.sh: wrote $OUT; the $(($(wc -l < "$LIST") - 1)) calibration images are in $WORK (delete it when done)" >&2

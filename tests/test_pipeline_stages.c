@@ -130,6 +130,39 @@ static void test_denoise_stage(void)
     CU_ASSERT_EQUAL(mr_test_count_files(out, ".partial"), 0);
 }
 
+/* uncertainty: bootstrap on the artefact model after a zf recon: the cleaned image's SD map is
+ * written (kind bootstrap), finite and positive over the image; a model without
+ * NAME_sigma_bootstrap.h5 (the blind denoiser) is a config error naming the key. */
+static void test_denoise_bootstrap_stage(void)
+{
+    char yaml[16384];
+    const char *out = mr_test_path("dbs-out"), *cfg = mr_test_path("dbs.yaml");
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\noutput:\n  dir: %s\nstages:\n"
+             "  zf_4x: {stage: recon, mask: random, accel: 4, uncertainty: model}\n"
+             "  denoise: {model: %s, images: [zf_4x], uncertainty: bootstrap}\n"
+             "  write: {formats: [h5]}\n",
+             small_scan(), out, mr_test_src("models/artefact.h5"));
+    mr_test_write_text(cfg, yaml);
+    int rc = mr_test_sh("%s -q run %s", mr_test_bin(), cfg);
+    if (rc) fprintf(stderr, "%s\n", mr_test_output());
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    rc = mr_test_sh("%s -c \"import h5py, numpy as np\n"
+                    "g = h5py.File('%s/zf_4x_cnn_sd.h5', 'r')\n"
+                    "u = g['uncertainty'][()]\n"
+                    "assert g.attrs['mrpipe_uncertainty'] in ('bootstrap', b'bootstrap')\n"
+                    "assert u.shape[0] == 3 and np.isfinite(u).all() and u.min() > 0, u.min()\"",
+                    mr_test_python(), out);
+    if (rc) fprintf(stderr, "%s\n", mr_test_output());
+    CU_ASSERT_EQUAL(rc, 0);
+    snprintf(yaml, sizeof yaml,
+             "inputs:\n  file: %s\nstages:\n  zf_4x: {stage: recon, mask: random, accel: 4}\n"
+             "  denoise:\n    uncertainty: bootstrap\n",
+             small_scan());
+    expect_error(yaml, "stages.denoise.uncertainty");
+    expect_error(yaml, "denoiser_blind_sigma_bootstrap.h5");
+}
+
 static void test_config_errors(void)
 {
     char yaml[16384];
@@ -530,6 +563,8 @@ int main(void)
     static const mr_test_case cases[] = {
         {"denoise stage on a simulated scan: new image, files, scored, reported",
          test_denoise_stage},
+        {"denoise stage with uncertainty: bootstrap (artefact model after zf)",
+         test_denoise_bootstrap_stage},
         {"config errors: model file, recon on DICOM, images, uncertainty, dicom_send",
          test_config_errors},
         {"DICOM in -> denoise -> derived series (dciodvfy, new series UID, input untouched)",
