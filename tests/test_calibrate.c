@@ -864,6 +864,20 @@ static void test_cli(void)
         CU_ASSERT_EQUAL(sscanf(r2, "random x %lf", &f2[0]) + sscanf(e2, "equispaced x %lf", &f2[1]), 2);
         fprintf(stderr, "factors once %.4g %.4g, 12 times %.4g %.4g\n", f1[0], f1[1], f2[0], f2[1]);
         for (int k = 0; k < 2; k++) CU_ASSERT(f1[k] > 0 && fabs(f2[k] / f1[k] - 1) < 2e-3);
+        /* --no-line-fill: the same list fits no line fill; the network's own slopes (its SD
+         * maps were made with them) are kept as they were */
+        CU_ASSERT_PTR_NOT_NULL(strstr(once, "line fill R 4"));
+        rc = mr_test_sh("cd %s && %s calibrate --no-line-fill --model %s --list cal_six.csv "
+                        "--output n3.h5", d, bin, net);
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(mr_test_output(), "random x"));
+        CU_ASSERT_PTR_NULL(strstr(mr_test_output(), "line fill R"));
+        rc = mr_test_sh("cd %s && %s -c \"import h5py, numpy as np\n"
+                        "a, b = h5py.File('n3.h5').attrs, h5py.File('%s').attrs\n"
+                        "assert np.array_equal(a['calibration_line_fill'], b['calibration_line_fill'])\"",
+                        d, mr_test_python(), net);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc) fprintf(stderr, "%s\n", mr_test_output());
     }
     rc = mr_test_sh("cd %s && %s calibrate --model new.h5 --list cal.csv --output ./new.h5", d, bin);
     CU_ASSERT_NOT_EQUAL(rc, 0);
