@@ -15,6 +15,7 @@
 #include "mr_train.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -420,13 +421,58 @@ double mr_sigma_coverage(const double *r, size_t n, double z, double c)
     return n ? (double)in / (double)n : NAN;
 }
 
+/* Sort n doubles ascending: an LSD radix sort on the bit patterns (4 passes of 16 bits) when all
+ * are >= +0 and not NaN (their patterns then order as the values: the same result as qsort), else
+ * qsort. The ratios of a calibration are millions of such values; the radix sort takes a fraction
+ * of qsort's time. */
+static void sort_ratios(double *r, size_t n)
+{
+    int radix = n >= 4096;
+    for (size_t i = 0; radix && i < n; i++) radix = !signbit(r[i]) && !isnan(r[i]);
+    uint64_t *a = radix ? malloc(n * sizeof *a) : NULL, *b = radix ? malloc(n * sizeof *b) : NULL;
+    size_t *cnt = radix ? malloc(65536 * sizeof *cnt) : NULL;
+    if (!a || !b || !cnt) {
+        free(a), free(b), free(cnt);
+        qsort(r, n, sizeof *r, cmp_double);
+        return;
+    }
+    memcpy(a, r, n * sizeof *a);
+    for (int pass = 0; pass < 4; pass++) {
+        int sh = 16 * pass;
+        memset(cnt, 0, 65536 * sizeof *cnt);
+        for (size_t i = 0; i < n; i++) cnt[(a[i] >> sh) & 0xffff]++;
+        size_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t c = cnt[d];
+            cnt[d] = sum, sum += c;
+        }
+        for (size_t i = 0; i < n; i++) b[cnt[(a[i] >> sh) & 0xffff]++] = a[i];
+        uint64_t *t = a;
+        a = b, b = t;
+    }
+    memcpy(r, a, n * sizeof *r);
+    free(a), free(b), free(cnt);
+}
+
+/* mr_sigma_coverage of ascending r: the count of r <= z c by binary search (the same count) */
+static double sorted_coverage(const double *r, size_t n, double z, double c)
+{
+    size_t lo = 0, hi = n; /* the first index with r > z c */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r[mid] <= z * c) lo = mid + 1;
+        else hi = mid;
+    }
+    return n ? (double)lo / (double)n : NAN;
+}
+
 double mr_sigma_conformal_scale(double *r, size_t n, double cov[3])
 {
     /* split-conformal: the scale c at which the interval +-z c sd covers the level on the
      * calibration pixels is q / z, q the ceil((n + 1) level) / n empirical quantile of |e| / sd.
      * One scale serves all levels: the value between the 90 % and 95 % solutions that minimises the
      * larger of the two coverage gaps (checked on the same pixels). */
-    qsort(r, n, sizeof *r, cmp_double);
+    sort_ratios(r, n);
     const double lv[2] = {0.90, 0.95}, z[2] = {1.6448536269514722, 1.959963984540054};
     double c[2];
     for (int i = 0; i < 2; i++) {
@@ -438,13 +484,13 @@ double mr_sigma_conformal_scale(double *r, size_t n, double cov[3])
     double best = c[0], gap = INFINITY;
     for (int g = 0; g <= 40; g++) {
         double cc = c[0] + (c[1] - c[0]) * g / 40.0;
-        double a = fabs(mr_sigma_coverage(r, n, z[0], cc) - 0.90),
-               b = fabs(mr_sigma_coverage(r, n, z[1], cc) - 0.95);
+        double a = fabs(sorted_coverage(r, n, z[0], cc) - 0.90),
+               b = fabs(sorted_coverage(r, n, z[1], cc) - 0.95);
         double m = a > b ? a : b;
         if (m < gap) gap = m, best = cc;
     }
-    cov[0] = mr_sigma_coverage(r, n, 1.0, best);
-    cov[1] = mr_sigma_coverage(r, n, z[0], best);
-    cov[2] = mr_sigma_coverage(r, n, z[1], best);
+    cov[0] = sorted_coverage(r, n, 1.0, best);
+    cov[1] = sorted_coverage(r, n, z[0], best);
+    cov[2] = sorted_coverage(r, n, z[1], best);
     return best;
 }

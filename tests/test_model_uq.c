@@ -35,6 +35,12 @@
 
 static int have_data(void) { return mr_path_is_file(TEMPLATES "/ch2.nii.gz"); }
 
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void test_conformal(void)
 {
     /* |e| / sd with e ~ N(0, (2 sd)^2): the scale is 2 */
@@ -59,6 +65,22 @@ static void test_conformal(void)
     CU_ASSERT(c > 0);
     CU_ASSERT(g90 < 0.02 && g95 < 0.02);
     CU_ASSERT_DOUBLE_EQUAL(mr_sigma_coverage(r, n, 1.959963984540054, c), cov[2], 1e-12);
+    /* r comes back sorted ascending (radix sort of the bit patterns), the same values */
+    int sorted = 1;
+    for (size_t i = 1; i < n; i++) sorted &= r[i - 1] <= r[i];
+    CU_ASSERT(sorted);
+    /* the 90 % single-level solution is the ceil(0.9 (n + 1))-th smallest / z, as qsort gives it */
+    double *q = malloc(n * sizeof *q);
+    for (size_t i = 0; i < n; i++) q[i] = r[(i * 7919) % n]; /* a permutation (n, 7919 coprime) */
+    qsort(q, n, sizeof *q, cmp_dbl);
+    CU_ASSERT_EQUAL(memcmp(q, r, n * sizeof *r), 0);
+    CU_ASSERT_DOUBLE_EQUAL(mr_sigma_conformal_scale(q, n, cov), c, 0);
+    free(q);
+    /* a negative value (not ratios) takes qsort: still sorted */
+    double small[5000];
+    for (int i = 0; i < 5000; i++) small[i] = (double)((i * 37) % 5000) - 10;
+    mr_sigma_conformal_scale(small, 5000, cov);
+    for (int i = 1; i < 5000; i++) CU_ASSERT_FATAL(small[i - 1] <= small[i]);
     free(r);
 }
 
