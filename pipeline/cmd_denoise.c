@@ -103,11 +103,9 @@ int mr_cmd_denoise(int argc, char **argv)
     if (!in) return mr_cli_usage_error("denoise", "--input is required");
     if (!out) return mr_cli_usage_error("denoise", "--output is required");
     mr_uq_kind kind;
-    int boot = !strcmp(uq, "bootstrap"); /* the model path, with the model's bootstrap map */
-    if (boot)
-        kind = MR_UQ_MODEL;
-    else {
-        mr_status pst = mr_uq_kind_parse(&kind, uq, "--uncertainty");
+    int boot; /* the model path, with the model's bootstrap map */
+    {
+        mr_status pst = mr_uq_kind_parse_boot(&kind, &boot, uq, "--uncertainty");
         if (pst != MR_OK) return mr_cli_fail("denoise", pst);
     }
     if (kind == MR_UQ_NONE && (uq_out || uq_model))

@@ -129,11 +129,8 @@ static int parse(recon_opts *o, int argc, char **argv)
         } else return mr_cli_usage_error("recon", "unknown option '%s'", argv[i]);
         if (!v) return mr_cli_usage_error("recon", "%s needs a value", argv[i]);
     }
-    mr_uq_kind uk;
-    if (o->uncertainty && !strcmp(o->uncertainty, "bootstrap")) {
-        o->unc_boot = 1;
-        uk = MR_UQ_MODEL; /* the model path, with the bootstrap map as the refit's feature */
-    } else if ((st = mr_uq_kind_parse(&uk, o->uncertainty, "--uncertainty")) != MR_OK)
+    mr_uq_kind uk; /* bootstrap: the model path, with the bootstrap map as the refit's feature */
+    if ((st = mr_uq_kind_parse_boot(&uk, &o->unc_boot, o->uncertainty, "--uncertainty")) != MR_OK)
         return mr_cli_fail("recon", st);
     o->unc_replica = uk == MR_UQ_REPLICA || uk == MR_UQ_BOTH;
     o->unc_net = uk == MR_UQ_MODEL || uk == MR_UQ_BOTH;

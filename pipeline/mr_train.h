@@ -233,6 +233,9 @@ typedef enum { MR_UQ_NONE = 0, MR_UQ_REPLICA = 1, MR_UQ_MODEL = 2, MR_UQ_BOTH = 
 
 /* "none" | "replica" | "model" | "both"; MR_ERR_USAGE naming `what` (e.g. "--uncertainty"). */
 mr_status mr_uq_kind_parse(mr_uq_kind *out, const char *s, const char *what);
+/* The same, and "bootstrap": the model path (MR_UQ_MODEL) with a parametric bootstrap map,
+ * *boot = 1 (recon: the reconstruction's, denoise: the model's); *boot = 0 otherwise. */
+mr_status mr_uq_kind_parse_boot(mr_uq_kind *out, int *boot, const char *s, const char *what);
 const char *mr_uq_kind_name(mr_uq_kind k);
 
 /* The variance network beside a model: DIR/NAME.h5 -> DIR/NAME_sigma.h5. */

@@ -110,9 +110,7 @@ static mr_status denoise_create(void **state, const mr_stage_ctx *x)
     mr_status st = MR_OK;
     if (!s) return MR_ERR_NOMEM;
     /* uncertainty */
-    if (!strcmp(un->value, "bootstrap"))
-        s->uq = MR_UQ_MODEL, s->boot = 1;
-    else if (mr_uq_kind_parse(&s->uq, un->value, "uncertainty") != MR_OK)
+    if (mr_uq_kind_parse_boot(&s->uq, &s->boot, un->value, "uncertainty") != MR_OK)
         st = mr_config_error(c, un, MR_ERR_USAGE, "expected none, model, replica, both or "
                              "bootstrap, found '%s'", un->value);
     const mr_cfg_node *rn = mr_cfg_child(x->node, "replicas");

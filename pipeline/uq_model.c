@@ -24,6 +24,14 @@ mr_status mr_uq_kind_parse(mr_uq_kind *out, const char *s, const char *what)
                         s);
 }
 
+mr_status mr_uq_kind_parse_boot(mr_uq_kind *out, int *boot, const char *s, const char *what)
+{
+    *boot = !strcmp(s, "bootstrap");
+    if (!*boot) return mr_uq_kind_parse(out, s, what);
+    *out = MR_UQ_MODEL;
+    return MR_OK;
+}
+
 const char *mr_uq_kind_name(mr_uq_kind k)
 {
     static const char *const names[] = {"none", "replica", "model", "both"};
@@ -814,8 +822,8 @@ static mr_status fit_difficulty(mr_nn_meta *M, const mr_recal_image *im, size_t 
  * acceleration) with at least 12 slices of known line fill l_s (and 500 ratios each), each slice's
  * own split-conformal factor f_s on its ratios over div[i] (its image's change of scale, noise and
  * difficulty factors so far) times the fill factor of `old` its SD was made with; by least
- * squares log f_s = a + b (log l_s - c), c the mean, b kept within [-2, 2]. Between images the factor is what separates a head from a brain-only image of
- * the same anatomy (docs/uncertainty.md, "Line fill"). */
+ * squares log f_s = a + b (log l_s - c), c the mean, b kept within [-2, 2]. Between images the
+ * factor is what separates a head from a brain-only image of the same anatomy (docs/uncertainty.md, "Line fill"). */
 static mr_status fit_fill(mr_nn_meta *M, const mr_nn_meta *old, const mr_recal_image *im,
                           size_t nim, const double *div, const int kidx[2],
                           const char *const kinds[2], char *text, size_t tsize, size_t *o)
@@ -972,9 +980,11 @@ static mr_status fit_combine(mr_nn_meta *M, int fit_in, int fit_b, mr_recal_imag
                 if ((which == 0 && !hv) || (which == 1 && !hb)) continue;
                 const double *const *To = which ? Tv : Tb; /* the other map, held fixed */
                 double ao = which ? av : ab;
-                for (size_t i = 0; i < nim; i++)
+                for (size_t i = 0; i < nim; i++) {
+                    if (method_index(M, im[i].method) != j) continue; /* combine_nll skips them */
                     for (size_t q = 0; q < im[i].n; q++)
                         wr[i][q] = im[i].r[q] / (To[i] && ao > 0 ? exp(ao * clamp_log_ratio(To[i][q] + f[i])) : 1);
+                }
                 if (round == 0 && which == (hv ? 0 : 1)) n0 = combine_nll(wim, nim, which ? Tb : Tv, f, meth, 0, NULL);
                 double w = golden_w(wim, nim, which ? Tb : Tv, f, meth, 1);
                 if (which) ab = w; else av = w;
@@ -990,7 +1000,7 @@ static mr_status fit_combine(mr_nn_meta *M, int fit_in, int fit_b, mr_recal_imag
             double sum = 0;
             size_t n = 0;
             for (size_t i = 0; i < nim; i++) {
-                if (!Tb[i] || !im[i].method || strcmp(im[i].method, meth)) continue;
+                if (!Tb[i] || method_index(M, im[i].method) != j) continue;
                 for (size_t q = 0; q < im[i].n; q++)
                     sum += clamp_log_ratio(Tb[i][q] + f[i] - (Tv[i] && hv ? combo_log(M->input_sd[j], Tv[i][q] + f[i], NULL, 0) : 0)),
                     n++;
@@ -998,11 +1008,13 @@ static mr_status fit_combine(mr_nn_meta *M, int fit_in, int fit_b, mr_recal_imag
             M->boot_sd[j][0] = wb, M->boot_sd[j][1] = exp(-wb * (n ? sum / (double)n : 0));
         }
         /* the NLL with both (per image scale free), against neither */
-        for (size_t i = 0; i < nim; i++)
+        for (size_t i = 0; i < nim; i++) {
+            if (method_index(M, im[i].method) != j) continue;
             for (size_t q = 0; q < im[i].n; q++)
                 wr[i][q] = im[i].r[q] /
                            exp(combo_log(Tv[i] && hv ? M->input_sd[j] : NULL, Tv[i] ? Tv[i][q] + f[i] : 0,
                                          Tb[i] && hb ? M->boot_sd[j] : NULL, Tb[i] ? Tb[i][q] + f[i] : 0));
+        }
         double nb = combine_nll(wim, nim, hv ? Tv : Tb, f, meth, 0, NULL), l2 = 0.5 * log(2 * M_PI) + 0.5;
         char a1[64] = "", a2[64] = "";
         if (hv) snprintf(a1, sizeof a1, " input SD w %.3f k %.4g", wi, M->input_sd[j][1]);
